@@ -1,0 +1,280 @@
+//! The document layer: one Automerge document per household, record and task.
+//!
+//! Every change carries a small JSON message saying who made it, on which device, at which
+//! hybrid-logical-clock time and what it was for; [`history`] reads them back. Field-level
+//! concurrent values (two phones for one member) are found by [`field_conflicts`].
+
+use automerge::{AutoCommit, ChangeHash, ObjType, ReadDoc, ScalarValue, Value, transaction::CommitOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::hlc::Hlc;
+use crate::model::Actor;
+
+/// The three document kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DocKind {
+    Household,
+    Record,
+    Task,
+}
+
+impl DocKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocKind::Household => "household",
+            DocKind::Record => "record",
+            DocKind::Task => "task",
+        }
+    }
+    pub fn parse(s: &str) -> Option<DocKind> {
+        match s {
+            "household" => Some(DocKind::Household),
+            "record" => Some(DocKind::Record),
+            "task" => Some(DocKind::Task),
+            _ => None,
+        }
+    }
+    /// Id prefix of new documents of this kind.
+    pub(crate) fn prefix(self) -> &'static str {
+        match self {
+            DocKind::Household => "hh",
+            DocKind::Record => "rec",
+            DocKind::Task => "task",
+        }
+    }
+}
+
+/// The message stored with every Automerge change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeNote {
+    /// User id.
+    #[serde(rename = "u")]
+    pub user: String,
+    /// User's display name.
+    #[serde(rename = "n")]
+    pub name: String,
+    #[serde(rename = "d")]
+    pub device: String,
+    /// Hybrid-logical-clock time of the change.
+    #[serde(rename = "h")]
+    pub hlc: i64,
+    /// What the change was for, e.g. "add visit".
+    #[serde(rename = "w")]
+    pub what: String,
+}
+
+/// One entry of a document's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// Hex change hash.
+    pub change: String,
+    pub user: String,
+    pub name: String,
+    pub device: String,
+    /// ms since the epoch (from the change's HLC).
+    pub at_ms: i64,
+    pub what: String,
+}
+
+/// The Automerge actor id used for a device: its id's bytes. The server pins actor ids to
+/// devices, so a change can be traced to the device that made it.
+pub(crate) fn actor_id(device: &str) -> automerge::ActorId {
+    automerge::ActorId::from(device.as_bytes())
+}
+
+fn device_of(actor: &automerge::ActorId) -> String {
+    match std::str::from_utf8(actor.to_bytes()) {
+        Ok(s) => s.to_string(),
+        Err(_) => actor.to_hex_string(),
+    }
+}
+
+/// Commits the open transaction of `doc` with the change note. Returns the new change's hash,
+/// or `None` when the edit changed nothing.
+pub(crate) fn commit(doc: &mut AutoCommit, actor: &Actor, hlc: Hlc, what: &str) -> Option<ChangeHash> {
+    let note = ChangeNote {
+        user: actor.user.clone(),
+        name: actor.name.clone(),
+        device: actor.device.clone(),
+        hlc: hlc.as_i64(),
+        what: what.to_string(),
+    };
+    let message = serde_json::to_string(&note).unwrap_or_default();
+    let seconds = i64::try_from(hlc.wall_ms() / 1000).unwrap_or(i64::MAX);
+    doc.commit_with(CommitOptions::default().with_message(message).with_time(seconds))
+}
+
+/// The kind, and the grid the document belongs to, read from its root.
+pub(crate) fn kind_and_grid(doc: &AutoCommit) -> Option<(DocKind, String)> {
+    let kind = match doc.get(automerge::ROOT, "kind").ok().flatten()? {
+        (Value::Scalar(s), _) => match s.as_ref() {
+            ScalarValue::Str(s) => DocKind::parse(s)?,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let grid = match kind {
+        DocKind::Household => {
+            let (_, addr) = doc.get(automerge::ROOT, "address").ok().flatten()?;
+            scalar_str(doc, &addr, "grid")?
+        }
+        DocKind::Record | DocKind::Task => scalar_str(doc, &automerge::ROOT, "grid")?,
+    };
+    Some((kind, grid))
+}
+
+fn scalar_str(doc: &AutoCommit, obj: &automerge::ObjId, key: &str) -> Option<String> {
+    match doc.get(obj, key).ok().flatten()? {
+        (Value::Scalar(s), _) => match s.as_ref() {
+            ScalarValue::Str(s) => Some(s.to_string()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Who, when and what, for every change of the document, oldest first (in causal order).
+pub fn history(doc: &mut AutoCommit) -> Vec<HistoryEntry> {
+    doc.get_changes(&[])
+        .iter()
+        .map(|c| {
+            let note = c.message().and_then(|m| serde_json::from_str::<ChangeNote>(m).ok());
+            let hash = c.hash().to_string();
+            match note {
+                Some(n) => HistoryEntry {
+                    change: hash,
+                    at_ms: Hlc::from_i64(n.hlc).map_or(0, |h| h.wall_ms() as i64),
+                    user: n.user,
+                    name: n.name,
+                    device: n.device,
+                    what: n.what,
+                },
+                None => HistoryEntry {
+                    change: hash,
+                    user: String::new(),
+                    name: String::new(),
+                    device: device_of(c.actor_id()),
+                    at_ms: c.timestamp().saturating_mul(1000),
+                    what: c.message().unwrap_or("").to_string(),
+                },
+            }
+        })
+        .collect()
+}
+
+/// A field that holds several concurrent values after a merge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldConflict {
+    /// Path from the root, list elements named by their `id` field, e.g. `members/m-1/phone`.
+    pub path: String,
+    /// The competing values, the one currently shown (the winner by Automerge's rule) first.
+    pub values: Vec<ConflictValue>,
+}
+
+/// One competing value of a [`FieldConflict`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConflictValue {
+    /// The value as display text (`null` for an absent optional value).
+    pub value: String,
+    /// The device that wrote it.
+    pub device: String,
+}
+
+/// Every map field with more than one concurrent value, walking maps and lists.
+pub fn field_conflicts(doc: &AutoCommit) -> Vec<FieldConflict> {
+    let mut out = Vec::new();
+    walk(doc, &automerge::ROOT, String::new(), &mut out);
+    out
+}
+
+fn walk(doc: &AutoCommit, obj: &automerge::ObjId, path: String, out: &mut Vec<FieldConflict>) {
+    match doc.object_type(obj) {
+        Ok(ObjType::Map) | Ok(ObjType::Table) => {
+            for key in doc.keys(obj).collect::<Vec<_>>() {
+                let p = if path.is_empty() { key.clone() } else { format!("{path}/{key}") };
+                let all = doc.get_all(obj, key.as_str()).unwrap_or_default();
+                if all.len() > 1 {
+                    let values = all
+                        .iter()
+                        .map(|(v, id)| ConflictValue {
+                            value: display_value(v),
+                            device: match id {
+                                automerge::ObjId::Id(_, actor, _) => device_of(actor),
+                                automerge::ObjId::Root => String::new(),
+                            },
+                        })
+                        .collect();
+                    out.push(FieldConflict { path: p.clone(), values });
+                }
+                if let Ok(Some((Value::Object(_), child))) = doc.get(obj, key.as_str()) {
+                    walk(doc, &child, p, out);
+                }
+            }
+        }
+        Ok(ObjType::List) => {
+            for (i, item) in doc.list_range(obj, ..).enumerate() {
+                if let automerge::ValueRef::Object(_) = item.value {
+                    let child = item.id();
+                    let name = scalar_str(doc, &child, "id").unwrap_or_else(|| i.to_string());
+                    let p = if path.is_empty() { name } else { format!("{path}/{name}") };
+                    walk(doc, &child, p, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn display_value(v: &Value<'_>) -> String {
+    match v {
+        Value::Scalar(s) => match s.as_ref() {
+            ScalarValue::Str(s) => s.to_string(),
+            ScalarValue::Null => "null".to_string(),
+            other => other.to_string(),
+        },
+        Value::Object(t) => format!("<{t}>"),
+    }
+}
+
+/// Resolves the object id of `path` (as produced by [`field_conflicts`]) and the last key.
+pub(crate) fn resolve_path(doc: &AutoCommit, path: &str) -> Result<(automerge::ObjId, String)> {
+    let segs: Vec<&str> = path.split('/').collect();
+    let (last, parents) = segs.split_last().ok_or_else(|| Error::invalid("path", "empty path"))?;
+    let mut obj = automerge::ROOT;
+    for seg in parents {
+        obj = match doc.object_type(&obj) {
+            Ok(ObjType::List) => doc
+                .list_range(&obj, ..)
+                .find(|item| scalar_str(doc, &item.id(), "id").as_deref() == Some(*seg))
+                .map(|item| item.id())
+                .ok_or_else(|| Error::NotFound(format!("{path}: no element {seg}")))?,
+            _ => match doc.get(&obj, *seg) {
+                Ok(Some((Value::Object(_), id))) => id,
+                _ => return Err(Error::NotFound(format!("{path}: no field {seg}"))),
+            },
+        };
+    }
+    Ok((obj, (*last).to_string()))
+}
+
+/// Writes `value` (one of the competing values, already chosen) to the conflicting field,
+/// which supersedes every concurrent value.
+pub(crate) fn put_resolved(doc: &mut AutoCommit, path: &str, choice: usize) -> Result<()> {
+    use automerge::transaction::Transactable;
+    let (obj, key) = resolve_path(doc, path)?;
+    let all = doc.get_all(&obj, key.as_str())?;
+    if all.len() < 2 {
+        return Err(Error::NotFound(format!("no conflict at {path}")));
+    }
+    let (value, _) = all
+        .get(choice)
+        .ok_or_else(|| Error::invalid("choice", format!("{choice} is not one of the {} values", all.len())))?;
+    match value {
+        Value::Scalar(s) => doc.put(&obj, key.as_str(), s.as_ref().clone())?,
+        Value::Object(_) => {
+            return Err(Error::invalid("path", format!("{path} holds an object; resolve its fields instead")));
+        }
+    }
+    Ok(())
+}

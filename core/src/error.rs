@@ -1,0 +1,56 @@
+//! The one error type of the core. Every fallible public function returns [`Result`].
+
+/// Everything that can go wrong in the core, with a message a person can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Input from a person or another system was refused; nothing was written.
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: String, reason: String },
+    /// The document, member, conflict … that the caller named does not exist here.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A workflow action that cannot apply to the task as it stands now; nothing was written.
+    #[error("action refused: {0}")]
+    Refused(String),
+    /// The file exists but is not a Xiuhua store. It was not modified.
+    #[error("not a Xiuhua database: {0}")]
+    NotXiuhuaDatabase(String),
+    /// The file is a Xiuhua store written by a newer version of the app.
+    #[error("the database has schema version {found}, newer than this app understands ({supported}); update the app")]
+    SchemaTooNew { found: i64, supported: i64 },
+    /// A document's bytes or contents do not make a valid Xiuhua document.
+    #[error("document {doc}: {reason}")]
+    BadDocument { doc: String, reason: String },
+    /// SQLite failed (disk full, I/O error, locked …).
+    #[error("storage: {0}")]
+    Storage(#[from] rusqlite::Error),
+    /// Automerge refused bytes or an operation.
+    #[error("automerge: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+}
+
+impl Error {
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Invalid { field: field.into(), reason: reason.into() }
+    }
+    pub(crate) fn bad_doc(doc: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Error::BadDocument { doc: doc.into(), reason: reason.to_string() }
+    }
+}
+
+impl From<autosurgeon::HydrateError> for Error {
+    fn from(e: autosurgeon::HydrateError) -> Self {
+        Error::bad_doc("?", e)
+    }
+}
+
+impl From<autosurgeon::ReconcileError> for Error {
+    fn from(e: autosurgeon::ReconcileError) -> Self {
+        Error::bad_doc("?", e)
+    }
+}
+
+/// The core's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,17 @@
+//! Xiuhua core: the offline-first store for grid households, 民情 records and 代办 tasks.
+//!
+//! See ARCHITECTURE.md at the repository root for the map of this crate.
+
+pub mod doc;
+pub mod error;
+pub mod hlc;
+pub mod model;
+pub mod pinyin;
+pub mod store;
+pub mod validate;
+pub mod workflow;
+
+pub use doc::{ConflictValue, DocKind, FieldConflict, HistoryEntry};
+pub use error::{Error, Result};
+pub use model::*;
+pub use store::{MergeReport, OutboxEntry, RemoteChange, Store, TaskDetail};

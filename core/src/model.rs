@@ -1,0 +1,449 @@
+//! The domain model: addresses, households, 民情 records and 代办 tasks, with validating
+//! constructors. These structs are also the shape of the Automerge documents (through
+//! autosurgeon): free text that people edit together is [`Text`], identifiers and enums
+//! are scalars.
+
+use std::collections::BTreeMap;
+
+use autosurgeon::{Hydrate, HydrateError, Reconcile, Text};
+
+use crate::error::{Error, Result};
+use crate::validate;
+
+/// Declares an enum stored as a fixed string scalar in documents and in SQLite.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $var:ident => $s:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($(#[$vmeta])* $var),+ }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$var),+];
+            /// The stored (and displayed) string.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$var => $s),+ }
+            }
+            /// Parses the stored string; anything else is an [`Error::Invalid`].
+            pub fn parse(s: &str) -> Result<Self> {
+                match s {
+                    $($s => Ok($name::$var),)+
+                    other => Err(Error::invalid(
+                        stringify!($name),
+                        format!("unknown value {other:?}; expected one of: {}",
+                            [$($s),+].join(", ")),
+                    )),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self> { $name::parse(s) }
+        }
+
+        impl Reconcile for $name {
+            type Key<'a> = autosurgeon::reconcile::NoKey;
+            fn reconcile<R: autosurgeon::Reconciler>(&self, reconciler: R) -> Result<(), R::Error> {
+                self.as_str().reconcile(reconciler)
+            }
+        }
+
+        impl Hydrate for $name {
+            fn hydrate_string(s: &str) -> Result<Self, HydrateError> {
+                $name::parse(s).map_err(|e| HydrateError::unexpected(stringify!($name), e.to_string()))
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// 性别.
+    Gender { Male => "男", Female => "女" }
+);
+
+string_enum!(
+    /// Tags of a person or a household (党员中心户 and the welfare / attention tags).
+    Tag {
+        PartyMember => "党员",
+        PartyHub => "党员中心户",
+        Relocated => "回迁",
+        LivingAlone => "独居老人",
+        Dibao => "低保",
+        Disabled => "残疾",
+        Veteran => "退役军人",
+        Floating => "流动人口",
+        EmptyNest => "空巢",
+        KeyConcern => "重点关注",
+        Volunteer => "志愿者",
+    }
+);
+
+string_enum!(
+    /// A member's relation to the head of the household.
+    Relation { Head => "户主", Spouse => "配偶", Child => "子女", Parent => "父母", Grandchild => "孙子女", Other => "其他" }
+);
+
+string_enum!(
+    /// Category of a 民情 record (and of the 代办 task made from it).
+    Category {
+        Dispute => "矛盾纠纷",
+        Safety => "安全隐患",
+        Environment => "环境卫生",
+        Livelihood => "民生诉求",
+        Policy => "政策咨询",
+        Repair => "设施报修",
+        PublicOrder => "治安防控",
+        Service => "代办服务",
+    }
+);
+
+string_enum!(
+    /// Status of a 民情 record in the ledger.
+    RecordStatus { Pending => "待处理", InProgress => "处理中", Resolved => "已办结", FollowedUp => "已回访" }
+);
+
+string_enum!(
+    /// 三级代办: where the errand is done for the resident.
+    Level { PartyMass => "党群办", Compound => "小区办", Doorstep => "上门办" }
+);
+
+string_enum!(
+    /// What a user may do. Granted per grid (or per building for 楼门长).
+    Role {
+        GridMember => "网格员",
+        BuildingLeader => "楼门长",
+        CommunityStaff => "社区工作者",
+        Secretary => "社区书记",
+        Admin => "管理员",
+    }
+);
+
+string_enum!(
+    /// The folded state of a 代办 task (see WORKFLOW.md).
+    TaskStatus {
+        Ordered => "ordered",
+        Assigned => "assigned",
+        InProgress => "in_progress",
+        Done => "done",
+        Closed => "closed",
+        Cancelled => "cancelled",
+    }
+);
+
+impl TaskStatus {
+    /// The Chinese label shown to users.
+    pub fn label(self) -> &'static str {
+        match self {
+            TaskStatus::Ordered => "已点单",
+            TaskStatus::Assigned => "已派单",
+            TaskStatus::InProgress => "办理中",
+            TaskStatus::Done => "已办结",
+            TaskStatus::Closed => "已评价",
+            TaskStatus::Cancelled => "已撤销",
+        }
+    }
+    /// Whether the task still needs work (counts for overdue).
+    pub fn is_open(self) -> bool {
+        !matches!(self, TaskStatus::Done | TaskStatus::Closed | TaskStatus::Cancelled)
+    }
+}
+
+string_enum!(
+    /// The kinds of task events (五单工作法 and the attribute changes).
+    EventKind {
+        Order => "order",
+        Assign => "assign",
+        Accept => "accept",
+        Note => "note",
+        Supervise => "supervise",
+        Complete => "complete",
+        Inquire => "inquire",
+        Rate => "rate",
+        ChangeLevel => "change_level",
+        ChangeDeadline => "change_deadline",
+        Escalate => "escalate",
+        Cancel => "cancel",
+    }
+);
+
+string_enum!(
+    /// Escalation tier: 小事不出网格、大事不出社区 → linked unit of 1+3+N.
+    Tier { Grid => "grid", Community => "community", LinkedUnit => "linked_unit" }
+);
+
+/// Who is acting on this device: recorded with every change and every task event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// Stable user id (the server's), e.g. `u-wangwei`.
+    pub user: String,
+    /// Display name, e.g. 王伟.
+    pub name: String,
+    pub role: Role,
+    /// Stable id of this device (one per installation).
+    pub device: String,
+}
+
+impl Actor {
+    pub fn new(user: &str, name: &str, role: Role, device: &str) -> Result<Actor> {
+        Ok(Actor {
+            user: validate::non_empty("user", user, 64)?,
+            name: validate::name("name", name)?,
+            role,
+            device: validate::non_empty("device", device, 64)?,
+        })
+    }
+}
+
+/// Where a household lives: grid → building (楼栋) → unit (单元) → room.
+#[derive(Debug, Clone, PartialEq, Eq, Reconcile, Hydrate)]
+pub struct Address {
+    pub grid: String,
+    pub building: String,
+    pub unit: String,
+    pub room: String,
+}
+
+impl Address {
+    pub fn new(grid: &str, building: &str, unit: &str, room: &str) -> Result<Address> {
+        Ok(Address {
+            grid: validate::non_empty("grid", grid, 64)?,
+            building: validate::non_empty("building", building, 32)?,
+            unit: validate::non_empty("unit", unit, 32)?,
+            room: validate::non_empty("room", room, 32)?,
+        })
+    }
+}
+
+/// A person in a household. `id` is stable across devices so that concurrent edits of the
+/// same member meet on the same Automerge map.
+#[derive(Debug, Clone, PartialEq, Eq, Reconcile, Hydrate)]
+pub struct Member {
+    #[key]
+    pub id: String,
+    pub name: String,
+    pub gender: Gender,
+    pub birth_year: i64,
+    pub phone: Option<String>,
+    pub id_number: Option<String>,
+    pub relation: Relation,
+    pub tags: Vec<Tag>,
+}
+
+/// What a caller supplies to add a member; validated by [`NewMember::validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMember {
+    pub name: String,
+    pub gender: Gender,
+    pub birth_year: i64,
+    pub phone: Option<String>,
+    pub id_number: Option<String>,
+    pub relation: Relation,
+    pub tags: Vec<Tag>,
+}
+
+impl NewMember {
+    /// Checks every field and returns the member as stored, with the given id.
+    pub fn validate(&self, id: String) -> Result<Member> {
+        if !(1900..=2100).contains(&self.birth_year) {
+            return Err(Error::invalid("birth_year", format!("{} is not a plausible birth year", self.birth_year)));
+        }
+        let phone = match self.phone.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(p) => Some(validate::mobile("phone", p)?),
+        };
+        let id_number = match self.id_number.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(n) => Some(validate::id_number("id_number", n)?),
+        };
+        Ok(Member {
+            id,
+            name: validate::name("name", &self.name)?,
+            gender: self.gender,
+            birth_year: self.birth_year,
+            phone,
+            id_number,
+            relation: self.relation,
+            tags: dedup_tags(&self.tags),
+        })
+    }
+}
+
+pub(crate) fn dedup_tags(tags: &[Tag]) -> Vec<Tag> {
+    let mut t = tags.to_vec();
+    t.sort();
+    t.dedup();
+    t
+}
+
+/// One door-to-door visit (走访) in a household's log.
+#[derive(Debug, Clone, PartialEq, Eq, Reconcile, Hydrate)]
+pub struct Visit {
+    #[key]
+    pub id: String,
+    /// When, ms since the epoch (clock-anchored).
+    pub at: i64,
+    /// User id of the visitor.
+    pub by: String,
+    pub by_name: String,
+    pub purpose: String,
+    pub note: String,
+    /// What must happen next, if anything.
+    pub follow_up: Option<String>,
+}
+
+/// A caller's new visit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewVisit {
+    pub purpose: String,
+    pub note: String,
+    pub follow_up: Option<String>,
+}
+
+/// The household document (户).
+#[derive(Debug, Clone, PartialEq, Reconcile, Hydrate)]
+pub struct Household {
+    pub kind: String,
+    pub id: String,
+    pub address: Address,
+    pub members: Vec<Member>,
+    pub tags: Vec<Tag>,
+    pub note: Text,
+    pub visits: Vec<Visit>,
+    pub created_at: i64,
+    pub created_by: String,
+}
+
+/// A caller's new household.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewHousehold {
+    pub address: Address,
+    pub members: Vec<NewMember>,
+    pub tags: Vec<Tag>,
+    pub note: String,
+}
+
+/// The 民情 record document.
+#[derive(Debug, Clone, PartialEq, Reconcile, Hydrate)]
+pub struct Record {
+    pub kind: String,
+    pub id: String,
+    pub grid: String,
+    pub category: Category,
+    pub description: Text,
+    /// Who raised it (a resident's name, as told).
+    pub reporter: String,
+    pub household: Option<String>,
+    pub building: Option<String>,
+    /// Where: free text (楼道, 3号楼东侧 …).
+    pub place: String,
+    pub status: RecordStatus,
+    pub reported_at: i64,
+    pub created_by: String,
+}
+
+/// A caller's new 民情 record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecord {
+    pub grid: String,
+    pub category: Category,
+    pub description: String,
+    pub reporter: String,
+    pub household: Option<String>,
+    pub building: Option<String>,
+    pub place: String,
+}
+
+/// One event in a task's append-only log. Stored flat (every payload field optional) so that
+/// an event written by a newer app version still loads and is reported as rejected rather
+/// than breaking the document. Kinds, roles, levels and tiers are kept as raw strings for the
+/// same reason; [`crate::workflow`] parses them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Reconcile, Hydrate)]
+pub struct TaskEvent {
+    /// Unique id, e.g. `<device>-<hlc>`; the final tiebreak of the fold.
+    pub id: String,
+    /// An [`EventKind`] string.
+    pub kind: String,
+    /// The ids of the task's latest events (the heads of the event graph) as the author's
+    /// device knew them when recording this one: the causal predecessors.
+    pub prev: Vec<String>,
+    /// User id of the author.
+    pub author: String,
+    pub author_name: String,
+    /// A [`Role`] string: the role the author acted in.
+    pub role: String,
+    pub device: String,
+    /// [`crate::hlc::Hlc`] as i64.
+    pub hlc: i64,
+    /// Free text: note, reminder text, result, inquiry, rating comment, cancel reason.
+    pub text: String,
+    /// Assign: the new assignee (user id or linked unit name).
+    pub assignee: Option<String>,
+    /// Order / ChangeLevel: a [`Level`] string.
+    pub level: Option<String>,
+    /// Order / Supervise / ChangeDeadline: the deadline, ms since the epoch.
+    pub deadline: Option<i64>,
+    /// Rate: 1..=5.
+    pub score: Option<i64>,
+    /// Inquire: whether the secretary sends the task back to `in_progress`.
+    pub send_back: Option<bool>,
+    /// Escalate: a [`Tier`] string.
+    pub tier: Option<String>,
+    /// Escalate to a linked unit: its name (物业, 建设, 执法, or a co-building unit).
+    pub unit: Option<String>,
+}
+
+/// The 代办 task document. Its state is not stored: it is folded from `events`.
+#[derive(Debug, Clone, PartialEq, Reconcile, Hydrate)]
+pub struct Task {
+    pub kind: String,
+    pub id: String,
+    pub grid: String,
+    pub category: Category,
+    pub title: String,
+    pub description: Text,
+    pub household: Option<String>,
+    pub source_record: Option<String>,
+    pub created_at: i64,
+    pub created_by: String,
+    /// Append-only set of events, keyed by event id.
+    pub events: BTreeMap<String, TaskEvent>,
+}
+
+/// A caller's new task. The first event (点单) is written with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTask {
+    pub grid: String,
+    pub level: Level,
+    pub category: Category,
+    pub title: String,
+    pub description: String,
+    pub household: Option<String>,
+    pub source_record: Option<String>,
+    /// Named at creation, recorded as a 派单 event right after the order.
+    pub assignee: Option<String>,
+    /// ms since the epoch; must not be before creation.
+    pub deadline: Option<i64>,
+}
+
+/// A workflow action a user records on a task (one event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskAction {
+    Assign { assignee: String },
+    Accept,
+    Note { text: String },
+    Supervise { text: String, new_deadline: Option<i64> },
+    Complete { result: String },
+    Inquire { text: String, send_back: bool },
+    Rate { score: u8, comment: String },
+    ChangeLevel { level: Level },
+    ChangeDeadline { deadline: i64 },
+    Escalate { tier: Tier, unit: Option<String> },
+    Cancel { reason: String },
+}

@@ -1,0 +1,969 @@
+//! The local store: documents, projection, outbox and sync cursors in one SQLite file.
+//!
+//! **Invariant:** one user action is one SQLite transaction. The document change, its
+//! projection rows, its outbox entry and the clock commit together or not at all; an
+//! in-memory document touched by a failed action is dropped, so memory never runs ahead
+//! of disk.
+
+mod projection;
+mod query;
+pub(crate) mod schema;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use automerge::{AutoCommit, Change, ChangeHash};
+use autosurgeon::{Text, hydrate, reconcile};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+pub use projection::{HouseholdRow, PROJECTION_VERSION, RecordRow, ResidentRow, Rows, TaskRow, rows_of};
+pub use query::*;
+pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+
+use crate::doc::{self, DocKind, FieldConflict, HistoryEntry};
+use crate::error::{Error, Result};
+use crate::hlc::{ClockState, Hlc};
+use crate::model::*;
+use crate::{validate, workflow};
+
+/// After this many incremental chunks a document is compacted into one full save.
+pub const MAX_CHUNKS: i64 = 16;
+/// Documents kept loaded in memory for fast edits.
+const CACHE_CAP: usize = 256;
+
+/// A change received from elsewhere (the server, or another device in tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteChange {
+    pub doc: String,
+    /// One Automerge change, in its binary encoding.
+    pub change: Vec<u8>,
+}
+
+/// A local change waiting for a server's acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub doc: String,
+    pub grid: String,
+    pub change: Vec<u8>,
+}
+
+/// What a merge did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeReport {
+    /// Documents whose content changed, with their kind.
+    pub changed: Vec<(String, DocKind)>,
+    /// Changes applied now (including held ones whose dependencies arrived).
+    pub applied: usize,
+    /// Changes already present: ignored.
+    pub duplicates: usize,
+    /// Changes kept aside until the changes they depend on arrive.
+    pub waiting: usize,
+    /// Household fields that gained concurrent values with this merge.
+    pub new_conflicts: Vec<(String, FieldConflict)>,
+    /// Task events the fold now rejects that it did not before: (task, event id, reason).
+    pub newly_rejected: Vec<(String, String, String)>,
+}
+
+/// A household with everything the detail screen shows (ID numbers unmasked).
+pub type HouseholdDetail = Household;
+
+/// A task with its folded state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskDetail {
+    pub task: Task,
+    pub view: workflow::TaskView,
+    /// Past its deadline on the clock-anchored "now", while not done, closed or cancelled.
+    pub overdue: bool,
+}
+
+type TimeSource = Box<dyn Fn() -> i64 + Send>;
+
+fn system_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// One device's store. Not `Sync`: give each thread its own, or guard it with a mutex.
+pub struct Store {
+    conn: Connection,
+    actor: Actor,
+    clock: ClockState,
+    time: TimeSource,
+    cache: HashMap<String, AutoCommit>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("actor", &self.actor).field("clock", &self.clock).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if absent) the store at `path`. A file that is not a Xiuhua store,
+    /// or is corrupt, or comes from a newer app, is refused and left untouched.
+    pub fn open(path: impl AsRef<Path>, actor: Actor) -> Result<Store> {
+        let path = path.as_ref();
+        schema::check_existing(path)?;
+        let mut conn = Connection::open(path)?;
+        schema::init(&mut conn, SCHEMA_VERSION)?;
+        Store::from_conn(conn, actor)
+    }
+
+    /// A store that lives in memory only (tests, previews).
+    pub fn open_in_memory(actor: Actor) -> Result<Store> {
+        let mut conn = Connection::open_in_memory()?;
+        schema::init(&mut conn, SCHEMA_VERSION)?;
+        Store::from_conn(conn, actor)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn open_at_version(path: &Path, actor: Actor, version: i64) -> Result<Store> {
+        let mut conn = Connection::open(path)?;
+        schema::init(&mut conn, version)?;
+        Ok(Store { conn, actor, clock: ClockState::default(), time: Box::new(system_ms), cache: HashMap::new() })
+    }
+
+    fn from_conn(conn: Connection, actor: Actor) -> Result<Store> {
+        let clock = conn
+            .query_row("SELECT value FROM meta WHERE key = 'clock'", [], |r| r.get::<_, Vec<u8>>(0))
+            .optional()?
+            .map(|b| ClockState::from_bytes(&b).ok_or_else(|| Error::NotXiuhuaDatabase("clock state is malformed".into())))
+            .transpose()?
+            .unwrap_or_default();
+        let mut store = Store { conn, actor, clock, time: Box::new(system_ms), cache: HashMap::new() };
+        let version: Option<i64> = store
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'projection_version'", [], |r| r.get(0))
+            .optional()?;
+        if version != Some(PROJECTION_VERSION) {
+            store.rebuild_projection()?;
+        }
+        Ok(store)
+    }
+
+    /// Who acts on this store.
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    /// Replaces the device's wall clock (ms since the epoch); for tests and simulations.
+    pub fn set_time_source(&mut self, f: impl Fn() -> i64 + Send + 'static) {
+        self.time = Box::new(f);
+    }
+
+    /// The clock-anchored "now" in ms since the epoch (what overdue is measured against).
+    pub fn now_ms(&self) -> i64 {
+        i64::try_from(self.clock.now_ms((self.time)())).unwrap_or(i64::MAX)
+    }
+
+    /// The clock's persisted state.
+    pub fn clock(&self) -> ClockState {
+        self.clock
+    }
+
+    /// Anchors the clock to a server's time (done at every sync).
+    pub fn anchor_clock(&mut self, server_ms: i64) -> Result<()> {
+        let mut c = self.clock;
+        c.anchor(server_ms, (self.time)());
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('clock', ?1)",
+            [c.to_bytes()],
+        )?;
+        self.clock = c;
+        Ok(())
+    }
+
+    // ----- documents on disk -----
+
+    fn load_doc_from_db(conn: &Connection, id: &str) -> Result<Option<(AutoCommit, DocKind, String)>> {
+        let row: Option<(String, String, Vec<u8>)> = conn
+            .prepare_cached("SELECT kind, grid, snapshot FROM docs WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        let Some((kind, grid, snapshot)) = row else { return Ok(None) };
+        let kind = DocKind::parse(&kind).ok_or_else(|| Error::bad_doc(id, format!("unknown kind {kind}")))?;
+        let mut doc = if snapshot.is_empty() {
+            AutoCommit::new()
+        } else {
+            AutoCommit::load(&snapshot).map_err(|e| Error::bad_doc(id, e))?
+        };
+        let mut stmt = conn.prepare_cached("SELECT bytes FROM doc_chunks WHERE doc = ?1 ORDER BY n")?;
+        let chunks = stmt.query_map([id], |r| r.get::<_, Vec<u8>>(0))?;
+        for chunk in chunks {
+            doc.load_incremental(&chunk?).map_err(|e| Error::bad_doc(id, e))?;
+        }
+        Ok(Some((doc, kind, grid)))
+    }
+
+    /// Takes a document out of the cache (or loads it). The caller puts it back with
+    /// [`Store::cache_put`] only after its transaction committed.
+    fn take_doc(&mut self, id: &str) -> Result<(AutoCommit, DocKind, String)> {
+        if let Some(doc) = self.cache.remove(id) {
+            let (kind, grid) = doc::kind_and_grid(&doc).ok_or_else(|| Error::bad_doc(id, "no kind or grid"))?;
+            return Ok((doc, kind, grid));
+        }
+        let (doc, kind, grid) = Self::load_doc_from_db(&self.conn, id)?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+        Ok((doc.with_actor(doc::actor_id(&self.actor.device)), kind, grid))
+    }
+
+    fn cache_put(&mut self, id: String, doc: AutoCommit) {
+        if self.cache.len() >= CACHE_CAP
+            && let Some(k) = self.cache.keys().next().cloned()
+        {
+            self.cache.remove(&k);
+        }
+        self.cache.insert(id, doc);
+    }
+
+    /// Writes the document's new bytes: a chunk of what changed since `heads_before`, or a
+    /// full save for a new document or when the chunks reach [`MAX_CHUNKS`].
+    fn save_doc(tx: &Transaction<'_>, id: &str, kind: DocKind, grid: &str, doc: &mut AutoCommit, heads_before: &[ChangeHash]) -> Result<()> {
+        let chunks: Option<i64> = tx
+            .prepare_cached("SELECT chunks FROM docs WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        match chunks {
+            None => {
+                tx.prepare_cached("INSERT INTO docs (id, kind, grid, snapshot, chunks) VALUES (?1, ?2, ?3, ?4, 0)")?
+                    .execute(params![id, kind.as_str(), grid, doc.save()])?;
+            }
+            Some(n) if n + 1 >= MAX_CHUNKS => {
+                tx.prepare_cached("UPDATE docs SET snapshot = ?2, chunks = 0 WHERE id = ?1")?.execute(params![id, doc.save()])?;
+                tx.prepare_cached("DELETE FROM doc_chunks WHERE doc = ?1")?.execute([id])?;
+            }
+            Some(n) => {
+                let chunk = doc.save_after(heads_before);
+                tx.prepare_cached("INSERT INTO doc_chunks (doc, n, bytes) VALUES (?1, ?2, ?3)")?
+                    .execute(params![id, n + 1, chunk])?;
+                tx.prepare_cached("UPDATE docs SET chunks = ?2 WHERE id = ?1")?.execute(params![id, n + 1])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn save_clock(tx: &Transaction<'_>, clock: &ClockState) -> Result<()> {
+        tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('clock', ?1)")?.execute([clock.to_bytes()])?;
+        Ok(())
+    }
+
+    // ----- one user action -----
+
+    fn tick(&mut self) -> Hlc {
+        self.clock.tick((self.time)())
+    }
+
+    fn new_id(&self, kind: DocKind, hlc: Hlc) -> String {
+        format!("{}-{}-{:x}", kind.prefix(), self.actor.device, hlc.as_i64())
+    }
+
+    /// Runs one user action on document `id`: `edit` changes the document; then the change,
+    /// the projection, the outbox entry and the clock commit in one transaction.
+    fn act<R>(&mut self, id: &str, what: &str, edit: impl FnOnce(&mut AutoCommit, Hlc, &Actor) -> Result<R>) -> Result<R> {
+        let (mut doc, kind, grid) = self.take_doc(id)?;
+        let saved_clock = self.clock;
+        let hlc = self.tick();
+        let result = self.act_on(&mut doc, id, kind, &grid, hlc, what, edit);
+        match result {
+            Ok(r) => {
+                self.cache_put(id.to_string(), doc);
+                Ok(r)
+            }
+            Err(e) => {
+                self.clock = saved_clock;
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn act_on<R>(
+        &mut self,
+        doc: &mut AutoCommit,
+        id: &str,
+        kind: DocKind,
+        grid: &str,
+        hlc: Hlc,
+        what: &str,
+        edit: impl FnOnce(&mut AutoCommit, Hlc, &Actor) -> Result<R>,
+    ) -> Result<R> {
+        let heads = doc.get_heads();
+        let r = edit(doc, hlc, &self.actor)?;
+        if doc::commit(doc, &self.actor, hlc, what).is_none() {
+            return Ok(r); // nothing changed: nothing to write
+        }
+        let (new_kind, new_grid) = doc::kind_and_grid(doc).ok_or_else(|| Error::bad_doc(id, "lost its kind or grid"))?;
+        if new_kind != kind || new_grid != grid {
+            return Err(Error::invalid("grid", "a document cannot move to another grid or change kind"));
+        }
+        let rows = rows_of(id, doc)?.ok_or_else(|| Error::bad_doc(id, "empty after edit"))?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        Self::save_doc(&tx, id, kind, grid, doc, &heads)?;
+        projection::write_rows(&tx, &rows, true)?;
+        let mut stmt = tx.prepare_cached("INSERT INTO outbox (doc, grid, hash, change) VALUES (?1, ?2, ?3, ?4)")?;
+        for c in doc.get_changes(&heads) {
+            stmt.execute(params![id, grid, c.hash().0.to_vec(), c.raw_bytes()])?;
+        }
+        drop(stmt);
+        Self::save_clock(&tx, &self.clock)?;
+        tx.commit()?;
+        Ok(r)
+    }
+
+    /// Creates a new document from a value: one transaction, like every action.
+    fn create<T: autosurgeon::Reconcile>(&mut self, kind: DocKind, grid: &str, hlc: Hlc, what: &str, value: &T, id: &str) -> Result<()> {
+        let mut doc = AutoCommit::new().with_actor(doc::actor_id(&self.actor.device));
+        reconcile(&mut doc, value).map_err(|e| Error::bad_doc(id, e))?;
+        let saved = self.clock;
+        match self.act_on(&mut doc, id, kind, grid, hlc, what, |_, _, _| Ok(())) {
+            Ok(()) => {
+                self.cache_put(id.to_string(), doc);
+                Ok(())
+            }
+            Err(e) => {
+                self.clock = saved;
+                Err(e)
+            }
+        }
+    }
+
+    fn edit_household<R>(&mut self, id: &str, what: &str, f: impl FnOnce(&mut Household, Hlc, &Actor) -> Result<R>) -> Result<R> {
+        self.act(id, what, |doc, hlc, actor| {
+            let mut h: Household = hydrate(doc).map_err(|e| Error::bad_doc(id, e))?;
+            let r = f(&mut h, hlc, actor)?;
+            reconcile(doc, &h).map_err(|e| Error::bad_doc(id, e))?;
+            Ok(r)
+        })
+    }
+
+    // ----- households -----
+
+    /// Registers a household. Returns its id.
+    pub fn create_household(&mut self, new: NewHousehold) -> Result<String> {
+        let address = Address::new(&new.address.grid, &new.address.building, &new.address.unit, &new.address.room)?;
+        let hlc = self.tick();
+        let id = self.new_id(DocKind::Household, hlc);
+        let members = new
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| m.validate(format!("m-{}-{:x}-{i}", self.actor.device, hlc.as_i64())))
+            .collect::<Result<Vec<_>>>()?;
+        let h = Household {
+            kind: DocKind::Household.as_str().into(),
+            id: id.clone(),
+            address,
+            members,
+            tags: dedup_tags(&new.tags),
+            note: Text::with_value(new.note.trim()),
+            visits: Vec::new(),
+            created_at: hlc.wall_ms() as i64,
+            created_by: self.actor.user.clone(),
+        };
+        let grid = h.address.grid.clone();
+        self.create(DocKind::Household, &grid, hlc, "register household", &h, &id)?;
+        Ok(id)
+    }
+
+    /// Adds a member; returns the member's id.
+    pub fn add_member(&mut self, household: &str, member: NewMember) -> Result<String> {
+        self.edit_household(household, "add member", |h, hlc, actor| {
+            let m = member.validate(format!("m-{}-{:x}", actor.device, hlc.as_i64()))?;
+            let id = m.id.clone();
+            h.members.push(m);
+            Ok(id)
+        })
+    }
+
+    /// Replaces a member's fields (only the fields that differ are written, so concurrent
+    /// edits of different fields merge cleanly).
+    pub fn update_member(&mut self, household: &str, member_id: &str, member: NewMember) -> Result<()> {
+        self.edit_household(household, "update member", |h, _, _| {
+            let m = h
+                .members
+                .iter_mut()
+                .find(|m| m.id == member_id)
+                .ok_or_else(|| Error::NotFound(format!("member {member_id} in {household}")))?;
+            *m = member.validate(member_id.to_string())?;
+            Ok(())
+        })
+    }
+
+    /// Sets or clears one member's phone number.
+    pub fn set_member_phone(&mut self, household: &str, member_id: &str, phone: Option<&str>) -> Result<()> {
+        let phone = match phone.map(str::trim) {
+            None | Some("") => None,
+            Some(p) => Some(validate::mobile("phone", p)?),
+        };
+        self.edit_household(household, "set phone", |h, _, _| {
+            let m = h
+                .members
+                .iter_mut()
+                .find(|m| m.id == member_id)
+                .ok_or_else(|| Error::NotFound(format!("member {member_id} in {household}")))?;
+            m.phone = phone;
+            Ok(())
+        })
+    }
+
+    /// Removes a member (moved out, deceased).
+    pub fn remove_member(&mut self, household: &str, member_id: &str) -> Result<()> {
+        self.edit_household(household, "remove member", |h, _, _| {
+            let before = h.members.len();
+            h.members.retain(|m| m.id != member_id);
+            if h.members.len() == before {
+                return Err(Error::NotFound(format!("member {member_id} in {household}")));
+            }
+            Ok(())
+        })
+    }
+
+    /// Replaces the household's tags.
+    pub fn set_household_tags(&mut self, household: &str, tags: &[Tag]) -> Result<()> {
+        let tags = dedup_tags(tags);
+        self.edit_household(household, "set tags", |h, _, _| {
+            h.tags = tags;
+            Ok(())
+        })
+    }
+
+    /// Edits the household's note (Automerge text: concurrent edits interleave).
+    pub fn set_household_note(&mut self, household: &str, note: &str) -> Result<()> {
+        if note.chars().count() > 2000 {
+            return Err(Error::invalid("note", "longer than 2000 characters"));
+        }
+        self.edit_household(household, "edit note", |h, _, _| {
+            h.note.update(note);
+            Ok(())
+        })
+    }
+
+    /// Logs a door-to-door visit by this device's user; returns the visit's id.
+    pub fn add_visit(&mut self, household: &str, visit: NewVisit) -> Result<String> {
+        let purpose = validate::non_empty("purpose", &visit.purpose, 100)?;
+        if visit.note.chars().count() > 2000 {
+            return Err(Error::invalid("note", "longer than 2000 characters"));
+        }
+        self.edit_household(household, "add visit", |h, hlc, actor| {
+            let v = Visit {
+                id: format!("v-{}-{:x}", actor.device, hlc.as_i64()),
+                at: hlc.wall_ms() as i64,
+                by: actor.user.clone(),
+                by_name: actor.name.clone(),
+                purpose,
+                note: visit.note.trim().to_string(),
+                follow_up: visit.follow_up.map(|f| f.trim().to_string()).filter(|f| !f.is_empty()),
+            };
+            let id = v.id.clone();
+            h.visits.push(v);
+            Ok(id)
+        })
+    }
+
+    // ----- 民情 records -----
+
+    /// Logs a 民情 record; returns its id.
+    pub fn create_record(&mut self, new: NewRecord) -> Result<String> {
+        let grid = validate::non_empty("grid", &new.grid, 64)?;
+        let description = validate::non_empty("description", &new.description, 2000)?;
+        let reporter = validate::name("reporter", &new.reporter)?;
+        let place = new.place.trim().to_string();
+        if place.chars().count() > 100 {
+            return Err(Error::invalid("place", "longer than 100 characters"));
+        }
+        if let Some(h) = &new.household {
+            self.require_doc(h, DocKind::Household)?;
+        }
+        let hlc = self.tick();
+        let id = self.new_id(DocKind::Record, hlc);
+        let r = Record {
+            kind: DocKind::Record.as_str().into(),
+            id: id.clone(),
+            grid: grid.clone(),
+            category: new.category,
+            description: Text::with_value(description),
+            reporter,
+            household: new.household,
+            building: new.building.map(|b| b.trim().to_string()).filter(|b| !b.is_empty()),
+            place,
+            status: RecordStatus::Pending,
+            reported_at: hlc.wall_ms() as i64,
+            created_by: self.actor.user.clone(),
+        };
+        self.create(DocKind::Record, &grid, hlc, "log record", &r, &id)?;
+        Ok(id)
+    }
+
+    /// Moves a record in the ledger (待处理 → 处理中 → 已办结 → 已回访).
+    pub fn set_record_status(&mut self, record: &str, status: RecordStatus) -> Result<()> {
+        self.edit_record(record, "set status", |r| {
+            r.status = status;
+            Ok(())
+        })
+    }
+
+    /// Edits a record's description (Automerge text).
+    pub fn set_record_description(&mut self, record: &str, description: &str) -> Result<()> {
+        let d = validate::non_empty("description", description, 2000)?;
+        self.edit_record(record, "edit description", |r| {
+            r.description.update(d);
+            Ok(())
+        })
+    }
+
+    fn edit_record(&mut self, id: &str, what: &str, f: impl FnOnce(&mut Record) -> Result<()>) -> Result<()> {
+        self.act(id, what, |doc, _, _| {
+            let mut r: Record = hydrate(doc).map_err(|e| Error::bad_doc(id, e))?;
+            f(&mut r)?;
+            reconcile(doc, &r).map_err(|e| Error::bad_doc(id, e))
+        })
+    }
+
+    fn require_doc(&self, id: &str, kind: DocKind) -> Result<()> {
+        let k: Option<String> = self
+            .conn
+            .prepare_cached("SELECT kind FROM docs WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        match k {
+            Some(k) if k == kind.as_str() => Ok(()),
+            Some(k) => Err(Error::invalid(kind.as_str(), format!("{id} is a {k}, not a {}", kind.as_str()))),
+            None => Err(Error::NotFound(id.to_string())),
+        }
+    }
+
+    // ----- 代办 tasks -----
+
+    /// Places a 代办 order (点单) and, when an assignee is named, assigns it (派单) in the
+    /// same action. Returns the task's id.
+    pub fn create_task(&mut self, new: NewTask) -> Result<String> {
+        let grid = validate::non_empty("grid", &new.grid, 64)?;
+        let title = validate::non_empty("title", &new.title, 100)?;
+        if new.description.chars().count() > 2000 {
+            return Err(Error::invalid("description", "longer than 2000 characters"));
+        }
+        if let Some(h) = &new.household {
+            self.require_doc(h, DocKind::Household)?;
+        }
+        if let Some(r) = &new.source_record {
+            self.require_doc(r, DocKind::Record)?;
+        }
+        let saved = self.clock;
+        let hlc = self.tick();
+        let now = self.now_ms();
+        if let Some(d) = new.deadline
+            && d < now
+        {
+            self.clock = saved;
+            return Err(Error::invalid("deadline", "the deadline is before the task's creation"));
+        }
+        let id = self.new_id(DocKind::Task, hlc);
+        let order_id = format!("ev-{}-{:x}", self.actor.device, hlc.as_i64());
+        let order = workflow::order_event(new.level, new.deadline, String::new(), order_id.clone(), &self.actor, hlc.as_i64());
+        let mut events = BTreeMap::from([(order_id, order)]);
+        let view = workflow::fold(events.values());
+        if let Some(rej) = view.rejected().next() {
+            self.clock = saved;
+            return Err(Error::Refused(match &rej.outcome {
+                workflow::Outcome::Rejected { reason } | workflow::Outcome::Held { reason } => reason.clone(),
+                workflow::Outcome::Applied => String::new(),
+            }));
+        }
+        if let Some(assignee) = new.assignee.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+            let action = TaskAction::Assign { assignee: assignee.to_string() };
+            if let Err(e) = workflow::check(&view, &self.actor, &action) {
+                self.clock = saved;
+                return Err(e);
+            }
+            let h2 = self.tick();
+            let ev_id = format!("ev-{}-{:x}", self.actor.device, h2.as_i64());
+            events.insert(ev_id.clone(), workflow::event_for(&action, ev_id, view.heads(), &self.actor, h2.as_i64()));
+        }
+        let t = Task {
+            kind: DocKind::Task.as_str().into(),
+            id: id.clone(),
+            grid: grid.clone(),
+            category: new.category,
+            title,
+            description: Text::with_value(new.description.trim()),
+            household: new.household,
+            source_record: new.source_record,
+            created_at: hlc.wall_ms() as i64,
+            created_by: self.actor.user.clone(),
+            events,
+        };
+        if let Err(e) = self.create(DocKind::Task, &grid, hlc, "order task", &t, &id) {
+            self.clock = saved;
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    /// Records one five-order action on a task. An action that cannot apply to the task as
+    /// it stands is refused ([`Error::Refused`]) and nothing is written. Returns the new state.
+    pub fn task_action(&mut self, task: &str, action: TaskAction) -> Result<TaskDetail> {
+        validate_action(&action)?;
+        let now = self.now_ms();
+        if let TaskAction::ChangeDeadline { deadline } | TaskAction::Supervise { new_deadline: Some(deadline), .. } = &action
+            && *deadline < now
+        {
+            return Err(Error::invalid("deadline", "the new deadline is already past"));
+        }
+        let what = format!("task {}", workflow::event_for(&action, String::new(), vec![], &self.actor, 0).kind);
+        self.act(task, &what, |doc, hlc, actor| {
+            let mut t: Task = hydrate(doc).map_err(|e| Error::bad_doc(task, e))?;
+            let view = workflow::fold(t.events.values());
+            workflow::check(&view, actor, &action)?;
+            let ev_id = format!("ev-{}-{:x}", actor.device, hlc.as_i64());
+            let ev = workflow::event_for(&action, ev_id.clone(), view.heads(), actor, hlc.as_i64());
+            t.events.insert(ev_id, ev);
+            reconcile(doc, &t).map_err(|e| Error::bad_doc(task, e))?;
+            Ok(())
+        })?;
+        self.task(task)
+    }
+
+    // ----- reading documents -----
+
+    fn read_doc<R>(&mut self, id: &str, f: impl FnOnce(&mut AutoCommit, DocKind) -> Result<R>) -> Result<R> {
+        let (mut doc, kind, _) = self.take_doc(id)?;
+        let r = f(&mut doc, kind);
+        self.cache_put(id.to_string(), doc);
+        r
+    }
+
+    /// A household with its members (ID numbers whole), tags, note and visits.
+    pub fn household(&mut self, id: &str) -> Result<HouseholdDetail> {
+        self.read_doc(id, |doc, kind| match kind {
+            DocKind::Household => hydrate(doc).map_err(|e| Error::bad_doc(id, e)),
+            _ => Err(Error::NotFound(format!("household {id}"))),
+        })
+    }
+
+    /// A 民情 record.
+    pub fn record(&mut self, id: &str) -> Result<Record> {
+        self.read_doc(id, |doc, kind| match kind {
+            DocKind::Record => hydrate(doc).map_err(|e| Error::bad_doc(id, e)),
+            _ => Err(Error::NotFound(format!("record {id}"))),
+        })
+    }
+
+    /// A task with its folded state and event list.
+    pub fn task(&mut self, id: &str) -> Result<TaskDetail> {
+        let now = self.now_ms();
+        self.read_doc(id, |doc, kind| match kind {
+            DocKind::Task => {
+                let task: Task = hydrate(doc).map_err(|e| Error::bad_doc(id, e))?;
+                let view = workflow::fold(task.events.values());
+                let overdue = view.is_overdue(now);
+                Ok(TaskDetail { task, view, overdue })
+            }
+            _ => Err(Error::NotFound(format!("task {id}"))),
+        })
+    }
+
+    /// Who, when and what, for every change of a document.
+    pub fn history(&mut self, id: &str) -> Result<Vec<HistoryEntry>> {
+        self.read_doc(id, |doc, _| Ok(doc::history(doc)))
+    }
+
+    /// Fields of a document holding concurrent values, for the conflicts screen.
+    pub fn conflicts(&mut self, id: &str) -> Result<Vec<FieldConflict>> {
+        self.read_doc(id, |doc, _| Ok(doc::field_conflicts(doc)))
+    }
+
+    /// Settles a conflict by choosing one of its values (index into
+    /// [`FieldConflict::values`]); the choice is a new change that syncs like any other.
+    pub fn resolve_conflict(&mut self, id: &str, path: &str, choice: usize) -> Result<()> {
+        self.act(id, &format!("resolve {path}"), |doc, _, _| doc::put_resolved(doc, path, choice))
+    }
+
+    // ----- merging -----
+
+    /// Applies changes from elsewhere, in any order, duplicates included, in one
+    /// transaction. Changes whose dependencies are missing are kept until those arrive.
+    pub fn apply_remote(&mut self, changes: &[RemoteChange]) -> Result<MergeReport> {
+        let mut by_doc: BTreeMap<&str, Vec<Change>> = BTreeMap::new();
+        for c in changes {
+            if c.doc.is_empty() || c.doc.len() > 200 {
+                return Err(Error::invalid("doc", "document id is empty or too long"));
+            }
+            let change = Change::try_from(c.change.as_slice()).map_err(|e| Error::bad_doc(&c.doc, format!("not an Automerge change: {e}")))?;
+            by_doc.entry(c.doc.as_str()).or_default().push(change);
+        }
+        let saved_clock = self.clock;
+        let mut touched: Vec<(String, AutoCommit)> = Vec::new();
+        let result = self.apply_remote_inner(by_doc, &mut touched);
+        match result {
+            Ok(report) => {
+                for (id, doc) in touched {
+                    self.cache_put(id, doc);
+                }
+                Ok(report)
+            }
+            Err(e) => {
+                self.clock = saved_clock;
+                Err(e)
+            }
+        }
+    }
+
+    fn apply_remote_inner(&mut self, by_doc: BTreeMap<&str, Vec<Change>>, touched: &mut Vec<(String, AutoCommit)>) -> Result<MergeReport> {
+        let mut report = MergeReport::default();
+        let device_ms = (self.time)();
+        for (id, _) in &by_doc {
+            // Take every touched document out of the cache before the transaction starts.
+            let loaded = match self.cache.remove(*id) {
+                Some(d) => Some(d),
+                None => Self::load_doc_from_db(&self.conn, id)?.map(|(d, _, _)| d),
+            };
+            if let Some(d) = loaded {
+                touched.push((id.to_string(), d.with_actor(doc::actor_id(&self.actor.device))));
+            }
+        }
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (id, incoming) in by_doc {
+            let pos = match touched.iter().position(|(t, _)| t == id) {
+                Some(p) => p,
+                None => {
+                    touched.push((id.to_string(), AutoCommit::new().with_actor(doc::actor_id(&self.actor.device))));
+                    touched.len() - 1
+                }
+            };
+            let doc = &mut touched[pos].1;
+            let before = doc::kind_and_grid(doc);
+            let heads = doc.get_heads();
+            let conflicts_before: HashSet<String> = doc::field_conflicts(doc).into_iter().map(|c| c.path).collect();
+            let rejected_before: HashSet<String> = match &before {
+                Some((DocKind::Task, _)) => {
+                    let t: Task = hydrate(&*doc).map_err(|e| Error::bad_doc(id, e))?;
+                    workflow::fold(t.events.values()).rejected().map(|e| e.event.id.clone()).collect()
+                }
+                _ => HashSet::new(),
+            };
+            let mut held: Vec<Change> = Vec::new();
+            {
+                let mut stmt = tx.prepare_cached("SELECT change FROM pending_changes WHERE doc = ?1")?;
+                for bytes in stmt.query_map([id], |r| r.get::<_, Vec<u8>>(0))? {
+                    let bytes = bytes?;
+                    held.push(Change::try_from(bytes.as_slice()).map_err(|e| Error::bad_doc(id, e))?);
+                }
+            }
+            let held_hashes: HashSet<ChangeHash> = held.iter().map(|c| c.hash()).collect();
+            let mut fresh = Vec::new();
+            for c in incoming {
+                if doc.get_change_by_hash(&c.hash()).is_some() || held_hashes.contains(&c.hash()) || fresh.iter().any(|f: &Change| f.hash() == c.hash()) {
+                    report.duplicates += 1;
+                } else {
+                    fresh.push(c);
+                }
+            }
+            if fresh.is_empty() {
+                continue;
+            }
+            let all: Vec<Change> = held.into_iter().chain(fresh.iter().cloned()).collect();
+            doc.apply_changes(all.clone()).map_err(|e| Error::bad_doc(id, e))?;
+            for c in &all {
+                let applied = doc.get_change_by_hash(&c.hash()).is_some();
+                if applied {
+                    tx.prepare_cached("DELETE FROM pending_changes WHERE doc = ?1 AND hash = ?2")?.execute(params![id, c.hash().0.to_vec()])?;
+                    report.applied += 1;
+                    if let Some(note) = c.message().and_then(|m| serde_json::from_str::<doc::ChangeNote>(m).ok())
+                        && let Some(h) = Hlc::from_i64(note.hlc)
+                    {
+                        self.clock.observe(h, device_ms);
+                    }
+                } else {
+                    tx.prepare_cached("INSERT OR IGNORE INTO pending_changes (doc, hash, change) VALUES (?1, ?2, ?3)")?
+                        .execute(params![id, c.hash().0.to_vec(), c.raw_bytes()])?;
+                    report.waiting += 1;
+                }
+            }
+            if doc.get_heads() == heads {
+                continue;
+            }
+            let Some((kind, grid)) = doc::kind_and_grid(doc) else {
+                return Err(Error::bad_doc(id, "changes do not make a Xiuhua document (no kind or grid)"));
+            };
+            if let Some((k0, g0)) = &before
+                && (*k0 != kind || *g0 != grid)
+            {
+                return Err(Error::bad_doc(id, format!("changes move the document from {} {g0} to {} {grid}", k0.as_str(), kind.as_str())));
+            }
+            let rows = rows_of(id, doc)?.ok_or_else(|| Error::bad_doc(id, "empty document"))?;
+            Self::save_doc(&tx, id, kind, &grid, doc, &heads)?;
+            projection::write_rows(&tx, &rows, true)?;
+            match kind {
+                DocKind::Household => {
+                    for c in doc::field_conflicts(doc) {
+                        if !conflicts_before.contains(&c.path) {
+                            report.new_conflicts.push((id.to_string(), c));
+                        }
+                    }
+                }
+                DocKind::Task => {
+                    let t: Task = hydrate(&*doc).map_err(|e| Error::bad_doc(id, e))?;
+                    for e in workflow::fold(t.events.values()).rejected() {
+                        if !rejected_before.contains(&e.event.id) {
+                            let reason = match &e.outcome {
+                                workflow::Outcome::Rejected { reason } | workflow::Outcome::Held { reason } => reason.clone(),
+                                workflow::Outcome::Applied => String::new(),
+                            };
+                            report.newly_rejected.push((id.to_string(), e.event.id.clone(), reason));
+                        }
+                    }
+                }
+                DocKind::Record => {}
+            }
+            report.changed.push((id.to_string(), kind));
+        }
+        Self::save_clock(&tx, &self.clock)?;
+        tx.commit()?;
+        Ok(report)
+    }
+
+    // ----- exchange -----
+
+    /// Local changes not yet acknowledged, oldest first.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
+        let mut stmt = self.conn.prepare_cached("SELECT id, doc, grid, change FROM outbox ORDER BY id LIMIT ?1")?;
+        let rows = stmt.query_map([limit as i64], |r| Ok(OutboxEntry { id: r.get(0)?, doc: r.get(1)?, grid: r.get(2)?, change: r.get(3)? }))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// How many local changes wait for a server.
+    pub fn outbox_len(&self) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?)
+    }
+
+    /// Deletes acknowledged outbox entries.
+    pub fn ack_outbox(&mut self, ids: &[i64]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+            for id in ids {
+                stmt.execute([id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every change of every document, for a peer that has nothing (tests, repair).
+    pub fn export_all(&mut self) -> Result<Vec<RemoteChange>> {
+        let ids: Vec<String> = self.conn.prepare("SELECT id FROM docs ORDER BY id")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        let mut out = Vec::new();
+        for id in ids {
+            let changes = self.read_doc(&id, |doc, _| Ok(doc.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect::<Vec<_>>()))?;
+            out.extend(changes.into_iter().map(|change| RemoteChange { doc: id.clone(), change }));
+        }
+        Ok(out)
+    }
+
+    // ----- projection -----
+
+    /// Recomputes every projection row from the documents.
+    pub fn rebuild_projection(&mut self) -> Result<()> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch("DELETE FROM households; DELETE FROM residents; DELETE FROM records; DELETE FROM tasks;")?;
+        let ids: Vec<String> = tx.prepare("SELECT id FROM docs")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        for id in ids {
+            if let Some((doc, _, _)) = Self::load_doc_from_db(&tx, &id)?
+                && let Some(rows) = rows_of(&id, &doc)?
+            {
+                projection::write_rows(&tx, &rows, false)?;
+            }
+        }
+        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('projection_version', ?1)", [PROJECTION_VERSION])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every projection row as text in a fixed order (equal stores give equal dumps).
+    pub fn projection_dump(&self) -> Result<String> {
+        projection::dump(&self.conn)
+    }
+
+    /// Stores whole documents received in bulk (a first sync): parses them on all cores,
+    /// computes their rows and writes everything in one transaction. Returns how many.
+    pub fn import_documents(&mut self, docs: &[(String, Vec<u8>)]) -> Result<usize> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+        let chunk = docs.len().div_ceil(threads).max(1);
+        let parsed: Vec<Result<Vec<(DocKind, String, Rows)>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = docs
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|(id, bytes)| {
+                                let doc = AutoCommit::load(bytes).map_err(|e| Error::bad_doc(id, e))?;
+                                let (kind, grid) = doc::kind_and_grid(&doc).ok_or_else(|| Error::bad_doc(id, "no kind or grid"))?;
+                                let rows = rows_of(id, &doc)?.ok_or_else(|| Error::bad_doc(id, "empty document"))?;
+                                Ok((kind, grid, rows))
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::bad_doc("?", "parser thread panicked")))).collect()
+        });
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut n = 0;
+        {
+            let mut ins = tx.prepare_cached("INSERT OR REPLACE INTO docs (id, kind, grid, snapshot, chunks) VALUES (?1, ?2, ?3, ?4, 0)")?;
+            let mut docs_iter = docs.iter();
+            for part in parsed {
+                for (kind, grid, rows) in part? {
+                    let Some((id, bytes)) = docs_iter.next() else { break };
+                    ins.execute(params![id, kind.as_str(), grid, bytes])?;
+                    tx.prepare_cached("DELETE FROM doc_chunks WHERE doc = ?1")?.execute([id])?;
+                    projection::write_rows(&tx, &rows, true)?;
+                    n += 1;
+                }
+            }
+        }
+        tx.commit()?;
+        for (id, _) in docs {
+            self.cache.remove(id);
+        }
+        Ok(n)
+    }
+
+    /// The underlying connection, for queries in this crate.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+fn validate_action(action: &TaskAction) -> Result<()> {
+    let long = |field: &str, s: &str| {
+        if s.chars().count() > 2000 { Err(Error::invalid(field, "longer than 2000 characters")) } else { Ok(()) }
+    };
+    match action {
+        TaskAction::Assign { assignee } => {
+            validate::non_empty("assignee", assignee, 64)?;
+        }
+        TaskAction::Note { text } => {
+            validate::non_empty("text", text, 2000)?;
+        }
+        TaskAction::Supervise { text, .. } | TaskAction::Inquire { text, .. } => long("text", text)?,
+        TaskAction::Complete { result } => {
+            validate::non_empty("result", result, 2000)?;
+        }
+        TaskAction::Rate { score, comment } => {
+            if !(1..=5).contains(score) {
+                return Err(Error::invalid("score", format!("{score} is not a rating from 1 to 5")));
+            }
+            long("comment", comment)?;
+        }
+        TaskAction::Escalate { tier: Tier::LinkedUnit, unit } => {
+            validate::non_empty("unit", unit.as_deref().unwrap_or(""), 64)?;
+        }
+        TaskAction::Cancel { reason } => {
+            validate::non_empty("reason", reason, 2000)?;
+        }
+        TaskAction::Accept | TaskAction::ChangeLevel { .. } | TaskAction::ChangeDeadline { .. } | TaskAction::Escalate { .. } => {}
+    }
+    Ok(())
+}

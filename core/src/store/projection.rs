@@ -1,0 +1,299 @@
+//! The projection: the rows the screens query, computed from a document by a pure function
+//! and written beside it in the same transaction. [`PROJECTION_VERSION`] changes whenever
+//! the rows computed from the same document change; a store opened with an older version
+//! rebuilds its projection.
+
+use automerge::AutoCommit;
+use rusqlite::{Transaction, params};
+use serde::{Deserialize, Serialize};
+
+use crate::doc::{DocKind, kind_and_grid};
+use crate::error::{Error, Result};
+use crate::model::{Household, Record, Task, Tag};
+use crate::{pinyin, validate, workflow};
+
+/// Version of the projection rows computed from documents.
+pub const PROJECTION_VERSION: i64 = 1;
+
+/// The rows of one document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Rows {
+    Household { household: HouseholdRow, residents: Vec<ResidentRow> },
+    Record(RecordRow),
+    Task(TaskRow),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HouseholdRow {
+    pub id: String,
+    pub grid: String,
+    pub building: String,
+    pub unit: String,
+    pub room: String,
+    pub head_name: String,
+    pub member_count: i64,
+    pub tags: String,
+    pub visit_count: i64,
+    pub last_visit_at: Option<i64>,
+    /// Fields holding concurrent values, waiting for someone to choose.
+    pub conflicts: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResidentRow {
+    pub household: String,
+    pub member: String,
+    pub grid: String,
+    pub building: String,
+    pub name: String,
+    pub pinyin: String,
+    pub initials: String,
+    pub phone: Option<String>,
+    pub id_masked: Option<String>,
+    pub gender: String,
+    pub birth_year: i64,
+    pub relation: String,
+    pub tags: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordRow {
+    pub id: String,
+    pub grid: String,
+    pub category: String,
+    pub status: String,
+    pub reporter: String,
+    pub household: Option<String>,
+    pub building: Option<String>,
+    pub place: String,
+    pub reported_at: i64,
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRow {
+    pub id: String,
+    pub grid: String,
+    pub title: String,
+    pub category: String,
+    pub level: Option<String>,
+    pub status: String,
+    pub tier: String,
+    pub assignee: Option<String>,
+    pub deadline: Option<i64>,
+    pub created_at: i64,
+    pub household: Option<String>,
+    pub source_record: Option<String>,
+    pub rating: Option<i64>,
+    pub rejected: i64,
+}
+
+pub(crate) fn tags_text(tags: &[Tag]) -> String {
+    tags.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(",")
+}
+
+/// Computes the rows of a document. `None` for a document that is still empty (its first
+/// change has not arrived yet).
+pub fn rows_of(doc_id: &str, doc: &AutoCommit) -> Result<Option<Rows>> {
+    let Some((kind, _grid)) = kind_and_grid(doc) else {
+        if doc.is_empty() {
+            return Ok(None);
+        }
+        return Err(Error::bad_doc(doc_id, "no kind or grid at the document root"));
+    };
+    let bad = |e: autosurgeon::HydrateError| Error::bad_doc(doc_id, e);
+    Ok(Some(match kind {
+        DocKind::Household => {
+            let h: Household = autosurgeon::hydrate(doc).map_err(bad)?;
+            household_rows(&h, crate::doc::field_conflicts(doc).len() as i64)
+        }
+        DocKind::Record => {
+            let r: Record = autosurgeon::hydrate(doc).map_err(bad)?;
+            Rows::Record(record_row(&r))
+        }
+        DocKind::Task => {
+            let t: Task = autosurgeon::hydrate(doc).map_err(bad)?;
+            Rows::Task(task_row(&t))
+        }
+    }))
+}
+
+pub(crate) fn household_rows(h: &Household, conflicts: i64) -> Rows {
+    let a = &h.address;
+    let head = h
+        .members
+        .iter()
+        .find(|m| m.relation == crate::model::Relation::Head)
+        .or(h.members.first())
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    let residents = h
+        .members
+        .iter()
+        .map(|m| {
+            let keys = pinyin::name_keys(&m.name);
+            ResidentRow {
+                household: h.id.clone(),
+                member: m.id.clone(),
+                grid: a.grid.clone(),
+                building: a.building.clone(),
+                name: m.name.clone(),
+                pinyin: keys.full.join(" "),
+                initials: keys.initials.join(" "),
+                phone: m.phone.clone(),
+                id_masked: m.id_number.as_deref().map(validate::mask_id),
+                gender: m.gender.as_str().to_string(),
+                birth_year: m.birth_year,
+                relation: m.relation.as_str().to_string(),
+                tags: tags_text(&m.tags),
+            }
+        })
+        .collect();
+    Rows::Household {
+        household: HouseholdRow {
+            id: h.id.clone(),
+            grid: a.grid.clone(),
+            building: a.building.clone(),
+            unit: a.unit.clone(),
+            room: a.room.clone(),
+            head_name: head,
+            member_count: h.members.len() as i64,
+            tags: tags_text(&h.tags),
+            visit_count: h.visits.len() as i64,
+            last_visit_at: h.visits.iter().map(|v| v.at).max(),
+            conflicts,
+        },
+        residents,
+    }
+}
+
+pub(crate) fn record_row(r: &Record) -> RecordRow {
+    RecordRow {
+        id: r.id.clone(),
+        grid: r.grid.clone(),
+        category: r.category.as_str().to_string(),
+        status: r.status.as_str().to_string(),
+        reporter: r.reporter.clone(),
+        household: r.household.clone(),
+        building: r.building.clone(),
+        place: r.place.clone(),
+        reported_at: r.reported_at,
+        summary: r.description.as_str().chars().take(40).collect(),
+    }
+}
+
+pub(crate) fn task_row(t: &Task) -> TaskRow {
+    let view = workflow::fold(t.events.values());
+    TaskRow {
+        id: t.id.clone(),
+        grid: t.grid.clone(),
+        title: t.title.clone(),
+        category: t.category.as_str().to_string(),
+        level: view.level.map(|l| l.as_str().to_string()),
+        status: view.status.as_str().to_string(),
+        tier: view.tier.as_str().to_string(),
+        assignee: view.assignee.clone(),
+        deadline: view.deadline,
+        created_at: t.created_at,
+        household: t.household.clone(),
+        source_record: t.source_record.clone(),
+        rating: view.last_rating.as_ref().map(|r| i64::from(r.score)),
+        rejected: view.rejected().count() as i64,
+    }
+}
+
+/// Removes a document's rows.
+pub(crate) fn delete_rows(tx: &Transaction<'_>, kind: DocKind, id: &str) -> Result<()> {
+    match kind {
+        DocKind::Household => {
+            tx.prepare_cached("DELETE FROM households WHERE id = ?1")?.execute([id])?;
+            tx.prepare_cached("DELETE FROM residents WHERE household = ?1")?.execute([id])?;
+        }
+        DocKind::Record => {
+            tx.prepare_cached("DELETE FROM records WHERE id = ?1")?.execute([id])?;
+        }
+        DocKind::Task => {
+            tx.prepare_cached("DELETE FROM tasks WHERE id = ?1")?.execute([id])?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces a document's rows.
+pub(crate) fn write_rows(tx: &Transaction<'_>, rows: &Rows, replace: bool) -> Result<()> {
+    match rows {
+        Rows::Household { household: h, residents } => {
+            if replace {
+                delete_rows(tx, DocKind::Household, &h.id)?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO households (id, grid, building, unit, room, head_name, member_count, tags, visit_count, last_visit_at, conflicts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                h.id, h.grid, h.building, h.unit, h.room, h.head_name, h.member_count, h.tags, h.visit_count,
+                h.last_visit_at, h.conflicts
+            ])?;
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO residents (household, member, grid, building, name, pinyin, initials, phone, phone_rev, id_masked, gender, birth_year, relation, tags)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?;
+            for r in residents {
+                let rev = r.phone.as_ref().map(|p| p.chars().rev().collect::<String>());
+                stmt.execute(params![
+                    r.household, r.member, r.grid, r.building, r.name, r.pinyin, r.initials, r.phone, rev, r.id_masked,
+                    r.gender, r.birth_year, r.relation, r.tags
+                ])?;
+            }
+        }
+        Rows::Record(r) => {
+            if replace {
+                delete_rows(tx, DocKind::Record, &r.id)?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO records (id, grid, category, status, reporter, household, building, place, reported_at, summary)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![r.id, r.grid, r.category, r.status, r.reporter, r.household, r.building, r.place, r.reported_at, r.summary])?;
+        }
+        Rows::Task(t) => {
+            if replace {
+                delete_rows(tx, DocKind::Task, &t.id)?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO tasks (id, grid, title, category, level, status, tier, assignee, deadline, created_at, household, source_record, rating, rejected)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?
+            .execute(params![
+                t.id, t.grid, t.title, t.category, t.level, t.status, t.tier, t.assignee, t.deadline, t.created_at,
+                t.household, t.source_record, t.rating, t.rejected
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// Every projection row of the store as text, in a fixed order: two stores with equal
+/// projections give equal dumps.
+pub fn dump(conn: &rusqlite::Connection) -> Result<String> {
+    let mut out = String::new();
+    for (table, order) in [
+        ("households", "id"),
+        ("residents", "household, member"),
+        ("records", "id"),
+        ("tasks", "id"),
+    ] {
+        let mut stmt = conn.prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))?;
+        let n = stmt.column_count();
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            out.push_str(table);
+            for i in 0..n {
+                let v: rusqlite::types::Value = row.get(i)?;
+                out.push_str(&format!("|{v:?}"));
+            }
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}

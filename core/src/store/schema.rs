@@ -1,0 +1,194 @@
+//! The store's schema: numbered migrations, applied in one IMMEDIATE transaction each,
+//! with `PRAGMA user_version` as the schema version and `PRAGMA application_id` marking the
+//! file as a Xiuhua store.
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Error, Result};
+
+/// 'XHUA': marks a SQLite file as a Xiuhua store.
+pub const APPLICATION_ID: i64 = 0x5848_5541;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`. Never edit a released one:
+/// add a new one.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: documents, outbox, cursors, projection.
+    r#"
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+    -- One row per document: its last full save (may be empty) and how many incremental chunks follow.
+    CREATE TABLE docs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        grid TEXT NOT NULL,
+        snapshot BLOB NOT NULL,
+        chunks INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE INDEX docs_grid ON docs(grid, kind);
+    CREATE TABLE doc_chunks (
+        doc TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        bytes BLOB NOT NULL,
+        PRIMARY KEY (doc, n)
+    ) WITHOUT ROWID;
+    -- Local changes no server has acknowledged yet.
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        doc TEXT NOT NULL,
+        grid TEXT NOT NULL,
+        hash BLOB NOT NULL,
+        change BLOB NOT NULL
+    );
+    CREATE TABLE sync_cursors (grid TEXT PRIMARY KEY, cursor TEXT NOT NULL) WITHOUT ROWID;
+
+    CREATE TABLE households (
+        id TEXT PRIMARY KEY,
+        grid TEXT NOT NULL,
+        building TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        room TEXT NOT NULL,
+        head_name TEXT NOT NULL,
+        member_count INTEGER NOT NULL,
+        tags TEXT NOT NULL,
+        visit_count INTEGER NOT NULL,
+        last_visit_at INTEGER,
+        conflicts INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX households_addr ON households(grid, building, unit, room);
+    CREATE TABLE residents (
+        household TEXT NOT NULL,
+        member TEXT NOT NULL,
+        grid TEXT NOT NULL,
+        building TEXT NOT NULL,
+        name TEXT NOT NULL,
+        pinyin TEXT NOT NULL,
+        initials TEXT NOT NULL,
+        phone TEXT,
+        phone_rev TEXT,
+        id_masked TEXT,
+        gender TEXT NOT NULL,
+        birth_year INTEGER NOT NULL,
+        relation TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        PRIMARY KEY (household, member)
+    ) WITHOUT ROWID;
+    CREATE INDEX residents_phone_rev ON residents(phone_rev);
+    CREATE TABLE records (
+        id TEXT PRIMARY KEY,
+        grid TEXT NOT NULL,
+        category TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reporter TEXT NOT NULL,
+        household TEXT,
+        building TEXT,
+        place TEXT NOT NULL,
+        reported_at INTEGER NOT NULL,
+        summary TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX records_status ON records(grid, status, category);
+    CREATE INDEX records_household ON records(household);
+    CREATE TABLE tasks (
+        id TEXT PRIMARY KEY,
+        grid TEXT NOT NULL,
+        title TEXT NOT NULL,
+        category TEXT NOT NULL,
+        level TEXT,
+        status TEXT NOT NULL,
+        tier TEXT NOT NULL,
+        assignee TEXT,
+        deadline INTEGER,
+        created_at INTEGER NOT NULL,
+        household TEXT,
+        source_record TEXT,
+        rating INTEGER,
+        rejected INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX tasks_status_deadline ON tasks(status, deadline);
+    CREATE INDEX tasks_assignee ON tasks(assignee, deadline);
+    CREATE INDEX tasks_level ON tasks(grid, level, status);
+    CREATE INDEX tasks_household ON tasks(household);
+    "#,
+    // 2: changes that arrived before the changes they depend on, kept until those arrive.
+    r#"
+    CREATE TABLE pending_changes (
+        doc TEXT NOT NULL,
+        hash BLOB NOT NULL,
+        change BLOB NOT NULL,
+        PRIMARY KEY (doc, hash)
+    ) WITHOUT ROWID;
+    "#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Checks, without writing anything, that `path` is absent, empty, or a Xiuhua store this
+/// build can open. A foreign or corrupt file is refused and left exactly as it was.
+pub(crate) fn check_existing(path: &std::path::Path) -> Result<()> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::NotXiuhuaDatabase(format!("{}: {e}", path.display()))),
+    };
+    if meta.len() == 0 {
+        return Ok(());
+    }
+    let mut header = [0u8; 16];
+    {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path)
+            .map_err(|e| Error::NotXiuhuaDatabase(format!("{}: {e}", path.display())))?;
+        if f.read_exact(&mut header).is_err() || &header != b"SQLite format 3\0" {
+            return Err(Error::NotXiuhuaDatabase(format!("{} is not a SQLite database", path.display())));
+        }
+    }
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| Error::NotXiuhuaDatabase(format!("{}: {e}", path.display())))?;
+    let corrupt = |e: rusqlite::Error| Error::NotXiuhuaDatabase(format!("{} cannot be read: {e}", path.display()));
+    let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(corrupt)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(corrupt)?;
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(corrupt)?;
+    if app != APPLICATION_ID {
+        if app == 0 && version == 0 && tables == 0 {
+            return Ok(()); // an empty SQLite file: ours to initialise
+        }
+        return Err(Error::NotXiuhuaDatabase(format!(
+            "{} is a SQLite database of another application (application_id {app:#x})",
+            path.display()
+        )));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew { found: version, supported: SCHEMA_VERSION });
+    }
+    let check: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(corrupt)?;
+    if check != "ok" {
+        return Err(Error::NotXiuhuaDatabase(format!("{} is corrupt: {check}", path.display())));
+    }
+    Ok(())
+}
+
+/// Applies connection settings and brings the schema up to `target` (normally
+/// [`SCHEMA_VERSION`]; tests stop earlier to build an "old" database).
+pub(crate) fn init(conn: &mut Connection, target: i64) -> Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew { found: version, supported: SCHEMA_VERSION });
+    }
+    for v in version..target {
+        let sql = MIGRATIONS
+            .get(v as usize)
+            .ok_or_else(|| Error::SchemaTooNew { found: v, supported: SCHEMA_VERSION })?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+        tx.pragma_update(None, "user_version", v + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
