@@ -4,7 +4,9 @@
 //! hybrid-logical-clock time and what it was for; [`history`] reads them back. Field-level
 //! concurrent values (two phones for one member) are found by [`field_conflicts`].
 
-use automerge::{AutoCommit, ChangeHash, ObjType, ReadDoc, ScalarValue, Value, transaction::CommitOptions};
+use automerge::{
+    AutoCommit, ChangeHash, ObjType, ReadDoc, ScalarValue, Value, transaction::CommitOptions,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -79,7 +81,7 @@ pub struct HistoryEntry {
 
 /// The Automerge actor id used for a device: its id's bytes. The server pins actor ids to
 /// devices, so a change can be traced to the device that made it.
-pub(crate) fn actor_id(device: &str) -> automerge::ActorId {
+pub fn actor_id(device: &str) -> automerge::ActorId {
     automerge::ActorId::from(device.as_bytes())
 }
 
@@ -92,7 +94,12 @@ fn device_of(actor: &automerge::ActorId) -> String {
 
 /// Commits the open transaction of `doc` with the change note. Returns the new change's hash,
 /// or `None` when the edit changed nothing.
-pub(crate) fn commit(doc: &mut AutoCommit, actor: &Actor, hlc: Hlc, what: &str) -> Option<ChangeHash> {
+pub(crate) fn commit(
+    doc: &mut AutoCommit,
+    actor: &Actor,
+    hlc: Hlc,
+    what: &str,
+) -> Option<ChangeHash> {
     let note = ChangeNote {
         user: actor.user.clone(),
         name: actor.name.clone(),
@@ -102,11 +109,15 @@ pub(crate) fn commit(doc: &mut AutoCommit, actor: &Actor, hlc: Hlc, what: &str) 
     };
     let message = serde_json::to_string(&note).unwrap_or_default();
     let seconds = i64::try_from(hlc.wall_ms() / 1000).unwrap_or(i64::MAX);
-    doc.commit_with(CommitOptions::default().with_message(message).with_time(seconds))
+    doc.commit_with(
+        CommitOptions::default()
+            .with_message(message)
+            .with_time(seconds),
+    )
 }
 
 /// The kind, and the grid the document belongs to, read from its root.
-pub(crate) fn kind_and_grid(doc: &AutoCommit) -> Option<(DocKind, String)> {
+pub fn kind_and_grid(doc: &AutoCommit) -> Option<(DocKind, String)> {
     let kind = match doc.get(automerge::ROOT, "kind").ok().flatten()? {
         (Value::Scalar(s), _) => match s.as_ref() {
             ScalarValue::Str(s) => DocKind::parse(s)?,
@@ -139,7 +150,9 @@ pub fn history(doc: &mut AutoCommit) -> Vec<HistoryEntry> {
     doc.get_changes(&[])
         .iter()
         .map(|c| {
-            let note = c.message().and_then(|m| serde_json::from_str::<ChangeNote>(m).ok());
+            let note = c
+                .message()
+                .and_then(|m| serde_json::from_str::<ChangeNote>(m).ok());
             let hash = c.hash().to_string();
             match note {
                 Some(n) => HistoryEntry {
@@ -192,7 +205,11 @@ fn walk(doc: &AutoCommit, obj: &automerge::ObjId, path: String, out: &mut Vec<Fi
     match doc.object_type(obj) {
         Ok(ObjType::Map) | Ok(ObjType::Table) => {
             for key in doc.keys(obj).collect::<Vec<_>>() {
-                let p = if path.is_empty() { key.clone() } else { format!("{path}/{key}") };
+                let p = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}/{key}")
+                };
                 let all = doc.get_all(obj, key.as_str()).unwrap_or_default();
                 if all.len() > 1 {
                     let values = all
@@ -205,7 +222,10 @@ fn walk(doc: &AutoCommit, obj: &automerge::ObjId, path: String, out: &mut Vec<Fi
                             },
                         })
                         .collect();
-                    out.push(FieldConflict { path: p.clone(), values });
+                    out.push(FieldConflict {
+                        path: p.clone(),
+                        values,
+                    });
                 }
                 if let Ok(Some((Value::Object(_), child))) = doc.get(obj, key.as_str()) {
                     walk(doc, &child, p, out);
@@ -217,7 +237,11 @@ fn walk(doc: &AutoCommit, obj: &automerge::ObjId, path: String, out: &mut Vec<Fi
                 if let automerge::ValueRef::Object(_) = item.value {
                     let child = item.id();
                     let name = scalar_str(doc, &child, "id").unwrap_or_else(|| i.to_string());
-                    let p = if path.is_empty() { name } else { format!("{path}/{name}") };
+                    let p = if path.is_empty() {
+                        name
+                    } else {
+                        format!("{path}/{name}")
+                    };
                     walk(doc, &child, p, out);
                 }
             }
@@ -240,7 +264,9 @@ fn display_value(v: &Value<'_>) -> String {
 /// Resolves the object id of `path` (as produced by [`field_conflicts`]) and the last key.
 pub(crate) fn resolve_path(doc: &AutoCommit, path: &str) -> Result<(automerge::ObjId, String)> {
     let segs: Vec<&str> = path.split('/').collect();
-    let (last, parents) = segs.split_last().ok_or_else(|| Error::invalid("path", "empty path"))?;
+    let (last, parents) = segs
+        .split_last()
+        .ok_or_else(|| Error::invalid("path", "empty path"))?;
     let mut obj = automerge::ROOT;
     for seg in parents {
         obj = match doc.object_type(&obj) {
@@ -267,14 +293,35 @@ pub(crate) fn put_resolved(doc: &mut AutoCommit, path: &str, choice: usize) -> R
     if all.len() < 2 {
         return Err(Error::NotFound(format!("no conflict at {path}")));
     }
-    let (value, _) = all
-        .get(choice)
-        .ok_or_else(|| Error::invalid("choice", format!("{choice} is not one of the {} values", all.len())))?;
+    let (value, _) = all.get(choice).ok_or_else(|| {
+        Error::invalid(
+            "choice",
+            format!("{choice} is not one of the {} values", all.len()),
+        )
+    })?;
     match value {
         Value::Scalar(s) => doc.put(&obj, key.as_str(), s.as_ref().clone())?,
         Value::Object(_) => {
-            return Err(Error::invalid("path", format!("{path} holds an object; resolve its fields instead")));
+            return Err(Error::invalid(
+                "path",
+                format!("{path} holds an object; resolve its fields instead"),
+            ));
         }
     }
     Ok(())
+}
+
+/// Builds a new document holding `value`, as one change by `actor` at `hlc`: what a store
+/// does when a user creates a household, record or task, without a store. Used to make
+/// documents elsewhere (a server seeding a grid, benchmarks).
+pub fn build_document<T: autosurgeon::Reconcile>(
+    value: &T,
+    actor: &Actor,
+    hlc: Hlc,
+    what: &str,
+) -> Result<AutoCommit> {
+    let mut doc = AutoCommit::new().with_actor(actor_id(&actor.device));
+    autosurgeon::reconcile(&mut doc, value).map_err(|e| Error::bad_doc("new", e))?;
+    commit(&mut doc, actor, hlc, what);
+    Ok(doc)
 }

@@ -16,8 +16,14 @@ pub enum Error {
     /// The file exists but is not a Xiuhua store. It was not modified.
     #[error("not a Xiuhua database: {0}")]
     NotXiuhuaDatabase(String),
+    /// The encryption key does not open this store (or the store is not encrypted). The file
+    /// was not modified.
+    #[error("the encryption key does not open this database")]
+    WrongKey,
     /// The file is a Xiuhua store written by a newer version of the app.
-    #[error("the database has schema version {found}, newer than this app understands ({supported}); update the app")]
+    #[error(
+        "the database has schema version {found}, newer than this app understands ({supported}); update the app"
+    )]
     SchemaTooNew { found: i64, supported: i64 },
     /// A document's bytes or contents do not make a valid Xiuhua document.
     #[error("document {doc}: {reason}")]
@@ -33,10 +39,16 @@ pub enum Error {
 impl Error {
     /// Shorthand for [`Error::Invalid`].
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Invalid { field: field.into(), reason: reason.into() }
+        Error::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
     pub(crate) fn bad_doc(doc: impl Into<String>, reason: impl std::fmt::Display) -> Self {
-        Error::BadDocument { doc: doc.into(), reason: reason.to_string() }
+        Error::BadDocument {
+            doc: doc.into(),
+            reason: reason.to_string(),
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod hlc;
 pub mod model;
 pub mod pinyin;
 pub mod store;
+pub mod sync;
 pub mod validate;
 pub mod workflow;
 

@@ -151,7 +151,10 @@ impl TaskStatus {
     }
     /// Whether the task still needs work (counts for overdue).
     pub fn is_open(self) -> bool {
-        !matches!(self, TaskStatus::Done | TaskStatus::Closed | TaskStatus::Cancelled)
+        !matches!(
+            self,
+            TaskStatus::Done | TaskStatus::Closed | TaskStatus::Cancelled
+        )
     }
 }
 
@@ -252,7 +255,10 @@ impl NewMember {
     /// Checks every field and returns the member as stored, with the given id.
     pub fn validate(&self, id: String) -> Result<Member> {
         if !(1900..=2100).contains(&self.birth_year) {
-            return Err(Error::invalid("birth_year", format!("{} is not a plausible birth year", self.birth_year)));
+            return Err(Error::invalid(
+                "birth_year",
+                format!("{} is not a plausible birth year", self.birth_year),
+            ));
         }
         let phone = match self.phone.as_deref().map(str::trim) {
             None | Some("") => None,
@@ -435,15 +441,39 @@ pub struct NewTask {
 /// A workflow action a user records on a task (one event).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskAction {
-    Assign { assignee: String },
+    Assign {
+        assignee: String,
+    },
     Accept,
-    Note { text: String },
-    Supervise { text: String, new_deadline: Option<i64> },
-    Complete { result: String },
-    Inquire { text: String, send_back: bool },
-    Rate { score: u8, comment: String },
-    ChangeLevel { level: Level },
-    ChangeDeadline { deadline: i64 },
-    Escalate { tier: Tier, unit: Option<String> },
-    Cancel { reason: String },
+    Note {
+        text: String,
+    },
+    Supervise {
+        text: String,
+        new_deadline: Option<i64>,
+    },
+    Complete {
+        result: String,
+    },
+    Inquire {
+        text: String,
+        send_back: bool,
+    },
+    Rate {
+        score: u8,
+        comment: String,
+    },
+    ChangeLevel {
+        level: Level,
+    },
+    ChangeDeadline {
+        deadline: i64,
+    },
+    Escalate {
+        tier: Tier,
+        unit: Option<String>,
+    },
+    Cancel {
+        reason: String,
+    },
 }

@@ -16,7 +16,9 @@ use automerge::{AutoCommit, Change, ChangeHash};
 use autosurgeon::{Text, hydrate, reconcile};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-pub use projection::{HouseholdRow, PROJECTION_VERSION, RecordRow, ResidentRow, Rows, TaskRow, rows_of};
+pub use projection::{
+    HouseholdRow, PROJECTION_VERSION, RecordRow, ResidentRow, Rows, TaskRow, rows_of,
+};
 pub use query::*;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
@@ -96,7 +98,10 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("actor", &self.actor).field("clock", &self.clock).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("actor", &self.actor)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
     }
 }
 
@@ -105,8 +110,22 @@ impl Store {
     /// or is corrupt, or comes from a newer app, is refused and left untouched.
     pub fn open(path: impl AsRef<Path>, actor: Actor) -> Result<Store> {
         let path = path.as_ref();
-        schema::check_existing(path)?;
+        schema::check_existing(path, None)?;
         let mut conn = Connection::open(path)?;
+        schema::init(&mut conn, SCHEMA_VERSION)?;
+        Store::from_conn(conn, actor)
+    }
+
+    /// Opens (creating if absent) a store encrypted at rest with SQLCipher. `key` comes from
+    /// the platform keystore; a wrong key is [`Error::WrongKey`] and the file is untouched.
+    pub fn open_encrypted(path: impl AsRef<Path>, key: &str, actor: Actor) -> Result<Store> {
+        let path = path.as_ref();
+        if key.is_empty() {
+            return Err(Error::invalid("key", "the encryption key is empty"));
+        }
+        schema::check_existing(path, Some(key))?;
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "key", key)?;
         schema::init(&mut conn, SCHEMA_VERSION)?;
         Store::from_conn(conn, actor)
     }
@@ -122,20 +141,41 @@ impl Store {
     pub(crate) fn open_at_version(path: &Path, actor: Actor, version: i64) -> Result<Store> {
         let mut conn = Connection::open(path)?;
         schema::init(&mut conn, version)?;
-        Ok(Store { conn, actor, clock: ClockState::default(), time: Box::new(system_ms), cache: HashMap::new() })
+        Ok(Store {
+            conn,
+            actor,
+            clock: ClockState::default(),
+            time: Box::new(system_ms),
+            cache: HashMap::new(),
+        })
     }
 
     fn from_conn(conn: Connection, actor: Actor) -> Result<Store> {
         let clock = conn
-            .query_row("SELECT value FROM meta WHERE key = 'clock'", [], |r| r.get::<_, Vec<u8>>(0))
+            .query_row("SELECT value FROM meta WHERE key = 'clock'", [], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })
             .optional()?
-            .map(|b| ClockState::from_bytes(&b).ok_or_else(|| Error::NotXiuhuaDatabase("clock state is malformed".into())))
+            .map(|b| {
+                ClockState::from_bytes(&b)
+                    .ok_or_else(|| Error::NotXiuhuaDatabase("clock state is malformed".into()))
+            })
             .transpose()?
             .unwrap_or_default();
-        let mut store = Store { conn, actor, clock, time: Box::new(system_ms), cache: HashMap::new() };
+        let mut store = Store {
+            conn,
+            actor,
+            clock,
+            time: Box::new(system_ms),
+            cache: HashMap::new(),
+        };
         let version: Option<i64> = store
             .conn
-            .query_row("SELECT value FROM meta WHERE key = 'projection_version'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'projection_version'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?;
         if version != Some(PROJECTION_VERSION) {
             store.rebuild_projection()?;
@@ -177,22 +217,30 @@ impl Store {
 
     // ----- documents on disk -----
 
-    fn load_doc_from_db(conn: &Connection, id: &str) -> Result<Option<(AutoCommit, DocKind, String)>> {
+    fn load_doc_from_db(
+        conn: &Connection,
+        id: &str,
+    ) -> Result<Option<(AutoCommit, DocKind, String)>> {
         let row: Option<(String, String, Vec<u8>)> = conn
             .prepare_cached("SELECT kind, grid, snapshot FROM docs WHERE id = ?1")?
             .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
-        let Some((kind, grid, snapshot)) = row else { return Ok(None) };
-        let kind = DocKind::parse(&kind).ok_or_else(|| Error::bad_doc(id, format!("unknown kind {kind}")))?;
+        let Some((kind, grid, snapshot)) = row else {
+            return Ok(None);
+        };
+        let kind = DocKind::parse(&kind)
+            .ok_or_else(|| Error::bad_doc(id, format!("unknown kind {kind}")))?;
         let mut doc = if snapshot.is_empty() {
             AutoCommit::new()
         } else {
             AutoCommit::load(&snapshot).map_err(|e| Error::bad_doc(id, e))?
         };
-        let mut stmt = conn.prepare_cached("SELECT bytes FROM doc_chunks WHERE doc = ?1 ORDER BY n")?;
+        let mut stmt =
+            conn.prepare_cached("SELECT bytes FROM doc_chunks WHERE doc = ?1 ORDER BY n")?;
         let chunks = stmt.query_map([id], |r| r.get::<_, Vec<u8>>(0))?;
         for chunk in chunks {
-            doc.load_incremental(&chunk?).map_err(|e| Error::bad_doc(id, e))?;
+            doc.load_incremental(&chunk?)
+                .map_err(|e| Error::bad_doc(id, e))?;
         }
         Ok(Some((doc, kind, grid)))
     }
@@ -201,11 +249,17 @@ impl Store {
     /// [`Store::cache_put`] only after its transaction committed.
     fn take_doc(&mut self, id: &str) -> Result<(AutoCommit, DocKind, String)> {
         if let Some(doc) = self.cache.remove(id) {
-            let (kind, grid) = doc::kind_and_grid(&doc).ok_or_else(|| Error::bad_doc(id, "no kind or grid"))?;
+            let (kind, grid) =
+                doc::kind_and_grid(&doc).ok_or_else(|| Error::bad_doc(id, "no kind or grid"))?;
             return Ok((doc, kind, grid));
         }
-        let (doc, kind, grid) = Self::load_doc_from_db(&self.conn, id)?.ok_or_else(|| Error::NotFound(id.to_string()))?;
-        Ok((doc.with_actor(doc::actor_id(&self.actor.device)), kind, grid))
+        let (doc, kind, grid) = Self::load_doc_from_db(&self.conn, id)?
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
+        Ok((
+            doc.with_actor(doc::actor_id(&self.actor.device)),
+            kind,
+            grid,
+        ))
     }
 
     fn cache_put(&mut self, id: String, doc: AutoCommit) {
@@ -219,7 +273,14 @@ impl Store {
 
     /// Writes the document's new bytes: a chunk of what changed since `heads_before`, or a
     /// full save for a new document or when the chunks reach [`MAX_CHUNKS`].
-    fn save_doc(tx: &Transaction<'_>, id: &str, kind: DocKind, grid: &str, doc: &mut AutoCommit, heads_before: &[ChangeHash]) -> Result<()> {
+    fn save_doc(
+        tx: &Transaction<'_>,
+        id: &str,
+        kind: DocKind,
+        grid: &str,
+        doc: &mut AutoCommit,
+        heads_before: &[ChangeHash],
+    ) -> Result<()> {
         let chunks: Option<i64> = tx
             .prepare_cached("SELECT chunks FROM docs WHERE id = ?1")?
             .query_row([id], |r| r.get(0))
@@ -230,21 +291,25 @@ impl Store {
                     .execute(params![id, kind.as_str(), grid, doc.save()])?;
             }
             Some(n) if n + 1 >= MAX_CHUNKS => {
-                tx.prepare_cached("UPDATE docs SET snapshot = ?2, chunks = 0 WHERE id = ?1")?.execute(params![id, doc.save()])?;
-                tx.prepare_cached("DELETE FROM doc_chunks WHERE doc = ?1")?.execute([id])?;
+                tx.prepare_cached("UPDATE docs SET snapshot = ?2, chunks = 0 WHERE id = ?1")?
+                    .execute(params![id, doc.save()])?;
+                tx.prepare_cached("DELETE FROM doc_chunks WHERE doc = ?1")?
+                    .execute([id])?;
             }
             Some(n) => {
                 let chunk = doc.save_after(heads_before);
                 tx.prepare_cached("INSERT INTO doc_chunks (doc, n, bytes) VALUES (?1, ?2, ?3)")?
                     .execute(params![id, n + 1, chunk])?;
-                tx.prepare_cached("UPDATE docs SET chunks = ?2 WHERE id = ?1")?.execute(params![id, n + 1])?;
+                tx.prepare_cached("UPDATE docs SET chunks = ?2 WHERE id = ?1")?
+                    .execute(params![id, n + 1])?;
             }
         }
         Ok(())
     }
 
     fn save_clock(tx: &Transaction<'_>, clock: &ClockState) -> Result<()> {
-        tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('clock', ?1)")?.execute([clock.to_bytes()])?;
+        tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('clock', ?1)")?
+            .execute([clock.to_bytes()])?;
         Ok(())
     }
 
@@ -260,7 +325,12 @@ impl Store {
 
     /// Runs one user action on document `id`: `edit` changes the document; then the change,
     /// the projection, the outbox entry and the clock commit in one transaction.
-    fn act<R>(&mut self, id: &str, what: &str, edit: impl FnOnce(&mut AutoCommit, Hlc, &Actor) -> Result<R>) -> Result<R> {
+    fn act<R>(
+        &mut self,
+        id: &str,
+        what: &str,
+        edit: impl FnOnce(&mut AutoCommit, Hlc, &Actor) -> Result<R>,
+    ) -> Result<R> {
         let (mut doc, kind, grid) = self.take_doc(id)?;
         let saved_clock = self.clock;
         let hlc = self.tick();
@@ -288,20 +358,29 @@ impl Store {
         what: &str,
         edit: impl FnOnce(&mut AutoCommit, Hlc, &Actor) -> Result<R>,
     ) -> Result<R> {
+        // Read the heads before `edit` opens a transaction (get_heads would commit it).
         let heads = doc.get_heads();
         let r = edit(doc, hlc, &self.actor)?;
         if doc::commit(doc, &self.actor, hlc, what).is_none() {
             return Ok(r); // nothing changed: nothing to write
         }
-        let (new_kind, new_grid) = doc::kind_and_grid(doc).ok_or_else(|| Error::bad_doc(id, "lost its kind or grid"))?;
+        let (new_kind, new_grid) =
+            doc::kind_and_grid(doc).ok_or_else(|| Error::bad_doc(id, "lost its kind or grid"))?;
         if new_kind != kind || new_grid != grid {
-            return Err(Error::invalid("grid", "a document cannot move to another grid or change kind"));
+            return Err(Error::invalid(
+                "grid",
+                "a document cannot move to another grid or change kind",
+            ));
         }
         let rows = rows_of(id, doc)?.ok_or_else(|| Error::bad_doc(id, "empty after edit"))?;
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         Self::save_doc(&tx, id, kind, grid, doc, &heads)?;
         projection::write_rows(&tx, &rows, true)?;
-        let mut stmt = tx.prepare_cached("INSERT INTO outbox (doc, grid, hash, change) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO outbox (doc, grid, hash, change) VALUES (?1, ?2, ?3, ?4)",
+        )?;
         for c in doc.get_changes(&heads) {
             stmt.execute(params![id, grid, c.hash().0.to_vec(), c.raw_bytes()])?;
         }
@@ -312,11 +391,21 @@ impl Store {
     }
 
     /// Creates a new document from a value: one transaction, like every action.
-    fn create<T: autosurgeon::Reconcile>(&mut self, kind: DocKind, grid: &str, hlc: Hlc, what: &str, value: &T, id: &str) -> Result<()> {
+    fn create<T: autosurgeon::Reconcile>(
+        &mut self,
+        kind: DocKind,
+        grid: &str,
+        hlc: Hlc,
+        what: &str,
+        value: &T,
+        id: &str,
+    ) -> Result<()> {
         let mut doc = AutoCommit::new().with_actor(doc::actor_id(&self.actor.device));
-        reconcile(&mut doc, value).map_err(|e| Error::bad_doc(id, e))?;
         let saved = self.clock;
-        match self.act_on(&mut doc, id, kind, grid, hlc, what, |_, _, _| Ok(())) {
+        let fill = |doc: &mut AutoCommit, _: Hlc, _: &Actor| {
+            reconcile(doc, value).map_err(|e| Error::bad_doc(id, e))
+        };
+        match self.act_on(&mut doc, id, kind, grid, hlc, what, fill) {
             Ok(()) => {
                 self.cache_put(id.to_string(), doc);
                 Ok(())
@@ -328,7 +417,12 @@ impl Store {
         }
     }
 
-    fn edit_household<R>(&mut self, id: &str, what: &str, f: impl FnOnce(&mut Household, Hlc, &Actor) -> Result<R>) -> Result<R> {
+    fn edit_household<R>(
+        &mut self,
+        id: &str,
+        what: &str,
+        f: impl FnOnce(&mut Household, Hlc, &Actor) -> Result<R>,
+    ) -> Result<R> {
         self.act(id, what, |doc, hlc, actor| {
             let mut h: Household = hydrate(doc).map_err(|e| Error::bad_doc(id, e))?;
             let r = f(&mut h, hlc, actor)?;
@@ -341,7 +435,12 @@ impl Store {
 
     /// Registers a household. Returns its id.
     pub fn create_household(&mut self, new: NewHousehold) -> Result<String> {
-        let address = Address::new(&new.address.grid, &new.address.building, &new.address.unit, &new.address.room)?;
+        let address = Address::new(
+            &new.address.grid,
+            &new.address.building,
+            &new.address.unit,
+            &new.address.room,
+        )?;
         let hlc = self.tick();
         let id = self.new_id(DocKind::Household, hlc);
         let members = new
@@ -362,7 +461,14 @@ impl Store {
             created_by: self.actor.user.clone(),
         };
         let grid = h.address.grid.clone();
-        self.create(DocKind::Household, &grid, hlc, "register household", &h, &id)?;
+        self.create(
+            DocKind::Household,
+            &grid,
+            hlc,
+            "register household",
+            &h,
+            &id,
+        )?;
         Ok(id)
     }
 
@@ -378,7 +484,12 @@ impl Store {
 
     /// Replaces a member's fields (only the fields that differ are written, so concurrent
     /// edits of different fields merge cleanly).
-    pub fn update_member(&mut self, household: &str, member_id: &str, member: NewMember) -> Result<()> {
+    pub fn update_member(
+        &mut self,
+        household: &str,
+        member_id: &str,
+        member: NewMember,
+    ) -> Result<()> {
         self.edit_household(household, "update member", |h, _, _| {
             let m = h
                 .members
@@ -391,7 +502,12 @@ impl Store {
     }
 
     /// Sets or clears one member's phone number.
-    pub fn set_member_phone(&mut self, household: &str, member_id: &str, phone: Option<&str>) -> Result<()> {
+    pub fn set_member_phone(
+        &mut self,
+        household: &str,
+        member_id: &str,
+        phone: Option<&str>,
+    ) -> Result<()> {
         let phone = match phone.map(str::trim) {
             None | Some("") => None,
             Some(p) => Some(validate::mobile("phone", p)?),
@@ -413,7 +529,9 @@ impl Store {
             let before = h.members.len();
             h.members.retain(|m| m.id != member_id);
             if h.members.len() == before {
-                return Err(Error::NotFound(format!("member {member_id} in {household}")));
+                return Err(Error::NotFound(format!(
+                    "member {member_id} in {household}"
+                )));
             }
             Ok(())
         })
@@ -453,7 +571,10 @@ impl Store {
                 by_name: actor.name.clone(),
                 purpose,
                 note: visit.note.trim().to_string(),
-                follow_up: visit.follow_up.map(|f| f.trim().to_string()).filter(|f| !f.is_empty()),
+                follow_up: visit
+                    .follow_up
+                    .map(|f| f.trim().to_string())
+                    .filter(|f| !f.is_empty()),
             };
             let id = v.id.clone();
             h.visits.push(v);
@@ -485,7 +606,10 @@ impl Store {
             description: Text::with_value(description),
             reporter,
             household: new.household,
-            building: new.building.map(|b| b.trim().to_string()).filter(|b| !b.is_empty()),
+            building: new
+                .building
+                .map(|b| b.trim().to_string())
+                .filter(|b| !b.is_empty()),
             place,
             status: RecordStatus::Pending,
             reported_at: hlc.wall_ms() as i64,
@@ -512,7 +636,12 @@ impl Store {
         })
     }
 
-    fn edit_record(&mut self, id: &str, what: &str, f: impl FnOnce(&mut Record) -> Result<()>) -> Result<()> {
+    fn edit_record(
+        &mut self,
+        id: &str,
+        what: &str,
+        f: impl FnOnce(&mut Record) -> Result<()>,
+    ) -> Result<()> {
         self.act(id, what, |doc, _, _| {
             let mut r: Record = hydrate(doc).map_err(|e| Error::bad_doc(id, e))?;
             f(&mut r)?;
@@ -528,7 +657,10 @@ impl Store {
             .optional()?;
         match k {
             Some(k) if k == kind.as_str() => Ok(()),
-            Some(k) => Err(Error::invalid(kind.as_str(), format!("{id} is a {k}, not a {}", kind.as_str()))),
+            Some(k) => Err(Error::invalid(
+                kind.as_str(),
+                format!("{id} is a {k}, not a {}", kind.as_str()),
+            )),
             None => Err(Error::NotFound(id.to_string())),
         }
     }
@@ -556,29 +688,51 @@ impl Store {
             && d < now
         {
             self.clock = saved;
-            return Err(Error::invalid("deadline", "the deadline is before the task's creation"));
+            return Err(Error::invalid(
+                "deadline",
+                "the deadline is before the task's creation",
+            ));
         }
         let id = self.new_id(DocKind::Task, hlc);
         let order_id = format!("ev-{}-{:x}", self.actor.device, hlc.as_i64());
-        let order = workflow::order_event(new.level, new.deadline, String::new(), order_id.clone(), &self.actor, hlc.as_i64());
+        let order = workflow::order_event(
+            new.level,
+            new.deadline,
+            String::new(),
+            order_id.clone(),
+            &self.actor,
+            hlc.as_i64(),
+        );
         let mut events = BTreeMap::from([(order_id, order)]);
         let view = workflow::fold(events.values());
         if let Some(rej) = view.rejected().next() {
             self.clock = saved;
             return Err(Error::Refused(match &rej.outcome {
-                workflow::Outcome::Rejected { reason } | workflow::Outcome::Held { reason } => reason.clone(),
+                workflow::Outcome::Rejected { reason } | workflow::Outcome::Held { reason } => {
+                    reason.clone()
+                }
                 workflow::Outcome::Applied => String::new(),
             }));
         }
-        if let Some(assignee) = new.assignee.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
-            let action = TaskAction::Assign { assignee: assignee.to_string() };
+        if let Some(assignee) = new
+            .assignee
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
+            let action = TaskAction::Assign {
+                assignee: assignee.to_string(),
+            };
             if let Err(e) = workflow::check(&view, &self.actor, &action) {
                 self.clock = saved;
                 return Err(e);
             }
             let h2 = self.tick();
             let ev_id = format!("ev-{}-{:x}", self.actor.device, h2.as_i64());
-            events.insert(ev_id.clone(), workflow::event_for(&action, ev_id, view.heads(), &self.actor, h2.as_i64()));
+            events.insert(
+                ev_id.clone(),
+                workflow::event_for(&action, ev_id, view.heads(), &self.actor, h2.as_i64()),
+            );
         }
         let t = Task {
             kind: DocKind::Task.as_str().into(),
@@ -605,12 +759,22 @@ impl Store {
     pub fn task_action(&mut self, task: &str, action: TaskAction) -> Result<TaskDetail> {
         validate_action(&action)?;
         let now = self.now_ms();
-        if let TaskAction::ChangeDeadline { deadline } | TaskAction::Supervise { new_deadline: Some(deadline), .. } = &action
+        if let TaskAction::ChangeDeadline { deadline }
+        | TaskAction::Supervise {
+            new_deadline: Some(deadline),
+            ..
+        } = &action
             && *deadline < now
         {
-            return Err(Error::invalid("deadline", "the new deadline is already past"));
+            return Err(Error::invalid(
+                "deadline",
+                "the new deadline is already past",
+            ));
         }
-        let what = format!("task {}", workflow::event_for(&action, String::new(), vec![], &self.actor, 0).kind);
+        let what = format!(
+            "task {}",
+            workflow::event_for(&action, String::new(), vec![], &self.actor, 0).kind
+        );
         self.act(task, &what, |doc, hlc, actor| {
             let mut t: Task = hydrate(doc).map_err(|e| Error::bad_doc(task, e))?;
             let view = workflow::fold(t.events.values());
@@ -626,7 +790,11 @@ impl Store {
 
     // ----- reading documents -----
 
-    fn read_doc<R>(&mut self, id: &str, f: impl FnOnce(&mut AutoCommit, DocKind) -> Result<R>) -> Result<R> {
+    fn read_doc<R>(
+        &mut self,
+        id: &str,
+        f: impl FnOnce(&mut AutoCommit, DocKind) -> Result<R>,
+    ) -> Result<R> {
         let (mut doc, kind, _) = self.take_doc(id)?;
         let r = f(&mut doc, kind);
         self.cache_put(id.to_string(), doc);
@@ -657,7 +825,11 @@ impl Store {
                 let task: Task = hydrate(doc).map_err(|e| Error::bad_doc(id, e))?;
                 let view = workflow::fold(task.events.values());
                 let overdue = view.is_overdue(now);
-                Ok(TaskDetail { task, view, overdue })
+                Ok(TaskDetail {
+                    task,
+                    view,
+                    overdue,
+                })
             }
             _ => Err(Error::NotFound(format!("task {id}"))),
         })
@@ -676,7 +848,9 @@ impl Store {
     /// Settles a conflict by choosing one of its values (index into
     /// [`FieldConflict::values`]); the choice is a new change that syncs like any other.
     pub fn resolve_conflict(&mut self, id: &str, path: &str, choice: usize) -> Result<()> {
-        self.act(id, &format!("resolve {path}"), |doc, _, _| doc::put_resolved(doc, path, choice))
+        self.act(id, &format!("resolve {path}"), |doc, _, _| {
+            doc::put_resolved(doc, path, choice)
+        })
     }
 
     // ----- merging -----
@@ -684,17 +858,37 @@ impl Store {
     /// Applies changes from elsewhere, in any order, duplicates included, in one
     /// transaction. Changes whose dependencies are missing are kept until those arrive.
     pub fn apply_remote(&mut self, changes: &[RemoteChange]) -> Result<MergeReport> {
+        self.apply_remote_at(changes, None)
+    }
+
+    /// [`Store::apply_remote`], also storing a grid's pull cursor in the same transaction,
+    /// so an interrupted pull resumes exactly where it stopped.
+    pub fn apply_pulled(
+        &mut self,
+        grid: &str,
+        cursor: u64,
+        changes: &[RemoteChange],
+    ) -> Result<MergeReport> {
+        self.apply_remote_at(changes, Some((grid, cursor)))
+    }
+
+    fn apply_remote_at(
+        &mut self,
+        changes: &[RemoteChange],
+        cursor: Option<(&str, u64)>,
+    ) -> Result<MergeReport> {
         let mut by_doc: BTreeMap<&str, Vec<Change>> = BTreeMap::new();
         for c in changes {
             if c.doc.is_empty() || c.doc.len() > 200 {
                 return Err(Error::invalid("doc", "document id is empty or too long"));
             }
-            let change = Change::try_from(c.change.as_slice()).map_err(|e| Error::bad_doc(&c.doc, format!("not an Automerge change: {e}")))?;
+            let change = Change::try_from(c.change.as_slice())
+                .map_err(|e| Error::bad_doc(&c.doc, format!("not an Automerge change: {e}")))?;
             by_doc.entry(c.doc.as_str()).or_default().push(change);
         }
         let saved_clock = self.clock;
         let mut touched: Vec<(String, AutoCommit)> = Vec::new();
-        let result = self.apply_remote_inner(by_doc, &mut touched);
+        let result = self.apply_remote_inner(by_doc, &mut touched, cursor);
         match result {
             Ok(report) => {
                 for (id, doc) in touched {
@@ -709,7 +903,12 @@ impl Store {
         }
     }
 
-    fn apply_remote_inner(&mut self, by_doc: BTreeMap<&str, Vec<Change>>, touched: &mut Vec<(String, AutoCommit)>) -> Result<MergeReport> {
+    fn apply_remote_inner(
+        &mut self,
+        by_doc: BTreeMap<&str, Vec<Change>>,
+        touched: &mut Vec<(String, AutoCommit)>,
+        cursor: Option<(&str, u64)>,
+    ) -> Result<MergeReport> {
         let mut report = MergeReport::default();
         let device_ms = (self.time)();
         for (id, _) in &by_doc {
@@ -719,41 +918,61 @@ impl Store {
                 None => Self::load_doc_from_db(&self.conn, id)?.map(|(d, _, _)| d),
             };
             if let Some(d) = loaded {
-                touched.push((id.to_string(), d.with_actor(doc::actor_id(&self.actor.device))));
+                touched.push((
+                    id.to_string(),
+                    d.with_actor(doc::actor_id(&self.actor.device)),
+                ));
             }
         }
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         for (id, incoming) in by_doc {
             let pos = match touched.iter().position(|(t, _)| t == id) {
                 Some(p) => p,
                 None => {
-                    touched.push((id.to_string(), AutoCommit::new().with_actor(doc::actor_id(&self.actor.device))));
+                    touched.push((
+                        id.to_string(),
+                        AutoCommit::new().with_actor(doc::actor_id(&self.actor.device)),
+                    ));
                     touched.len() - 1
                 }
             };
             let doc = &mut touched[pos].1;
             let before = doc::kind_and_grid(doc);
             let heads = doc.get_heads();
-            let conflicts_before: HashSet<String> = doc::field_conflicts(doc).into_iter().map(|c| c.path).collect();
+            let conflicts_before: HashSet<String> = doc::field_conflicts(doc)
+                .into_iter()
+                .map(|c| c.path)
+                .collect();
             let rejected_before: HashSet<String> = match &before {
                 Some((DocKind::Task, _)) => {
                     let t: Task = hydrate(&*doc).map_err(|e| Error::bad_doc(id, e))?;
-                    workflow::fold(t.events.values()).rejected().map(|e| e.event.id.clone()).collect()
+                    workflow::fold(t.events.values())
+                        .rejected()
+                        .map(|e| e.event.id.clone())
+                        .collect()
                 }
                 _ => HashSet::new(),
             };
             let mut held: Vec<Change> = Vec::new();
             {
-                let mut stmt = tx.prepare_cached("SELECT change FROM pending_changes WHERE doc = ?1")?;
+                let mut stmt =
+                    tx.prepare_cached("SELECT change FROM pending_changes WHERE doc = ?1")?;
                 for bytes in stmt.query_map([id], |r| r.get::<_, Vec<u8>>(0))? {
                     let bytes = bytes?;
-                    held.push(Change::try_from(bytes.as_slice()).map_err(|e| Error::bad_doc(id, e))?);
+                    held.push(
+                        Change::try_from(bytes.as_slice()).map_err(|e| Error::bad_doc(id, e))?,
+                    );
                 }
             }
             let held_hashes: HashSet<ChangeHash> = held.iter().map(|c| c.hash()).collect();
             let mut fresh = Vec::new();
             for c in incoming {
-                if doc.get_change_by_hash(&c.hash()).is_some() || held_hashes.contains(&c.hash()) || fresh.iter().any(|f: &Change| f.hash() == c.hash()) {
+                if doc.get_change_by_hash(&c.hash()).is_some()
+                    || held_hashes.contains(&c.hash())
+                    || fresh.iter().any(|f: &Change| f.hash() == c.hash())
+                {
                     report.duplicates += 1;
                 } else {
                     fresh.push(c);
@@ -763,13 +982,17 @@ impl Store {
                 continue;
             }
             let all: Vec<Change> = held.into_iter().chain(fresh.iter().cloned()).collect();
-            doc.apply_changes(all.clone()).map_err(|e| Error::bad_doc(id, e))?;
+            doc.apply_changes(all.clone())
+                .map_err(|e| Error::bad_doc(id, e))?;
             for c in &all {
                 let applied = doc.get_change_by_hash(&c.hash()).is_some();
                 if applied {
-                    tx.prepare_cached("DELETE FROM pending_changes WHERE doc = ?1 AND hash = ?2")?.execute(params![id, c.hash().0.to_vec()])?;
+                    tx.prepare_cached("DELETE FROM pending_changes WHERE doc = ?1 AND hash = ?2")?
+                        .execute(params![id, c.hash().0.to_vec()])?;
                     report.applied += 1;
-                    if let Some(note) = c.message().and_then(|m| serde_json::from_str::<doc::ChangeNote>(m).ok())
+                    if let Some(note) = c
+                        .message()
+                        .and_then(|m| serde_json::from_str::<doc::ChangeNote>(m).ok())
                         && let Some(h) = Hlc::from_i64(note.hlc)
                     {
                         self.clock.observe(h, device_ms);
@@ -784,12 +1007,22 @@ impl Store {
                 continue;
             }
             let Some((kind, grid)) = doc::kind_and_grid(doc) else {
-                return Err(Error::bad_doc(id, "changes do not make a Xiuhua document (no kind or grid)"));
+                return Err(Error::bad_doc(
+                    id,
+                    "changes do not make a Xiuhua document (no kind or grid)",
+                ));
             };
             if let Some((k0, g0)) = &before
                 && (*k0 != kind || *g0 != grid)
             {
-                return Err(Error::bad_doc(id, format!("changes move the document from {} {g0} to {} {grid}", k0.as_str(), kind.as_str())));
+                return Err(Error::bad_doc(
+                    id,
+                    format!(
+                        "changes move the document from {} {g0} to {} {grid}",
+                        k0.as_str(),
+                        kind.as_str()
+                    ),
+                ));
             }
             let rows = rows_of(id, doc)?.ok_or_else(|| Error::bad_doc(id, "empty document"))?;
             Self::save_doc(&tx, id, kind, &grid, doc, &heads)?;
@@ -807,10 +1040,15 @@ impl Store {
                     for e in workflow::fold(t.events.values()).rejected() {
                         if !rejected_before.contains(&e.event.id) {
                             let reason = match &e.outcome {
-                                workflow::Outcome::Rejected { reason } | workflow::Outcome::Held { reason } => reason.clone(),
+                                workflow::Outcome::Rejected { reason }
+                                | workflow::Outcome::Held { reason } => reason.clone(),
                                 workflow::Outcome::Applied => String::new(),
                             };
-                            report.newly_rejected.push((id.to_string(), e.event.id.clone(), reason));
+                            report.newly_rejected.push((
+                                id.to_string(),
+                                e.event.id.clone(),
+                                reason,
+                            ));
                         }
                     }
                 }
@@ -819,22 +1057,49 @@ impl Store {
             report.changed.push((id.to_string(), kind));
         }
         Self::save_clock(&tx, &self.clock)?;
+        if let Some((grid, seq)) = cursor {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO sync_cursors (grid, cursor) VALUES (?1, ?2)",
+            )?
+            .execute(params![grid, seq.to_string()])?;
+        }
         tx.commit()?;
         Ok(report)
+    }
+
+    /// The stored pull cursor of a grid (0 when it never synced).
+    pub fn sync_cursor(&self, grid: &str) -> Result<u64> {
+        let c: Option<String> = self
+            .conn
+            .prepare_cached("SELECT cursor FROM sync_cursors WHERE grid = ?1")?
+            .query_row([grid], |r| r.get(0))
+            .optional()?;
+        Ok(c.and_then(|c| c.parse().ok()).unwrap_or(0))
     }
 
     // ----- exchange -----
 
     /// Local changes not yet acknowledged, oldest first.
     pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
-        let mut stmt = self.conn.prepare_cached("SELECT id, doc, grid, change FROM outbox ORDER BY id LIMIT ?1")?;
-        let rows = stmt.query_map([limit as i64], |r| Ok(OutboxEntry { id: r.get(0)?, doc: r.get(1)?, grid: r.get(2)?, change: r.get(3)? }))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, doc, grid, change FROM outbox ORDER BY id LIMIT ?1")?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(OutboxEntry {
+                id: r.get(0)?,
+                doc: r.get(1)?,
+                grid: r.get(2)?,
+                change: r.get(3)?,
+            })
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// How many local changes wait for a server.
     pub fn outbox_len(&self) -> Result<i64> {
-        Ok(self.conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?)
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?)
     }
 
     /// Deletes acknowledged outbox entries.
@@ -852,11 +1117,24 @@ impl Store {
 
     /// Every change of every document, for a peer that has nothing (tests, repair).
     pub fn export_all(&mut self) -> Result<Vec<RemoteChange>> {
-        let ids: Vec<String> = self.conn.prepare("SELECT id FROM docs ORDER BY id")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        let ids: Vec<String> = self
+            .conn
+            .prepare("SELECT id FROM docs ORDER BY id")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
         let mut out = Vec::new();
         for id in ids {
-            let changes = self.read_doc(&id, |doc, _| Ok(doc.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect::<Vec<_>>()))?;
-            out.extend(changes.into_iter().map(|change| RemoteChange { doc: id.clone(), change }));
+            let changes = self.read_doc(&id, |doc, _| {
+                Ok(doc
+                    .get_changes(&[])
+                    .iter()
+                    .map(|c| c.raw_bytes().to_vec())
+                    .collect::<Vec<_>>())
+            })?;
+            out.extend(changes.into_iter().map(|change| RemoteChange {
+                doc: id.clone(),
+                change,
+            }));
         }
         Ok(out)
     }
@@ -865,9 +1143,14 @@ impl Store {
 
     /// Recomputes every projection row from the documents.
     pub fn rebuild_projection(&mut self) -> Result<()> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch("DELETE FROM households; DELETE FROM residents; DELETE FROM records; DELETE FROM tasks;")?;
-        let ids: Vec<String> = tx.prepare("SELECT id FROM docs")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        let ids: Vec<String> = tx
+            .prepare("SELECT id FROM docs")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
         for id in ids {
             if let Some((doc, _, _)) = Self::load_doc_from_db(&tx, &id)?
                 && let Some(rows) = rows_of(&id, &doc)?
@@ -875,7 +1158,10 @@ impl Store {
                 projection::write_rows(&tx, &rows, false)?;
             }
         }
-        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('projection_version', ?1)", [PROJECTION_VERSION])?;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('projection_version', ?1)",
+            [PROJECTION_VERSION],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -888,7 +1174,9 @@ impl Store {
     /// Stores whole documents received in bulk (a first sync): parses them on all cores,
     /// computes their rows and writes everything in one transaction. Returns how many.
     pub fn import_documents(&mut self, docs: &[(String, Vec<u8>)]) -> Result<usize> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 8);
         let chunk = docs.len().div_ceil(threads).max(1);
         let parsed: Vec<Result<Vec<(DocKind, String, Rows)>>> = std::thread::scope(|s| {
             let handles: Vec<_> = docs
@@ -897,27 +1185,41 @@ impl Store {
                     s.spawn(move || {
                         part.iter()
                             .map(|(id, bytes)| {
-                                let doc = AutoCommit::load(bytes).map_err(|e| Error::bad_doc(id, e))?;
-                                let (kind, grid) = doc::kind_and_grid(&doc).ok_or_else(|| Error::bad_doc(id, "no kind or grid"))?;
-                                let rows = rows_of(id, &doc)?.ok_or_else(|| Error::bad_doc(id, "empty document"))?;
+                                let doc =
+                                    AutoCommit::load(bytes).map_err(|e| Error::bad_doc(id, e))?;
+                                let (kind, grid) = doc::kind_and_grid(&doc)
+                                    .ok_or_else(|| Error::bad_doc(id, "no kind or grid"))?;
+                                let rows = rows_of(id, &doc)?
+                                    .ok_or_else(|| Error::bad_doc(id, "empty document"))?;
                                 Ok((kind, grid, rows))
                             })
                             .collect()
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::bad_doc("?", "parser thread panicked")))).collect()
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::bad_doc("?", "parser thread panicked")))
+                })
+                .collect()
         });
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut n = 0;
         {
             let mut ins = tx.prepare_cached("INSERT OR REPLACE INTO docs (id, kind, grid, snapshot, chunks) VALUES (?1, ?2, ?3, ?4, 0)")?;
             let mut docs_iter = docs.iter();
             for part in parsed {
                 for (kind, grid, rows) in part? {
-                    let Some((id, bytes)) = docs_iter.next() else { break };
+                    let Some((id, bytes)) = docs_iter.next() else {
+                        break;
+                    };
                     ins.execute(params![id, kind.as_str(), grid, bytes])?;
-                    tx.prepare_cached("DELETE FROM doc_chunks WHERE doc = ?1")?.execute([id])?;
+                    tx.prepare_cached("DELETE FROM doc_chunks WHERE doc = ?1")?
+                        .execute([id])?;
                     projection::write_rows(&tx, &rows, true)?;
                     n += 1;
                 }
@@ -934,11 +1236,21 @@ impl Store {
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
     }
+
+    /// The underlying connection, mutable, for the sync support in this crate.
+    #[allow(dead_code)]
+    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
 }
 
 fn validate_action(action: &TaskAction) -> Result<()> {
     let long = |field: &str, s: &str| {
-        if s.chars().count() > 2000 { Err(Error::invalid(field, "longer than 2000 characters")) } else { Ok(()) }
+        if s.chars().count() > 2000 {
+            Err(Error::invalid(field, "longer than 2000 characters"))
+        } else {
+            Ok(())
+        }
     };
     match action {
         TaskAction::Assign { assignee } => {
@@ -947,23 +1259,181 @@ fn validate_action(action: &TaskAction) -> Result<()> {
         TaskAction::Note { text } => {
             validate::non_empty("text", text, 2000)?;
         }
-        TaskAction::Supervise { text, .. } | TaskAction::Inquire { text, .. } => long("text", text)?,
+        TaskAction::Supervise { text, .. } | TaskAction::Inquire { text, .. } => {
+            long("text", text)?
+        }
         TaskAction::Complete { result } => {
             validate::non_empty("result", result, 2000)?;
         }
         TaskAction::Rate { score, comment } => {
             if !(1..=5).contains(score) {
-                return Err(Error::invalid("score", format!("{score} is not a rating from 1 to 5")));
+                return Err(Error::invalid(
+                    "score",
+                    format!("{score} is not a rating from 1 to 5"),
+                ));
             }
             long("comment", comment)?;
         }
-        TaskAction::Escalate { tier: Tier::LinkedUnit, unit } => {
+        TaskAction::Escalate {
+            tier: Tier::LinkedUnit,
+            unit,
+        } => {
             validate::non_empty("unit", unit.as_deref().unwrap_or(""), 64)?;
         }
         TaskAction::Cancel { reason } => {
             validate::non_empty("reason", reason, 2000)?;
         }
-        TaskAction::Accept | TaskAction::ChangeLevel { .. } | TaskAction::ChangeDeadline { .. } | TaskAction::Escalate { .. } => {}
+        TaskAction::Accept
+        | TaskAction::ChangeLevel { .. }
+        | TaskAction::ChangeDeadline { .. }
+        | TaskAction::Escalate { .. } => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actor() -> Actor {
+        Actor::new("u-wang", "王伟", Role::GridMember, "dev-a").expect("valid actor")
+    }
+
+    fn schema_of(path: &Path) -> Vec<String> {
+        let conn = Connection::open(path).expect("open");
+        let mut rows: Vec<String> = conn
+            .prepare("SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_master ORDER BY type, name")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        for pragma in ["user_version", "application_id"] {
+            let v: i64 = conn
+                .query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
+                .expect("pragma");
+            rows.push(format!("{pragma}={v}"));
+        }
+        rows
+    }
+
+    fn household() -> NewHousehold {
+        NewHousehold {
+            address: Address::new("grid-1", "1号楼", "1单元", "101").expect("address"),
+            members: vec![NewMember {
+                name: "张三".into(),
+                gender: Gender::Male,
+                birth_year: 1960,
+                phone: Some("13800001234".into()),
+                id_number: None,
+                relation: Relation::Head,
+                tags: vec![Tag::Relocated],
+            }],
+            tags: vec![Tag::PartyHub],
+            note: "".into(),
+        }
+    }
+
+    #[test]
+    fn upgraded_database_equals_fresh_one_and_keeps_its_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = dir.path().join("old.db");
+        let fresh = dir.path().join("fresh.db");
+        let id = {
+            let mut s = Store::open_at_version(&old, actor(), 1).expect("v1 store");
+            s.create_household(household()).expect("create at v1")
+        };
+        let mut upgraded = Store::open(&old, actor()).expect("upgrade");
+        drop(Store::open(&fresh, actor()).expect("fresh"));
+        assert_eq!(
+            upgraded.household(&id).expect("kept").members[0].name,
+            "张三"
+        );
+        drop(upgraded);
+        assert_eq!(schema_of(&old), schema_of(&fresh));
+    }
+
+    #[test]
+    fn a_database_from_a_newer_app_is_refused_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("new.db");
+        drop(Store::open(&path, actor()).expect("create"));
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+                .expect("bump");
+        }
+        let before = std::fs::read(&path).expect("read");
+        match Store::open(&path, actor()) {
+            Err(Error::SchemaTooNew { found, supported }) => {
+                assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+            }
+            other => panic!("expected SchemaTooNew, got {other:?}"),
+        }
+        assert_eq!(before, std::fs::read(&path).expect("read"));
+    }
+
+    #[test]
+    fn many_edits_compact_into_a_full_save_and_reload_equal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        let mut s = Store::open(&path, actor()).expect("open");
+        let id = s.create_household(household()).expect("create");
+        for i in 0..(MAX_CHUNKS * 2 + 3) {
+            s.add_visit(
+                &id,
+                NewVisit {
+                    purpose: format!("走访{i}"),
+                    note: String::new(),
+                    follow_up: None,
+                },
+            )
+            .expect("visit");
+        }
+        let chunks: i64 = s
+            .conn
+            .query_row(
+                "SELECT count(*) FROM doc_chunks WHERE doc = ?1",
+                [&id],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert!(chunks < MAX_CHUNKS, "chunks are compacted, found {chunks}");
+        let before = s.household(&id).expect("read");
+        drop(s);
+        let mut s = Store::open(&path, actor()).expect("reopen");
+        assert_eq!(s.household(&id).expect("read"), before);
+        assert_eq!(before.visits.len() as i64, MAX_CHUNKS * 2 + 3);
+    }
+
+    #[test]
+    fn an_encrypted_store_opens_only_with_its_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("enc.db");
+        let id = {
+            let mut s = Store::open_encrypted(&path, "k3y-from-keystore", actor()).expect("create");
+            s.create_household(household()).expect("create")
+        };
+        let raw = std::fs::read(&path).expect("read");
+        assert!(
+            !raw.windows(6).any(|w| w == "张三".as_bytes()),
+            "names are not readable on disk"
+        );
+        assert_ne!(&raw[..16], b"SQLite format 3\0");
+        assert!(matches!(
+            Store::open_encrypted(&path, "wrong", actor()),
+            Err(Error::WrongKey)
+        ));
+        assert!(matches!(
+            Store::open(&path, actor()),
+            Err(Error::NotXiuhuaDatabase(_))
+        ));
+        assert_eq!(
+            raw,
+            std::fs::read(&path).expect("read"),
+            "refused opens leave the file untouched"
+        );
+        let mut s = Store::open_encrypted(&path, "k3y-from-keystore", actor()).expect("reopen");
+        assert_eq!(s.household(&id).expect("read").members[0].name, "张三");
+    }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::doc::{DocKind, kind_and_grid};
 use crate::error::{Error, Result};
-use crate::model::{Household, Record, Task, Tag};
+use crate::model::{Household, Record, Tag, Task};
 use crate::{pinyin, validate, workflow};
 
 /// Version of the projection rows computed from documents.
@@ -18,7 +18,10 @@ pub const PROJECTION_VERSION: i64 = 1;
 /// The rows of one document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Rows {
-    Household { household: HouseholdRow, residents: Vec<ResidentRow> },
+    Household {
+        household: HouseholdRow,
+        residents: Vec<ResidentRow>,
+    },
     Record(RecordRow),
     Task(TaskRow),
 }
@@ -89,7 +92,10 @@ pub struct TaskRow {
 }
 
 pub(crate) fn tags_text(tags: &[Tag]) -> String {
-    tags.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(",")
+    tags.iter()
+        .map(|t| t.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Computes the rows of a document. `None` for a document that is still empty (its first
@@ -99,7 +105,10 @@ pub fn rows_of(doc_id: &str, doc: &AutoCommit) -> Result<Option<Rows>> {
         if doc.is_empty() {
             return Ok(None);
         }
-        return Err(Error::bad_doc(doc_id, "no kind or grid at the document root"));
+        return Err(Error::bad_doc(
+            doc_id,
+            "no kind or grid at the document root",
+        ));
     };
     let bad = |e: autosurgeon::HydrateError| Error::bad_doc(doc_id, e);
     Ok(Some(match kind {
@@ -206,14 +215,18 @@ pub(crate) fn task_row(t: &Task) -> TaskRow {
 pub(crate) fn delete_rows(tx: &Transaction<'_>, kind: DocKind, id: &str) -> Result<()> {
     match kind {
         DocKind::Household => {
-            tx.prepare_cached("DELETE FROM households WHERE id = ?1")?.execute([id])?;
-            tx.prepare_cached("DELETE FROM residents WHERE household = ?1")?.execute([id])?;
+            tx.prepare_cached("DELETE FROM households WHERE id = ?1")?
+                .execute([id])?;
+            tx.prepare_cached("DELETE FROM residents WHERE household = ?1")?
+                .execute([id])?;
         }
         DocKind::Record => {
-            tx.prepare_cached("DELETE FROM records WHERE id = ?1")?.execute([id])?;
+            tx.prepare_cached("DELETE FROM records WHERE id = ?1")?
+                .execute([id])?;
         }
         DocKind::Task => {
-            tx.prepare_cached("DELETE FROM tasks WHERE id = ?1")?.execute([id])?;
+            tx.prepare_cached("DELETE FROM tasks WHERE id = ?1")?
+                .execute([id])?;
         }
     }
     Ok(())
@@ -222,7 +235,10 @@ pub(crate) fn delete_rows(tx: &Transaction<'_>, kind: DocKind, id: &str) -> Resu
 /// Replaces a document's rows.
 pub(crate) fn write_rows(tx: &Transaction<'_>, rows: &Rows, replace: bool) -> Result<()> {
     match rows {
-        Rows::Household { household: h, residents } => {
+        Rows::Household {
+            household: h,
+            residents,
+        } => {
             if replace {
                 delete_rows(tx, DocKind::Household, &h.id)?;
             }
@@ -239,10 +255,25 @@ pub(crate) fn write_rows(tx: &Transaction<'_>, rows: &Rows, replace: bool) -> Re
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?;
             for r in residents {
-                let rev = r.phone.as_ref().map(|p| p.chars().rev().collect::<String>());
+                let rev = r
+                    .phone
+                    .as_ref()
+                    .map(|p| p.chars().rev().collect::<String>());
                 stmt.execute(params![
-                    r.household, r.member, r.grid, r.building, r.name, r.pinyin, r.initials, r.phone, rev, r.id_masked,
-                    r.gender, r.birth_year, r.relation, r.tags
+                    r.household,
+                    r.member,
+                    r.grid,
+                    r.building,
+                    r.name,
+                    r.pinyin,
+                    r.initials,
+                    r.phone,
+                    rev,
+                    r.id_masked,
+                    r.gender,
+                    r.birth_year,
+                    r.relation,
+                    r.tags
                 ])?;
             }
         }

@@ -103,7 +103,11 @@ fn household_summary(r: &Row<'_>) -> rusqlite::Result<HouseholdSummary> {
         room: r.get(3)?,
         head_name: r.get(4)?,
         member_count: r.get(5)?,
-        tags: tags.split(',').filter(|t| !t.is_empty()).map(String::from).collect(),
+        tags: tags
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect(),
         visit_count: r.get(7)?,
         last_visit_at: r.get(8)?,
         conflicts: r.get(9)?,
@@ -154,11 +158,14 @@ fn task_summary(r: &Row<'_>) -> rusqlite::Result<TaskSummary> {
 const HH_COLS: &str = "id, building, unit, room, head_name, member_count, tags, visit_count, last_visit_at, conflicts";
 const RES_COLS: &str = "household, member, name, building, phone, id_masked, relation, birth_year";
 const REC_COLS: &str = "id, category, status, reporter, household, place, reported_at, summary";
-const TASK_COLS: &str = "id, title, category, level, status, tier, assignee, deadline, rating, rejected";
+const TASK_COLS: &str =
+    "id, title, category, level, status, tier, assignee, deadline, rating, rejected";
 
 /// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
 fn like_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 impl Store {
@@ -172,7 +179,12 @@ impl Store {
     }
 
     /// Households of a building, or of one unit of it, ordered by unit and room.
-    pub fn households_in(&self, grid: &str, building: &str, unit: Option<&str>) -> Result<Vec<HouseholdSummary>> {
+    pub fn households_in(
+        &self,
+        grid: &str,
+        building: &str,
+        unit: Option<&str>,
+    ) -> Result<Vec<HouseholdSummary>> {
         let sql = format!(
             "SELECT {HH_COLS} FROM households WHERE grid = ?1 AND building = ?2 AND (?3 IS NULL OR unit = ?3)
              ORDER BY length(unit), unit, length(room), room"
@@ -192,9 +204,15 @@ impl Store {
         let limit = limit.min(500) as i64;
         let rows = if q.chars().all(|c| c.is_ascii_digit()) {
             let rev: String = q.chars().rev().collect();
-            let sql = format!("SELECT {RES_COLS} FROM residents WHERE phone_rev LIKE ?1 ESCAPE '\\' ORDER BY name LIMIT ?2");
+            let sql = format!(
+                "SELECT {RES_COLS} FROM residents WHERE phone_rev LIKE ?1 ESCAPE '\\' ORDER BY name LIMIT ?2"
+            );
             let mut stmt = self.conn().prepare_cached(&sql)?;
-            stmt.query_map(params![format!("{}%", like_escape(&rev)), limit], resident_hit)?.collect::<rusqlite::Result<Vec<_>>>()?
+            stmt.query_map(
+                params![format!("{}%", like_escape(&rev)), limit],
+                resident_hit,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?
         } else if pinyin::is_pinyin_query(&q) {
             let pat = format!("%{}%", like_escape(&q));
             // Initials matches first (zs → 张三 before 张森淼), then full-pinyin matches.
@@ -203,27 +221,47 @@ impl Store {
                  ORDER BY (initials LIKE ?2 ESCAPE '\\') DESC, length(name), name LIMIT ?3"
             );
             let mut stmt = self.conn().prepare_cached(&sql)?;
-            stmt.query_map(params![pat, format!("{}%", like_escape(&q)), limit], resident_hit)?.collect::<rusqlite::Result<Vec<_>>>()?
+            stmt.query_map(
+                params![pat, format!("{}%", like_escape(&q)), limit],
+                resident_hit,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?
         } else {
             let term = query.trim();
             let sql = format!(
                 "SELECT {RES_COLS} FROM residents WHERE name LIKE ?1 ESCAPE '\\' ORDER BY (name LIKE ?2 ESCAPE '\\') DESC, length(name), name LIMIT ?3"
             );
             let mut stmt = self.conn().prepare_cached(&sql)?;
-            stmt.query_map(params![format!("%{}%", like_escape(term)), format!("{}%", like_escape(term)), limit], resident_hit)?
-                .collect::<rusqlite::Result<Vec<_>>>()?
+            stmt.query_map(
+                params![
+                    format!("%{}%", like_escape(term)),
+                    format!("{}%", like_escape(term)),
+                    limit
+                ],
+                resident_hit,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?
         };
         Ok(rows)
     }
 
     /// 民情 records filtered by status and/or category, newest first.
-    pub fn records(&self, grid: &str, status: Option<&str>, category: Option<&str>, limit: usize) -> Result<Vec<RecordSummary>> {
+    pub fn records(
+        &self,
+        grid: &str,
+        status: Option<&str>,
+        category: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RecordSummary>> {
         let sql = format!(
             "SELECT {REC_COLS} FROM records WHERE grid = ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR category = ?3)
              ORDER BY reported_at DESC, id LIMIT ?4"
         );
         let mut stmt = self.conn().prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![grid, status, category, limit.min(10_000) as i64], record_summary)?;
+        let rows = stmt.query_map(
+            params![grid, status, category, limit.min(10_000) as i64],
+            record_summary,
+        )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -250,19 +288,29 @@ impl Store {
     }
 
     /// Tasks filtered by level and/or status, soonest deadline first.
-    pub fn tasks(&self, grid: &str, level: Option<&str>, status: Option<&str>, limit: usize) -> Result<Vec<TaskSummary>> {
+    pub fn tasks(
+        &self,
+        grid: &str,
+        level: Option<&str>,
+        status: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TaskSummary>> {
         let sql = format!(
             "SELECT {TASK_COLS} FROM tasks WHERE grid = ?1 AND (?2 IS NULL OR level = ?2) AND (?3 IS NULL OR status = ?3)
              ORDER BY deadline IS NULL, deadline, id LIMIT ?4"
         );
         let mut stmt = self.conn().prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![grid, level, status, limit.min(10_000) as i64], task_summary)?;
+        let rows = stmt.query_map(
+            params![grid, level, status, limit.min(10_000) as i64],
+            task_summary,
+        )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Tasks with rejected events (concurrent transitions that lost), for the conflicts screen.
     pub fn tasks_with_conflicts(&self, grid: &str) -> Result<Vec<TaskSummary>> {
-        let sql = format!("SELECT {TASK_COLS} FROM tasks WHERE grid = ?1 AND rejected > 0 ORDER BY id");
+        let sql =
+            format!("SELECT {TASK_COLS} FROM tasks WHERE grid = ?1 AND rejected > 0 ORDER BY id");
         let mut stmt = self.conn().prepare_cached(&sql)?;
         let rows = stmt.query_map([grid], task_summary)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -270,7 +318,9 @@ impl Store {
 
     /// Households with fields holding concurrent values.
     pub fn households_with_conflicts(&self, grid: &str) -> Result<Vec<HouseholdSummary>> {
-        let sql = format!("SELECT {HH_COLS} FROM households WHERE grid = ?1 AND conflicts > 0 ORDER BY id");
+        let sql = format!(
+            "SELECT {HH_COLS} FROM households WHERE grid = ?1 AND conflicts > 0 ORDER BY id"
+        );
         let mut stmt = self.conn().prepare_cached(&sql)?;
         let rows = stmt.query_map([grid], household_summary)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -295,9 +345,21 @@ impl Store {
         let overdue_tasks = c
             .prepare_cached(&format!("SELECT count(*) FROM tasks WHERE grid = ?1 AND status IN {OPEN_STATUSES} AND deadline < ?2"))?
             .query_row(params![grid, self.now_ms()], |r| r.get(0))?;
-        let households = c.prepare_cached("SELECT count(*) FROM households WHERE grid = ?1")?.query_row([grid], |r| r.get(0))?;
-        let residents = c.prepare_cached("SELECT count(*) FROM residents WHERE grid = ?1")?.query_row([grid], |r| r.get(0))?;
-        Ok(Ledger { records, tasks, average_satisfaction, rated_tasks, overdue_tasks, households, residents })
+        let households = c
+            .prepare_cached("SELECT count(*) FROM households WHERE grid = ?1")?
+            .query_row([grid], |r| r.get(0))?;
+        let residents = c
+            .prepare_cached("SELECT count(*) FROM residents WHERE grid = ?1")?
+            .query_row([grid], |r| r.get(0))?;
+        Ok(Ledger {
+            records,
+            tasks,
+            average_satisfaction,
+            rated_tasks,
+            overdue_tasks,
+            households,
+            residents,
+        })
     }
 
     /// A household's history: its visits, the records and tasks about it, and every change
@@ -312,7 +374,11 @@ impl Store {
                 kind: "visit".into(),
                 id: v.id.clone(),
                 who: v.by_name.clone(),
-                text: if v.note.is_empty() { v.purpose.clone() } else { format!("{}: {}", v.purpose, v.note) },
+                text: if v.note.is_empty() {
+                    v.purpose.clone()
+                } else {
+                    format!("{}: {}", v.purpose, v.note)
+                },
             })
             .collect();
         let c = self.conn();

@@ -122,8 +122,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Checks, without writing anything, that `path` is absent, empty, or a Xiuhua store this
-/// build can open. A foreign or corrupt file is refused and left exactly as it was.
-pub(crate) fn check_existing(path: &std::path::Path) -> Result<()> {
+/// build can open (with `key` when it is encrypted). A foreign, corrupt or wrongly keyed file
+/// is refused and left exactly as it was.
+pub(crate) fn check_existing(path: &std::path::Path, key: Option<&str>) -> Result<()> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -132,23 +133,39 @@ pub(crate) fn check_existing(path: &std::path::Path) -> Result<()> {
     if meta.len() == 0 {
         return Ok(());
     }
-    let mut header = [0u8; 16];
-    {
+    if key.is_none() {
+        let mut header = [0u8; 16];
         use std::io::Read;
         let mut f = std::fs::File::open(path)
             .map_err(|e| Error::NotXiuhuaDatabase(format!("{}: {e}", path.display())))?;
         if f.read_exact(&mut header).is_err() || &header != b"SQLite format 3\0" {
-            return Err(Error::NotXiuhuaDatabase(format!("{} is not a SQLite database", path.display())));
+            return Err(Error::NotXiuhuaDatabase(format!(
+                "{} is not a SQLite database (if it is an encrypted store, open it with its key)",
+                path.display()
+            )));
         }
     }
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(|e| Error::NotXiuhuaDatabase(format!("{}: {e}", path.display())))?;
-    let corrupt = |e: rusqlite::Error| Error::NotXiuhuaDatabase(format!("{} cannot be read: {e}", path.display()));
-    let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0)).map_err(corrupt)?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(corrupt)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| Error::NotXiuhuaDatabase(format!("{}: {e}", path.display())))?;
+    if let Some(key) = key {
+        conn.pragma_update(None, "key", key)?;
+    }
+    let unreadable = |e: rusqlite::Error| match (key, e.sqlite_error_code()) {
+        (Some(_), Some(rusqlite::ErrorCode::NotADatabase)) => Error::WrongKey,
+        _ => Error::NotXiuhuaDatabase(format!("{} cannot be read: {e}", path.display())),
+    };
     let tables: i64 = conn
         .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-        .map_err(corrupt)?;
+        .map_err(unreadable)?;
+    let app: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(unreadable)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(unreadable)?;
     if app != APPLICATION_ID {
         if app == 0 && version == 0 && tables == 0 {
             return Ok(()); // an empty SQLite file: ours to initialise
@@ -159,13 +176,19 @@ pub(crate) fn check_existing(path: &std::path::Path) -> Result<()> {
         )));
     }
     if version > SCHEMA_VERSION {
-        return Err(Error::SchemaTooNew { found: version, supported: SCHEMA_VERSION });
+        return Err(Error::SchemaTooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
     }
     let check: String = conn
         .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .map_err(corrupt)?;
+        .map_err(unreadable)?;
     if check != "ok" {
-        return Err(Error::NotXiuhuaDatabase(format!("{} is corrupt: {check}", path.display())));
+        return Err(Error::NotXiuhuaDatabase(format!(
+            "{} is corrupt: {check}",
+            path.display()
+        )));
     }
     Ok(())
 }
@@ -178,12 +201,18 @@ pub(crate) fn init(conn: &mut Connection, target: i64) -> Result<()> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
-        return Err(Error::SchemaTooNew { found: version, supported: SCHEMA_VERSION });
+        return Err(Error::SchemaTooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
     }
     for v in version..target {
         let sql = MIGRATIONS
             .get(v as usize)
-            .ok_or_else(|| Error::SchemaTooNew { found: v, supported: SCHEMA_VERSION })?;
+            .ok_or_else(|| Error::SchemaTooNew {
+                found: v,
+                supported: SCHEMA_VERSION,
+            })?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "application_id", APPLICATION_ID)?;

@@ -1,0 +1,523 @@
+//! The measurements: the bulk load (in a child process, for its peak memory), disk size,
+//! user actions, list queries and the raw-SQLite floor.
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use xiuhua_core::pinyin::name_keys;
+use xiuhua_core::store::Rows;
+use xiuhua_core::{Actor, NewVisit, RecordStatus, Role, Store, TaskAction};
+
+use crate::error::{Context, Result, msg};
+use crate::mapping::Mapped;
+use crate::sys;
+
+/// The hidden subcommand that runs the load in a child process.
+pub const LOAD_CHILD: &str = "__load-child";
+
+/// The user acting on the benchmark's device.
+pub fn bench_actor() -> Result<Actor> {
+    Ok(Actor::new(
+        "u-bench",
+        "基准测试员",
+        Role::GridMember,
+        "bench-phone",
+    )?)
+}
+
+// ----- documents in a file, for the child -----
+
+fn write_u32(w: &mut impl Write, n: usize) -> Result<()> {
+    let n = u32::try_from(n).context("a document is larger than 4 GiB")?;
+    w.write_all(&n.to_le_bytes())?;
+    Ok(())
+}
+
+/// Writes documents as (u32 LE id length, id, u32 LE bytes length, bytes)*.
+pub fn write_docs(path: &Path, docs: &[(String, Vec<u8>)]) -> Result<()> {
+    let file =
+        std::fs::File::create(path).context_with(|| format!("creating {}", path.display()))?;
+    let mut w = BufWriter::new(file);
+    for (id, bytes) in docs {
+        write_u32(&mut w, id.len())?;
+        w.write_all(id.as_bytes())?;
+        write_u32(&mut w, bytes.len())?;
+        w.write_all(bytes)?;
+    }
+    w.flush()
+        .context_with(|| format!("writing {}", path.display()))
+}
+
+fn read_u32(r: &mut impl Read) -> Result<Option<usize>> {
+    let mut b = [0u8; 4];
+    match r.read_exact(&mut b) {
+        Ok(()) => Ok(Some(u32::from_le_bytes(b) as usize)),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads what [`write_docs`] wrote.
+pub fn read_docs(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let ctx = || format!("reading documents from {}", path.display());
+    let file = std::fs::File::open(path).context_with(ctx)?;
+    let mut r = BufReader::new(file);
+    let mut docs = Vec::new();
+    while let Some(n) = read_u32(&mut r).context_with(ctx)? {
+        let mut id = vec![0u8; n];
+        r.read_exact(&mut id).context_with(ctx)?;
+        let id = String::from_utf8(id).context_with(ctx)?;
+        let n = read_u32(&mut r)
+            .context_with(ctx)?
+            .context_with(|| format!("{}: truncated after id {id}", path.display()))?;
+        let mut bytes = vec![0u8; n];
+        r.read_exact(&mut bytes).context_with(ctx)?;
+        docs.push((id, bytes));
+    }
+    Ok(docs)
+}
+
+// ----- the load -----
+
+/// What one load in a child process measured.
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub load_s: f64,
+    pub open_s: f64,
+    pub imported: usize,
+    pub peak_rss_bytes: u64,
+    pub rss_before_load_bytes: u64,
+}
+
+/// The child's side: read the documents, open a fresh store, import them, report on stdout
+/// as one JSON line.
+pub fn load_child(docs_path: &Path, store_path: &Path) -> Result<()> {
+    let docs = read_docs(docs_path)?;
+    let rss_before = sys::status_bytes("VmRSS").context("VmRSS is not in /proc/self/status")?;
+    let t0 = Instant::now();
+    let mut store = Store::open(store_path, bench_actor()?)
+        .context_with(|| format!("opening a fresh store at {}", store_path.display()))?;
+    let open_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let imported = store
+        .import_documents(&docs)
+        .context("importing the documents")?;
+    let load_s = t1.elapsed().as_secs_f64();
+    let peak = sys::status_bytes("VmHWM").context("VmHWM is not in /proc/self/status")?;
+    drop(store);
+    let line = json!({
+        "load_s": load_s,
+        "open_s": open_s,
+        "imported": imported,
+        "peak_rss_bytes": peak,
+        "rss_before_load_bytes": rss_before,
+    });
+    println!("{line}");
+    Ok(())
+}
+
+/// The parent's side: runs this binary as a child that loads `docs_path` into a fresh
+/// store at `store_path`.
+pub fn load_in_child(docs_path: &Path, store_path: &Path) -> Result<Load> {
+    let exe = std::env::current_exe().context("finding this program's path")?;
+    let out = std::process::Command::new(&exe)
+        .arg(LOAD_CHILD)
+        .arg(docs_path)
+        .arg(store_path)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context_with(|| format!("running {} {LOAD_CHILD}", exe.display()))?;
+    if !out.status.success() {
+        return Err(msg(format!("the load child failed: {}", out.status)));
+    }
+    let v: Value =
+        serde_json::from_slice(&out.stdout).context("reading the load child's report")?;
+    let f = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_f64)
+            .context_with(|| format!("child report lacks {k}"))
+    };
+    let u = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_u64)
+            .context_with(|| format!("child report lacks {k}"))
+    };
+    Ok(Load {
+        load_s: f("load_s")?,
+        open_s: f("open_s")?,
+        imported: usize::try_from(u("imported")?)?,
+        peak_rss_bytes: u("peak_rss_bytes")?,
+        rss_before_load_bytes: u("rss_before_load_bytes")?,
+    })
+}
+
+/// The store's files: the database and its WAL and shared-memory files, when present.
+pub fn store_files(store_path: &Path) -> Vec<PathBuf> {
+    let mut files = vec![store_path.to_path_buf()];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut p = store_path.as_os_str().to_owned();
+        p.push(suffix);
+        files.push(PathBuf::from(p));
+    }
+    files
+}
+
+/// Total size of the store's files that exist.
+pub fn disk_bytes(store_path: &Path) -> Result<u64> {
+    let mut total = 0;
+    for f in store_files(store_path) {
+        match std::fs::metadata(&f) {
+            Ok(m) => total += m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).context_with(|| format!("size of {}", f.display())),
+        }
+    }
+    Ok(total)
+}
+
+// ----- statistics -----
+
+/// The nearest-rank percentile `p` (0–100) of `samples`, in ms.
+pub fn percentile_ms(samples: &[Duration], p: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    let mut v: Vec<Duration> = samples.to_vec();
+    v.sort();
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    let i = rank.clamp(1, v.len()) - 1;
+    v[i].as_secs_f64() * 1000.0
+}
+
+fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(Duration, T)> {
+    let t = Instant::now();
+    let r = f()?;
+    Ok((t.elapsed(), r))
+}
+
+// ----- user actions -----
+
+/// Index `i` spread over `0..n` by a large prime stride.
+fn spread(i: usize, n: usize, salt: usize) -> usize {
+    (i.wrapping_mul(7919).wrapping_add(salt)) % n.max(1)
+}
+
+/// How many of each action kind [`writes`] did.
+#[derive(Debug, Clone, Default)]
+pub struct Writes {
+    pub samples: Vec<Duration>,
+    pub visits: usize,
+    pub notes: usize,
+    pub statuses: usize,
+    pub phones: usize,
+}
+
+/// `n` user actions, a fixed mix (visit, task note, record status, member phone), each timed.
+pub fn writes(store: &mut Store, m: &Mapped, n: usize) -> Result<Writes> {
+    if m.households.is_empty() || m.records.is_empty() || m.tasks.is_empty() {
+        return Err(msg("the write mix needs households, records and tasks"));
+    }
+    let mut statuses: Vec<RecordStatus> = m.records.iter().map(|r| r.status).collect();
+    let mut w = Writes::default();
+    for i in 0..n {
+        let j = i / 4;
+        let (d, ()) = match i % 4 {
+            0 => {
+                let h = &m.households[spread(j, m.households.len(), 1)];
+                w.visits += 1;
+                timed(|| {
+                    store
+                        .add_visit(
+                            &h.id,
+                            NewVisit {
+                                purpose: "入户走访".into(),
+                                note: format!("第{j}次走访：了解近况，居民无新诉求"),
+                                follow_up: None,
+                            },
+                        )
+                        .context_with(|| format!("visit to {}", h.id))?;
+                    Ok(())
+                })?
+            }
+            1 => {
+                let t = &m.tasks[spread(j, m.tasks.len(), 2)];
+                w.notes += 1;
+                timed(|| {
+                    store
+                        .task_action(
+                            &t.id,
+                            TaskAction::Note {
+                                text: format!("进展{j}：已电话联系居民，约定上门时间"),
+                            },
+                        )
+                        .context_with(|| format!("note on {}", t.id))?;
+                    Ok(())
+                })?
+            }
+            2 => {
+                let k = spread(j, m.records.len(), 3);
+                let r = &m.records[k];
+                let all = RecordStatus::ALL;
+                let pos = all.iter().position(|s| *s == statuses[k]).unwrap_or(0);
+                let next = all[(pos + 1) % all.len()];
+                statuses[k] = next;
+                w.statuses += 1;
+                timed(|| {
+                    store
+                        .set_record_status(&r.id, next)
+                        .context_with(|| format!("status of {}", r.id))
+                })?
+            }
+            _ => {
+                let h = &m.households[spread(j, m.households.len(), 4)];
+                let member = h
+                    .members
+                    .get(j % h.members.len().max(1))
+                    .context_with(|| format!("household {} has no members", h.id))?;
+                let phone = format!("13{:09}", spread(j, 1_000_000_000, 12345));
+                w.phones += 1;
+                timed(|| {
+                    store
+                        .set_member_phone(&h.id, &member.id, Some(&phone))
+                        .context_with(|| format!("phone of {} in {}", member.id, h.id))
+                })?
+            }
+        };
+        w.samples.push(d);
+    }
+    Ok(w)
+}
+
+// ----- queries -----
+
+/// A query measured `n` times: median and how many rows it returned on average.
+#[derive(Debug, Clone)]
+pub struct QueryStat {
+    pub median_ms: f64,
+    pub p99_ms: f64,
+    pub mean_rows: f64,
+}
+
+fn query_stat(samples: &[Duration], rows: usize) -> QueryStat {
+    QueryStat {
+        median_ms: percentile_ms(samples, 50.0),
+        p99_ms: percentile_ms(samples, 99.0),
+        mean_rows: rows as f64 / samples.len().max(1) as f64,
+    }
+}
+
+/// The distinct buildings of the grid, in a stable order.
+pub fn buildings(m: &Mapped) -> Vec<String> {
+    let mut b: Vec<String> = m
+        .households
+        .iter()
+        .map(|h| h.address.building.clone())
+        .collect();
+    b.sort();
+    b.dedup();
+    b
+}
+
+/// `households_in(grid, building, None)` over varying buildings.
+pub fn building_list(store: &Store, m: &Mapped, n: usize) -> Result<QueryStat> {
+    let b = buildings(m);
+    let mut samples = Vec::with_capacity(n);
+    let mut rows = 0;
+    for i in 0..n {
+        let building = &b[spread(i, b.len(), 0)];
+        let (d, r) = timed(|| Ok(store.households_in(&m.grid, building, None)?))?;
+        rows += r.len();
+        samples.push(d);
+    }
+    Ok(query_stat(&samples, rows))
+}
+
+/// Pinyin queries made from residents' names: full pinyin of the whole name, initials,
+/// and the surname's full pinyin alone (`zhang`), in turn.
+pub fn pinyin_queries(m: &Mapped, n: usize) -> Vec<String> {
+    let members: Vec<&str> = m
+        .households
+        .iter()
+        .flat_map(|h| h.members.iter().map(|x| x.name.as_str()))
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    let mut i = 0;
+    while out.len() < n && !members.is_empty() && i < n * 10 {
+        let name = members[spread(i, members.len(), 5)];
+        let keys = name_keys(name);
+        let q = match i % 3 {
+            0 => keys.full.first().cloned(),
+            1 => keys.initials.first().cloned(),
+            _ => name
+                .chars()
+                .next()
+                .and_then(|c| name_keys(&c.to_string()).full.first().cloned()),
+        };
+        if let Some(q) = q {
+            out.push(q);
+        }
+        i += 1;
+    }
+    out
+}
+
+/// `search_residents` with pinyin queries, limit 50.
+pub fn pinyin_search(store: &Store, m: &Mapped, n: usize) -> Result<QueryStat> {
+    let queries = pinyin_queries(m, n);
+    if queries.is_empty() {
+        return Err(msg(
+            "no pinyin queries could be made from the residents' names",
+        ));
+    }
+    let mut samples = Vec::with_capacity(queries.len());
+    let mut rows = 0;
+    for q in &queries {
+        let (d, r) = timed(|| Ok(store.search_residents(q, 50)?))?;
+        rows += r.len();
+        samples.push(d);
+    }
+    Ok(query_stat(&samples, rows))
+}
+
+/// `overdue_tasks(grid)`.
+pub fn overdue(store: &Store, m: &Mapped, n: usize) -> Result<QueryStat> {
+    let mut samples = Vec::with_capacity(n);
+    let mut rows = 0;
+    for _ in 0..n {
+        let (d, r) = timed(|| Ok(store.overdue_tasks(&m.grid)?))?;
+        rows += r.len();
+        samples.push(d);
+    }
+    Ok(query_stat(&samples, rows))
+}
+
+// ----- the floor -----
+
+/// Time to insert the same projection rows (and, with `with_docs`, the documents' bytes
+/// into `docs`) into a fresh store's tables with plain SQL in one transaction, without
+/// touching Automerge.
+pub fn sqlite_floor(
+    dir: &Path,
+    rows: &[Rows],
+    docs: &[(String, Vec<u8>)],
+    with_docs: bool,
+) -> Result<f64> {
+    use rusqlite::params;
+    let path = dir.join(if with_docs {
+        "floor-docs.db"
+    } else {
+        "floor.db"
+    });
+    // A fresh store gives the real schema (tables, indexes, WAL); then plain SQL.
+    drop(Store::open(&path, bench_actor()?).context("creating the floor store")?);
+    let mut conn = rusqlite::Connection::open(&path).context("opening the floor store")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let t = Instant::now();
+    let tx = conn.transaction()?;
+    {
+        let mut hh = tx.prepare(
+            "INSERT INTO households (id, grid, building, unit, room, head_name, member_count, tags, visit_count, last_visit_at, conflicts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        let mut res = tx.prepare(
+            "INSERT INTO residents (household, member, grid, building, name, pinyin, initials, phone, phone_rev, id_masked, gender, birth_year, relation, tags)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        let mut rec = tx.prepare(
+            "INSERT INTO records (id, grid, category, status, reporter, household, building, place, reported_at, summary)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        let mut task = tx.prepare(
+            "INSERT INTO tasks (id, grid, title, category, level, status, tier, assignee, deadline, created_at, household, source_record, rating, rejected)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        let mut doc = tx.prepare(
+            "INSERT INTO docs (id, kind, grid, snapshot, chunks) VALUES (?1, ?2, ?3, ?4, 0)",
+        )?;
+        for (i, r) in rows.iter().enumerate() {
+            let (kind, grid) = match r {
+                Rows::Household {
+                    household: h,
+                    residents,
+                } => {
+                    hh.execute(params![
+                        h.id,
+                        h.grid,
+                        h.building,
+                        h.unit,
+                        h.room,
+                        h.head_name,
+                        h.member_count,
+                        h.tags,
+                        h.visit_count,
+                        h.last_visit_at,
+                        h.conflicts
+                    ])?;
+                    for x in residents {
+                        let rev: Option<String> =
+                            x.phone.as_ref().map(|p| p.chars().rev().collect());
+                        res.execute(params![
+                            x.household,
+                            x.member,
+                            x.grid,
+                            x.building,
+                            x.name,
+                            x.pinyin,
+                            x.initials,
+                            x.phone,
+                            rev,
+                            x.id_masked,
+                            x.gender,
+                            x.birth_year,
+                            x.relation,
+                            x.tags
+                        ])?;
+                    }
+                    ("household", &h.grid)
+                }
+                Rows::Record(r) => {
+                    rec.execute(params![
+                        r.id,
+                        r.grid,
+                        r.category,
+                        r.status,
+                        r.reporter,
+                        r.household,
+                        r.building,
+                        r.place,
+                        r.reported_at,
+                        r.summary
+                    ])?;
+                    ("record", &r.grid)
+                }
+                Rows::Task(t) => {
+                    task.execute(params![
+                        t.id,
+                        t.grid,
+                        t.title,
+                        t.category,
+                        t.level,
+                        t.status,
+                        t.tier,
+                        t.assignee,
+                        t.deadline,
+                        t.created_at,
+                        t.household,
+                        t.source_record,
+                        t.rating,
+                        t.rejected
+                    ])?;
+                    ("task", &t.grid)
+                }
+            };
+            if with_docs {
+                let (id, bytes) = docs.get(i).context("fewer documents than row sets")?;
+                doc.execute(params![id, kind, grid, bytes])?;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(t.elapsed().as_secs_f64())
+}

@@ -1,0 +1,29 @@
+//! Integration tests of the Xiuhua store: what a grid worker relies on when two phones work
+//! offline on the same grid, when the disk fails, when a clock is wrong, and when input is bad.
+//!
+//! One test binary; each scenario lives in `tests/store/<scenario>.rs`.
+
+// A test that meets an unexpected error must stop right there, with the error in the message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "store/common.rs"]
+mod common;
+
+#[path = "store/clock.rs"]
+mod clock;
+#[path = "store/convergence.rs"]
+mod convergence;
+#[path = "store/files.rs"]
+mod files;
+#[path = "store/input.rs"]
+mod input;
+#[path = "store/merging.rs"]
+mod merging;
+#[path = "store/queries.rs"]
+mod queries;
+#[path = "store/rebuild.rs"]
+mod rebuild;
+#[path = "store/transaction.rs"]
+mod transaction;
+#[path = "store/two_devices.rs"]
+mod two_devices;
