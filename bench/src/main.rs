@@ -13,6 +13,7 @@
 mod error;
 mod mapping;
 mod measure;
+mod profile;
 mod sys;
 mod workload;
 
@@ -32,6 +33,8 @@ const USAGE: &str = "usage:
   --workload-dir DIR  cache of generated workloads (default: <workspace>/target/workload)
   --load-runs N       how many times to measure the bulk load (median; default 3)
   --no-floor          skip the raw-SQLite floor measurement
+  --keep DIR          keep the documents (DIR/docs.bin) and the loaded store (DIR/store.db)
+                      for profiling, e.g. `perf record xiuhua-bench __load-child DIR/docs.bin X.db`
 
 environment: XIUHUA_WORKLOAD_GEN=path/to/gen.py overrides where the generator is found";
 
@@ -43,6 +46,7 @@ struct Local {
     workload_dir: Option<PathBuf>,
     load_runs: usize,
     floor: bool,
+    keep: Option<PathBuf>,
 }
 
 fn parse_local(args: &[String]) -> Result<Local> {
@@ -51,6 +55,7 @@ fn parse_local(args: &[String]) -> Result<Local> {
     let mut workload_dir = None;
     let mut load_runs = 3;
     let mut floor = true;
+    let mut keep = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
@@ -81,6 +86,7 @@ fn parse_local(args: &[String]) -> Result<Local> {
                 }
             }
             "--no-floor" => floor = false,
+            "--keep" => keep = Some(PathBuf::from(value("--keep")?)),
             other => return Err(msg(format!("unknown option {other:?}\n\n{USAGE}"))),
         }
     }
@@ -90,6 +96,7 @@ fn parse_local(args: &[String]) -> Result<Local> {
         workload_dir,
         load_runs,
         floor,
+        keep,
     })
 }
 
@@ -100,6 +107,7 @@ fn main() {
         Some(measure::LOAD_CHILD) if args.len() == 3 => {
             measure::load_child(Path::new(&args[1]), Path::new(&args[2]))
         }
+        Some("__profile") if args.len() == 2 => profile::run(Path::new(&args[1])),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -190,6 +198,13 @@ fn run_local(o: &Local) -> Result<()> {
             l.peak_rss_bytes as f64 / 1e6
         );
         loads.push(l);
+    }
+    if let Some(keep) = &o.keep {
+        std::fs::create_dir_all(keep).context_with(|| format!("creating {}", keep.display()))?;
+        std::fs::copy(&docs_path, keep.join("docs.bin"))
+            .context_with(|| format!("copying the documents to {}", keep.display()))?;
+        std::fs::copy(&store_path, keep.join("store.db"))
+            .context_with(|| format!("copying the store to {}", keep.display()))?;
     }
     let _ = std::fs::remove_file(&docs_path);
     // The child closed the store: SQLite checkpointed and removed the WAL.
@@ -333,10 +348,11 @@ fn print_table(f: &Value) {
                 } else {
                     "  MISSED"
                 };
-                format!(
-                    "≤ {}{verdict}",
-                    fmt_value(&json!(limit), u).trim_end_matches(".000 ms")
-                )
+                let limit = match *u {
+                    "B" => format!("{:.0} MB", limit / 1e6),
+                    u => format!("{limit} {u}"),
+                };
+                format!("≤ {limit}{verdict}")
             }
             _ => String::new(),
         };

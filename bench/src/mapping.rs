@@ -461,3 +461,101 @@ pub fn build(m: &Mapped, with_rows: bool) -> Result<Built> {
     }
     Ok(built)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xiuhua_core::Store;
+    use xiuhua_core::validate;
+
+    fn tiny() -> Result<(Mapped, Built)> {
+        let dir = tempfile::tempdir()?;
+        let path = crate::workload::generate(dir.path(), 20, 40, 20)?;
+        let w = crate::workload::read(&path)?;
+        let m = map(&w)?;
+        let built = build(&m, true)?;
+        Ok((m, built))
+    }
+
+    #[test]
+    fn id_numbers_are_valid_and_carry_gender() -> Result<()> {
+        for serial in 0..2000 {
+            for (gender, parity) in [(Gender::Male, 1), (Gender::Female, 0)] {
+                let id = id_number(1935 + (serial as i64 % 85), serial, gender)?;
+                assert_eq!(validate::id_number("id", &id)?, id);
+                let seq = id.as_bytes()[16] - b'0';
+                assert_eq!(seq % 2, parity, "{id}");
+            }
+        }
+        // The standard's worked example: 11010519491231002X.
+        assert_eq!(id_check_char(b"11010519491231002"), b'X');
+        Ok(())
+    }
+
+    #[test]
+    fn tiny_workload_maps_imports_and_folds_cleanly() -> Result<()> {
+        let (m, built) = tiny()?;
+        assert_eq!(m.households.len(), 20);
+        assert_eq!(m.records.len(), 40);
+        assert_eq!(m.tasks.len(), 20);
+        assert_eq!(built.docs.len(), 80);
+        assert_eq!(built.rows.len(), 80);
+        for t in &m.tasks {
+            let view = workflow::fold(t.events.values());
+            assert_eq!(view.rejected().count(), 0, "task {}", t.id);
+            assert_eq!(view.events.len(), t.events.len(), "task {}", t.id);
+            assert_eq!(view.level.map(Level::as_str), Some(t.events.values().find_map(|e| e.level.as_deref()).unwrap_or("")));
+        }
+
+        let mut store = Store::open_in_memory(crate::measure::bench_actor()?)?;
+        assert_eq!(store.import_documents(&built.docs)?, 80);
+
+        let mut buildings: Vec<&str> = m
+            .households
+            .iter()
+            .map(|h| h.address.building.as_str())
+            .collect();
+        buildings.sort();
+        buildings.dedup();
+        let listed: usize = buildings
+            .iter()
+            .map(|b| store.households_in(&m.grid, b, None).map(|v| v.len()))
+            .sum::<Result<usize, _>>()?;
+        assert_eq!(listed, 20);
+
+        let ledger = store.ledger(&m.grid)?;
+        assert_eq!(ledger.households, 20);
+        let residents: usize = m.households.iter().map(|h| h.members.len()).sum();
+        assert_eq!(ledger.residents, residents as i64);
+        assert_eq!(ledger.records.iter().map(|r| r.2).sum::<i64>(), 40);
+        assert_eq!(ledger.tasks.iter().map(|t| t.2).sum::<i64>(), 20);
+        assert!(store.tasks_with_conflicts(&m.grid)?.is_empty());
+
+        // Every task's folded status in the store matches the events it was given.
+        for t in &m.tasks {
+            let detail = store.task(&t.id)?;
+            assert_eq!(detail.view.rejected().count(), 0, "task {}", t.id);
+            let last = t.events.values().max_by_key(|e| e.hlc).map(|e| e.kind.as_str());
+            let expected = match last {
+                Some("complete") => "done",
+                Some("accept" | "note") => "in_progress",
+                Some("assign") => "assigned",
+                other => panic!("task {} ends with {other:?}", t.id),
+            };
+            assert_eq!(detail.view.status.as_str(), expected, "task {}", t.id);
+        }
+
+        // A pinyin query made from a resident's name finds that resident.
+        let name = &m.households[0].members[0].name;
+        let q = crate::measure::pinyin_queries(&m, 3);
+        assert!(!q.is_empty());
+        let full = pinyin::name_keys(name).full[0].clone();
+        let hits = store.search_residents(&full, 50)?;
+        assert!(hits.iter().any(|h| &h.name == name), "{full}: {hits:?}");
+
+        // The same workload maps to the same documents.
+        let (_, again) = tiny()?;
+        assert_eq!(again.docs, built.docs);
+        Ok(())
+    }
+}

@@ -34,6 +34,18 @@ pub enum Error {
     /// Automerge refused bytes or an operation.
     #[error("automerge: {0}")]
     Automerge(#[from] automerge::AutomergeError),
+    /// The sync server could not be reached, or the connection broke or timed out. Nothing
+    /// was lost: what was not acknowledged is still in the outbox; sync again later.
+    #[error("network: {0}")]
+    Network(String),
+    /// The server no longer accepts this device's credentials (never enrolled, device or
+    /// user revoked, refresh token expired): the device must be enrolled again.
+    #[error("not authorized: {0}")]
+    Unauthorized(String),
+    /// The sync server refused or failed a request (`code` is the server's stable
+    /// [`crate::sync::proto::ErrorBody`] code, `status` the HTTP status).
+    #[error("sync server answered {status} {code}: {message}")]
+    Sync { status: u16, code: String, message: String },
 }
 
 impl Error {

@@ -23,6 +23,8 @@ mod merging;
 mod queries;
 #[path = "store/rebuild.rs"]
 mod rebuild;
+#[path = "store/text.rs"]
+mod text;
 #[path = "store/transaction.rs"]
 mod transaction;
 #[path = "store/two_devices.rs"]

@@ -8,6 +8,7 @@
 mod projection;
 mod query;
 pub(crate) mod schema;
+mod sync;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -911,7 +912,7 @@ impl Store {
     ) -> Result<MergeReport> {
         let mut report = MergeReport::default();
         let device_ms = (self.time)();
-        for (id, _) in &by_doc {
+        for id in by_doc.keys() {
             // Take every touched document out of the cache before the transaction starts.
             let loaded = match self.cache.remove(*id) {
                 Some(d) => Some(d),

@@ -116,6 +116,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (doc, hash)
     ) WITHOUT ROWID;
     "#,
+    // 3: escalations recorded offline, sent to the server's /v1/escalate before the task's
+    // `escalate` event is pushed. `outbox_id` is the first outbox entry of the change that
+    // added the event: entries of the task from there on wait until the server accepted it.
+    r#"
+    CREATE TABLE pending_escalations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        task TEXT NOT NULL,
+        grid TEXT NOT NULL,
+        tier TEXT NOT NULL,
+        unit TEXT,
+        outbox_id INTEGER NOT NULL
+    );
+    CREATE INDEX pending_escalations_task ON pending_escalations(task);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -1,1 +1,194 @@
+//! The sync client: a sans-I/O engine ([`engine::SyncEngine`]) that says which request to
+//! send next and what to do with each reply, a [`Transport`] that carries the bytes (an HTTP
+//! one, [`http::HttpTransport`], behind the `http` feature), and the driver [`sync`] that
+//! runs one whole sync. The wire types live in [`proto`]; the design is ADR 0001
+//! (`docs/adr/0001-sync.md`).
+//!
+//! One sync, in order (see [`engine`] for the details and the decisions):
+//! refresh the access token when it expires within a minute → push the outbox in batches
+//! (escalations are sent to `/v1/escalate` before the task's `escalate` event is pushed) →
+//! for each grid: bootstrap from a bundle when the device holds nothing of it, then pull
+//! pages until the feed is drained → record the status. Every reply's `server_time_ms`
+//! anchors the clock; any `purge_grids` a reply names are purged at once.
+
+pub mod engine;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod proto;
+
+#[cfg(test)]
+mod tests;
+
+use serde::{Deserialize, Serialize};
+
+pub use engine::{Request, SyncEngine, SyncOptions, SyncPhase, SyncProgress, SyncReport};
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// What a device needs to talk to its server, kept in the store's `meta` table (the store
+/// is encrypted at rest). Tokens are never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    /// Base URL of the station's server, e.g. `https://sync.example:8443`.
+    pub server_url: String,
+    /// The device id the server assigned at enrollment: also the store's actor device.
+    pub device: String,
+    pub user: String,
+    pub user_name: String,
+    pub access_token: String,
+    /// When the access token expires, in server ms.
+    pub access_expires_ms: i64,
+    pub refresh_token: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("server_url", &self.server_url)
+            .field("device", &self.device)
+            .field("user", &self.user)
+            .field("user_name", &self.user_name)
+            .field("access_expires_ms", &self.access_expires_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the UI shows about sync, honestly: a sync that did not finish never counts as a
+/// success.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncStatus {
+    /// Local changes no server has acknowledged yet.
+    pub pending_outbox: i64,
+    /// When the last sync that finished did so (clock-anchored ms).
+    pub last_success_ms: Option<i64>,
+    /// What went wrong in the last sync that failed, unless a sync finished since.
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<i64>,
+    /// Documents whose changes the server refused at the last finished sync: (document,
+    /// reason). Their changes stay in the outbox.
+    pub refused_docs: Vec<(String, String)>,
+}
+
+/// An escalation recorded on this device, waiting to be sent to `/v1/escalate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEscalation {
+    pub id: i64,
+    pub task: String,
+    pub grid: String,
+    /// A [`crate::model::Tier`] string.
+    pub tier: String,
+    pub unit: Option<String>,
+    /// The first outbox entry of the change that added the `escalate` event: the task's
+    /// entries from there on are pushed only once the server accepted the escalation.
+    pub outbox_id: i64,
+}
+
+/// Why a [`Transport`] could not deliver a request or read its reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// The server could not be reached (DNS, refused, TLS handshake, no network).
+    #[error("cannot reach the server: {0}")]
+    Connect(String),
+    /// The server did not answer in time.
+    #[error("the server did not answer in time: {0}")]
+    Timeout(String),
+    /// The connection broke, or the reply could not be read.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<TransportError> for Error {
+    fn from(e: TransportError) -> Self {
+        Error::Network(e.to_string())
+    }
+}
+
+/// Carries one request to the server and brings back its status and body. The body is
+/// already encoded ([`proto::encode`]); an implementation sets the content type
+/// ([`proto::CONTENT_TYPE`]) and the protocol header ([`proto::PROTOCOL_HEADER`] =
+/// [`proto::PROTOCOL_VERSION`]), and `Authorization: Bearer …` when `bearer` is given.
+pub trait Transport {
+    fn post(
+        &mut self,
+        path: &str,
+        body: Vec<u8>,
+        bearer: Option<&str>,
+    ) -> Result<(u16, Vec<u8>), TransportError>;
+}
+
+/// Runs one whole sync of `store` with the server through `transport`, with the
+/// credentials saved in the store. Returns what it did; on failure the error is recorded
+/// in the store's status (never a success) and returned. See [`engine`].
+pub fn sync(
+    store: &mut Store,
+    transport: &mut dyn Transport,
+    progress: Option<&dyn SyncProgress>,
+) -> Result<SyncReport> {
+    let creds = match store.credentials()? {
+        Some(c) => c,
+        None => {
+            let e = Error::Unauthorized("this device is not enrolled".into());
+            store.record_sync_error(&e)?;
+            return Err(e);
+        }
+    };
+    sync_with(store, transport, progress, &creds, SyncOptions::default())
+}
+
+/// [`sync`] with explicit credentials and options (tests, benchmarks).
+pub fn sync_with(
+    store: &mut Store,
+    transport: &mut dyn Transport,
+    progress: Option<&dyn SyncProgress>,
+    creds: &Credentials,
+    options: SyncOptions,
+) -> Result<SyncReport> {
+    let mut engine = SyncEngine::new(creds, options);
+    loop {
+        let Some(request) = engine.next_request(store)? else {
+            break;
+        };
+        if let Some(p) = progress {
+            let (phase, done, total) = engine.progress();
+            p.on_progress(phase, done, total);
+        }
+        match transport.post(request.path, request.body, request.bearer.as_deref()) {
+            Ok((status, body)) => engine.handle_response(store, status, &body)?,
+            Err(e) => return Err(engine.transport_failed(store, e)),
+        }
+    }
+    let report = engine.finish(store)?;
+    if let Some(p) = progress {
+        p.on_progress(SyncPhase::Done, report.pushed + report.pulled, None);
+    }
+    Ok(report)
+}
+
+/// Exchanges a one-time enrollment code (printed at the station) for a device id and tokens.
+/// Save the answer with [`Store::save_enrollment`] in a store whose actor device is the
+/// returned `device`.
+pub fn enroll(
+    transport: &mut dyn Transport,
+    code: &str,
+    device_name: &str,
+) -> Result<proto::EnrollResponse> {
+    let code = code.trim();
+    if code.is_empty() {
+        return Err(Error::invalid("code", "the enrollment code is empty"));
+    }
+    let device_name = crate::validate::non_empty("device_name", device_name, 100)?;
+    let body = proto::encode(&proto::EnrollRequest {
+        code: code.to_string(),
+        device_name,
+    });
+    let (status, reply) = transport.post("/v1/enroll", body, None)?;
+    if (200..300).contains(&status) {
+        return proto::decode(&reply).map_err(|e| Error::Sync {
+            status,
+            code: "bad_reply".into(),
+            message: e.to_string(),
+        });
+    }
+    Err(engine::error_from_reply(status, &reply))
+}

@@ -21,10 +21,20 @@ fn changes_arriving_before_their_dependencies_wait_then_apply() {
     let empty = dump(&b);
 
     // The newest change first: it waits, nothing shows.
+    // FIXME(core): `Store::apply_remote` (store/mod.rs, `apply_remote` → `cache_put` of every
+    // touched document) caches the still-empty document of a change that waits for its
+    // dependencies, so `household()` answers `BadDocument("no kind or grid")` (a "corrupt
+    // document" error for the UI) instead of `NotFound` until the cache evicts it; with a
+    // cold cache the same call gives `NotFound`. Don't cache documents whose heads are still
+    // empty (or make `take_doc` report an empty cached document as `NotFound`).
     let r = b.apply_remote(&changes[2..3]).unwrap();
     assert_eq!((r.applied, r.waiting), (0, 1), "{r:?}");
     assert!(r.changed.is_empty());
-    assert!(matches!(b.household(&hh), Err(Error::NotFound(_))));
+    let r = b.household(&hh);
+    assert!(
+        matches!(r, Err(Error::NotFound(_))),
+        "a household not yet complete is not found: {r:?}"
+    );
     assert!(b.households_in(GRID, "3号楼", None).unwrap().is_empty());
     assert_eq!(dump(&b), empty);
 
@@ -36,7 +46,8 @@ fn changes_arriving_before_their_dependencies_wait_then_apply() {
     let r = b.apply_remote(&changes[1..2]).unwrap();
     assert_eq!(r.applied, 0, "{r:?}");
     assert!(r.waiting > 0, "{r:?}");
-    assert!(matches!(b.household(&hh), Err(Error::NotFound(_))));
+    let r = b.household(&hh);
+    assert!(matches!(r, Err(Error::NotFound(_))), "{r:?}");
     assert_eq!(dump(&b), empty);
 
     // The first arrives: all three apply and B sees exactly what A sees.

@@ -1,0 +1,233 @@
+package cn.xiuhua
+
+import cn.xiuhua.ffi.Actor
+import cn.xiuhua.ffi.Building
+import cn.xiuhua.ffi.ChangeEvent
+import cn.xiuhua.ffi.Enrollment
+import cn.xiuhua.ffi.FieldConflict
+import cn.xiuhua.ffi.Grant
+import cn.xiuhua.ffi.HistoryEntry
+import cn.xiuhua.ffi.Household
+import cn.xiuhua.ffi.HouseholdSummary
+import cn.xiuhua.ffi.Ledger
+import cn.xiuhua.ffi.MergeSummary
+import cn.xiuhua.ffi.NewHousehold
+import cn.xiuhua.ffi.NewMember
+import cn.xiuhua.ffi.NewRecord
+import cn.xiuhua.ffi.NewTask
+import cn.xiuhua.ffi.NewVisit
+import cn.xiuhua.ffi.RecordDetail
+import cn.xiuhua.ffi.RecordSummary
+import cn.xiuhua.ffi.RemoteChange
+import cn.xiuhua.ffi.ResidentHit
+import cn.xiuhua.ffi.StoreObserver
+import cn.xiuhua.ffi.SyncPhase
+import cn.xiuhua.ffi.SyncProgressListener
+import cn.xiuhua.ffi.SyncReport
+import cn.xiuhua.ffi.SyncStatus
+import cn.xiuhua.ffi.TaskAction
+import cn.xiuhua.ffi.TaskDetail
+import cn.xiuhua.ffi.TaskSummary
+import cn.xiuhua.ffi.TimelineEntry
+import cn.xiuhua.ffi.Vocabulary
+import cn.xiuhua.ffi.XiuhuaException
+import cn.xiuhua.ffi.XiuhuaStore
+import cn.xiuhua.ffi.vocabulary
+import kotlinx.coroutines.CoroutineDispatcher
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.channels.awaitClose
+import kotlinx.coroutines.flow.Flow
+import kotlinx.coroutines.flow.buffer
+import kotlinx.coroutines.flow.callbackFlow
+import kotlinx.coroutines.flow.conflate
+import kotlinx.coroutines.flow.filter
+import kotlinx.coroutines.flow.flowOn
+import kotlinx.coroutines.flow.map
+import kotlinx.coroutines.flow.onStart
+import kotlinx.coroutines.withContext
+
+/**
+ * The app's one entry to the Xiuhua core: every call is a `suspend` function that runs the
+ * blocking Rust call on [io] (by default [Dispatchers.IO]), so it is safe to call from the
+ * main thread. Errors arrive as [XiuhuaException]; show [XiuhuaException.readableMessage].
+ *
+ * Screens observe with [changes] or the `live…` flows, which re-query whenever a local
+ * write or a sync changes the data.
+ *
+ * Open one per process (the store is shared by all threads; the Rust side serialises calls)
+ * and [close] it when the process ends.
+ */
+class XiuhuaRepository(
+    val store: XiuhuaStore,
+    private val io: CoroutineDispatcher = Dispatchers.IO,
+) : AutoCloseable {
+    companion object {
+        /**
+         * Opens (creating if absent) the store at [path]. Pass the [key] from the Android
+         * Keystore to encrypt it at rest; a wrong key throws [XiuhuaException.WrongKey].
+         */
+        suspend fun open(
+            path: String,
+            key: String?,
+            actor: Actor,
+            io: CoroutineDispatcher = Dispatchers.IO,
+        ): XiuhuaRepository = withContext(io) { XiuhuaRepository(XiuhuaStore.open(path, key, actor), io) }
+
+        /** A store in memory only (tests, previews). */
+        suspend fun inMemory(actor: Actor, io: CoroutineDispatcher = Dispatchers.IO): XiuhuaRepository =
+            withContext(io) { XiuhuaRepository(XiuhuaStore.openInMemory(actor), io) }
+
+        /** The allowed values of every domain enum (genders, tags, categories, levels …). */
+        val vocabulary: Vocabulary by lazy { vocabulary() }
+    }
+
+    private suspend fun <T> call(block: XiuhuaStore.() -> T): T = withContext(io) { store.block() }
+
+    override fun close() = store.close()
+
+    // ----- observing -----
+
+    /**
+     * Every change to the store: local writes and what syncs and merges bring. Cold: the
+     * observer is registered on collection and removed when the collector stops. Never
+     * drops an event (unbounded buffer); collect it on any dispatcher.
+     */
+    fun changes(): Flow<ChangeEvent> = callbackFlow {
+        val observer = object : StoreObserver {
+            override fun onChange(event: ChangeEvent) {
+                trySend(event)
+            }
+        }
+        val handle = store.addObserver(observer)
+        awaitClose { store.removeObserver(handle) }
+    }.buffer(kotlinx.coroutines.channels.Channel.UNLIMITED)
+
+    /** Changes that touch document [id] (or may touch anything, after a sync). */
+    fun changesOf(id: String): Flow<ChangeEvent> =
+        changes().filter { e -> e.everything || e.docs.any { it.id == id } }
+
+    /** Changes that touch documents of [kind] (`household`, `record`, `task`). */
+    fun changesOfKind(kind: String): Flow<ChangeEvent> =
+        changes().filter { e -> e.everything || e.docs.any { it.kind == kind } }
+
+    /** Runs [query] now and again after every matching change; the latest result wins. */
+    fun <T> live(trigger: Flow<ChangeEvent> = changes(), query: XiuhuaStore.() -> T): Flow<T> =
+        trigger.map { }.onStart { emit(Unit) }.conflate().map { store.query() }.flowOn(io)
+
+    fun liveBuildings(grid: String): Flow<List<Building>> = live(changesOfKind("household")) { buildings(grid) }
+    fun liveHouseholds(grid: String, building: String, unit: String?): Flow<List<HouseholdSummary>> =
+        live(changesOfKind("household")) { householdsIn(grid, building, unit) }
+    fun liveHousehold(id: String): Flow<Household> = live(changesOf(id)) { household(id) }
+    fun liveTask(id: String): Flow<TaskDetail> = live(changesOf(id)) { task(id) }
+    fun liveMyTasks(user: String): Flow<List<TaskSummary>> = live(changesOfKind("task")) { myTasks(user) }
+    fun liveOverdue(grid: String): Flow<List<TaskSummary>> = live(changesOfKind("task")) { overdueTasks(grid) }
+    fun liveSyncStatus(): Flow<SyncStatus> = live { syncStatus() }
+
+    // ----- households -----
+
+    suspend fun createHousehold(household: NewHousehold): String = call { createHousehold(household) }
+    suspend fun addMember(household: String, member: NewMember): String = call { addMember(household, member) }
+    suspend fun updateMember(household: String, memberId: String, member: NewMember) =
+        call { updateMember(household, memberId, member) }
+    suspend fun setMemberPhone(household: String, memberId: String, phone: String?) =
+        call { setMemberPhone(household, memberId, phone) }
+    suspend fun removeMember(household: String, memberId: String) = call { removeMember(household, memberId) }
+    suspend fun setHouseholdTags(household: String, tags: List<String>) = call { setHouseholdTags(household, tags) }
+    suspend fun setHouseholdNote(household: String, note: String) = call { setHouseholdNote(household, note) }
+    suspend fun addVisit(household: String, purpose: String, note: String = "", followUp: String? = null): String =
+        call { addVisit(household, NewVisit(purpose, note, followUp)) }
+    suspend fun household(id: String): Household = call { household(id) }
+    suspend fun buildings(grid: String): List<Building> = call { buildings(grid) }
+    suspend fun units(grid: String, building: String): List<String> = call { units(grid, building) }
+    suspend fun householdsIn(grid: String, building: String, unit: String? = null): List<HouseholdSummary> =
+        call { householdsIn(grid, building, unit) }
+    suspend fun searchResidents(query: String, limit: Int = 50): List<ResidentHit> =
+        call { searchResidents(query, limit.coerceAtLeast(0).toUInt()) }
+    suspend fun householdHistory(id: String): List<TimelineEntry> = call { householdHistory(id) }
+
+    // ----- 民情 records -----
+
+    suspend fun createRecord(record: NewRecord): String = call { createRecord(record) }
+    suspend fun setRecordStatus(record: String, status: String) = call { setRecordStatus(record, status) }
+    suspend fun setRecordDescription(record: String, description: String) =
+        call { setRecordDescription(record, description) }
+    suspend fun record(id: String): RecordDetail = call { record(id) }
+    suspend fun records(grid: String, status: String? = null, category: String? = null, limit: Int = 200): List<RecordSummary> =
+        call { records(grid, status, category, limit.coerceAtLeast(0).toUInt()) }
+
+    // ----- 代办 tasks and the five orders -----
+
+    suspend fun createTask(task: NewTask): String = call { createTask(task) }
+    suspend fun taskAction(task: String, action: TaskAction): TaskDetail = call { taskAction(task, action) }
+    suspend fun assign(task: String, assignee: String) = taskAction(task, TaskAction.Assign(assignee))
+    suspend fun accept(task: String) = taskAction(task, TaskAction.Accept)
+    suspend fun note(task: String, text: String) = taskAction(task, TaskAction.Note(text))
+    suspend fun supervise(task: String, text: String, newDeadline: Long? = null) =
+        taskAction(task, TaskAction.Supervise(text, newDeadline))
+    suspend fun complete(task: String, result: String) = taskAction(task, TaskAction.Complete(result))
+    suspend fun inquire(task: String, text: String, sendBack: Boolean = false) =
+        taskAction(task, TaskAction.Inquire(text, sendBack))
+    suspend fun rate(task: String, score: Int, comment: String = "") = taskAction(task, TaskAction.Rate(score, comment))
+    suspend fun escalate(task: String, tier: String, unit: String? = null) =
+        taskAction(task, TaskAction.Escalate(tier, unit))
+    suspend fun cancel(task: String, reason: String) = taskAction(task, TaskAction.Cancel(reason))
+    suspend fun task(id: String): TaskDetail = call { task(id) }
+    suspend fun myTasks(user: String): List<TaskSummary> = call { myTasks(user) }
+    suspend fun overdueTasks(grid: String): List<TaskSummary> = call { overdueTasks(grid) }
+    suspend fun tasks(grid: String, level: String? = null, status: String? = null, limit: Int = 200): List<TaskSummary> =
+        call { tasks(grid, level, status, limit.coerceAtLeast(0).toUInt()) }
+    suspend fun ledger(grid: String): Ledger = call { ledger(grid) }
+
+    // ----- conflicts and history -----
+
+    suspend fun householdsWithConflicts(grid: String): List<HouseholdSummary> = call { householdsWithConflicts(grid) }
+    suspend fun tasksWithConflicts(grid: String): List<TaskSummary> = call { tasksWithConflicts(grid) }
+    suspend fun conflicts(doc: String): List<FieldConflict> = call { conflicts(doc) }
+    suspend fun resolveConflict(doc: String, path: String, choice: Int) =
+        call { resolveConflict(doc, path, choice.coerceAtLeast(0).toUInt()) }
+    suspend fun history(doc: String): List<HistoryEntry> = call { history(doc) }
+    suspend fun exportAllChanges(): List<RemoteChange> = call { exportAllChanges() }
+    suspend fun applyChanges(changes: List<RemoteChange>): MergeSummary = call { applyChanges(changes) }
+
+    // ----- sync -----
+
+    /** Enrolls this device with the one-time code printed at the station. */
+    suspend fun enroll(serverUrl: String, code: String, deviceName: String): Enrollment =
+        call { enroll(serverUrl, code, deviceName) }
+    suspend fun grants(): List<Grant> = call { grants() }
+    suspend fun grids(): List<String> = call { grids() }
+    suspend fun syncStatus(): SyncStatus = call { syncStatus() }
+    suspend fun setServerUrl(url: String) = call { setServerUrl(url) }
+    suspend fun signOut() = call { signOut() }
+    suspend fun nowMs(): Long = call { nowMs() }
+
+    /**
+     * Runs one whole sync on [io]. [onProgress] is called on that thread: post to the UI.
+     * The sync runs to its end even if the calling coroutine is cancelled (a blocking call
+     * cannot be interrupted); its outcome is then in [syncStatus].
+     */
+    suspend fun sync(onProgress: (phase: SyncPhase, done: Long, total: Long?) -> Unit = { _, _, _ -> }): SyncReport =
+        call {
+            sync(object : SyncProgressListener {
+                override fun onProgress(phase: SyncPhase, done: ULong, total: ULong?) {
+                    onProgress(phase, done.toLong(), total?.toLong())
+                }
+            })
+        }
+}
+
+/** The readable text of the error (the core's message), for a toast or a form field. */
+val XiuhuaException.readableMessage: String
+    get() = when (this) {
+        is XiuhuaException.InvalidInput -> detail
+        is XiuhuaException.NotFound -> detail
+        is XiuhuaException.Refused -> detail
+        is XiuhuaException.WrongKey -> detail
+        is XiuhuaException.NotXiuhuaDatabase -> detail
+        is XiuhuaException.SchemaTooNew -> detail
+        is XiuhuaException.Storage -> detail
+        is XiuhuaException.Network -> detail
+        is XiuhuaException.Unauthorized -> detail
+        is XiuhuaException.Sync -> detail
+        is XiuhuaException.Internal -> detail
+    }

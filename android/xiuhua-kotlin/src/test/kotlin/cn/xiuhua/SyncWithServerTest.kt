@@ -1,0 +1,168 @@
+package cn.xiuhua
+
+import cn.xiuhua.ffi.NewRecord
+import cn.xiuhua.ffi.SyncPhase
+import cn.xiuhua.ffi.XiuhuaException
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.async
+import kotlinx.coroutines.flow.first
+import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.withTimeout
+import java.io.BufferedReader
+import java.io.File
+import java.nio.file.Files
+import java.util.concurrent.TimeUnit
+
+/**
+ * The real `xiuhua-server` on loopback: the station's admin enrolls two phones, which sync
+ * through it. The binary comes from XIUHUA_SERVER_BIN (scripts/kotlin-tests.sh builds it).
+ */
+class StationServer(private val bin: String) : AutoCloseable {
+    val dataDir: File = Files.createTempDirectory("xiuhua-station").toFile()
+    private var process: Process? = null
+    lateinit var url: String
+
+    /** Runs an admin command; returns its stdout. */
+    fun admin(vararg args: String): String {
+        val p = ProcessBuilder(listOf(bin) + args)
+            .also { it.environment()["XIUHUA_DATA_DIR"] = dataDir.path }
+            .redirectErrorStream(false)
+            .start()
+        val out = p.inputStream.bufferedReader().readText()
+        val err = p.errorStream.bufferedReader().readText()
+        check(p.waitFor(60, TimeUnit.SECONDS) && p.exitValue() == 0) { "xiuhua-server ${args.joinToString(" ")} failed: $err" }
+        return out
+    }
+
+    fun start() {
+        val pb = ProcessBuilder(bin, "serve")
+        pb.environment()["XIUHUA_DATA_DIR"] = dataDir.path
+        pb.environment()["XIUHUA_LISTEN"] = "127.0.0.1:0"
+        pb.environment()["XIUHUA_LOG"] = "warn"
+        pb.redirectError(ProcessBuilder.Redirect.INHERIT)
+        val p = pb.start()
+        process = p
+        val reader: BufferedReader = p.inputStream.bufferedReader()
+        val deadline = System.currentTimeMillis() + 30_000
+        while (System.currentTimeMillis() < deadline) {
+            val line = reader.readLine() ?: break
+            val m = Regex("listening on (http://\\S+)").find(line)
+            if (m != null) {
+                url = m.groupValues[1]
+                // Keep draining stdout so the server never blocks on a full pipe.
+                Thread { reader.forEachLine { } }.apply { isDaemon = true }.start()
+                return
+            }
+        }
+        throw TestFailure("the server did not say where it listens")
+    }
+
+    fun stop() {
+        process?.let { it.destroy(); it.waitFor(10, TimeUnit.SECONDS); if (it.isAlive) it.destroyForcibly() }
+        process = null
+    }
+
+    override fun close() {
+        stop()
+        dataDir.deleteRecursively()
+    }
+}
+
+object SyncWithServerTest {
+    const val GRID = GridWorkerDayTest.GRID
+
+    fun register(suite: Suite) {
+        suite.test("sync at the station: enroll two phones, push, bootstrap, pull, honest status") {
+            val bin = System.getenv("XIUHUA_SERVER_BIN")
+                ?: throw TestFailure("XIUHUA_SERVER_BIN is not set (scripts/kotlin-tests.sh sets it)")
+            check(File(bin).canExecute()) { "no server binary at $bin" }
+            StationServer(bin).use { station -> runBlocking { day(station) } }
+        }
+    }
+
+    private suspend fun day(station: StationServer) {
+        station.admin("district", "add", "d-1", "东城片区")
+        station.admin("community", "add", "c-1", "和平社区", "--district", "d-1")
+        station.admin("grid", "add", GRID, "一网格", "--community", "c-1")
+        station.admin("user", "add", "u-wang", "王伟")
+        station.admin("user", "add", "u-li", "李四")
+        station.admin("grant", "u-wang", "--grid", GRID, "--role", "网格员")
+        station.admin("grant", "u-li", "--grid", GRID, "--role", "网格员")
+        val codeWang = station.admin("enroll-code", "u-wang").lines().first().trim()
+        val codeLi = station.admin("enroll-code", "u-li").lines().first().trim()
+        station.start()
+
+        val dir = Files.createTempDirectory("xiuhua-phones")
+        // Before enrollment the app knows nobody: a provisional actor, replaced by enrollment.
+        val provisional = GridWorkerDayTest.actor("unknown", "未登记", "网格员", "new-phone")
+        val wang = XiuhuaRepository.open(dir.resolve("wang.db").toString(), "k-wang", provisional)
+        val li = XiuhuaRepository.open(dir.resolve("li.db").toString(), "k-li", provisional)
+        try {
+            val notEnrolled = expectThrows<XiuhuaException.Unauthorized>("sync before enrollment") {
+                runBlocking { wang.sync() }
+            }
+            check(notEnrolled.readableMessage.contains("not enrolled")) { notEnrolled.readableMessage }
+            expectThrows<XiuhuaException.Unauthorized>("a wrong code") {
+                runBlocking { wang.enroll(station.url, "WRONG-CODE", "王伟的手机") }
+            }.also { check(it.readableMessage.isNotBlank()) { "readable: $it" } }
+
+            val enrolled = wang.enroll(station.url, codeWang, "王伟的手机")
+            checkEq("u-wang", enrolled.user, "enrolled user")
+            checkEq(listOf(GRID), enrolled.grants.map { it.grid }, "grants")
+            checkEq(enrolled.device, wang.store.actor().device, "the store acts as the enrolled device")
+            checkEq("王伟", wang.store.actor().name, "and as the enrolled user")
+            li.enroll(station.url, codeLi, "李四的手机")
+            expectThrows<XiuhuaException>("a used code") {
+                runBlocking { li.enroll(station.url, codeLi, "again") }
+            }
+
+            // Wang works offline, then syncs at the station.
+            val hh = wang.createHousehold(
+                GridWorkerDayTest.household("9号楼", "1单元", "101", GridWorkerDayTest.member("周八", phone = "13812345678")),
+            )
+            wang.createRecord(NewRecord(GRID, "设施报修", "路灯不亮", "周八", hh, "9号楼", "9号楼门口"))
+            checkEq(2L, wang.syncStatus().pendingChanges, "two changes wait for the server")
+            val phases = mutableListOf<SyncPhase>()
+            val pushed = wang.sync { phase, _, _ -> phases += phase }
+            checkEq(2uL, pushed.pushed, "pushed")
+            check(SyncPhase.PUSH in phases && phases.last() == SyncPhase.DONE) { "progress: $phases" }
+            val st = wang.syncStatus()
+            checkEq(0L, st.pendingChanges, "outbox empty after the ack")
+            check(st.lastSuccessMs != null && st.lastError == null && st.enrolled && !st.running) { "status: $st" }
+
+            // Li's fresh phone bootstraps the grid and hears about it.
+            val heard = kotlinx.coroutines.coroutineScope {
+                val first = async(Dispatchers.Default) { withTimeout(30_000) { li.changes().first() } }
+                Thread.sleep(300)
+                val report = li.sync()
+                check(report.bootstrappedDocs + report.pulled >= 2uL) { "li got the grid: $report" }
+                first.await()
+            }
+            check(heard.everything) { "a sync that brought changes tells the screens to refresh: $heard" }
+            checkEq(listOf("周八"), li.searchResidents("zhouba").map { it.name }, "li finds the resident")
+            li.addVisit(hh, "上门核实路灯")
+            li.sync()
+
+            // Wang pulls Li's visit.
+            val back = wang.sync()
+            check(back.pulled >= 1uL) { "wang pulled: $back" }
+            checkEq(listOf("上门核实路灯"), wang.household(hh).visits.map { it.purpose }, "li's visit reached wang")
+            checkEq(listOf("u-wang", "u-li"), wang.history(hh).map { it.user }, "history across devices")
+
+            // The station goes away: the sync fails honestly and loses nothing.
+            val before = wang.syncStatus().lastSuccessMs
+            station.stop()
+            wang.addVisit(hh, "回访")
+            val down = expectThrows<XiuhuaException.Network>("server down") { runBlocking { wang.sync() } }
+            check(down.readableMessage.isNotBlank()) { "readable: $down" }
+            val failed = wang.syncStatus()
+            checkEq(before, failed.lastSuccessMs, "a failed sync is not a success")
+            check(failed.lastError != null) { "last error shown: $failed" }
+            checkEq(1L, failed.pendingChanges, "the visit waits in the outbox")
+        } finally {
+            wang.close()
+            li.close()
+            dir.toFile().deleteRecursively()
+        }
+    }
+}

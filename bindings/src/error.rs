@@ -1,0 +1,115 @@
+//! The one error type that crosses the FFI.
+//!
+//! Every variant carries `detail`: the core's readable message (its thiserror text). It is
+//! the first field so that the generated Kotlin `Exception.message` (which uniffi builds as
+//! `field=value, …` for errors with fields) starts with it, and `toString()` / Swift's
+//! `description` / Python's `str()` are exactly that text (`Display` is exported).
+//!
+//! Why `detail` and not `message`: a field named `message` does not compile in the
+//! generated Kotlin (it clashes with `Throwable.message`; uniffi-rs issue 1434).
+
+use xiuhua_core::Error as CoreError;
+
+/// What went wrong, with the variants an app acts on differently.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+#[uniffi::export(Display)]
+pub enum XiuhuaError {
+    /// Input was refused (a form field to highlight); nothing was written.
+    #[error("{detail}")]
+    InvalidInput {
+        detail: String,
+        /// The refused field, e.g. `phone`, `id_number`, `Category`.
+        field: String,
+        reason: String,
+    },
+    /// The household, record, task, member or conflict named does not exist here.
+    #[error("{detail}")]
+    NotFound { detail: String },
+    /// A workflow action that does not apply to the task as it stands; nothing was written.
+    #[error("{detail}")]
+    Refused { detail: String },
+    /// The encryption key does not open this store: ask for the key again; do not delete.
+    #[error("{detail}")]
+    WrongKey { detail: String },
+    /// The file is not a Xiuhua store; it was not modified.
+    #[error("{detail}")]
+    NotXiuhuaDatabase { detail: String },
+    /// The store was written by a newer app: update the app.
+    #[error("{detail}")]
+    SchemaTooNew {
+        detail: String,
+        found: i64,
+        supported: i64,
+    },
+    /// The disk or SQLite failed (full, I/O error, locked), or a document is damaged.
+    #[error("{detail}")]
+    Storage { detail: String },
+    /// The server could not be reached or the connection broke: retry later; nothing is lost.
+    #[error("{detail}")]
+    Network { detail: String },
+    /// The server refused this device (not enrolled, revoked, code used): enroll again.
+    #[error("{detail}")]
+    Unauthorized { detail: String },
+    /// Sync failed for another reason (the server refused a change, protocol mismatch …).
+    #[error("{detail}")]
+    Sync { detail: String },
+    /// A bug or an unusable state (e.g. an earlier call panicked while holding the store).
+    #[error("{detail}")]
+    Internal { detail: String },
+}
+
+impl XiuhuaError {
+    pub(crate) fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        XiuhuaError::InvalidInput {
+            detail: format!("invalid {field}: {reason}"),
+            field: field.to_string(),
+            reason,
+        }
+    }
+
+    pub(crate) fn internal(detail: impl Into<String>) -> Self {
+        XiuhuaError::Internal {
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<CoreError> for XiuhuaError {
+    fn from(e: CoreError) -> Self {
+        let detail = e.to_string();
+        match e {
+            CoreError::Invalid { field, reason } => XiuhuaError::InvalidInput {
+                detail,
+                field,
+                reason,
+            },
+            CoreError::NotFound(_) => XiuhuaError::NotFound { detail },
+            CoreError::Refused(_) => XiuhuaError::Refused { detail },
+            CoreError::NotXiuhuaDatabase(_) => XiuhuaError::NotXiuhuaDatabase { detail },
+            CoreError::WrongKey => XiuhuaError::WrongKey { detail },
+            CoreError::SchemaTooNew { found, supported } => XiuhuaError::SchemaTooNew {
+                detail,
+                found,
+                supported,
+            },
+            CoreError::Network(_) => XiuhuaError::Network { detail },
+            CoreError::Unauthorized(_) => XiuhuaError::Unauthorized { detail },
+            CoreError::Sync { .. } => XiuhuaError::Sync { detail },
+            CoreError::BadDocument { .. } | CoreError::Storage(_) | CoreError::Automerge(_) => {
+                XiuhuaError::Storage { detail }
+            }
+            // The core's error is non-exhaustive: a new variant still reaches the app readably.
+            _ => XiuhuaError::Internal { detail },
+        }
+    }
+}
+
+/// A foreign observer threw: reported as an error, never a panic.
+impl From<uniffi::UnexpectedUniFFICallbackError> for XiuhuaError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        XiuhuaError::internal(format!("observer failed: {}", e.reason))
+    }
+}
+
+pub type Result<T, E = XiuhuaError> = std::result::Result<T, E>;

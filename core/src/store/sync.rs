@@ -1,0 +1,620 @@
+//! The store's side of sync: bootstrap bundles, purging a grid, escalations recorded
+//! offline, credentials, granted grids and the sync status. The engine that uses these is
+//! `crate::sync::engine`.
+//!
+//! Sync state lives in the `meta` table under `sync.*` keys (text or JSON values), and
+//! pending escalations in their own table (migration 3).
+
+use std::collections::BTreeSet;
+
+use automerge::AutoCommit;
+use autosurgeon::{hydrate, reconcile};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use super::{PROJECTION_VERSION, Rows, Store, TaskDetail, projection, rows_of};
+use crate::doc::{self, DocKind};
+use crate::error::{Error, Result};
+use crate::hlc::Hlc;
+use crate::model::{Task, TaskAction, Tier};
+use crate::sync::{Credentials, PendingEscalation, SyncStatus, proto};
+use crate::workflow;
+
+const K_CREDENTIALS: &str = "sync.credentials";
+const K_GRANTS: &str = "sync.grants";
+const K_LAST_SUCCESS: &str = "sync.last_success_ms";
+const K_LAST_ERROR: &str = "sync.last_error";
+const K_LAST_ERROR_MS: &str = "sync.last_error_ms";
+const K_REFUSED: &str = "sync.refused_docs";
+
+/// Checks that shipped rows belong to document `id` of `kind` in `grid`.
+fn check_rows(rows: &Rows, id: &str, kind: DocKind, grid: &str) -> Result<()> {
+    let fail = |what: &str| {
+        Err(Error::bad_doc(
+            id,
+            format!("bundle rows do not match the document: {what}"),
+        ))
+    };
+    match (rows, kind) {
+        (
+            Rows::Household {
+                household,
+                residents,
+            },
+            DocKind::Household,
+        ) => {
+            if household.id != id || household.grid != grid {
+                return fail("household id or grid");
+            }
+            if residents
+                .iter()
+                .any(|r| r.household != id || r.grid != grid)
+            {
+                return fail("resident household or grid");
+            }
+        }
+        (Rows::Record(r), DocKind::Record) => {
+            if r.id != id || r.grid != grid {
+                return fail("record id or grid");
+            }
+        }
+        (Rows::Task(t), DocKind::Task) => {
+            if t.id != id || t.grid != grid {
+                return fail("task id or grid");
+            }
+        }
+        _ => return fail("rows of another kind"),
+    }
+    Ok(())
+}
+
+/// Loads bundle bytes and computes the document's rows, checking its kind and grid.
+fn rows_from_bytes(id: &str, kind: DocKind, grid: &str, bytes: &[u8]) -> Result<Rows> {
+    let doc = AutoCommit::load(bytes).map_err(|e| Error::bad_doc(id, e))?;
+    rows_checked(id, kind, grid, &doc)
+}
+
+fn rows_checked(id: &str, kind: DocKind, grid: &str, doc: &AutoCommit) -> Result<Rows> {
+    match doc::kind_and_grid(doc) {
+        Some((k, g)) if k == kind && g == grid => {}
+        Some((k, g)) => {
+            return Err(Error::bad_doc(
+                id,
+                format!(
+                    "is a {} of grid {g}, the bundle says a {} of grid {grid}",
+                    k.as_str(),
+                    kind.as_str()
+                ),
+            ));
+        }
+        None => return Err(Error::bad_doc(id, "no kind or grid at the document root")),
+    }
+    rows_of(id, doc)?.ok_or_else(|| Error::bad_doc(id, "empty document"))
+}
+
+fn meta_get<T: rusqlite::types::FromSql>(
+    conn: &rusqlite::Connection,
+    key: &str,
+) -> Result<Option<T>> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get::<_, T>(0))
+        .optional()?)
+}
+
+fn meta_put(conn: &rusqlite::Connection, key: &str, value: &dyn rusqlite::ToSql) -> Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+        .execute(params![key, value])?;
+    Ok(())
+}
+
+fn meta_json<T: serde::de::DeserializeOwned>(
+    conn: &rusqlite::Connection,
+    key: &str,
+) -> Result<Option<T>> {
+    match meta_get::<String>(conn, key)? {
+        None => Ok(None),
+        Some(s) => serde_json::from_str(&s)
+            .map(Some)
+            .map_err(|e| Error::NotXiuhuaDatabase(format!("meta {key} is malformed: {e}"))),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::invalid("json", e.to_string()))
+}
+
+impl Store {
+    // ----- bootstrap -----
+
+    /// Stores a grid's snapshot bundle in one transaction and sets the grid's pull cursor
+    /// to the bundle's. When the bundle's projection version is this build's, the shipped
+    /// rows are stored as they are and no document is loaded (the fast path); otherwise the
+    /// rows are computed from the documents (parsed on all cores). A document this store
+    /// already holds is merged with the bundle's bytes rather than replaced, so unpushed
+    /// local changes are never lost. The whole bundle is refused (nothing written) when a
+    /// document's kind is unknown, its rows or contents name another grid or document, or
+    /// it is already stored under another grid. Returns how many documents were stored.
+    pub fn import_bundle(&mut self, bundle: &proto::Bundle) -> Result<usize> {
+        let grid = bundle.grid.as_str();
+        if grid.is_empty() || grid.chars().count() > 64 {
+            return Err(Error::invalid(
+                "grid",
+                "the bundle's grid is empty or too long",
+            ));
+        }
+        let mut kinds = Vec::with_capacity(bundle.docs.len());
+        for d in &bundle.docs {
+            if d.id.is_empty() || d.id.len() > 200 {
+                return Err(Error::invalid("doc", "document id is empty or too long"));
+            }
+            let kind = DocKind::parse(&d.kind)
+                .ok_or_else(|| Error::bad_doc(&d.id, format!("unknown kind {:?}", d.kind)))?;
+            kinds.push(kind);
+        }
+        let ship_rows = bundle.projection_version == PROJECTION_VERSION;
+        let computed: Option<Vec<Rows>> = if ship_rows {
+            for (d, kind) in bundle.docs.iter().zip(&kinds) {
+                check_rows(&d.rows, &d.id, *kind, grid)?;
+            }
+            None
+        } else {
+            Some(compute_rows_parallel(bundle, &kinds)?)
+        };
+
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut n = 0;
+        for (i, (d, kind)) in bundle.docs.iter().zip(&kinds).enumerate() {
+            let existing: Option<String> = tx
+                .prepare_cached("SELECT grid FROM docs WHERE id = ?1")?
+                .query_row([&d.id], |r| r.get(0))
+                .optional()?;
+            match existing {
+                Some(g) if g != grid => {
+                    return Err(Error::bad_doc(
+                        &d.id,
+                        format!("is stored here under grid {g}, the bundle is of grid {grid}"),
+                    ));
+                }
+                Some(_) => {
+                    // Merge: the local document may hold changes the server does not have yet.
+                    let (mut local, _, _) = Self::load_doc_from_db(&tx, &d.id)?
+                        .ok_or_else(|| Error::NotFound(d.id.clone()))?;
+                    local
+                        .load_incremental(&d.bytes)
+                        .map_err(|e| Error::bad_doc(&d.id, e))?;
+                    let rows = rows_checked(&d.id, *kind, grid, &local)?;
+                    tx.prepare_cached("UPDATE docs SET snapshot = ?2, chunks = 0 WHERE id = ?1")?
+                        .execute(params![d.id, local.save()])?;
+                    tx.prepare_cached("DELETE FROM doc_chunks WHERE doc = ?1")?
+                        .execute([&d.id])?;
+                    projection::write_rows(&tx, &rows, true)?;
+                }
+                None => {
+                    tx.prepare_cached("INSERT INTO docs (id, kind, grid, snapshot, chunks) VALUES (?1, ?2, ?3, ?4, 0)")?
+                        .execute(params![d.id, kind.as_str(), grid, d.bytes.as_slice()])?;
+                    let rows = match &computed {
+                        Some(rows) => rows
+                            .get(i)
+                            .ok_or_else(|| Error::bad_doc(&d.id, "rows missing"))?,
+                        None => &d.rows,
+                    };
+                    projection::write_rows(&tx, rows, true)?;
+                }
+            }
+            n += 1;
+        }
+        tx.prepare_cached("INSERT OR REPLACE INTO sync_cursors (grid, cursor) VALUES (?1, ?2)")?
+            .execute(params![grid, bundle.cursor.to_string()])?;
+        tx.commit()?;
+        for d in &bundle.docs {
+            self.cache.remove(&d.id);
+        }
+        Ok(n)
+    }
+
+    /// How many documents of `grid` this store holds.
+    pub fn grid_doc_count(&self, grid: &str) -> Result<i64> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT count(*) FROM docs WHERE grid = ?1")?
+            .query_row([grid], |r| r.get(0))?)
+    }
+
+    /// The grid of a stored document.
+    pub(crate) fn doc_grid(&self, id: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT grid FROM docs WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?)
+    }
+
+    // ----- purge -----
+
+    /// Deletes everything this device holds of `grid` (its grant was revoked): documents,
+    /// chunks, projection rows, outbox entries, held changes, pending escalations and the
+    /// cursor, in one transaction; the grid leaves the granted list. Returns how many
+    /// documents were deleted.
+    pub fn purge_grid(&mut self, grid: &str) -> Result<usize> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let ids: Vec<String> = tx
+            .prepare("SELECT id FROM docs WHERE grid = ?1")?
+            .query_map([grid], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        tx.execute(
+            "DELETE FROM doc_chunks WHERE doc IN (SELECT id FROM docs WHERE grid = ?1)",
+            [grid],
+        )?;
+        tx.execute(
+            "DELETE FROM pending_changes WHERE doc IN (SELECT id FROM docs WHERE grid = ?1)",
+            [grid],
+        )?;
+        for table in [
+            "households",
+            "residents",
+            "records",
+            "tasks",
+            "outbox",
+            "pending_escalations",
+            "sync_cursors",
+            "docs",
+        ] {
+            tx.execute(&format!("DELETE FROM {table} WHERE grid = ?1"), [grid])?;
+        }
+        let grants: Vec<proto::Grant> = meta_json(&tx, K_GRANTS)?.unwrap_or_default();
+        if grants.iter().any(|g| g.grid == grid) {
+            let kept: Vec<&proto::Grant> = grants.iter().filter(|g| g.grid != grid).collect();
+            meta_put(&tx, K_GRANTS, &to_json(&kept)?)?;
+        }
+        let refused: Vec<(String, String)> = meta_json(&tx, K_REFUSED)?.unwrap_or_default();
+        if refused.iter().any(|(d, _)| ids.contains(d)) {
+            let kept: Vec<&(String, String)> =
+                refused.iter().filter(|(d, _)| !ids.contains(d)).collect();
+            meta_put(&tx, K_REFUSED, &to_json(&kept)?)?;
+        }
+        tx.commit()?;
+        for id in &ids {
+            self.cache.remove(id);
+        }
+        Ok(ids.len())
+    }
+
+    // ----- escalation -----
+
+    /// Escalates a task (grid → community → linked unit): records the `escalate` event
+    /// like [`Store::task_action`] does and, in the same transaction, the request the next
+    /// sync sends to the server's `/v1/escalate` before it pushes the event (the server
+    /// refuses an `escalate` event above the tier it recorded). Returns the new state.
+    pub fn escalate_task(
+        &mut self,
+        task: &str,
+        tier: Tier,
+        unit: Option<&str>,
+    ) -> Result<TaskDetail> {
+        let unit = unit
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string);
+        let action = TaskAction::Escalate {
+            tier,
+            unit: unit.clone(),
+        };
+        super::validate_action(&action)?;
+        let what = format!(
+            "task {}",
+            workflow::event_for(&action, String::new(), vec![], &self.actor, 0).kind
+        );
+        let (mut doc, kind, grid) = self.take_doc(task)?;
+        if kind != DocKind::Task {
+            self.cache_put(task.to_string(), doc);
+            return Err(Error::NotFound(format!("task {task}")));
+        }
+        let saved_clock = self.clock;
+        let hlc = self.tick();
+        match self.escalate_on(
+            &mut doc,
+            task,
+            &grid,
+            hlc,
+            &what,
+            &action,
+            tier,
+            unit.as_deref(),
+        ) {
+            Ok(()) => self.cache_put(task.to_string(), doc),
+            Err(e) => {
+                // The in-memory document may hold the failed edit: drop it, like `act` does.
+                self.clock = saved_clock;
+                return Err(e);
+            }
+        }
+        self.task(task)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn escalate_on(
+        &mut self,
+        doc: &mut AutoCommit,
+        id: &str,
+        grid: &str,
+        hlc: Hlc,
+        what: &str,
+        action: &TaskAction,
+        tier: Tier,
+        unit: Option<&str>,
+    ) -> Result<()> {
+        let heads = doc.get_heads();
+        let mut t: Task = hydrate(&*doc).map_err(|e| Error::bad_doc(id, e))?;
+        let view = workflow::fold(t.events.values());
+        workflow::check(&view, &self.actor, action)?;
+        let ev_id = format!("ev-{}-{:x}", self.actor.device, hlc.as_i64());
+        let ev = workflow::event_for(
+            action,
+            ev_id.clone(),
+            view.heads(),
+            &self.actor,
+            hlc.as_i64(),
+        );
+        t.events.insert(ev_id, ev);
+        reconcile(doc, &t).map_err(|e| Error::bad_doc(id, e))?;
+        if doc::commit(doc, &self.actor, hlc, what).is_none() {
+            return Err(Error::bad_doc(id, "the escalation changed nothing"));
+        }
+        match doc::kind_and_grid(doc) {
+            Some((DocKind::Task, g)) if g == grid => {}
+            _ => {
+                return Err(Error::invalid(
+                    "grid",
+                    "a document cannot move to another grid or change kind",
+                ));
+            }
+        }
+        let rows = rows_of(id, doc)?.ok_or_else(|| Error::bad_doc(id, "empty after edit"))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        Self::save_doc(&tx, id, DocKind::Task, grid, doc, &heads)?;
+        projection::write_rows(&tx, &rows, true)?;
+        let mut first: Option<i64> = None;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO outbox (doc, grid, hash, change) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for c in doc.get_changes(&heads) {
+                stmt.execute(params![id, grid, c.hash().0.to_vec(), c.raw_bytes()])?;
+                first.get_or_insert(tx.last_insert_rowid());
+            }
+        }
+        let first = first.ok_or_else(|| Error::bad_doc(id, "the escalation made no change"))?;
+        tx.prepare_cached("INSERT INTO pending_escalations (task, grid, tier, unit, outbox_id) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![id, grid, tier.as_str(), unit, first])?;
+        Self::save_clock(&tx, &self.clock)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Escalations recorded here and not yet accepted by the server, oldest first.
+    pub fn pending_escalations(&self) -> Result<Vec<PendingEscalation>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, task, grid, tier, unit, outbox_id FROM pending_escalations ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(PendingEscalation {
+                id: r.get(0)?,
+                task: r.get(1)?,
+                grid: r.get(2)?,
+                tier: r.get(3)?,
+                unit: r.get(4)?,
+                outbox_id: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Forgets an escalation the server accepted.
+    pub(crate) fn complete_escalation(&mut self, id: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM pending_escalations WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
+
+    // ----- outbox paging -----
+
+    /// Outbox entries with an id above `after`, oldest first, at most `limit`.
+    pub(crate) fn outbox_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::store::OutboxEntry>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, doc, grid, change FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(
+            params![after, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |r| {
+                Ok(crate::store::OutboxEntry {
+                    id: r.get(0)?,
+                    doc: r.get(1)?,
+                    grid: r.get(2)?,
+                    change: r.get(3)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Whether `doc` has outbox entries with an id below `before`.
+    pub(crate) fn outbox_has_before(&self, doc: &str, before: i64) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM outbox WHERE doc = ?1 AND id < ?2)")?
+            .query_row(params![doc, before], |r| r.get(0))?)
+    }
+
+    // ----- credentials and grants -----
+
+    /// Saves what the device needs to talk to its server. The credentials' device must be
+    /// this store's actor device (the server pins Automerge actors to devices).
+    pub fn save_credentials(&mut self, creds: &Credentials) -> Result<()> {
+        if creds.device != self.actor.device {
+            return Err(Error::invalid(
+                "device",
+                format!(
+                    "the credentials are for device {}, this store acts as device {}",
+                    creds.device, self.actor.device
+                ),
+            ));
+        }
+        let url = creds.server_url.trim();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(Error::invalid(
+                "server_url",
+                "must start with https:// (or http:// on a trusted network)",
+            ));
+        }
+        meta_put(&self.conn, K_CREDENTIALS, &to_json(creds)?)
+    }
+
+    /// The saved credentials, if the device is enrolled.
+    pub fn credentials(&self) -> Result<Option<Credentials>> {
+        meta_json(&self.conn, K_CREDENTIALS)
+    }
+
+    /// Replaces the tokens after a refresh (the old refresh token is revoked by then: this
+    /// is written at once).
+    pub fn save_tokens(&mut self, tokens: &proto::TokenResponse) -> Result<()> {
+        let mut creds = self
+            .credentials()?
+            .ok_or_else(|| Error::Unauthorized("this device is not enrolled".into()))?;
+        creds.access_token = tokens.access_token.clone();
+        creds.access_expires_ms = tokens.access_expires_ms;
+        creds.refresh_token = tokens.refresh_token.clone();
+        meta_put(&self.conn, K_CREDENTIALS, &to_json(&creds)?)
+    }
+
+    /// Forgets the credentials and grants (sign out). Documents stay.
+    pub fn clear_credentials(&mut self) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM meta WHERE key IN (?1, ?2)",
+            [K_CREDENTIALS, K_GRANTS],
+        )?;
+        Ok(())
+    }
+
+    /// Saves an enrollment answer: credentials for `server_url` and the granted grids.
+    pub fn save_enrollment(
+        &mut self,
+        server_url: &str,
+        enrolled: &proto::EnrollResponse,
+    ) -> Result<()> {
+        let creds = Credentials {
+            server_url: server_url.trim().trim_end_matches('/').to_string(),
+            device: enrolled.device.clone(),
+            user: enrolled.user.clone(),
+            user_name: enrolled.user_name.clone(),
+            access_token: enrolled.tokens.access_token.clone(),
+            access_expires_ms: enrolled.tokens.access_expires_ms,
+            refresh_token: enrolled.tokens.refresh_token.clone(),
+        };
+        self.save_credentials(&creds)?;
+        self.save_grants(&enrolled.grants)
+    }
+
+    /// Replaces the grants the device knows of.
+    pub fn save_grants(&mut self, grants: &[proto::Grant]) -> Result<()> {
+        meta_put(&self.conn, K_GRANTS, &to_json(&grants)?)
+    }
+
+    /// The grants the device knows of (from its enrollment).
+    pub fn grants(&self) -> Result<Vec<proto::Grant>> {
+        Ok(meta_json(&self.conn, K_GRANTS)?.unwrap_or_default())
+    }
+
+    /// The grids a sync pulls: every granted grid and every grid pulled before, sorted.
+    pub fn sync_grids(&self) -> Result<Vec<String>> {
+        let mut grids: BTreeSet<String> = self.grants()?.into_iter().map(|g| g.grid).collect();
+        let mut stmt = self.conn.prepare_cached("SELECT grid FROM sync_cursors")?;
+        for g in stmt.query_map([], |r| r.get::<_, String>(0))? {
+            grids.insert(g?);
+        }
+        Ok(grids.into_iter().collect())
+    }
+
+    // ----- status -----
+
+    /// What the UI shows about sync.
+    pub fn sync_status(&self) -> Result<SyncStatus> {
+        Ok(SyncStatus {
+            pending_outbox: self.outbox_len()?,
+            last_success_ms: meta_get(&self.conn, K_LAST_SUCCESS)?,
+            last_error: meta_get(&self.conn, K_LAST_ERROR)?,
+            last_error_ms: meta_get(&self.conn, K_LAST_ERROR_MS)?,
+            refused_docs: meta_json(&self.conn, K_REFUSED)?.unwrap_or_default(),
+        })
+    }
+
+    /// Records a sync that finished: its time, the documents the server refused, and
+    /// clears the last error.
+    pub(crate) fn record_sync_success(&mut self, refused: &[(String, String)]) -> Result<()> {
+        let now = self.now_ms();
+        let tx = self.conn.transaction()?;
+        meta_put(&tx, K_LAST_SUCCESS, &now)?;
+        meta_put(&tx, K_REFUSED, &to_json(&refused)?)?;
+        tx.execute(
+            "DELETE FROM meta WHERE key IN (?1, ?2)",
+            [K_LAST_ERROR, K_LAST_ERROR_MS],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records a sync that failed. The last success stays what it was.
+    pub(crate) fn record_sync_error(&mut self, error: &Error) -> Result<()> {
+        let now = self.now_ms();
+        let tx = self.conn.transaction()?;
+        meta_put(&tx, K_LAST_ERROR, &error.to_string())?;
+        meta_put(&tx, K_LAST_ERROR_MS, &now)?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Computes every bundle document's rows from its bytes, on all cores.
+fn compute_rows_parallel(bundle: &proto::Bundle, kinds: &[DocKind]) -> Result<Vec<Rows>> {
+    let grid = bundle.grid.as_str();
+    let items: Vec<(&proto::BundleDoc, DocKind)> =
+        bundle.docs.iter().zip(kinds.iter().copied()).collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let chunk = items.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Vec<Rows>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|(d, kind)| rows_from_bytes(&d.id, *kind, grid, &d.bytes))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::bad_doc("?", "parser thread panicked")))
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(items.len());
+    for p in parts {
+        out.extend(p?);
+    }
+    Ok(out)
+}

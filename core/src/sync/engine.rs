@@ -1,0 +1,800 @@
+//! The sans-I/O sync engine: given the store, it says which request to send next
+//! ([`SyncEngine::next_request`]) and consumes each reply ([`SyncEngine::handle_response`]).
+//! It never touches a socket; [`super::sync`] drives it through a [`super::Transport`].
+//!
+//! # The sequence
+//! 1. **Authenticate**: when the access token expires within
+//!    [`SyncOptions::refresh_margin_ms`] (on the clock-anchored "now"), `/v1/refresh` first.
+//!    The rotated tokens are saved at once (the old refresh token is revoked by then). A
+//!    `401` on any later request triggers one refresh and a resend of that request.
+//! 2. **Push** the outbox oldest first, in batches of at most
+//!    [`SyncOptions::push_max_changes`] changes and [`SyncOptions::push_max_bytes`] bytes,
+//!    grouped per document. Entries are acknowledged (deleted) only after a `2xx`.
+//! 3. **Escalate**: the escalations recorded by [`Store::escalate_task`] are sent to
+//!    `/v1/escalate` once the task's earlier changes are acknowledged (so the server knows
+//!    the task); until then the task's entries from the escalation's change on are held
+//!    back from the push. After any accepted escalation, another push round sends them.
+//! 4. **Pull** each grid of [`Store::sync_grids`]: bootstrap from `/v1/bootstrap` when its
+//!    cursor is 0 and the store holds none of its documents, then pages of
+//!    [`SyncOptions::pull_limit`] until `more == false`; each page is applied and its cursor
+//!    stored in one transaction ([`Store::apply_pulled`]), so an interrupted pull resumes
+//!    at the page it stopped at.
+//! 5. **Finish**: [`SyncEngine::finish`] records the success. Every reply's
+//!    `server_time_ms` anchors the clock; every grid a reply lists in `purge_grids` is
+//!    purged at once ([`Store::purge_grid`]), whatever the status.
+//!
+//! # Decisions
+//! - **A refused push batch never loses the outbox.** A `4xx` (other than `401`, `426`,
+//!   `429`) to a batch of several documents splits it in two and retries each half, until
+//!   the refused document is alone: its entries stay in the outbox, the document is skipped
+//!   for the rest of this sync (its later changes depend on the refused ones) and reported
+//!   in [`SyncReport::rejected`] and in the status's `refused_docs`. Everything else is
+//!   pushed and pulled, and the sync finishes. A `413` to one document's batch splits its
+//!   changes, in order. A `5xx`, a `401` after a refresh, a `426` or a network error ends
+//!   the sync with an error; nothing unacknowledged is deleted.
+//! - **Escalation** uses a `pending_escalations` table written in the same transaction as
+//!   the `escalate` event, rather than scanning outbox changes for new events: the request
+//!   survives restarts and is sent exactly before the event. A refused escalation keeps its
+//!   request and the task's held entries (reported; retried at the next sync).
+//! - **Counting**: `pushed` = changes the server stored; `pulled` = pulled changes applied
+//!   here; `duplicates` = changes the server already had plus pulled changes already here
+//!   (our own, echoed); `conflicts` = household fields that gained concurrent values;
+//!   `rejected` = task events the fold newly rejects (`task`, `event: reason`) and documents
+//!   or escalations the server refused.
+//! - A pull page whose grid does not match, or whose `next` goes backwards, or that says
+//!   `more` without advancing, is an error (a stuck server must not loop a phone forever).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Instant;
+
+use serde::Deserialize;
+
+use super::proto::{self, ErrorBody};
+use super::{Credentials, TransportError};
+use crate::error::{Error, Result};
+use crate::store::{OutboxEntry, RemoteChange, Store};
+
+/// Limits of one sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncOptions {
+    /// Most changes in one push request.
+    pub push_max_changes: usize,
+    /// Most change bytes in one push request (before compression).
+    pub push_max_bytes: usize,
+    /// Most changes asked for in one pull page.
+    pub pull_limit: u32,
+    /// Refresh the access token when it expires within this many ms.
+    pub refresh_margin_ms: i64,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            push_max_changes: 2_000,
+            push_max_bytes: 4 * 1024 * 1024,
+            pull_limit: 2_000,
+            refresh_margin_ms: 60_000,
+        }
+    }
+}
+
+/// One request to send: `POST path` with `body` (already encoded), with
+/// `Authorization: Bearer <bearer>` when given.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Request {
+    pub path: &'static str,
+    pub body: Vec<u8>,
+    pub bearer: Option<String>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("path", &self.path)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a sync stands, for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SyncPhase {
+    Authenticate,
+    Push,
+    Escalate,
+    Bootstrap,
+    Pull,
+    Done,
+}
+
+/// Receives progress during a long sync: `done` of `total` (when known) in `phase`:
+/// changes for push and pull, documents for bootstrap, escalations for escalate.
+pub trait SyncProgress: Send {
+    fn on_progress(&self, phase: SyncPhase, done: u64, total: Option<u64>);
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Changes the server stored.
+    pub pushed: u64,
+    /// Pulled changes applied here.
+    pub pulled: u64,
+    /// Pushed changes the server already had, plus pulled changes already here.
+    pub duplicates: u64,
+    /// (document, reason): task events the fold newly rejects, and documents or escalations
+    /// the server refused (their changes stay in the outbox).
+    pub rejected: Vec<(String, String)>,
+    /// Household fields that gained concurrent values.
+    pub conflicts: usize,
+    /// Grids purged because their grant was revoked.
+    pub purged_grids: Vec<String>,
+    /// Request bodies sent, as on the wire (compressed).
+    pub bytes_sent: u64,
+    /// Reply bodies received, as on the wire (compressed).
+    pub bytes_received: u64,
+    pub duration_ms: u64,
+    /// Documents stored from bootstrap bundles.
+    pub bootstrapped_docs: u64,
+}
+
+/// What the request in flight was.
+#[derive(Debug, Clone)]
+enum InFlight {
+    Refresh,
+    Push(Vec<OutboxEntry>),
+    Escalate {
+        id: i64,
+        task: String,
+        tier: String,
+        unit: Option<String>,
+    },
+    Bootstrap {
+        grid: String,
+    },
+    Pull {
+        grid: String,
+        since: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Push,
+    Escalate,
+    Pull,
+    Done,
+}
+
+/// Reads only the optional `purge_grids` of any reply (a server following ADR 0001 may
+/// send it on every reply; the typed success bodies do not carry it yet).
+#[derive(Deserialize, Default)]
+struct PurgeOnly {
+    #[serde(default)]
+    purge_grids: Vec<String>,
+}
+
+/// The engine of one sync. Create one per sync.
+pub struct SyncEngine {
+    opts: SyncOptions,
+    creds: Credentials,
+    started: Instant,
+    checked: bool,
+    failed: bool,
+    need_refresh: bool,
+    refreshed: bool,
+    retry: Option<InFlight>,
+    in_flight: Option<InFlight>,
+    stage: Stage,
+    // push
+    push_after: i64,
+    push_retry: VecDeque<Vec<OutboxEntry>>,
+    push_total: u64,
+    push_done: u64,
+    skip_docs: HashSet<String>,
+    held_from: HashMap<String, i64>,
+    // escalate
+    escalations_tried: HashSet<i64>,
+    escalated_in_round: bool,
+    // pull
+    grids: Vec<String>,
+    grid_idx: usize,
+    grid_started: bool,
+    grid_pulled: u64,
+    grid_seqs: HashMap<String, u64>,
+    purged: HashSet<String>,
+    refused: Vec<(String, String)>,
+    report: SyncReport,
+    progress: (SyncPhase, u64, Option<u64>),
+}
+
+impl std::fmt::Debug for SyncEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncEngine")
+            .field("stage", &self.stage)
+            .field("report", &self.report)
+            .finish_non_exhaustive()
+    }
+}
+
+fn bad_reply(status: u16, e: impl std::fmt::Display) -> Error {
+    Error::Sync {
+        status,
+        code: "bad_reply".into(),
+        message: format!("the server's reply cannot be read: {e}"),
+    }
+}
+
+/// The error a non-2xx reply stands for.
+pub(crate) fn error_from_reply(status: u16, body: &[u8]) -> Error {
+    let eb: Option<ErrorBody> = proto::decode(body).ok();
+    let (code, message) = match eb {
+        Some(e) => (e.code, e.message),
+        None => (String::from("http"), format!("HTTP status {status}")),
+    };
+    if status == 401 {
+        return Error::Unauthorized(message);
+    }
+    Error::Sync {
+        status,
+        code,
+        message,
+    }
+}
+
+impl SyncEngine {
+    pub fn new(creds: &Credentials, options: SyncOptions) -> SyncEngine {
+        SyncEngine {
+            opts: options,
+            creds: creds.clone(),
+            started: Instant::now(),
+            checked: false,
+            failed: false,
+            need_refresh: false,
+            refreshed: false,
+            retry: None,
+            in_flight: None,
+            stage: Stage::Push,
+            push_after: 0,
+            push_retry: VecDeque::new(),
+            push_total: 0,
+            push_done: 0,
+            skip_docs: HashSet::new(),
+            held_from: HashMap::new(),
+            escalations_tried: HashSet::new(),
+            escalated_in_round: false,
+            grids: Vec::new(),
+            grid_idx: 0,
+            grid_started: false,
+            grid_pulled: 0,
+            grid_seqs: HashMap::new(),
+            purged: HashSet::new(),
+            refused: Vec::new(),
+            report: SyncReport::default(),
+            progress: (SyncPhase::Authenticate, 0, None),
+        }
+    }
+
+    /// The phase, progress and total (when known) of the request last returned.
+    pub fn progress(&self) -> (SyncPhase, u64, Option<u64>) {
+        self.progress
+    }
+
+    /// What the sync did so far.
+    pub fn report(&self) -> &SyncReport {
+        &self.report
+    }
+
+    /// The next request to send, or `None` when the sync is complete (then call
+    /// [`SyncEngine::finish`]). Exactly one request is in flight at a time: answer it with
+    /// [`SyncEngine::handle_response`] or [`SyncEngine::transport_failed`] first.
+    pub fn next_request(&mut self, store: &mut Store) -> Result<Option<Request>> {
+        if self.failed {
+            return Err(Error::invalid(
+                "sync",
+                "this sync already failed; start a new one",
+            ));
+        }
+        if self.in_flight.is_some() {
+            return Err(Error::invalid("sync", "a request is still in flight"));
+        }
+        let r = self.next_inner(store);
+        self.record_if_failed(store, r)
+    }
+
+    /// Consumes the reply to the request in flight.
+    pub fn handle_response(&mut self, store: &mut Store, status: u16, body: &[u8]) -> Result<()> {
+        let Some(sent) = self.in_flight.take() else {
+            return Err(Error::invalid("sync", "no request is in flight"));
+        };
+        self.report.bytes_received += body.len() as u64;
+        let r = self.handle_inner(store, sent, status, body);
+        self.record_if_failed(store, r)
+    }
+
+    /// The request in flight could not be delivered or its reply read: the sync ends here.
+    /// Records the error in the store's status and returns it.
+    pub fn transport_failed(&mut self, store: &mut Store, error: TransportError) -> Error {
+        self.in_flight = None;
+        let e = Error::from(error);
+        self.failed = true;
+        let _ = store.record_sync_error(&e);
+        e
+    }
+
+    /// Ends a complete sync: records the success (and the documents the server refused) in
+    /// the store and returns the report. A sync that is not complete is refused, and never
+    /// recorded as a success.
+    pub fn finish(mut self, store: &mut Store) -> Result<SyncReport> {
+        if self.failed || self.in_flight.is_some() || self.stage != Stage::Done {
+            return Err(Error::invalid("sync", "the sync is not complete"));
+        }
+        self.report.duration_ms =
+            u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        store.record_sync_success(&self.refused)?;
+        self.progress = (
+            SyncPhase::Done,
+            self.report.pushed + self.report.pulled,
+            None,
+        );
+        Ok(self.report)
+    }
+
+    fn record_if_failed<T>(&mut self, store: &mut Store, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            self.failed = true;
+            self.in_flight = None;
+            let _ = store.record_sync_error(e);
+        }
+        r
+    }
+
+    fn bearer(&self) -> Option<String> {
+        Some(self.creds.access_token.clone())
+    }
+
+    fn send(&mut self, what: InFlight) -> Request {
+        let (path, body, bearer) = match &what {
+            InFlight::Refresh => (
+                "/v1/refresh",
+                proto::encode(&proto::RefreshRequest {
+                    refresh_token: self.creds.refresh_token.clone(),
+                }),
+                None,
+            ),
+            InFlight::Push(batch) => {
+                let mut docs: Vec<proto::DocChanges> = Vec::new();
+                let mut index: HashMap<&str, usize> = HashMap::new();
+                for e in batch {
+                    let i = *index.entry(e.doc.as_str()).or_insert_with(|| {
+                        docs.push(proto::DocChanges {
+                            doc: e.doc.clone(),
+                            changes: Vec::new(),
+                        });
+                        docs.len() - 1
+                    });
+                    if let Some(d) = docs.get_mut(i) {
+                        d.changes.push(serde_bytes::ByteBuf::from(e.change.clone()));
+                    }
+                }
+                (
+                    "/v1/push",
+                    proto::encode(&proto::PushRequest { docs }),
+                    self.bearer(),
+                )
+            }
+            InFlight::Escalate {
+                task, tier, unit, ..
+            } => (
+                "/v1/escalate",
+                proto::encode(&proto::EscalateRequest {
+                    task: task.clone(),
+                    tier: tier.clone(),
+                    unit: unit.clone(),
+                }),
+                self.bearer(),
+            ),
+            InFlight::Bootstrap { grid } => (
+                "/v1/bootstrap",
+                proto::encode(&proto::BootstrapRequest { grid: grid.clone() }),
+                self.bearer(),
+            ),
+            InFlight::Pull { grid, since } => (
+                "/v1/pull",
+                proto::encode(&proto::PullRequest {
+                    grid: grid.clone(),
+                    since: *since,
+                    limit: self.opts.pull_limit,
+                    wait_ms: 0,
+                }),
+                self.bearer(),
+            ),
+        };
+        self.report.bytes_sent += body.len() as u64;
+        self.in_flight = Some(what);
+        Request { path, body, bearer }
+    }
+
+    fn next_inner(&mut self, store: &mut Store) -> Result<Option<Request>> {
+        if !self.checked {
+            if self.creds.device != store.actor().device {
+                return Err(Error::invalid(
+                    "device",
+                    format!(
+                        "the credentials are for device {}, the store acts as device {}",
+                        self.creds.device,
+                        store.actor().device
+                    ),
+                ));
+            }
+            self.checked = true;
+            self.need_refresh = self.creds.access_expires_ms.saturating_sub(store.now_ms())
+                < self.opts.refresh_margin_ms;
+            self.push_total = u64::try_from(store.outbox_len()?).unwrap_or(0);
+            self.start_push_round(store)?;
+        }
+        if self.need_refresh {
+            self.progress = (SyncPhase::Authenticate, 0, None);
+            return Ok(Some(self.send(InFlight::Refresh)));
+        }
+        if let Some(again) = self.retry.take() {
+            return Ok(Some(self.send(again)));
+        }
+        loop {
+            match self.stage {
+                Stage::Push => {
+                    if let Some(batch) = self.next_push_batch(store)? {
+                        self.progress = (
+                            SyncPhase::Push,
+                            self.push_done,
+                            Some(self.push_total.max(self.push_done)),
+                        );
+                        return Ok(Some(self.send(InFlight::Push(batch))));
+                    }
+                    self.stage = Stage::Escalate;
+                }
+                Stage::Escalate => {
+                    if let Some(e) = self.next_escalation(store)? {
+                        self.progress = (
+                            SyncPhase::Escalate,
+                            self.escalations_tried.len() as u64,
+                            None,
+                        );
+                        return Ok(Some(self.send(e)));
+                    }
+                    if self.escalated_in_round {
+                        // Accepted escalations release held entries: push them.
+                        self.escalated_in_round = false;
+                        self.start_push_round(store)?;
+                        self.stage = Stage::Push;
+                    } else {
+                        self.grids = store.sync_grids()?;
+                        self.stage = Stage::Pull;
+                    }
+                }
+                Stage::Pull => {
+                    let Some(grid) = self.grids.get(self.grid_idx).cloned() else {
+                        self.stage = Stage::Done;
+                        continue;
+                    };
+                    if self.purged.contains(&grid) {
+                        self.next_grid();
+                        continue;
+                    }
+                    let since = store.sync_cursor(&grid)?;
+                    if !self.grid_started {
+                        self.grid_started = true;
+                        self.grid_pulled = 0;
+                        if since == 0 && store.grid_doc_count(&grid)? == 0 {
+                            self.progress = (SyncPhase::Bootstrap, 0, None);
+                            return Ok(Some(self.send(InFlight::Bootstrap { grid })));
+                        }
+                    }
+                    let total = self
+                        .grid_seqs
+                        .get(&grid)
+                        .map(|s| s.saturating_sub(since) + self.grid_pulled);
+                    self.progress = (SyncPhase::Pull, self.grid_pulled, total);
+                    return Ok(Some(self.send(InFlight::Pull { grid, since })));
+                }
+                Stage::Done => return Ok(None),
+            }
+        }
+    }
+
+    fn next_grid(&mut self) {
+        self.grid_idx += 1;
+        self.grid_started = false;
+    }
+
+    fn start_push_round(&mut self, store: &Store) -> Result<()> {
+        self.push_after = 0;
+        self.held_from.clear();
+        for e in store.pending_escalations()? {
+            let from = self.held_from.entry(e.task).or_insert(e.outbox_id);
+            *from = (*from).min(e.outbox_id);
+        }
+        Ok(())
+    }
+
+    fn pushable(&self, e: &OutboxEntry) -> bool {
+        !self.skip_docs.contains(&e.doc)
+            && !self.purged.contains(&e.grid)
+            && self.held_from.get(&e.doc).is_none_or(|from| e.id < *from)
+    }
+
+    /// The next batch: a split batch waiting for a retry first, then fresh outbox entries.
+    fn next_push_batch(&mut self, store: &Store) -> Result<Option<Vec<OutboxEntry>>> {
+        while let Some(mut batch) = self.push_retry.pop_front() {
+            batch.retain(|e| self.pushable(e));
+            if !batch.is_empty() {
+                return Ok(Some(batch));
+            }
+        }
+        let mut batch: Vec<OutboxEntry> = Vec::new();
+        let mut bytes = 0usize;
+        loop {
+            let page = store.outbox_after(self.push_after, 512)?;
+            if page.is_empty() {
+                break;
+            }
+            for e in page {
+                if !self.pushable(&e) {
+                    self.push_after = e.id;
+                    continue;
+                }
+                if !batch.is_empty()
+                    && (batch.len() >= self.opts.push_max_changes
+                        || bytes + e.change.len() > self.opts.push_max_bytes)
+                {
+                    return Ok(Some(batch));
+                }
+                self.push_after = e.id;
+                bytes += e.change.len();
+                batch.push(e);
+            }
+        }
+        Ok(if batch.is_empty() { None } else { Some(batch) })
+    }
+
+    fn next_escalation(&mut self, store: &Store) -> Result<Option<InFlight>> {
+        for e in store.pending_escalations()? {
+            if self.escalations_tried.contains(&e.id)
+                || self.skip_docs.contains(&e.task)
+                || self.purged.contains(&e.grid)
+            {
+                continue;
+            }
+            // Earlier changes of the task (its creation, at least) must be on the server first.
+            if store.outbox_has_before(&e.task, e.outbox_id)? {
+                continue;
+            }
+            self.escalations_tried.insert(e.id);
+            return Ok(Some(InFlight::Escalate {
+                id: e.id,
+                task: e.task,
+                tier: e.tier,
+                unit: e.unit,
+            }));
+        }
+        Ok(None)
+    }
+
+    fn purge(&mut self, store: &mut Store, grids: &[String]) -> Result<()> {
+        for g in grids {
+            if g.is_empty() || self.purged.contains(g) {
+                continue;
+            }
+            store.purge_grid(g)?;
+            self.purged.insert(g.clone());
+            self.report.purged_grids.push(g.clone());
+        }
+        // Refusals of documents that were just purged no longer matter.
+        let mut kept = Vec::with_capacity(self.refused.len());
+        for (doc, why) in std::mem::take(&mut self.refused) {
+            if store.doc_grid(&doc)?.is_some() {
+                kept.push((doc, why));
+            }
+        }
+        self.refused = kept;
+        Ok(())
+    }
+
+    fn handle_inner(
+        &mut self,
+        store: &mut Store,
+        sent: InFlight,
+        status: u16,
+        body: &[u8],
+    ) -> Result<()> {
+        if (200..300).contains(&status) {
+            // Any reply may name grids to purge (ADR 0001); read that first.
+            if let Ok(p) = proto::decode::<PurgeOnly>(body)
+                && !p.purge_grids.is_empty()
+            {
+                self.purge(store, &p.purge_grids)?;
+            }
+            return self.handle_success(store, sent, status, body);
+        }
+        let eb: Option<ErrorBody> = proto::decode(body).ok();
+        if let Some(eb) = &eb {
+            self.purge(store, &eb.purge_grids)?;
+        }
+        let reason = eb.as_ref().map_or_else(
+            || format!("HTTP status {status}"),
+            |e| format!("{}: {}", e.code, e.message),
+        );
+        match sent {
+            InFlight::Refresh => Err(error_from_reply(status, body)),
+            other if status == 401 && !self.refreshed => {
+                // The access token was refused before it expired by our clock: refresh once.
+                self.need_refresh = true;
+                self.retry = Some(other);
+                Ok(())
+            }
+            InFlight::Push(batch)
+                if (400..500).contains(&status) && ![401, 426, 429].contains(&status) =>
+            {
+                self.push_refused(batch, status, &reason);
+                Ok(())
+            }
+            InFlight::Escalate { task, .. }
+                if (400..500).contains(&status) && ![401, 426, 429].contains(&status) =>
+            {
+                // Keep the request (retried next sync) and hold the task's entries back.
+                self.skip_docs.insert(task.clone());
+                let why = format!("escalation refused: {reason}");
+                self.report.rejected.push((task.clone(), why.clone()));
+                self.refused.push((task, why));
+                Ok(())
+            }
+            InFlight::Pull { grid, .. } | InFlight::Bootstrap { grid }
+                if self.purged.contains(&grid) =>
+            {
+                self.next_grid();
+                Ok(())
+            }
+            _ => Err(error_from_reply(status, body)),
+        }
+    }
+
+    /// A push batch was refused: split it until the refused document is alone.
+    fn push_refused(&mut self, mut batch: Vec<OutboxEntry>, status: u16, reason: &str) {
+        batch.retain(|e| self.pushable(e));
+        let mut docs: Vec<&str> = Vec::new();
+        for e in &batch {
+            if !docs.contains(&e.doc.as_str()) {
+                docs.push(e.doc.as_str());
+            }
+        }
+        if docs.len() > 1 {
+            let first: HashSet<String> = docs[..docs.len() / 2]
+                .iter()
+                .map(|d| d.to_string())
+                .collect();
+            let (a, b): (Vec<OutboxEntry>, Vec<OutboxEntry>) =
+                batch.into_iter().partition(|e| first.contains(&e.doc));
+            self.push_retry.push_front(b);
+            self.push_retry.push_front(a);
+        } else if status == 413 && batch.len() > 1 {
+            let b = batch.split_off(batch.len() / 2);
+            self.push_retry.push_front(b);
+            self.push_retry.push_front(batch);
+        } else if let Some(e) = batch.first() {
+            let doc = e.doc.clone();
+            self.skip_docs.insert(doc.clone());
+            self.report.rejected.push((doc.clone(), reason.to_string()));
+            self.refused.push((doc, reason.to_string()));
+        }
+    }
+
+    fn handle_success(
+        &mut self,
+        store: &mut Store,
+        sent: InFlight,
+        status: u16,
+        body: &[u8],
+    ) -> Result<()> {
+        match sent {
+            InFlight::Refresh => {
+                let t: proto::TokenResponse =
+                    proto::decode(body).map_err(|e| bad_reply(status, e))?;
+                if t.access_token.is_empty() || t.refresh_token.is_empty() {
+                    return Err(bad_reply(status, "empty token"));
+                }
+                store.save_tokens(&t)?;
+                self.creds.access_token = t.access_token;
+                self.creds.access_expires_ms = t.access_expires_ms;
+                self.creds.refresh_token = t.refresh_token;
+                self.need_refresh = false;
+                self.refreshed = true;
+            }
+            InFlight::Push(batch) => {
+                let r: proto::PushResponse =
+                    proto::decode(body).map_err(|e| bad_reply(status, e))?;
+                store.anchor_clock(r.server_time_ms)?;
+                let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
+                store.ack_outbox(&ids)?;
+                self.push_done += ids.len() as u64;
+                self.report.pushed += r.stored;
+                self.report.duplicates += r.duplicates;
+                for gs in r.grid_seqs {
+                    self.grid_seqs.insert(gs.grid, gs.seq);
+                }
+                self.progress = (
+                    SyncPhase::Push,
+                    self.push_done,
+                    Some(self.push_total.max(self.push_done)),
+                );
+            }
+            InFlight::Escalate { id, .. } => {
+                let r: proto::EscalateResponse =
+                    proto::decode(body).map_err(|e| bad_reply(status, e))?;
+                store.anchor_clock(r.server_time_ms)?;
+                store.complete_escalation(id)?;
+                self.escalated_in_round = true;
+            }
+            InFlight::Bootstrap { grid } => {
+                let bundle: proto::Bundle =
+                    proto::decode(body).map_err(|e| bad_reply(status, e))?;
+                if bundle.grid != grid {
+                    return Err(bad_reply(
+                        status,
+                        format!(
+                            "asked for grid {grid}, got a bundle of grid {}",
+                            bundle.grid
+                        ),
+                    ));
+                }
+                store.anchor_clock(bundle.server_time_ms)?;
+                let n = store.import_bundle(&bundle)?;
+                self.report.bootstrapped_docs += n as u64;
+                self.progress = (SyncPhase::Bootstrap, n as u64, Some(n as u64));
+            }
+            InFlight::Pull { grid, since } => {
+                let page: proto::PullResponse =
+                    proto::decode(body).map_err(|e| bad_reply(status, e))?;
+                if page.grid != grid {
+                    return Err(bad_reply(
+                        status,
+                        format!("asked for grid {grid}, got changes of grid {}", page.grid),
+                    ));
+                }
+                if page.next < since {
+                    return Err(bad_reply(
+                        status,
+                        format!("the cursor went back from {since} to {}", page.next),
+                    ));
+                }
+                if page.more && page.next == since {
+                    return Err(bad_reply(
+                        status,
+                        "the server says more changes wait but the cursor did not move",
+                    ));
+                }
+                store.anchor_clock(page.server_time_ms)?;
+                let n = page.changes.len() as u64;
+                let changes: Vec<RemoteChange> = page
+                    .changes
+                    .into_iter()
+                    .map(|c| RemoteChange {
+                        doc: c.doc,
+                        change: c.change.into_vec(),
+                    })
+                    .collect();
+                let merge = store.apply_pulled(&grid, page.next, &changes)?;
+                self.report.pulled += merge.applied as u64;
+                self.report.duplicates += merge.duplicates as u64;
+                self.report.conflicts += merge.new_conflicts.len();
+                for (task, event, why) in merge.newly_rejected {
+                    self.report.rejected.push((task, format!("{event}: {why}")));
+                }
+                self.grid_pulled += n;
+                if !page.more {
+                    self.next_grid();
+                }
+            }
+        }
+        Ok(())
+    }
+}

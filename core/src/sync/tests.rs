@@ -1,0 +1,1072 @@
+//! The sync client against a tiny in-memory fake server (a per-grid change feed with seqs,
+//! dedup by hash, paging, bundles with shipped rows, tokens, escalations, purges and
+//! scripted failures).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use automerge::{AutoCommit, Change};
+
+use super::proto::{self, ErrorBody};
+use super::*;
+use crate::model::*;
+use crate::store::{PROJECTION_VERSION, RemoteChange, Store, rows_of};
+
+const G1: &str = "东城-01";
+const G2: &str = "东城-02";
+/// 2026-03-01T00:00:00Z.
+const NOW: i64 = 1_772_323_200_000;
+
+/// A scripted answer instead of the real one.
+#[derive(Debug, Clone)]
+enum Fault {
+    /// The connection breaks.
+    Drop,
+    /// The server answers this status with an error body.
+    Status(u16, &'static str),
+}
+
+#[derive(Default)]
+struct FakeServer {
+    now_ms: i64,
+    /// grid → (seq, doc, change)
+    feed: BTreeMap<String, Vec<(u64, String, Vec<u8>)>>,
+    hashes: HashSet<[u8; 32]>,
+    docs: BTreeMap<String, (String, AutoCommit)>,
+    access: String,
+    access_expires_ms: i64,
+    refresh: String,
+    refreshes: usize,
+    /// Pushes touching these documents are refused (403).
+    refuse_docs: HashSet<String>,
+    /// Grids no longer granted: pulls get 403 + purge.
+    revoked: HashSet<String>,
+    /// The whole device is revoked: 401 + purge of every grid.
+    device_revoked: bool,
+    /// Escalations that are refused.
+    refuse_escalations: bool,
+    escalations: Vec<proto::EscalateRequest>,
+    projection_version: i64,
+    /// (path, nth call of that path from 1) → fault.
+    faults: HashMap<(String, usize), Fault>,
+    calls: HashMap<String, usize>,
+    /// Every request: (path, short description).
+    log: Vec<(String, String)>,
+}
+
+fn reply<T: serde::Serialize>(v: &T) -> (u16, Vec<u8>) {
+    (200, proto::encode(v))
+}
+
+fn error(status: u16, code: &str, purge: Vec<String>) -> (u16, Vec<u8>) {
+    (
+        status,
+        proto::encode(&ErrorBody {
+            code: code.into(),
+            message: format!("fake {code}"),
+            purge_grids: purge,
+        }),
+    )
+}
+
+impl FakeServer {
+    fn new() -> FakeServer {
+        FakeServer {
+            now_ms: NOW,
+            access: "acc-1".into(),
+            access_expires_ms: NOW + 15 * 60_000,
+            refresh: "ref-1".into(),
+            projection_version: PROJECTION_VERSION,
+            ..FakeServer::default()
+        }
+    }
+
+    fn seq(&self, grid: &str) -> u64 {
+        self.feed
+            .get(grid)
+            .and_then(|f| f.last())
+            .map_or(0, |(s, _, _)| *s)
+    }
+
+    fn total_changes(&self) -> usize {
+        self.feed.values().map(Vec::len).sum()
+    }
+
+    fn handle(&mut self, path: &str, body: &[u8], bearer: Option<&str>) -> (u16, Vec<u8>) {
+        if path == "/v1/refresh" {
+            let r: proto::RefreshRequest = proto::decode(body).unwrap();
+            if self.device_revoked {
+                return error(401, "unauthorized", self.feed.keys().cloned().collect());
+            }
+            if r.refresh_token != self.refresh {
+                return error(401, "unauthorized", vec![]);
+            }
+            self.refreshes += 1;
+            self.access = format!("acc-{}", self.refreshes + 1);
+            self.refresh = format!("ref-{}", self.refreshes + 1);
+            self.access_expires_ms = self.now_ms + 15 * 60_000;
+            return reply(&proto::TokenResponse {
+                access_token: self.access.clone(),
+                access_expires_ms: self.access_expires_ms,
+                refresh_token: self.refresh.clone(),
+            });
+        }
+        if self.device_revoked {
+            return error(401, "unauthorized", self.feed.keys().cloned().collect());
+        }
+        if bearer != Some(self.access.as_str()) || self.now_ms >= self.access_expires_ms {
+            return error(401, "unauthorized", vec![]);
+        }
+        match path {
+            "/v1/push" => self.push(proto::decode(body).unwrap()),
+            "/v1/pull" => {
+                let p: proto::PullRequest = proto::decode(body).unwrap();
+                self.log.last_mut().unwrap().1 = format!("{} since {}", p.grid, p.since);
+                if self.revoked.contains(&p.grid) {
+                    return error(403, "purge", vec![p.grid]);
+                }
+                let feed = self.feed.get(&p.grid).cloned().unwrap_or_default();
+                let after: Vec<_> = feed.iter().filter(|(s, _, _)| *s > p.since).collect();
+                let page: Vec<_> = after.iter().take(p.limit as usize).collect();
+                let next = page
+                    .last()
+                    .map_or(p.since.max(self.seq(&p.grid)), |(s, _, _)| *s);
+                reply(&proto::PullResponse {
+                    server_time_ms: self.now_ms,
+                    grid: p.grid.clone(),
+                    changes: page
+                        .iter()
+                        .map(|(s, d, c)| proto::PulledChange {
+                            seq: *s,
+                            doc: d.clone(),
+                            change: serde_bytes::ByteBuf::from(c.clone()),
+                        })
+                        .collect(),
+                    next,
+                    more: after.len() > page.len(),
+                })
+            }
+            "/v1/bootstrap" => {
+                let b: proto::BootstrapRequest = proto::decode(body).unwrap();
+                if self.revoked.contains(&b.grid) {
+                    return error(403, "purge", vec![b.grid]);
+                }
+                let docs = self
+                    .docs
+                    .iter_mut()
+                    .filter(|(_, (g, _))| *g == b.grid)
+                    .map(|(id, (_, doc))| proto::BundleDoc {
+                        id: id.clone(),
+                        kind: crate::doc::kind_and_grid(doc).unwrap().0.as_str().into(),
+                        heads: doc
+                            .get_heads()
+                            .iter()
+                            .map(|h| serde_bytes::ByteBuf::from(h.0.to_vec()))
+                            .collect(),
+                        bytes: serde_bytes::ByteBuf::from(doc.save_nocompress()),
+                        rows: rows_of(id, doc).unwrap().unwrap(),
+                    })
+                    .collect();
+                reply(&proto::Bundle {
+                    server_time_ms: self.now_ms,
+                    grid: b.grid.clone(),
+                    cursor: self.seq(&b.grid),
+                    projection_version: self.projection_version,
+                    docs,
+                })
+            }
+            "/v1/escalate" => {
+                let e: proto::EscalateRequest = proto::decode(body).unwrap();
+                self.log.last_mut().unwrap().1 = e.task.clone();
+                if self.refuse_escalations {
+                    return error(403, "forbidden", vec![]);
+                }
+                assert!(
+                    self.docs.contains_key(&e.task),
+                    "escalation of a task the server does not know"
+                );
+                self.escalations.push(e);
+                reply(&proto::EscalateResponse {
+                    server_time_ms: self.now_ms,
+                })
+            }
+            _ => error(404, "not_found", vec![]),
+        }
+    }
+
+    fn push(&mut self, req: proto::PushRequest) -> (u16, Vec<u8>) {
+        let docs: Vec<String> = req.docs.iter().map(|d| d.doc.clone()).collect();
+        self.log.last_mut().unwrap().1 = docs.join(",");
+        if docs.iter().any(|d| self.refuse_docs.contains(d)) {
+            return error(403, "forbidden", vec![]);
+        }
+        let (mut stored, mut duplicates) = (0, 0);
+        let mut grids = HashSet::new();
+        for d in req.docs {
+            let (_, doc) = self
+                .docs
+                .entry(d.doc.clone())
+                .or_insert_with(|| (String::new(), AutoCommit::new()));
+            let mut fresh = Vec::new();
+            for c in &d.changes {
+                let change = Change::try_from(c.as_slice()).unwrap();
+                if self.hashes.insert(change.hash().0) {
+                    fresh.push((change, c.to_vec()));
+                } else {
+                    duplicates += 1;
+                }
+            }
+            doc.apply_changes(fresh.iter().map(|(c, _)| c.clone()))
+                .unwrap();
+            let (_, grid) = crate::doc::kind_and_grid(doc).unwrap();
+            self.docs.get_mut(&d.doc).unwrap().0 = grid.clone();
+            for (_, bytes) in fresh {
+                let seq = self.seq(&grid) + 1;
+                self.feed
+                    .entry(grid.clone())
+                    .or_default()
+                    .push((seq, d.doc.clone(), bytes));
+                stored += 1;
+            }
+            grids.insert(grid);
+        }
+        reply(&proto::PushResponse {
+            server_time_ms: self.now_ms,
+            stored,
+            duplicates,
+            grid_seqs: grids
+                .into_iter()
+                .map(|g| proto::GridSeq {
+                    seq: self.seq(&g),
+                    grid: g,
+                })
+                .collect(),
+        })
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.log.iter().map(|(p, d)| format!("{p} {d}")).collect()
+    }
+}
+
+/// A transport to the shared fake server.
+#[derive(Clone)]
+struct Net(Arc<Mutex<FakeServer>>);
+
+impl Net {
+    fn new() -> Net {
+        Net(Arc::new(Mutex::new(FakeServer::new())))
+    }
+    fn server(&self) -> std::sync::MutexGuard<'_, FakeServer> {
+        self.0.lock().unwrap()
+    }
+    fn fault(&self, path: &str, nth: usize, f: Fault) {
+        let mut s = self.server();
+        let already = s.calls.get(path).copied().unwrap_or(0);
+        s.faults.insert((path.to_string(), already + nth), f);
+    }
+}
+
+impl Transport for Net {
+    fn post(
+        &mut self,
+        path: &str,
+        body: Vec<u8>,
+        bearer: Option<&str>,
+    ) -> Result<(u16, Vec<u8>), TransportError> {
+        let mut s = self.server();
+        let n = {
+            let c = s.calls.entry(path.to_string()).or_insert(0);
+            *c += 1;
+            *c
+        };
+        s.log.push((path.to_string(), String::new()));
+        match s.faults.remove(&(path.to_string(), n)) {
+            Some(Fault::Drop) => Err(TransportError::Other("connection reset".into())),
+            Some(Fault::Status(status, code)) => Ok(error(status, code, vec![])),
+            None => Ok(s.handle(path, &body, bearer)),
+        }
+    }
+}
+
+fn device(net: &Net, user: &str, device: &str) -> Store {
+    let actor = Actor::new(user, "王伟", Role::GridMember, device).unwrap();
+    let mut s = Store::open_in_memory(actor).unwrap();
+    s.set_time_source(|| NOW);
+    let srv = net.server();
+    s.save_enrollment(
+        "http://fake",
+        &proto::EnrollResponse {
+            device: device.into(),
+            user: user.into(),
+            user_name: "王伟".into(),
+            grants: vec![
+                proto::Grant {
+                    grid: G1.into(),
+                    role: "网格员".into(),
+                    buildings: vec![],
+                },
+                proto::Grant {
+                    grid: G2.into(),
+                    role: "网格员".into(),
+                    buildings: vec![],
+                },
+            ],
+            tokens: proto::TokenResponse {
+                access_token: srv.access.clone(),
+                access_expires_ms: srv.access_expires_ms,
+                refresh_token: srv.refresh.clone(),
+            },
+        },
+    )
+    .unwrap();
+    s
+}
+
+fn household(s: &mut Store, grid: &str, room: &str) -> String {
+    s.create_household(NewHousehold {
+        address: Address::new(grid, "1号楼", "1单元", room).unwrap(),
+        members: vec![NewMember {
+            name: "张三".into(),
+            gender: Gender::Male,
+            birth_year: 1960,
+            phone: Some("13800001234".into()),
+            id_number: None,
+            relation: Relation::Head,
+            tags: vec![Tag::Relocated],
+        }],
+        tags: vec![Tag::PartyHub],
+        note: "".into(),
+    })
+    .unwrap()
+}
+
+fn record(s: &mut Store, grid: &str, text: &str) -> String {
+    s.create_record(NewRecord {
+        grid: grid.into(),
+        category: Category::Safety,
+        description: text.into(),
+        reporter: "李四".into(),
+        household: None,
+        building: Some("1号楼".into()),
+        place: "楼道".into(),
+    })
+    .unwrap()
+}
+
+fn visit(s: &mut Store, hh: &str, purpose: &str) {
+    s.add_visit(
+        hh,
+        NewVisit {
+            purpose: purpose.into(),
+            note: String::new(),
+            follow_up: None,
+        },
+    )
+    .unwrap();
+}
+
+fn run(s: &mut Store, net: &Net) -> crate::Result<SyncReport> {
+    let mut t = net.clone();
+    sync(s, &mut t, None)
+}
+
+fn run_with(s: &mut Store, net: &Net, options: SyncOptions) -> crate::Result<SyncReport> {
+    let mut t = net.clone();
+    let creds = s.credentials().unwrap().unwrap();
+    sync_with(s, &mut t, None, &creds, options)
+}
+
+fn small_pages() -> SyncOptions {
+    SyncOptions {
+        pull_limit: 2,
+        ..SyncOptions::default()
+    }
+}
+
+#[test]
+fn push_then_ack_then_pull_elsewhere() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    let h1 = household(&mut a, G1, "101");
+    household(&mut a, G1, "102");
+    record(&mut a, G2, "楼道堆物");
+    visit(&mut a, &h1, "走访");
+    assert_eq!(a.sync_status().unwrap().pending_outbox, 4);
+
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.pushed, 4);
+    assert_eq!(r.pulled, 0, "our own changes come back as duplicates");
+    assert_eq!(r.duplicates, 4);
+    assert!(r.rejected.is_empty());
+    assert!(r.bytes_sent > 0 && r.bytes_received > 0);
+    assert_eq!(a.outbox_len().unwrap(), 0);
+    assert_eq!(net.server().total_changes(), 4);
+    let st = a.sync_status().unwrap();
+    assert_eq!(st.pending_outbox, 0);
+    assert!(st.last_success_ms.is_some() && st.last_error.is_none());
+
+    // A second device gets everything (by bootstrap), and a retried push is harmless.
+    let mut b = device(&net, "u-li", "dev-b");
+    let rb = run(&mut b, &net).unwrap();
+    assert_eq!(rb.bootstrapped_docs, 3);
+    assert_eq!(b.projection_dump().unwrap(), a.projection_dump().unwrap());
+    visit(&mut b, &h1, "回访");
+    net.fault("/v1/push", 1, Fault::Drop);
+    assert!(run(&mut b, &net).is_err());
+    assert_eq!(
+        b.outbox_len().unwrap(),
+        1,
+        "nothing acknowledged, nothing deleted"
+    );
+    run(&mut b, &net).unwrap();
+    run(&mut a, &net).unwrap();
+    assert_eq!(a.household(&h1).unwrap().visits.len(), 2);
+    assert_eq!(b.projection_dump().unwrap(), a.projection_dump().unwrap());
+}
+
+#[test]
+fn batches_respect_the_limits_and_group_per_document() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    let h = household(&mut a, G1, "101");
+    for i in 0..6 {
+        visit(&mut a, &h, &format!("走访{i}"));
+    }
+    record(&mut a, G1, "噪音");
+    let r = run_with(
+        &mut a,
+        &net,
+        SyncOptions {
+            push_max_changes: 3,
+            ..SyncOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(r.pushed, 8);
+    let pushes: Vec<String> = net
+        .server()
+        .paths()
+        .into_iter()
+        .filter(|p| p.starts_with("/v1/push"))
+        .collect();
+    assert_eq!(pushes.len(), 3, "{pushes:?}");
+    assert_eq!(a.outbox_len().unwrap(), 0);
+}
+
+#[test]
+fn a_refused_push_keeps_the_refused_documents_outbox_and_pushes_the_rest() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    let h1 = household(&mut a, G1, "101");
+    let h2 = household(&mut a, G1, "102");
+    let h3 = household(&mut a, G1, "103");
+    visit(&mut a, &h2, "走访");
+    let rec = record(&mut a, G1, "漏水");
+    net.server().refuse_docs.insert(h2.clone());
+
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.pushed, 3, "h1, h3 and the record went through");
+    assert_eq!(r.rejected.len(), 1);
+    assert_eq!(r.rejected[0].0, h2);
+    let left = a.outbox(100).unwrap();
+    assert_eq!(left.len(), 2);
+    assert!(left.iter().all(|e| e.doc == h2));
+    let st = a.sync_status().unwrap();
+    assert_eq!(st.pending_outbox, 2);
+    assert_eq!(st.refused_docs.len(), 1);
+    assert!(st.last_success_ms.is_some());
+    let server = net.server();
+    assert!(
+        server.docs.contains_key(&h1)
+            && server.docs.contains_key(&h3)
+            && server.docs.contains_key(&rec)
+    );
+    assert!(!server.docs.contains_key(&h2));
+    drop(server);
+
+    // Once the server accepts it, the next sync pushes it, and the refusal is forgotten.
+    net.server().refuse_docs.clear();
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.pushed, 2);
+    assert_eq!(a.outbox_len().unwrap(), 0);
+    assert!(a.sync_status().unwrap().refused_docs.is_empty());
+}
+
+#[test]
+fn a_server_error_on_push_fails_the_sync_and_keeps_everything() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    household(&mut a, G1, "101");
+    net.fault("/v1/push", 1, Fault::Status(500, "internal"));
+    let e = run(&mut a, &net).unwrap_err();
+    assert!(matches!(e, crate::Error::Sync { status: 500, .. }), "{e}");
+    assert_eq!(a.outbox_len().unwrap(), 1);
+    let st = a.sync_status().unwrap();
+    assert_eq!(st.last_success_ms, None);
+    assert!(st.last_error.unwrap().contains("500"));
+}
+
+#[test]
+fn an_interrupted_pull_resumes_at_the_page_it_stopped_at() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    for room in ["101", "102", "103", "104", "105"] {
+        household(&mut a, G1, room);
+    }
+    run(&mut a, &net).unwrap();
+
+    // B holds a document of the grid already, so it pulls the feed instead of bootstrapping.
+    let mut b = device(&net, "u-li", "dev-b");
+    household(&mut b, G1, "201");
+    net.fault("/v1/pull", 2, Fault::Drop);
+    let e = run_with(&mut b, &net, small_pages()).unwrap_err();
+    assert!(matches!(e, crate::Error::Network(_)), "{e}");
+    assert_eq!(
+        b.sync_cursor(G1).unwrap(),
+        2,
+        "page 1 applied with its cursor"
+    );
+    assert_eq!(b.sync_status().unwrap().last_success_ms, None);
+
+    net.server().log.clear();
+    let r = run_with(&mut b, &net, small_pages()).unwrap();
+    let pulls: Vec<String> = net
+        .server()
+        .paths()
+        .into_iter()
+        .filter(|p| p.contains(G1))
+        .collect();
+    assert_eq!(
+        pulls.first().map(String::as_str),
+        Some(format!("/v1/pull {G1} since 2").as_str()),
+        "{pulls:?}"
+    );
+    assert_eq!(r.pulled, 3, "the 3 households after page 1, none twice");
+    assert_eq!(r.duplicates, 1, "only B's own household, echoed");
+    assert_eq!(b.sync_cursor(G1).unwrap(), 6);
+    run(&mut a, &net).unwrap();
+    assert_eq!(a.projection_dump().unwrap(), b.projection_dump().unwrap());
+}
+
+fn populated(net: &Net) -> Store {
+    let mut a = device(net, "u-wang", "dev-a");
+    for i in 0..12 {
+        let h = household(&mut a, G1, &format!("{}", 101 + i));
+        if i % 3 == 0 {
+            visit(&mut a, &h, "走访");
+        }
+        if i % 4 == 0 {
+            record(&mut a, G1, &format!("民情{i}"));
+        }
+    }
+    record(&mut a, G2, "另一网格");
+    run(&mut a, &net.clone()).unwrap();
+    a
+}
+
+#[test]
+fn bootstrap_with_shipped_rows_equals_applying_every_change() {
+    let net = Net::new();
+    let mut a = populated(&net);
+
+    let mut b = device(&net, "u-li", "dev-b");
+    let r = run(&mut b, &net).unwrap();
+    assert_eq!(r.bootstrapped_docs, 16);
+    assert_eq!(r.pulled, 0);
+    assert_eq!(b.sync_cursor(G1).unwrap(), net.server().seq(G1));
+
+    // A third store that applied every change the ordinary way.
+    let mut c = Store::open_in_memory(Actor::new("u-c", "赵敏", Role::Secretary, "dev-c").unwrap())
+        .unwrap();
+    let all: Vec<RemoteChange> = net
+        .server()
+        .feed
+        .values()
+        .flatten()
+        .map(|(_, d, ch)| RemoteChange {
+            doc: d.clone(),
+            change: ch.clone(),
+        })
+        .collect();
+    c.apply_remote(&all).unwrap();
+    assert_eq!(b.projection_dump().unwrap(), c.projection_dump().unwrap());
+    assert_eq!(b.projection_dump().unwrap(), a.projection_dump().unwrap());
+    // And the stored projection is what the documents give.
+    let before = b.projection_dump().unwrap();
+    b.rebuild_projection().unwrap();
+    assert_eq!(b.projection_dump().unwrap(), before);
+
+    // Documents load and edit normally afterwards; later changes come by pull.
+    let h = b.households_page_ids();
+    visit(&mut b, &h, "复访");
+    run(&mut b, &net).unwrap();
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.pulled, 1);
+    assert_eq!(r.bootstrapped_docs, 0);
+    assert_eq!(a.projection_dump().unwrap(), b.projection_dump().unwrap());
+}
+
+impl Store {
+    /// Any household id (tests).
+    fn households_page_ids(&self) -> String {
+        self.conn()
+            .query_row("SELECT id FROM households ORDER BY id LIMIT 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    }
+}
+
+#[test]
+fn bootstrap_of_another_projection_version_computes_the_rows() {
+    let net = Net::new();
+    let a = populated(&net);
+    net.server().projection_version = PROJECTION_VERSION + 1;
+    let mut b = device(&net, "u-li", "dev-b");
+    assert_eq!(run(&mut b, &net).unwrap().bootstrapped_docs, 16);
+    assert_eq!(b.projection_dump().unwrap(), a.projection_dump().unwrap());
+}
+
+#[test]
+fn a_bundle_with_rows_of_another_grid_or_kind_is_refused_whole() {
+    let net = Net::new();
+    let _a = populated(&net);
+    let mut bundle = {
+        let mut s = net.server();
+        let (_, body) = s.handle(
+            "/v1/bootstrap",
+            &proto::encode(&proto::BootstrapRequest { grid: G1.into() }),
+            Some("acc-1"),
+        );
+        proto::decode::<proto::Bundle>(&body).unwrap()
+    };
+    let mut b = device(&net, "u-li", "dev-b");
+    let mut wrong_grid = bundle.clone();
+    if let crate::store::Rows::Household { household, .. } = &mut wrong_grid.docs[3].rows {
+        household.grid = G2.into();
+    }
+    assert!(b.import_bundle(&wrong_grid).is_err());
+    let mut wrong_kind = bundle.clone();
+    wrong_kind.docs[0].kind = "spaceship".into();
+    assert!(b.import_bundle(&wrong_kind).is_err());
+    let mut other_grid = bundle.clone();
+    other_grid.grid = G2.into();
+    assert!(b.import_bundle(&other_grid).is_err());
+    // Slow path: the document itself says another grid.
+    other_grid.projection_version = PROJECTION_VERSION + 1;
+    assert!(b.import_bundle(&other_grid).is_err());
+    assert_eq!(b.projection_dump().unwrap(), "");
+    assert_eq!(b.sync_cursor(G1).unwrap(), 0);
+
+    bundle.docs.truncate(2);
+    assert_eq!(b.import_bundle(&bundle).unwrap(), 2);
+}
+
+#[test]
+fn a_bundle_merges_into_documents_held_here() {
+    let net = Net::new();
+    let mut a = populated(&net);
+    let h = a.households_page_ids();
+    // A edits offline; the server's bundle does not have it.
+    visit(&mut a, &h, "离线走访");
+    let bundle = {
+        let mut s = net.server();
+        let (_, body) = s.handle(
+            "/v1/bootstrap",
+            &proto::encode(&proto::BootstrapRequest { grid: G1.into() }),
+            Some("acc-1"),
+        );
+        proto::decode::<proto::Bundle>(&body).unwrap()
+    };
+    let visits_before = a.household(&h).unwrap().visits.len();
+    a.import_bundle(&bundle).unwrap();
+    assert_eq!(
+        a.household(&h).unwrap().visits.len(),
+        visits_before,
+        "the offline visit survives"
+    );
+    let before = a.projection_dump().unwrap();
+    a.rebuild_projection().unwrap();
+    assert_eq!(a.projection_dump().unwrap(), before);
+}
+
+#[test]
+fn a_revoked_grid_is_purged_entirely() {
+    let net = Net::new();
+    let _a = populated(&net);
+    let mut b = device(&net, "u-li", "dev-b");
+    run(&mut b, &net).unwrap();
+    let h = b.households_page_ids();
+    visit(&mut b, &h, "未同步的走访");
+    let g2_dump_before: String = b
+        .projection_dump()
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(G2))
+        .collect();
+    assert!(!g2_dump_before.is_empty());
+
+    net.server().revoked.insert(G1.into());
+    net.server().refuse_docs.insert(h.clone());
+    let r = run(&mut b, &net).unwrap();
+    assert_eq!(r.purged_grids, vec![G1.to_string()]);
+    assert_eq!(b.grid_doc_count(G1).unwrap(), 0);
+    assert_eq!(b.sync_cursor(G1).unwrap(), 0);
+    assert_eq!(b.outbox_len().unwrap(), 0);
+    assert!(!b.sync_grids().unwrap().contains(&G1.to_string()));
+    assert!(b.sync_status().unwrap().refused_docs.is_empty());
+    assert!(b.household(&h).is_err(), "not even in the cache");
+    let dump = b.projection_dump().unwrap();
+    assert!(!dump.contains(G1));
+    assert_eq!(
+        dump.lines().filter(|l| l.contains(G2)).collect::<String>(),
+        g2_dump_before,
+        "other grids untouched"
+    );
+    let counts: i64 = b
+        .conn()
+        .query_row(
+            "SELECT (SELECT count(*) FROM doc_chunks) + (SELECT count(*) FROM pending_changes) + (SELECT count(*) FROM residents WHERE grid = ?1)",
+            [G1],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(counts, 0);
+}
+
+#[test]
+fn a_revoked_device_is_purged_and_the_sync_fails() {
+    let net = Net::new();
+    let _a = populated(&net);
+    let mut b = device(&net, "u-li", "dev-b");
+    run(&mut b, &net).unwrap();
+    net.server().device_revoked = true;
+    let e = run(&mut b, &net).unwrap_err();
+    assert!(matches!(e, crate::Error::Unauthorized(_)), "{e}");
+    assert_eq!(b.projection_dump().unwrap(), "");
+    assert!(b.sync_status().unwrap().last_error.is_some());
+}
+
+#[test]
+fn status_never_says_success_after_a_failure() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    household(&mut a, G1, "101");
+    net.fault("/v1/pull", 1, Fault::Drop);
+    assert!(run(&mut a, &net).is_err());
+    let st = a.sync_status().unwrap();
+    assert_eq!(
+        st.last_success_ms, None,
+        "pushed, but the sync did not finish"
+    );
+    assert!(st.last_error.is_some() && st.last_error_ms.is_some());
+    assert_eq!(st.pending_outbox, 0, "the push itself was acknowledged");
+
+    run(&mut a, &net).unwrap();
+    let ok = a.sync_status().unwrap();
+    assert!(ok.last_success_ms.is_some() && ok.last_error.is_none());
+
+    net.fault("/v1/pull", 1, Fault::Status(503, "unavailable"));
+    assert!(run(&mut a, &net).is_err());
+    let st = a.sync_status().unwrap();
+    assert_eq!(
+        st.last_success_ms, ok.last_success_ms,
+        "the old success stays, no new one"
+    );
+    assert!(st.last_error.unwrap().contains("503"));
+
+    // Driving the engine by hand: finish() before the end is refused and records nothing.
+    let creds = a.credentials().unwrap().unwrap();
+    let mut engine = SyncEngine::new(&creds, SyncOptions::default());
+    let _ = engine.next_request(&mut a).unwrap().unwrap();
+    assert!(engine.finish(&mut a).is_err());
+    assert_eq!(a.sync_status().unwrap().last_success_ms, ok.last_success_ms);
+}
+
+#[test]
+fn the_clock_is_anchored_by_the_servers_time() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    a.set_time_source(|| 0); // a phone back in 1970 after a battery swap
+    assert!(a.now_ms() < NOW);
+    net.server().access_expires_ms = i64::MAX; // no refresh needed whatever the clock says
+    run(&mut a, &net).unwrap();
+    assert!(
+        (a.now_ms() - NOW).abs() < 1_000,
+        "now {} vs server {NOW}",
+        a.now_ms()
+    );
+}
+
+#[test]
+fn an_expiring_token_is_refreshed_first_and_a_401_refreshes_once() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    household(&mut a, G1, "101");
+    let later = NOW + 14 * 60_000 + 30_000; // the token expires in 30 s
+    net.server().now_ms = later;
+    a.set_time_source(move || later);
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.pushed, 1);
+    assert_eq!(net.server().log[0].0, "/v1/refresh");
+    let creds = a.credentials().unwrap().unwrap();
+    assert_eq!(
+        (creds.access_token.as_str(), creds.refresh_token.as_str()),
+        ("acc-2", "ref-2")
+    );
+
+    // The server revoked the access token early: one refresh, the request again, done.
+    net.server().access = "acc-revoked".into();
+    household(&mut a, G1, "102");
+    net.server().log.clear();
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.pushed, 1);
+    let paths: Vec<String> = net.server().log.iter().map(|(p, _)| p.clone()).collect();
+    assert_eq!(&paths[..3], &["/v1/push", "/v1/refresh", "/v1/push"]);
+
+    // A refresh token that no longer works: Unauthorized, recorded.
+    net.server().refresh = "other".into();
+    net.server().access = "other".into();
+    let e = run(&mut a, &net).unwrap_err();
+    assert!(matches!(e, crate::Error::Unauthorized(_)), "{e}");
+}
+
+#[test]
+fn escalations_go_first_and_hold_back_the_tasks_later_changes() {
+    // The engine's ordering, with an escalation request recorded by hand on a document
+    // (the store's `escalate_task` writes the same row with the event).
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    let t = household(&mut a, G1, "101"); // stands in for a task
+    visit(&mut a, &t, "the change that adds the escalate event");
+    let event_entry = a.outbox(10).unwrap()[1].id;
+    a.conn_mut()
+        .execute(
+            "INSERT INTO pending_escalations (task, grid, tier, unit, outbox_id) VALUES (?1, ?2, 'community', NULL, ?3)",
+            rusqlite::params![t, G1, event_entry],
+        )
+        .unwrap();
+    household(&mut a, G1, "102");
+
+    net.server().refuse_escalations = true;
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.pushed, 2, "creation of both, not the held change");
+    assert!(
+        r.rejected
+            .iter()
+            .any(|(d, why)| *d == t && why.contains("escalation"))
+    );
+    assert_eq!(
+        a.outbox(10)
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>(),
+        vec![event_entry]
+    );
+    assert_eq!(
+        a.pending_escalations().unwrap().len(),
+        1,
+        "kept for the next sync"
+    );
+
+    net.server().refuse_escalations = false;
+    net.server().log.clear();
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.pushed, 1);
+    let paths: Vec<String> = net
+        .server()
+        .paths()
+        .into_iter()
+        .filter(|p| p.starts_with("/v1/push") || p.starts_with("/v1/escalate"))
+        .collect();
+    assert_eq!(
+        paths,
+        vec![format!("/v1/escalate {t}"), format!("/v1/push {t}")]
+    );
+    assert!(a.pending_escalations().unwrap().is_empty());
+    assert_eq!(a.outbox_len().unwrap(), 0);
+    assert_eq!(net.server().escalations.len(), 1);
+}
+
+#[test]
+fn progress_is_reported() {
+    struct Rec(Mutex<Vec<(SyncPhase, u64, Option<u64>)>>);
+    impl SyncProgress for Rec {
+        fn on_progress(&self, phase: SyncPhase, done: u64, total: Option<u64>) {
+            self.0.lock().unwrap().push((phase, done, total));
+        }
+    }
+    let net = Net::new();
+    let _a = populated(&net);
+    let mut b = device(&net, "u-li", "dev-b");
+    let rec = Rec(Mutex::new(Vec::new()));
+    let mut t = net.clone();
+    sync(&mut b, &mut t, Some(&rec)).unwrap();
+    let seen = rec.0.lock().unwrap();
+    assert!(seen.iter().any(|(p, _, _)| *p == SyncPhase::Bootstrap));
+    assert_eq!(seen.last().map(|s| s.0), Some(SyncPhase::Done));
+}
+
+#[test]
+fn enroll_saves_credentials_for_the_right_device_only() {
+    struct Enroller;
+    impl Transport for Enroller {
+        fn post(
+            &mut self,
+            path: &str,
+            body: Vec<u8>,
+            bearer: Option<&str>,
+        ) -> Result<(u16, Vec<u8>), TransportError> {
+            assert_eq!((path, bearer), ("/v1/enroll", None));
+            let r: proto::EnrollRequest = proto::decode(&body).unwrap();
+            if r.code != "483-921" {
+                return Ok(error(403, "forbidden", vec![]));
+            }
+            Ok(reply(&proto::EnrollResponse {
+                device: "dev-9".into(),
+                user: "u-wang".into(),
+                user_name: "王伟".into(),
+                grants: vec![proto::Grant {
+                    grid: G1.into(),
+                    role: "网格员".into(),
+                    buildings: vec![],
+                }],
+                tokens: proto::TokenResponse {
+                    access_token: "a".into(),
+                    access_expires_ms: NOW,
+                    refresh_token: "r".into(),
+                },
+            }))
+        }
+    }
+    assert!(matches!(
+        enroll(&mut Enroller, "000", "我的手机"),
+        Err(crate::Error::Sync { status: 403, .. })
+    ));
+    assert!(enroll(&mut Enroller, " ", "我的手机").is_err());
+    let e = enroll(&mut Enroller, "483-921", "我的手机").unwrap();
+    let mut wrong =
+        Store::open_in_memory(Actor::new("u-wang", "王伟", Role::GridMember, "dev-1").unwrap())
+            .unwrap();
+    assert!(wrong.save_enrollment("https://s", &e).is_err());
+    let mut s =
+        Store::open_in_memory(Actor::new("u-wang", "王伟", Role::GridMember, &e.device).unwrap())
+            .unwrap();
+    s.save_enrollment("https://s/", &e).unwrap();
+    let c = s.credentials().unwrap().unwrap();
+    assert_eq!(c.server_url, "https://s");
+    assert!(
+        !format!("{c:?}").contains("\"a\""),
+        "tokens are not printed"
+    );
+    assert_eq!(s.sync_grids().unwrap(), vec![G1.to_string()]);
+
+    let mut bare =
+        Store::open_in_memory(Actor::new("u-x", "王伟", Role::GridMember, "dev-x").unwrap())
+            .unwrap();
+    assert!(matches!(
+        sync(&mut bare, &mut Enroller, None),
+        Err(crate::Error::Unauthorized(_))
+    ));
+    assert!(bare.sync_status().unwrap().last_error.is_some());
+}
+
+fn task(s: &mut Store, grid: &str) -> String {
+    s.create_task(NewTask {
+        grid: grid.into(),
+        level: Level::Doorstep,
+        category: Category::Livelihood,
+        title: "楼道灯坏了".into(),
+        description: String::new(),
+        household: None,
+        source_record: None,
+        assignee: None,
+        deadline: None,
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_task_created_and_escalated_offline_reaches_the_server_in_order() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    let t = task(&mut a, G1);
+    let detail = a.escalate_task(&t, Tier::Community, None).unwrap();
+    assert_eq!(detail.view.tier, Tier::Community);
+    let pending = a.pending_escalations().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!((pending[0].task.as_str(), pending[0].tier.as_str()), (t.as_str(), "community"));
+    let outbox = a.outbox(10).unwrap();
+    assert_eq!(pending[0].outbox_id, outbox.last().unwrap().id, "held from the event's change");
+
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.pushed as usize, outbox.len());
+    let order: Vec<String> = net
+        .server()
+        .paths()
+        .into_iter()
+        .filter(|p| p.starts_with("/v1/push") || p.starts_with("/v1/escalate"))
+        .collect();
+    assert_eq!(order, vec![format!("/v1/push {t}"), format!("/v1/escalate {t}"), format!("/v1/push {t}")]);
+    assert_eq!(net.server().escalations[0].tier, "community");
+    assert!(a.pending_escalations().unwrap().is_empty());
+    assert_eq!(a.outbox_len().unwrap(), 0);
+
+    // Another device sees the escalated task.
+    let mut b = device(&net, "u-li", "dev-b");
+    run(&mut b, &net).unwrap();
+    assert_eq!(b.task(&t).unwrap().view.tier, Tier::Community);
+    assert_eq!(a.projection_dump().unwrap(), b.projection_dump().unwrap());
+}
+
+#[test]
+fn an_escalation_the_workflow_refuses_writes_nothing() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    let t = task(&mut a, G1);
+    let before = a.outbox_len().unwrap();
+    // 网格员 may only escalate to the community.
+    assert!(a.escalate_task(&t, Tier::LinkedUnit, Some("物业")).is_err());
+    assert!(a.escalate_task(&t, Tier::Grid, None).is_err());
+    let h = household(&mut a, G1, "101");
+    assert!(a.escalate_task(&h, Tier::Community, None).is_err(), "not a task");
+    assert_eq!(a.outbox_len().unwrap(), before + 1);
+    assert!(a.pending_escalations().unwrap().is_empty());
+    assert_eq!(a.task(&t).unwrap().view.tier, Tier::Grid);
+}
+
+/// `cargo test -p xiuhua-core --release --lib -- --ignored --nocapture bootstrap_timing`
+#[test]
+#[ignore = "timing, run in release"]
+fn bootstrap_timing() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    for i in 0..2_000 {
+        household(&mut a, G1, &format!("{}", 1000 + i));
+    }
+    for i in 0..6_000 {
+        record(&mut a, G1, &format!("民情记录{i}"));
+    }
+    run(&mut a, &net).unwrap();
+    let body = {
+        let mut s = net.server();
+        s.handle("/v1/bootstrap", &proto::encode(&proto::BootstrapRequest { grid: G1.into() }), Some("acc-1")).1
+    };
+    let t0 = std::time::Instant::now();
+    let bundle: proto::Bundle = proto::decode(&body).unwrap();
+    let t1 = std::time::Instant::now();
+    let mut b = device(&net, "u-li", "dev-b");
+    let n = b.import_bundle(&bundle).unwrap();
+    let t2 = std::time::Instant::now();
+    println!(
+        "bundle {} bytes on the wire, {n} docs: decode {:?}, import {:?}",
+        body.len(),
+        t1 - t0,
+        t2 - t1
+    );
+    assert_eq!(b.projection_dump().unwrap(), a.projection_dump().unwrap());
+}

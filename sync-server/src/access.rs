@@ -1,0 +1,185 @@
+//! Who may read, write and escalate what: pure functions over grants.
+//!
+//! A grant gives a user one role in one grid. Whole-grid roles (网格员, 社区工作者, 社区书记,
+//! 管理员) read and write every document of the grid. A 楼门长 reads and writes only documents
+//! whose building is one of theirs; documents without a building are visible to whole-grid
+//! roles only (ADR 0001).
+
+use xiuhua_core::model::{Role, Tier};
+
+use crate::error::Refusal;
+
+/// One grant row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRow {
+    pub user: String,
+    pub grid: String,
+    pub role: Role,
+    /// For 楼门长: their buildings.
+    pub buildings: Vec<String>,
+}
+
+/// What part of a grid a caller may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every document.
+    Grid,
+    /// Only documents whose building is one of these.
+    Buildings(Vec<String>),
+}
+
+impl Scope {
+    /// The scope a grant gives.
+    pub fn of(grant: &GrantRow) -> Scope {
+        if grant.role == Role::BuildingLeader {
+            Scope::Buildings(grant.buildings.clone())
+        } else {
+            Scope::Grid
+        }
+    }
+
+    /// Whether a document with this building is in scope.
+    pub fn covers(&self, building: Option<&str>) -> bool {
+        match self {
+            Scope::Grid => true,
+            Scope::Buildings(bs) => building.is_some_and(|b| bs.iter().any(|x| x == b)),
+        }
+    }
+}
+
+/// The authenticated device and what its user may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub device: String,
+    pub user: String,
+    pub user_name: String,
+    pub grants: Vec<GrantRow>,
+    /// Grids the device has pulled or bootstrapped.
+    pub held_grids: Vec<String>,
+}
+
+impl Caller {
+    /// The caller's grant on a grid.
+    pub fn grant(&self, grid: &str) -> Option<&GrantRow> {
+        self.grants.iter().find(|g| g.grid == grid)
+    }
+
+    /// Grids the device held but may no longer read.
+    pub fn purge_grids(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .held_grids
+            .iter()
+            .filter(|g| self.grant(g).is_none())
+            .cloned()
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The read scope on a grid, or a refusal (code `purge` when the device held it).
+    pub fn read_scope(&self, grid: &str) -> Result<Scope, Refusal> {
+        match self.grant(grid) {
+            Some(g) => Ok(Scope::of(g)),
+            None => Err(Refusal::forbidden(format!(
+                "user {} has no grant on grid {grid}",
+                self.user
+            ))),
+        }
+    }
+
+    /// Checks that the caller may write a document of `grid` whose building is `building`
+    /// (and was `old_building` before this change, for a registered document).
+    pub fn check_write(
+        &self,
+        doc: &str,
+        grid: &str,
+        building: Option<&str>,
+        old_building: Option<Option<&str>>,
+    ) -> Result<(), Refusal> {
+        let Some(g) = self.grant(grid) else {
+            return Err(Refusal::forbidden(format!(
+                "document {doc}: user {} has no grant on grid {grid}; nothing was stored",
+                self.user
+            )));
+        };
+        let scope = Scope::of(g);
+        let in_scope = |b: Option<&str>| scope.covers(b);
+        if !in_scope(building) || old_building.is_some_and(|old| !in_scope(old)) {
+            let b = building.unwrap_or("(none)");
+            return Err(Refusal::forbidden(format!(
+                "document {doc}: as {} in grid {grid}, user {} may write only buildings [{}], not building {b}; nothing was stored",
+                g.role,
+                self.user,
+                g.buildings.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Checks an escalation by a role from `from` to `to`.
+pub fn check_escalation(role: Role, from: Tier, to: Tier) -> Result<(), Refusal> {
+    if to <= from {
+        return Err(Refusal::conflict(format!(
+            "the task is already at tier {from}; escalation must go up (grid → community → linked_unit), not to {to}"
+        )));
+    }
+    let allowed = match role {
+        Role::GridMember => to == Tier::Community,
+        Role::CommunityStaff | Role::Secretary | Role::Admin => true,
+        Role::BuildingLeader => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(Refusal::forbidden(format!(
+            "a {role} may not escalate a task to {to}"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(role: Role, buildings: &[&str]) -> Caller {
+        Caller {
+            device: "d1".into(),
+            user: "u1".into(),
+            user_name: "王伟".into(),
+            grants: vec![GrantRow {
+                user: "u1".into(),
+                grid: "g1".into(),
+                role,
+                buildings: buildings.iter().map(|b| b.to_string()).collect(),
+            }],
+            held_grids: vec!["g1".into(), "g2".into()],
+        }
+    }
+
+    #[test]
+    fn building_leader_scope() {
+        let c = caller(Role::BuildingLeader, &["3号楼"]);
+        assert!(c.check_write("h", "g1", Some("3号楼"), None).is_ok());
+        assert!(c.check_write("h", "g1", Some("4号楼"), None).is_err());
+        assert!(c.check_write("h", "g1", None, None).is_err());
+        assert!(
+            c.check_write("h", "g1", Some("3号楼"), Some(Some("4号楼")))
+                .is_err()
+        );
+        assert!(c.check_write("h", "g2", Some("3号楼"), None).is_err());
+        assert_eq!(c.purge_grids(), vec!["g2".to_string()]);
+        let m = caller(Role::GridMember, &[]);
+        assert!(m.check_write("h", "g1", None, None).is_ok());
+    }
+
+    #[test]
+    fn escalation_rules() {
+        assert!(check_escalation(Role::GridMember, Tier::Grid, Tier::Community).is_ok());
+        assert!(check_escalation(Role::GridMember, Tier::Community, Tier::LinkedUnit).is_err());
+        assert!(check_escalation(Role::CommunityStaff, Tier::Community, Tier::LinkedUnit).is_ok());
+        assert!(check_escalation(Role::Secretary, Tier::Community, Tier::Community).is_err());
+        assert!(check_escalation(Role::BuildingLeader, Tier::Grid, Tier::Community).is_err());
+    }
+}
