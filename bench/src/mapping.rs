@@ -504,7 +504,15 @@ mod tests {
             let view = workflow::fold(t.events.values());
             assert_eq!(view.rejected().count(), 0, "task {}", t.id);
             assert_eq!(view.events.len(), t.events.len(), "task {}", t.id);
-            assert_eq!(view.level.map(Level::as_str), Some(t.events.values().find_map(|e| e.level.as_deref()).unwrap_or("")));
+            assert_eq!(
+                view.level.map(Level::as_str),
+                Some(
+                    t.events
+                        .values()
+                        .find_map(|e| e.level.as_deref())
+                        .unwrap_or("")
+                )
+            );
         }
 
         let mut store = Store::open_in_memory(crate::measure::bench_actor()?)?;
@@ -535,7 +543,11 @@ mod tests {
         for t in &m.tasks {
             let detail = store.task(&t.id)?;
             assert_eq!(detail.view.rejected().count(), 0, "task {}", t.id);
-            let last = t.events.values().max_by_key(|e| e.hlc).map(|e| e.kind.as_str());
+            let last = t
+                .events
+                .values()
+                .max_by_key(|e| e.hlc)
+                .map(|e| e.kind.as_str());
             let expected = match last {
                 Some("complete") => "done",
                 Some("accept" | "note") => "in_progress",

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use automerge::AutoCommit;
+use automerge::{AutoCommit, ReadDoc};
 use xiuhua_core::store::rows_of;
 use xiuhua_core::{Household, Record, Task, doc, pinyin, workflow};
 
@@ -36,7 +36,12 @@ pub fn run(docs_path: &Path) -> Result<()> {
     stage("automerge's own hydrate (whole doc, one pass)", || {
         Ok(loaded
             .iter()
-            .map(|d| matches!(d.hydrate(None), automerge::hydrate::Value::Map(_)))
+            .map(|d| {
+                matches!(
+                    d.hydrate(automerge::ROOT, None),
+                    Ok(automerge::hydrate::Value::Map(_))
+                )
+            })
             .count())
     })?;
     let kind = |id: &str| id.split('-').next().unwrap_or("").to_string();
@@ -56,7 +61,10 @@ pub fn run(docs_path: &Path) -> Result<()> {
                         .collect()
                 })?;
                 stage("  field_conflicts (households)", || {
-                    Ok(of_kind.iter().map(|d| doc::field_conflicts(d).len()).sum::<usize>())
+                    Ok(of_kind
+                        .iter()
+                        .map(|d| doc::field_conflicts(d).len())
+                        .sum::<usize>())
                 })?;
                 stage("  pinyin::name_keys (members)", || {
                     Ok(hs

@@ -16,8 +16,7 @@ mod types;
 
 pub use error::XiuhuaError;
 pub use store::{
-    ChangeEvent, ChangeOrigin, ChangedDoc, MergeSummary, RemoteChange, StoreObserver,
-    XiuhuaStore,
+    ChangeEvent, ChangeOrigin, ChangedDoc, MergeSummary, RemoteChange, StoreObserver, XiuhuaStore,
 };
 pub use sync::{
     Enrollment, Grant, Refusal, SyncPhase, SyncProgressListener, SyncReport, SyncStatus,

@@ -129,10 +129,33 @@ fn non_empty(field: &str, s: &str) -> Result<()> {
 
 pub(crate) fn open_core(location: &Location, actor: core::Actor) -> Result<Store> {
     Ok(match location {
-        Location::File { path, key: Some(key) } => Store::open_encrypted(path, key, actor)?,
+        Location::File {
+            path,
+            key: Some(key),
+        } => Store::open_encrypted(path, key, actor)?,
         Location::File { path, key: None } => Store::open(path, actor)?,
         Location::Memory => Store::open_in_memory(actor)?,
     })
+}
+
+/// An enrolled store acts as the device and user it was enrolled as, whatever actor the app
+/// passed (the server pins changes to the enrolled device): reopens it so when they differ.
+fn adopt_enrolled_identity(store: Store, location: &Location) -> Result<Store> {
+    let Some(creds) = store.credentials()? else {
+        return Ok(store);
+    };
+    let current = store.actor().clone();
+    let role = store
+        .grants()?
+        .first()
+        .and_then(|g| g.role.parse::<core::Role>().ok())
+        .unwrap_or(current.role);
+    let enrolled = core::Actor::new(&creds.user, &creds.user_name, role, &creds.device)?;
+    if enrolled == current {
+        return Ok(store);
+    }
+    drop(store);
+    open_core(location, enrolled)
 }
 
 impl XiuhuaStore {
@@ -194,13 +217,14 @@ impl XiuhuaStore {
     /// Opens (creating if absent) the store at `path`. With a `key` (from the Android
     /// Keystore / iOS Keychain) the file is encrypted at rest with SQLCipher; a wrong key is
     /// [`XiuhuaError::WrongKey`] and the file is left untouched. `actor` is who acts on this
-    /// device (before enrollment, any device id: enrollment replaces it).
+    /// device before enrollment (any device id); an enrolled store acts as the device and
+    /// user it was enrolled as, whatever `actor` says.
     #[uniffi::constructor]
     pub fn open(path: String, key: Option<String>, actor: Actor) -> Result<Arc<Self>> {
         non_empty("path", &path)?;
         let actor = actor.to_core()?;
         let location = Location::File { path, key };
-        let store = open_core(&location, actor)?;
+        let store = adopt_enrolled_identity(open_core(&location, actor)?, &location)?;
         Ok(Self::new(store, location))
     }
 
@@ -264,13 +288,23 @@ impl XiuhuaStore {
     }
 
     /// Replaces a member's fields.
-    pub fn update_member(&self, household: String, member_id: String, member: NewMember) -> Result<()> {
+    pub fn update_member(
+        &self,
+        household: String,
+        member_id: String,
+        member: NewMember,
+    ) -> Result<()> {
         let m = member.to_core()?;
         self.write(&household, |s| s.update_member(&household, &member_id, m))
     }
 
     /// Sets (or, with none or an empty string, clears) a member's phone number.
-    pub fn set_member_phone(&self, household: String, member_id: String, phone: Option<String>) -> Result<()> {
+    pub fn set_member_phone(
+        &self,
+        household: String,
+        member_id: String,
+        phone: Option<String>,
+    ) -> Result<()> {
         self.write(&household, |s| {
             s.set_member_phone(&household, &member_id, phone.as_deref())
         })
@@ -324,7 +358,12 @@ impl XiuhuaStore {
     }
 
     /// Households of a building, or of one unit of it, by unit and room.
-    pub fn households_in(&self, grid: String, building: String, unit: Option<String>) -> Result<Vec<HouseholdSummary>> {
+    pub fn households_in(
+        &self,
+        grid: String,
+        building: String,
+        unit: Option<String>,
+    ) -> Result<Vec<HouseholdSummary>> {
         let rows = self.with(|s| s.households_in(&grid, &building, unit.as_deref()))?;
         Ok(rows.into_iter().map(HouseholdSummary::from).collect())
     }
@@ -371,7 +410,13 @@ impl XiuhuaStore {
     }
 
     /// Records of a grid, filtered by status and/or category, newest first.
-    pub fn records(&self, grid: String, status: Option<String>, category: Option<String>, limit: u32) -> Result<Vec<RecordSummary>> {
+    pub fn records(
+        &self,
+        grid: String,
+        status: Option<String>,
+        category: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<RecordSummary>> {
         parse_opt::<core::RecordStatus>(status.as_deref())?;
         parse_opt::<core::Category>(category.as_deref())?;
         let limit = to_usize("limit", limit)?;
@@ -423,7 +468,13 @@ impl XiuhuaStore {
     }
 
     /// Tasks of a grid filtered by level (党群办 …) and/or status (`in_progress` …).
-    pub fn tasks(&self, grid: String, level: Option<String>, status: Option<String>, limit: u32) -> Result<Vec<TaskSummary>> {
+    pub fn tasks(
+        &self,
+        grid: String,
+        level: Option<String>,
+        status: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<TaskSummary>> {
         parse_opt::<core::Level>(level.as_deref())?;
         parse_opt::<core::TaskStatus>(status.as_deref())?;
         let limit = to_usize("limit", limit)?;

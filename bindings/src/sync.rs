@@ -152,7 +152,12 @@ impl XiuhuaStore {
     /// identity and tokens, saved in the store. The store then acts as the device and user
     /// the server assigned; this needs a store that holds no data yet (enroll before the
     /// first write), else [`XiuhuaError::InvalidInput`].
-    pub fn enroll(&self, server_url: String, code: String, device_name: String) -> Result<Enrollment> {
+    pub fn enroll(
+        &self,
+        server_url: String,
+        code: String,
+        device_name: String,
+    ) -> Result<Enrollment> {
         let _sync = self.sync_lock.try_lock().map_err(|_| busy())?;
         let mut transport = HttpTransport::new(&server_url)?;
         // No store lock while the request is on the network.
@@ -211,9 +216,9 @@ impl XiuhuaStore {
     pub fn set_server_url(&self, server_url: String) -> Result<()> {
         let url = HttpTransport::new(&server_url)?.base_url().to_string();
         self.with(|s| {
-            let mut creds = s.credentials()?.ok_or_else(|| {
-                core::Error::Unauthorized("this device is not enrolled".into())
-            })?;
+            let mut creds = s
+                .credentials()?
+                .ok_or_else(|| core::Error::Unauthorized("this device is not enrolled".into()))?;
             creds.server_url = url;
             s.save_credentials(&creds)
         })
@@ -246,9 +251,11 @@ impl XiuhuaStore {
     /// success, or it returns the error, recorded in the status (never a success).
     pub fn sync(&self, progress: Option<Arc<dyn SyncProgressListener>>) -> Result<SyncReport> {
         let _sync = self.sync_lock.try_lock().map_err(|_| busy())?;
-        let creds = self.with(|s| s.credentials())?.ok_or_else(|| XiuhuaError::Unauthorized {
-            detail: "not authorized: this device is not enrolled".into(),
-        })?;
+        let creds = self
+            .with(|s| s.credentials())?
+            .ok_or_else(|| XiuhuaError::Unauthorized {
+                detail: "not authorized: this device is not enrolled".into(),
+            })?;
         let mut transport = HttpTransport::new(&creds.server_url)?;
         let mut engine = SyncEngine::new(&creds, SyncOptions::default());
         loop {

@@ -460,22 +460,34 @@ impl NewTask {
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum TaskAction {
     /// 派单: name the handler (a user id or a linked unit).
-    Assign { assignee: String },
+    Assign {
+        assignee: String,
+    },
     /// 办单: the handler takes the task.
     Accept,
     /// A progress note.
-    Note { text: String },
+    Note {
+        text: String,
+    },
     /// 督单: a reminder, optionally with a new deadline.
     Supervise {
         text: String,
         new_deadline: Option<i64>,
     },
     /// 办单 done: the result.
-    Complete { result: String },
+    Complete {
+        result: String,
+    },
     /// 问单: the secretary asks; `send_back` reopens the task.
-    Inquire { text: String, send_back: bool },
+    Inquire {
+        text: String,
+        send_back: bool,
+    },
     /// 评单: the resident's rating, 1 to 5 (1–2 reopens the task).
-    Rate { score: i32, comment: String },
+    Rate {
+        score: i32,
+        comment: String,
+    },
     ChangeLevel {
         level: String,
     },
@@ -483,7 +495,10 @@ pub enum TaskAction {
         deadline: i64,
     },
     /// Up a tier: `grid` → `community` → `linked_unit` (with the unit's name).
-    Escalate { tier: String, unit: Option<String> },
+    Escalate {
+        tier: String,
+        unit: Option<String>,
+    },
     Cancel {
         reason: String,
     },
@@ -504,7 +519,10 @@ impl TaskAction {
                     .ok()
                     .filter(|s| (1..=5).contains(s))
                     .ok_or_else(|| {
-                        XiuhuaError::invalid("score", format!("{score} is not a rating from 1 to 5"))
+                        XiuhuaError::invalid(
+                            "score",
+                            format!("{score} is not a rating from 1 to 5"),
+                        )
                     })?,
                 comment,
             },
@@ -563,9 +581,13 @@ impl From<core::store::TaskSummary> for TaskSummary {
 pub enum EventOutcome {
     Applied,
     /// Kept and shown with its reason, never applied.
-    Rejected { reason: String },
+    Rejected {
+        reason: String,
+    },
     /// A rating overtaken by a concurrent send-back; counts when the task is done anew.
-    Held { reason: String },
+    Held {
+        reason: String,
+    },
 }
 
 /// One event of a task's log, with its outcome.

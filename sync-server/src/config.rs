@@ -11,6 +11,10 @@
 //! | `access_ttl_secs` | `XIUHUA_ACCESS_TTL_SECS` | 900 |
 //! | `max_push_changes` | `XIUHUA_MAX_PUSH_CHANGES` | 10,000 |
 //! | `max_pull_limit` | `XIUHUA_MAX_PULL_LIMIT` | 5,000 |
+//! | `database_url` | `XIUHUA_DATABASE_URL` | none: embedded SQLite in `data_dir`; `postgres://…` or `postgresql://…` selects PostgreSQL |
+//! | `db_max_connections` | `XIUHUA_DB_MAX_CONNECTIONS` | 16 (PostgreSQL pool size per process) |
+//! | `db_statement_timeout_ms` | `XIUHUA_DB_STATEMENT_TIMEOUT_MS` | 10,000 (0: none) |
+//! | `db_connect_timeout_ms` | `XIUHUA_DB_CONNECT_TIMEOUT_MS` | 5,000 (connecting, or waiting for a pooled connection) |
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,6 +35,10 @@ struct FileConfig {
     access_ttl_secs: Option<u64>,
     max_push_changes: Option<usize>,
     max_pull_limit: Option<u32>,
+    database_url: Option<String>,
+    db_max_connections: Option<u64>,
+    db_statement_timeout_ms: Option<u64>,
+    db_connect_timeout_ms: Option<u64>,
 }
 
 /// The resolved configuration.
@@ -46,6 +54,26 @@ pub struct Config {
     pub access_ttl_secs: u64,
     pub max_push_changes: usize,
     pub max_pull_limit: u32,
+    /// `None`: embedded SQLite in `data_dir`; else a `postgres://` URL.
+    pub database_url: Option<String>,
+    pub db_max_connections: u64,
+    pub db_statement_timeout_ms: u64,
+    pub db_connect_timeout_ms: u64,
+}
+
+/// Which storage backend a configuration selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite in this folder.
+    Sqlite(PathBuf),
+    /// PostgreSQL at this URL.
+    Postgres(String),
+}
+
+/// Whether a database URL names PostgreSQL.
+pub fn is_postgres_url(url: &str) -> bool {
+    let u = url.trim();
+    u.starts_with("postgres://") || u.starts_with("postgresql://")
 }
 
 impl Default for Config {
@@ -61,6 +89,10 @@ impl Default for Config {
             access_ttl_secs: 15 * 60,
             max_push_changes: 10_000,
             max_pull_limit: 5_000,
+            database_url: None,
+            db_max_connections: 16,
+            db_statement_timeout_ms: 10_000,
+            db_connect_timeout_ms: 5_000,
         }
     }
 }
@@ -161,7 +193,37 @@ impl Config {
                 u64::from(d.max_pull_limit),
             )?)
             .map_err(|e| ConfigError(e.to_string()))?,
+            database_url: get("XIUHUA_DATABASE_URL", f.database_url).map(|u| u.trim().to_string()),
+            db_max_connections: num(
+                "XIUHUA_DB_MAX_CONNECTIONS",
+                f.db_max_connections,
+                d.db_max_connections,
+            )?,
+            db_statement_timeout_ms: num(
+                "XIUHUA_DB_STATEMENT_TIMEOUT_MS",
+                f.db_statement_timeout_ms,
+                d.db_statement_timeout_ms,
+            )?,
+            db_connect_timeout_ms: num(
+                "XIUHUA_DB_CONNECT_TIMEOUT_MS",
+                f.db_connect_timeout_ms,
+                d.db_connect_timeout_ms,
+            )?,
         };
+        if let Some(u) = &cfg.database_url
+            && !is_postgres_url(u)
+        {
+            return Err(ConfigError(format!(
+                "database URL {:?}: only postgres:// or postgresql:// URLs are supported; leave it unset for the embedded SQLite database in the data folder",
+                crate::storage::postgres::redact(u)
+            )));
+        }
+        if cfg.db_max_connections == 0 || cfg.db_connect_timeout_ms == 0 {
+            return Err(ConfigError(
+                "XIUHUA_DB_MAX_CONNECTIONS and XIUHUA_DB_CONNECT_TIMEOUT_MS must be positive"
+                    .into(),
+            ));
+        }
         if cfg.tls_cert.is_some() != cfg.tls_key.is_some() {
             return Err(ConfigError(
                 "set both XIUHUA_TLS_CERT and XIUHUA_TLS_KEY, or neither".into(),
@@ -177,6 +239,25 @@ impl Config {
             ));
         }
         Ok(cfg)
+    }
+}
+
+impl Config {
+    /// The storage backend this configuration selects.
+    pub fn backend(&self) -> Backend {
+        match &self.database_url {
+            Some(u) if is_postgres_url(u) => Backend::Postgres(u.clone()),
+            _ => Backend::Sqlite(self.data_dir.clone()),
+        }
+    }
+
+    /// Pool and timeout settings of the PostgreSQL backend.
+    pub fn pg_options(&self) -> crate::storage::postgres::PgOptions {
+        crate::storage::postgres::PgOptions {
+            max_connections: usize::try_from(self.db_max_connections).unwrap_or(usize::MAX),
+            statement_timeout_ms: self.db_statement_timeout_ms,
+            connect_timeout_ms: self.db_connect_timeout_ms,
+        }
     }
 }
 
@@ -206,5 +287,49 @@ mod tests {
         );
         std::fs::write(&p, "bogus = 1\n").expect("write");
         assert!(Config::load_with(Some(&p), |_| None).is_err());
+    }
+
+    #[test]
+    fn backend_selection() {
+        let c = Config::load_with(None, |_| None).expect("config");
+        assert_eq!(c.backend(), Backend::Sqlite(PathBuf::from("./xiuhua-data")));
+        for url in ["postgres://u@h/db", "postgresql://u:pw@h:5433/db"] {
+            let c = Config::load_with(None, |k| {
+                (k == "XIUHUA_DATABASE_URL").then(|| url.to_string())
+            })
+            .expect("config");
+            assert_eq!(c.backend(), Backend::Postgres(url.to_string()));
+        }
+        let err = Config::load_with(None, |k| {
+            (k == "XIUHUA_DATABASE_URL").then(|| "mysql://u:secret@h/db".to_string())
+        })
+        .expect_err("mysql refused");
+        assert!(!err.to_string().contains("secret"), "{err}");
+        let c = Config::load_with(None, |k| match k {
+            "XIUHUA_DB_MAX_CONNECTIONS" => Some("4".into()),
+            "XIUHUA_DB_STATEMENT_TIMEOUT_MS" => Some("2500".into()),
+            _ => None,
+        })
+        .expect("config");
+        assert_eq!(c.pg_options().max_connections, 4);
+        assert_eq!(c.pg_options().statement_timeout_ms, 2500);
+        assert!(
+            Config::load_with(None, |k| (k == "XIUHUA_DB_MAX_CONNECTIONS")
+                .then(|| "0".into()))
+            .is_err()
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("x.toml");
+        std::fs::write(
+            &p,
+            "database_url = \"postgres://postgres@127.0.0.1/test\"\n",
+        )
+        .expect("write");
+        assert_eq!(
+            Config::load_with(Some(&p), |_| None)
+                .expect("config")
+                .backend(),
+            Backend::Postgres("postgres://postgres@127.0.0.1/test".into())
+        );
     }
 }

@@ -74,14 +74,14 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    fn get(&self, grid: &str) -> Arc<Notify> {
+    pub fn get(&self, grid: &str) -> Arc<Notify> {
         let mut m = self
             .grids
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         m.entry(grid.to_string()).or_default().clone()
     }
-    fn notify(&self, grid: &str) {
+    pub fn notify(&self, grid: &str) {
         let m = self
             .grids
             .lock()

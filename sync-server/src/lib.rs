@@ -29,6 +29,7 @@ pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod http;
 pub mod ingest;

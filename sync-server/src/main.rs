@@ -25,6 +25,8 @@ struct Cli {
 enum Command {
     /// Runs the server.
     Serve,
+    /// Runs a field day on loopback (server, four phones, offline work, sync) and exits.
+    Demo,
     /// Districts (片区).
     District {
         #[command(subcommand)]
@@ -135,7 +137,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    server::init_logging(&cfg);
+    if !matches!(cli.command, Command::Demo) {
+        server::init_logging(&cfg);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -165,10 +169,13 @@ async fn run(cmd: Command, cfg: Config) -> Result<String, String> {
         server::serve(cfg).await?;
         return Ok(String::new());
     }
-    let (storage, secret) = server::open_data(&cfg)?;
-    let s = &storage;
+    if let Command::Demo = cmd {
+        return xiuhua_server::demo::run().await;
+    }
+    let (storage, secret) = server::open_storage(&cfg).await?;
+    let s = &*storage;
     let r = match cmd {
-        Command::Serve => Ok(String::new()),
+        Command::Serve | Command::Demo => Ok(String::new()),
         Command::District { cmd: AddOnly::Add { id, name } } => admin::add_district(s, &id, &name).await,
         Command::Community { cmd: AddCommunity::Add { id, name, district } } => admin::add_community(s, &id, &name, &district).await,
         Command::Grid { cmd: AddGrid::Add { id, name, community } } => admin::add_grid(s, &id, &name, &community).await,

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::auth::Secret;
-use crate::config::Config;
-use crate::http::{AppState, Limits, router};
+use crate::config::{Backend, Config};
+use crate::http::{AppState, Limits, Notifier, router};
+use crate::storage::Storage;
+use crate::storage::postgres::{PgStorage, redact};
 use crate::storage::sqlite::SqliteStorage;
 
 /// Sets up `tracing` from the configuration (call once per process).
@@ -36,6 +38,54 @@ pub fn open_data(cfg: &Config) -> Result<(SqliteStorage, Secret), String> {
     Ok((storage, secret))
 }
 
+/// Opens the storage the configuration selects (SQLite in the data folder by default,
+/// PostgreSQL for a `postgres://` database URL) and the signing secret: in the data folder
+/// for SQLite, in the database for PostgreSQL (so that every process, and the admin commands
+/// wherever they run, share it).
+pub async fn open_storage(cfg: &Config) -> Result<(Arc<dyn Storage>, Secret), String> {
+    match cfg.backend() {
+        Backend::Sqlite(_) => {
+            let (s, secret) = open_data(cfg)?;
+            Ok((Arc::new(s), secret))
+        }
+        Backend::Postgres(url) => {
+            let s = PgStorage::open(&url, &cfg.pg_options())
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut fresh = [0u8; 32];
+            getrandom::fill(&mut fresh).map_err(|e| format!("server secret: {e}"))?;
+            let secret = s
+                .shared_secret(&fresh)
+                .await
+                .map_err(|e| format!("server secret: {e}"))?;
+            tracing::info!(database = %redact(&url), "storage: PostgreSQL");
+            Ok((Arc::new(s), Secret::from_bytes(&secret)))
+        }
+    }
+}
+
+/// Wakes this process's long polls when any process sharing the database stores changes.
+pub fn forward_events(storage: &dyn Storage, notifier: Arc<Notifier>) {
+    let Some(mut rx) = storage.subscribe() else {
+        return;
+    };
+    tokio::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match rx.recv().await {
+                Ok(ev) => notifier.notify(&ev.grid),
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        missed = n,
+                        "grid events lagged; some long polls wait longer"
+                    );
+                }
+                Err(RecvError::Closed) => break,
+            }
+        }
+    });
+}
+
 /// Serves until SIGINT or SIGTERM, then finishes the requests in flight.
 pub async fn serve(cfg: Config) -> Result<(), String> {
     if cfg.tls_cert.is_some() {
@@ -45,8 +95,9 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
                 .into(),
         );
     }
-    let (storage, secret) = open_data(&cfg)?;
-    let state = AppState::new(Arc::new(storage), secret, Limits::from_config(&cfg));
+    let (storage, secret) = open_storage(&cfg).await?;
+    let state = AppState::new(storage, secret, Limits::from_config(&cfg));
+    forward_events(&*state.storage, state.notifier.clone());
     let app = router(state);
     let listener = TcpListener::bind(cfg.listen)
         .await

@@ -5,7 +5,7 @@
 //! Sync state lives in the `meta` table under `sync.*` keys (text or JSON values), and
 //! pending escalations in their own table (migration 3).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use automerge::AutoCommit;
 use autosurgeon::{hydrate, reconcile};
@@ -164,14 +164,16 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Documents already here (none on a fresh device): one scan instead of a lookup each.
+        let held: HashMap<String, String> = {
+            let mut stmt = tx.prepare("SELECT id, grid FROM docs")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
         let mut n = 0;
         for (i, (d, kind)) in bundle.docs.iter().zip(&kinds).enumerate() {
-            let existing: Option<String> = tx
-                .prepare_cached("SELECT grid FROM docs WHERE id = ?1")?
-                .query_row([&d.id], |r| r.get(0))
-                .optional()?;
-            match existing {
-                Some(g) if g != grid => {
+            match held.get(&d.id) {
+                Some(g) if g.as_str() != grid => {
                     return Err(Error::bad_doc(
                         &d.id,
                         format!("is stored here under grid {g}, the bundle is of grid {grid}"),
@@ -200,7 +202,8 @@ impl Store {
                             .ok_or_else(|| Error::bad_doc(&d.id, "rows missing"))?,
                         None => &d.rows,
                     };
-                    projection::write_rows(&tx, rows, true)?;
+                    // A new document has no rows yet (rows only exist beside their document).
+                    projection::write_rows(&tx, rows, false)?;
                 }
             }
             n += 1;

@@ -608,8 +608,10 @@ impl SyncEngine {
         body: &[u8],
     ) -> Result<()> {
         if (200..300).contains(&status) {
-            // Any reply may name grids to purge (ADR 0001); read that first.
-            if let Ok(p) = proto::decode::<PurgeOnly>(body)
+            // Any reply may name grids to purge (ADR 0001); read that first. Not for bundles:
+            // they are large, and a grid the bundle is of is not also purged.
+            if !matches!(sent, InFlight::Bootstrap { .. })
+                && let Ok(p) = proto::decode::<PurgeOnly>(body)
                 && !p.purge_grids.is_empty()
             {
                 self.purge(store, &p.purge_grids)?;
@@ -750,6 +752,10 @@ impl SyncEngine {
                 let n = store.import_bundle(&bundle)?;
                 self.report.bootstrapped_docs += n as u64;
                 self.progress = (SyncPhase::Bootstrap, n as u64, Some(n as u64));
+            }
+            InFlight::Pull { grid, .. } if self.purged.contains(&grid) => {
+                // The same reply revoked the grid: drop the page.
+                self.next_grid();
             }
             InFlight::Pull { grid, since } => {
                 let page: proto::PullResponse =

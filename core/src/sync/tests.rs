@@ -999,9 +999,16 @@ fn a_task_created_and_escalated_offline_reaches_the_server_in_order() {
     assert_eq!(detail.view.tier, Tier::Community);
     let pending = a.pending_escalations().unwrap();
     assert_eq!(pending.len(), 1);
-    assert_eq!((pending[0].task.as_str(), pending[0].tier.as_str()), (t.as_str(), "community"));
+    assert_eq!(
+        (pending[0].task.as_str(), pending[0].tier.as_str()),
+        (t.as_str(), "community")
+    );
     let outbox = a.outbox(10).unwrap();
-    assert_eq!(pending[0].outbox_id, outbox.last().unwrap().id, "held from the event's change");
+    assert_eq!(
+        pending[0].outbox_id,
+        outbox.last().unwrap().id,
+        "held from the event's change"
+    );
 
     let r = run(&mut a, &net).unwrap();
     assert_eq!(r.pushed as usize, outbox.len());
@@ -1011,7 +1018,14 @@ fn a_task_created_and_escalated_offline_reaches_the_server_in_order() {
         .into_iter()
         .filter(|p| p.starts_with("/v1/push") || p.starts_with("/v1/escalate"))
         .collect();
-    assert_eq!(order, vec![format!("/v1/push {t}"), format!("/v1/escalate {t}"), format!("/v1/push {t}")]);
+    assert_eq!(
+        order,
+        vec![
+            format!("/v1/push {t}"),
+            format!("/v1/escalate {t}"),
+            format!("/v1/push {t}")
+        ]
+    );
     assert_eq!(net.server().escalations[0].tier, "community");
     assert!(a.pending_escalations().unwrap().is_empty());
     assert_eq!(a.outbox_len().unwrap(), 0);
@@ -1033,7 +1047,10 @@ fn an_escalation_the_workflow_refuses_writes_nothing() {
     assert!(a.escalate_task(&t, Tier::LinkedUnit, Some("物业")).is_err());
     assert!(a.escalate_task(&t, Tier::Grid, None).is_err());
     let h = household(&mut a, G1, "101");
-    assert!(a.escalate_task(&h, Tier::Community, None).is_err(), "not a task");
+    assert!(
+        a.escalate_task(&h, Tier::Community, None).is_err(),
+        "not a task"
+    );
     assert_eq!(a.outbox_len().unwrap(), before + 1);
     assert!(a.pending_escalations().unwrap().is_empty());
     assert_eq!(a.task(&t).unwrap().view.tier, Tier::Grid);
@@ -1054,7 +1071,12 @@ fn bootstrap_timing() {
     run(&mut a, &net).unwrap();
     let body = {
         let mut s = net.server();
-        s.handle("/v1/bootstrap", &proto::encode(&proto::BootstrapRequest { grid: G1.into() }), Some("acc-1")).1
+        s.handle(
+            "/v1/bootstrap",
+            &proto::encode(&proto::BootstrapRequest { grid: G1.into() }),
+            Some("acc-1"),
+        )
+        .1
     };
     let t0 = std::time::Instant::now();
     let bundle: proto::Bundle = proto::decode(&body).unwrap();

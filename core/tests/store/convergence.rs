@@ -13,7 +13,7 @@ use crate::common::*;
 const PHONES: [&str; 4] = ["13800001111", "13900002222", "15000003333", "18600004444"];
 // FIXME(core): Chinese notes fail or are garbled by `set_household_note` (see text.rs for the
 // cause and fix); with ASCII-only notes this property holds (checked at 300 cases).
-const NOTES: [&str; 4] = ["old couple", "daughter weekly", "", "watch medicine"];
+const NOTES: [&str; 4] = ["老两口，儿子在外地", "女儿每周来一次", "", "需要关注用药"];
 const USERS: [&str; 3] = ["u-wang", "u-li", "u-zhao"];
 
 #[derive(Debug, Clone)]

@@ -39,6 +39,8 @@ fn rebuilding_the_projection_after_many_edits_gives_the_same_rows() {
     }
     s.set_household_tags(&households[1], &[Tag::Veteran, Tag::PartyMember])
         .unwrap();
+    // FIXME(core): fails with BadDocument("index 3 is out of bounds") until Chinese text edits
+    // are fixed (see text.rs); with ASCII note/description this test passes.
     s.set_household_note(&households[1], "儿子在外地工作")
         .unwrap();
     let m = s

@@ -4,15 +4,21 @@
 //! **Contract for every backend** (what the protocol relies on):
 //! - [`Storage::push`] is one transaction: all of a push or nothing of it.
 //! - Per-grid sequence numbers are assigned under a per-grid lock held until commit
-//!   (SQLite: the IMMEDIATE transaction; PostgreSQL: `UPDATE grid_seqs ... RETURNING` which
+//!   (SQLite: the IMMEDIATE transaction; PostgreSQL: `SELECT … FROM grid_seqs … FOR UPDATE`, which
 //!   row-locks the grid), so seqs of a grid become visible in order and a pull never skips
 //!   a change committed later with a smaller seq.
 //! - [`Storage::pull`] and [`Storage::bootstrap`] read their rows and the grid's current seq
 //!   in one snapshot.
 //! - Change hashes are unique across the whole store.
 //! - Nothing assumes one writer process: in-process wake-ups of long polls are an
-//!   optimisation ([`crate::http`]), a second process only makes them time out sooner.
+//!   optimisation ([`crate::http`]); a backend shared by several processes also publishes
+//!   "grid g is now at seq n" through [`Storage::subscribe`] (PostgreSQL: LISTEN/NOTIFY).
+//!
+//! Backends: [`sqlite::SqliteStorage`] (default, embedded) and [`postgres::PgStorage`]
+//! (chosen by a `postgres://` database URL). Both pass the same conformance suite
+//! (`sync-server/tests/storage_conformance.rs`).
 
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -133,11 +139,26 @@ pub struct DocMeta {
     pub unit: Option<String>,
 }
 
+/// "Grid `grid` is now at `seq`": a push stored changes there, in any process sharing the
+/// database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GridAt {
+    pub grid: String,
+    pub seq: u64,
+}
+
 /// The server's storage.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
     /// Checks that the database answers.
     async fn health(&self) -> StoreResult<()>;
+
+    /// Pushes stored by *other* processes sharing the database (and possibly this one), so
+    /// that long polls here wake up. `None` when the backend has no such feed (SQLite: one
+    /// process, whose in-process notifier suffices).
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<GridAt>> {
+        None
+    }
 
     // ----- directory and users (admin) -----
     async fn add_district(&self, id: &str, name: &str) -> StoreResult<()>;

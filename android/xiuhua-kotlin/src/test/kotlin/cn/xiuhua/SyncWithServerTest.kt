@@ -95,7 +95,7 @@ object SyncWithServerTest {
         val dir = Files.createTempDirectory("xiuhua-phones")
         // Before enrollment the app knows nobody: a provisional actor, replaced by enrollment.
         val provisional = GridWorkerDayTest.actor("unknown", "未登记", "网格员", "new-phone")
-        val wang = XiuhuaRepository.open(dir.resolve("wang.db").toString(), "k-wang", provisional)
+        var wang = XiuhuaRepository.open(dir.resolve("wang.db").toString(), "k-wang", provisional)
         val li = XiuhuaRepository.open(dir.resolve("li.db").toString(), "k-li", provisional)
         try {
             val notEnrolled = expectThrows<XiuhuaException.Unauthorized>("sync before enrollment") {
@@ -148,6 +148,12 @@ object SyncWithServerTest {
             check(back.pulled >= 1uL) { "wang pulled: $back" }
             checkEq(listOf("上门核实路灯"), wang.household(hh).visits.map { it.purpose }, "li's visit reached wang")
             checkEq(listOf("u-wang", "u-li"), wang.history(hh).map { it.user }, "history across devices")
+
+            // Reopened with the provisional actor, the store still acts as the enrolled device.
+            wang.close()
+            wang = XiuhuaRepository.open(dir.resolve("wang.db").toString(), "k-wang", provisional)
+            checkEq(enrolled.device, wang.store.actor().device, "an enrolled store keeps its identity")
+            checkEq(0L, wang.syncStatus().pendingChanges, "and its state")
 
             // The station goes away: the sync fails honestly and loses nothing.
             val before = wang.syncStatus().lastSuccessMs

@@ -1,0 +1,1381 @@
+//! The PostgreSQL backend: several server processes share one database.
+//!
+//! - A pool of connections (deadpool-postgres over tokio-postgres, no TLS: run the database
+//!   on the same host or a private network, or put a TLS tunnel in front), with a maximum size,
+//!   a wait timeout and a per-statement timeout (`statement_timeout`, set on every connection).
+//! - Versioned migrations in `schema_migrations(version, description, applied_ms)`, applied at
+//!   start under an advisory lock, so processes starting together do not race; a database whose
+//!   schema is newer than this binary is refused at start.
+//! - Every feed and document table has the grid as the leading column of its primary key
+//!   (`grid_seqs`, `docs`, `changes`), so the layout maps onto Citus (distribution column
+//!   `grid`) or CockroachDB (ranges split by grid). Directory, users, grants, devices and tokens
+//!   are small reference tables.
+//! - Per-grid sequence numbers: a push locks its grids' `grid_seqs` rows (`SELECT … FOR UPDATE`,
+//!   in grid order) after its documents are written, assigns the seqs and commits while still
+//!   holding them. Commits of one grid therefore serialize, and a transaction waiting for the
+//!   row sees the previous one's `seq` only once that one is committed and visible: a reader can
+//!   never see seq `n + 1` while `n` is uncommitted, so `seq > since` never skips a change.
+//! - `NOTIFY xiuhua_grid, 'grid:seq'` inside the push transaction (delivered at commit); every
+//!   process `LISTEN`s on a dedicated connection and wakes its long polls ([`Storage::subscribe`]).
+//! - The access-token signing secret lives in the database (`meta`), so every process and the
+//!   admin CLI, wherever they run, sign and check with the same one.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use automerge::AutoCommit;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::sync::broadcast;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
+use xiuhua_core::doc::DocKind;
+use xiuhua_core::model::{Role, Tier};
+use xiuhua_core::store::{PROJECTION_VERSION, rows_of};
+
+use super::*;
+use crate::access::{Caller, GrantRow, Scope};
+use crate::error::{Refusal, StoreError};
+use crate::ingest::{self, Parsed, ParsedDoc, StoredDoc};
+
+/// The NOTIFY channel of "grid g is now at seq n" (payload `g:n`).
+pub const CHANNEL: &str = "xiuhua_grid";
+/// Advisory lock key held while migrating ("XHSV").
+const MIGRATION_LOCK: i64 = 0x5848_5356;
+/// Attempts of a push that hit a concurrent insert of the same change or document.
+const PUSH_ATTEMPTS: usize = 8;
+
+/// Each entry migrates from version `i` to `i + 1`: (description, SQL).
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "initial schema",
+    r#"
+CREATE TABLE meta (key TEXT COLLATE "C" PRIMARY KEY, value BYTEA NOT NULL);
+-- reference tables: the directory, users, grants, devices, credentials
+CREATE TABLE districts (id TEXT COLLATE "C" PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE communities (
+    id TEXT COLLATE "C" PRIMARY KEY, name TEXT NOT NULL,
+    district TEXT COLLATE "C" NOT NULL REFERENCES districts(id));
+CREATE TABLE grids (
+    id TEXT COLLATE "C" PRIMARY KEY, name TEXT NOT NULL,
+    community TEXT COLLATE "C" NOT NULL REFERENCES communities(id));
+CREATE TABLE buildings (
+    grid TEXT COLLATE "C" NOT NULL REFERENCES grids(id), name TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (grid, name));
+CREATE TABLE users (
+    id TEXT COLLATE "C" PRIMARY KEY, name TEXT NOT NULL,
+    created_ms BIGINT NOT NULL, revoked_ms BIGINT);
+CREATE TABLE grants (
+    user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id),
+    grid TEXT COLLATE "C" NOT NULL REFERENCES grids(id),
+    role TEXT NOT NULL, buildings TEXT[] NOT NULL DEFAULT '{}',
+    PRIMARY KEY (user_id, grid));
+CREATE TABLE devices (
+    id TEXT COLLATE "C" PRIMARY KEY, user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id),
+    name TEXT NOT NULL, created_ms BIGINT NOT NULL, last_seen_ms BIGINT, revoked_ms BIGINT);
+CREATE INDEX devices_user ON devices(user_id);
+CREATE TABLE enroll_codes (
+    hash TEXT PRIMARY KEY, user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id),
+    created_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL, used_ms BIGINT, device TEXT);
+CREATE TABLE refresh_tokens (
+    hash TEXT PRIMARY KEY, device TEXT COLLATE "C" NOT NULL REFERENCES devices(id),
+    issued_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL, used_ms BIGINT, revoked_ms BIGINT);
+CREATE INDEX refresh_tokens_device ON refresh_tokens(device);
+CREATE TABLE device_grids (
+    device TEXT COLLATE "C" NOT NULL, grid TEXT COLLATE "C" NOT NULL, since_ms BIGINT NOT NULL,
+    PRIMARY KEY (device, grid));
+-- partitioned by grid: the grid leads every primary key
+CREATE TABLE grid_seqs (grid TEXT COLLATE "C" PRIMARY KEY, seq BIGINT NOT NULL DEFAULT 0);
+CREATE TABLE docs (
+    grid TEXT COLLATE "C" NOT NULL, id TEXT COLLATE "C" NOT NULL, kind TEXT NOT NULL,
+    building TEXT COLLATE "C", tier TEXT NOT NULL DEFAULT 'grid', unit TEXT,
+    heads BYTEA NOT NULL, bytes BYTEA NOT NULL, rows BYTEA NOT NULL, rows_version INTEGER NOT NULL,
+    PRIMARY KEY (grid, id));
+CREATE UNIQUE INDEX docs_id ON docs(id);
+CREATE INDEX docs_building ON docs(grid, building);
+CREATE TABLE changes (
+    grid TEXT COLLATE "C" NOT NULL, seq BIGINT NOT NULL, doc TEXT COLLATE "C" NOT NULL,
+    hash BYTEA NOT NULL, bytes BYTEA NOT NULL,
+    PRIMARY KEY (grid, seq));
+CREATE UNIQUE INDEX changes_hash ON changes(hash);
+"#,
+)];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Pool and timeout settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgOptions {
+    /// Most connections of this process's pool (the LISTEN connection is one more).
+    pub max_connections: usize,
+    /// `statement_timeout` of every connection (0: none).
+    pub statement_timeout_ms: u64,
+    /// How long to wait for a connection (connect, or a free one in the pool).
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            max_connections: 16,
+            statement_timeout_ms: 10_000,
+            connect_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// The PostgreSQL backend.
+#[derive(Clone)]
+pub struct PgStorage {
+    pool: Pool,
+    events: broadcast::Sender<GridAt>,
+    listener: std::sync::Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for PgStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStorage")
+            .field("pool", &self.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PgStorage {
+    fn drop(&mut self) {
+        // The last clone stops the LISTEN task.
+        if std::sync::Arc::strong_count(&self.listener) == 1 {
+            self.listener.abort();
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Backend(pg_message(&e))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Backend(format!("database connection: {e}"))
+    }
+}
+
+fn pg_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+/// The URL with its password hidden, for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn pg_config(url: &str, opts: &PgOptions) -> StoreResult<tokio_postgres::Config> {
+    let mut cfg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Backend(format!("database URL {}: {e}", redact(url))))?;
+    let mut options = cfg.get_options().unwrap_or("").to_string();
+    if opts.statement_timeout_ms > 0 {
+        options.push_str(&format!(
+            " -c statement_timeout={}",
+            opts.statement_timeout_ms
+        ));
+    }
+    options.push_str(" -c lock_timeout=0");
+    cfg.options(options.trim());
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(Duration::from_millis(opts.connect_timeout_ms));
+    }
+    if cfg.get_application_name().is_none() {
+        cfg.application_name("xiuhua-server");
+    }
+    Ok(cfg)
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn parse_kind(s: &str) -> StoreResult<DocKind> {
+    DocKind::parse(s).ok_or_else(|| StoreError::Backend(format!("stored kind {s:?}")))
+}
+
+fn parse_tier(s: &str) -> StoreResult<Tier> {
+    Tier::parse(s).map_err(|e| StoreError::Backend(format!("stored tier: {e}")))
+}
+
+fn grant_row(r: &Row) -> StoreResult<GrantRow> {
+    let role: String = r.try_get(2)?;
+    Ok(GrantRow {
+        user: r.try_get(0)?,
+        grid: r.try_get(1)?,
+        role: Role::parse(&role).map_err(|e| StoreError::Backend(format!("stored role: {e}")))?,
+        buildings: r.try_get(3)?,
+    })
+}
+
+/// What a push attempt may end with besides success: retry it when another transaction
+/// inserted the same change or document concurrently, or a deadlock was broken.
+enum Attempt {
+    Retry(String),
+    Fail(StoreError),
+}
+
+impl From<tokio_postgres::Error> for Attempt {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.code() {
+            Some(c)
+                if *c == SqlState::UNIQUE_VIOLATION
+                    || *c == SqlState::T_R_DEADLOCK_DETECTED
+                    || *c == SqlState::T_R_SERIALIZATION_FAILURE =>
+            {
+                Attempt::Retry(pg_message(&e))
+            }
+            _ => Attempt::Fail(e.into()),
+        }
+    }
+}
+
+fn fail(e: impl Into<StoreError>) -> Attempt {
+    Attempt::Fail(e.into())
+}
+
+fn clone_parsed(p: &Parsed) -> Parsed {
+    Parsed {
+        docs: p
+            .docs
+            .iter()
+            .map(|d| ParsedDoc {
+                id: d.id.clone(),
+                changes: d.changes.clone(),
+            })
+            .collect(),
+        duplicates: p.duplicates,
+    }
+}
+
+impl PgStorage {
+    /// Connects, migrates the schema (refusing a newer one), recomputes stale projection rows
+    /// and starts listening for other processes' pushes.
+    pub async fn open(url: &str, opts: &PgOptions) -> StoreResult<PgStorage> {
+        let cfg = pg_config(url, opts)?;
+        let shown = redact(url);
+        // A first connection of its own, so that an unreachable database gives a clear error.
+        let (mut client, conn) = cfg.connect(NoTls).await.map_err(|e| {
+            StoreError::Backend(format!(
+                "cannot connect to the database at {shown}: {}",
+                pg_message(&e)
+            ))
+        })?;
+        let conn_task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let migrated = migrate(&mut client).await;
+        let refreshed = match &migrated {
+            Ok(()) => refresh_rows(&mut client).await,
+            Err(_) => Ok(0),
+        };
+        drop(client);
+        let _ = conn_task.await;
+        migrated?;
+        let n = refreshed?;
+        if n > 0 {
+            tracing::info!(
+                documents = n,
+                version = PROJECTION_VERSION,
+                "recomputed projection rows"
+            );
+        }
+        let timeout = Some(Duration::from_millis(opts.connect_timeout_ms.max(1)));
+        let mgr = Manager::from_config(
+            cfg.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(opts.max_connections.max(1))
+            .wait_timeout(timeout)
+            .create_timeout(timeout)
+            .recycle_timeout(timeout)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Backend(format!("connection pool: {e}")))?;
+        let (events, _) = broadcast::channel(1024);
+        let listener = tokio::spawn(listen(cfg, events.clone()));
+        Ok(PgStorage {
+            pool,
+            events,
+            listener: std::sync::Arc::new(listener),
+        })
+    }
+
+    /// The access-token signing secret shared by every process: created once (from `fresh`)
+    /// by whichever process asks first.
+    pub async fn shared_secret(&self, fresh: &[u8]) -> StoreResult<Vec<u8>> {
+        let c = self.pool.get().await?;
+        c.execute(
+            "INSERT INTO meta (key, value) VALUES ('secret', $1) ON CONFLICT (key) DO NOTHING",
+            &[&fresh],
+        )
+        .await?;
+        Ok(
+            c.query_one("SELECT value FROM meta WHERE key = 'secret'", &[])
+                .await?
+                .try_get(0)?,
+        )
+    }
+
+    /// Connections in use and idle (for sizing).
+    pub fn pool_status(&self) -> (usize, usize) {
+        let s = self.pool.status();
+        (s.size - s.available, s.available)
+    }
+
+    async fn client(&self) -> StoreResult<deadpool_postgres::Client> {
+        Ok(self.pool.get().await?)
+    }
+
+    async fn push_once(&self, caller: &Caller, parsed: Parsed) -> Result<PushOutcome, Attempt> {
+        let mut client = self.client().await.map_err(fail)?;
+        let tx = client.transaction().await?;
+        let ids = parsed.doc_ids();
+        let hashes: Vec<Vec<u8>> = parsed.hashes().iter().map(|h| h.0.to_vec()).collect();
+        // Lock the touched documents (in id order): a concurrent push of the same document
+        // waits here and then sees this one's result.
+        let mut stored = HashMap::new();
+        let stmt = tx
+            .prepare_cached(
+                "SELECT id, grid, kind, building, tier, unit, bytes FROM docs
+                 WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            )
+            .await?;
+        for r in tx.query(&stmt, &[&ids]).await? {
+            let id: String = r.try_get(0)?;
+            let d = StoredDoc {
+                id: id.clone(),
+                grid: r.try_get(1)?,
+                kind: parse_kind(r.try_get(2)?).map_err(fail)?,
+                building: r.try_get(3)?,
+                tier: parse_tier(r.try_get(4)?).map_err(fail)?,
+                unit: r.try_get(5)?,
+                bytes: r.try_get(6)?,
+            };
+            stored.insert(id, d);
+        }
+        let stmt = tx
+            .prepare_cached("SELECT hash FROM changes WHERE hash = ANY($1)")
+            .await?;
+        let mut known = HashSet::new();
+        for r in tx.query(&stmt, &[&hashes]).await? {
+            let h: Vec<u8> = r.try_get(0)?;
+            if let Ok(a) = <[u8; 32]>::try_from(h.as_slice()) {
+                known.insert(automerge::ChangeHash(a));
+            }
+        }
+        // Loading and applying changes is CPU work: off the async threads.
+        let applied = tokio::task::spawn_blocking(move || ingest::apply(parsed, &stored, &known))
+            .await
+            .map_err(|e| fail(StoreError::Backend(format!("push task failed: {e}"))))?
+            .map_err(fail)?;
+        let needed = applied.households_needed();
+        let mut households = HashMap::new();
+        if !needed.is_empty() {
+            let stmt = tx
+                .prepare_cached(
+                    "SELECT id, building FROM docs WHERE id = ANY($1) AND kind = 'household'",
+                )
+                .await?;
+            for r in tx.query(&stmt, &[&needed]).await? {
+                households.insert(r.try_get::<_, String>(0)?, r.try_get(1)?);
+            }
+            for h in needed {
+                households.entry(h).or_insert(None);
+            }
+        }
+        let plan = ingest::authorize(applied, caller, &households).map_err(fail)?;
+        // Documents first (their rows are locked already, or new), then the grids' seqs.
+        let new_doc = tx
+            .prepare_cached(
+                "INSERT INTO docs (grid, id, kind, building, tier, heads, bytes, rows, rows_version)
+                 VALUES ($1, $2, $3, $4, 'grid', $5, $6, $7, $8)",
+            )
+            .await?;
+        let upd_doc = tx
+            .prepare_cached(
+                "UPDATE docs SET building = $3, heads = $4, bytes = $5, rows = $6, rows_version = $7
+                 WHERE grid = $1 AND id = $2",
+            )
+            .await?;
+        for d in &plan.docs {
+            if d.is_new {
+                tx.execute(
+                    &new_doc,
+                    &[
+                        &d.grid,
+                        &d.id,
+                        &d.kind.as_str(),
+                        &d.building,
+                        &d.heads,
+                        &d.bytes,
+                        &d.rows,
+                        &PROJECTION_VERSION,
+                    ],
+                )
+                .await?;
+            } else {
+                tx.execute(
+                    &upd_doc,
+                    &[
+                        &d.grid,
+                        &d.id,
+                        &d.building,
+                        &d.heads,
+                        &d.bytes,
+                        &d.rows,
+                        &PROJECTION_VERSION,
+                    ],
+                )
+                .await?;
+            }
+        }
+        // The per-grid lock, held until commit (grids in order: no deadlock between pushes).
+        let grids: Vec<String> = plan.grids.iter().cloned().collect();
+        let stmt = tx
+            .prepare_cached(
+                "SELECT grid, seq FROM grid_seqs WHERE grid = ANY($1) ORDER BY grid FOR UPDATE",
+            )
+            .await?;
+        let mut seqs: HashMap<String, u64> = HashMap::new();
+        for r in tx.query(&stmt, &[&grids]).await? {
+            seqs.insert(r.try_get(0)?, u64_of(r.try_get(1)?));
+        }
+        if let Some(g) = grids.iter().find(|g| !seqs.contains_key(*g)) {
+            return Err(fail(Refusal::forbidden(format!(
+                "grid {g} is not in the directory"
+            ))));
+        }
+        let stored_count = plan.change_count();
+        if stored_count > 0 {
+            let n = usize::try_from(stored_count).unwrap_or(0);
+            let (mut c_grid, mut c_seq, mut c_doc, mut c_hash, mut c_bytes) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            let mut before: HashMap<String, u64> = HashMap::new();
+            for d in &plan.docs {
+                let seq = seqs.get_mut(&d.grid).ok_or_else(|| {
+                    fail(StoreError::Backend(format!("no seq for grid {}", d.grid)))
+                })?;
+                before.entry(d.grid.clone()).or_insert(*seq);
+                for (hash, bytes) in &d.changes {
+                    *seq += 1;
+                    c_grid.push(d.grid.as_str());
+                    c_seq.push(i64_of(*seq));
+                    c_doc.push(d.id.as_str());
+                    c_hash.push(hash.as_slice());
+                    c_bytes.push(bytes.as_slice());
+                }
+            }
+            let ins = tx
+                .prepare_cached(
+                    "INSERT INTO changes (grid, seq, doc, hash, bytes)
+                     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::bytea[], $5::bytea[])",
+                )
+                .await?;
+            tx.execute(&ins, &[&c_grid, &c_seq, &c_doc, &c_hash, &c_bytes])
+                .await?;
+            let upd = tx
+                .prepare_cached("UPDATE grid_seqs SET seq = $2 WHERE grid = $1")
+                .await?;
+            let notify = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
+            for (grid, seq) in &seqs {
+                if before.get(grid).is_some_and(|b| b != seq) {
+                    tx.execute(&upd, &[grid, &i64_of(*seq)]).await?;
+                    tx.execute(&notify, &[&CHANNEL, &format!("{grid}:{seq}")])
+                        .await?;
+                }
+            }
+        }
+        let stmt = tx
+            .prepare_cached("UPDATE devices SET last_seen_ms = $2 WHERE id = $1")
+            .await?;
+        tx.execute(&stmt, &[&caller.device, &crate::now_ms()])
+            .await?;
+        tx.commit().await?;
+        let mut grid_seqs: Vec<(String, u64)> = seqs.into_iter().collect();
+        grid_seqs.sort();
+        Ok(PushOutcome {
+            stored: stored_count,
+            duplicates: plan.duplicates,
+            grid_seqs,
+        })
+    }
+}
+
+async fn migrate(client: &mut tokio_postgres::Client) -> StoreResult<()> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let r = migrate_locked(client).await;
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    r
+}
+
+async fn migrate_locked(client: &mut tokio_postgres::Client) -> StoreResult<()> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_ms BIGINT NOT NULL)",
+        )
+        .await?;
+    let version: i64 = client
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {version}, newer than this server ({SCHEMA_VERSION}); upgrade the server"
+        )));
+    }
+    for (i, (what, sql)) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, description, applied_ms) VALUES ($1, $2, $3)",
+            &[&(i as i64 + 1), what, &crate::now_ms()],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version = i + 1, what, "database migrated");
+    }
+    Ok(())
+}
+
+async fn refresh_rows(client: &mut tokio_postgres::Client) -> StoreResult<usize> {
+    let tx = client.transaction().await?;
+    let stale = tx
+        .query(
+            "SELECT grid, id, bytes FROM docs WHERE rows_version != $1 FOR UPDATE",
+            &[&PROJECTION_VERSION],
+        )
+        .await?;
+    for r in &stale {
+        let (grid, id, bytes): (String, String, Vec<u8>) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        let doc = AutoCommit::load(&bytes)
+            .map_err(|e| StoreError::Backend(format!("document {id}: {e}")))?;
+        let rows = rows_of(&id, &doc)
+            .map_err(|e| StoreError::Backend(format!("document {id}: {e}")))?
+            .ok_or_else(|| StoreError::Backend(format!("document {id} is empty")))?;
+        tx.execute(
+            "UPDATE docs SET rows = $3, rows_version = $4 WHERE grid = $1 AND id = $2",
+            &[
+                &grid,
+                &id,
+                &ingest::encode_rows(&rows)?,
+                &PROJECTION_VERSION,
+            ],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(stale.len())
+}
+
+/// Listens for other processes' pushes on a dedicated connection, reconnecting after a
+/// failure. While it is down, long polls only time out sooner than they would.
+async fn listen(cfg: tokio_postgres::Config, events: broadcast::Sender<GridAt>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match cfg.connect(NoTls).await {
+            Ok((client, mut conn)) => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let driver = tokio::spawn(async move {
+                    loop {
+                        match futures_util::future::poll_fn(|cx| conn.poll_message(cx)).await {
+                            Some(Ok(AsyncMessage::Notification(n))) => {
+                                if tx.send(n.payload().to_string()).is_err() {
+                                    break;
+                                }
+                            }
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => {
+                                tracing::warn!(error = %e, "LISTEN connection failed");
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                });
+                if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                    tracing::warn!(error = %e, "LISTEN failed");
+                } else {
+                    backoff = Duration::from_millis(100);
+                    while let Some(payload) = rx.recv().await {
+                        if let Some((grid, seq)) = payload.rsplit_once(':')
+                            && let Ok(seq) = seq.parse()
+                        {
+                            let _ = events.send(GridAt {
+                                grid: grid.to_string(),
+                                seq,
+                            });
+                        }
+                    }
+                }
+                driver.abort();
+            }
+            Err(e) => tracing::warn!(error = %pg_message(&e), "LISTEN connection failed"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn require(
+    c: &impl tokio_postgres::GenericClient,
+    table: &str,
+    id: &str,
+    what: &str,
+) -> StoreResult<()> {
+    let sql = format!("SELECT 1 FROM {table} WHERE id = $1");
+    if c.query_opt(&sql, &[&id]).await?.is_some() {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(format!("no {what} with id {id:?}")))
+    }
+}
+
+async fn refuse_duplicate(
+    c: &impl tokio_postgres::GenericClient,
+    table: &str,
+    id: &str,
+    what: &str,
+) -> StoreResult<()> {
+    let sql = format!("SELECT 1 FROM {table} WHERE id = $1");
+    if c.query_opt(&sql, &[&id]).await?.is_some() {
+        Err(StoreError::Duplicate(format!(
+            "a {what} with id {id:?} exists already"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+async fn grants_of(
+    c: &impl tokio_postgres::GenericClient,
+    user: &str,
+) -> StoreResult<Vec<GrantRow>> {
+    c.query(
+        "SELECT user_id, grid, role, buildings FROM grants WHERE user_id = $1 ORDER BY grid",
+        &[&user],
+    )
+    .await?
+    .iter()
+    .map(grant_row)
+    .collect()
+}
+
+async fn held_grids(
+    c: &impl tokio_postgres::GenericClient,
+    device: &str,
+) -> StoreResult<Vec<String>> {
+    c.query(
+        "SELECT grid FROM device_grids WHERE device = $1 ORDER BY grid",
+        &[&device],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok(r.try_get(0)?))
+    .collect()
+}
+
+fn map_duplicate(e: tokio_postgres::Error, msg: impl FnOnce() -> String) -> StoreError {
+    if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+        StoreError::Duplicate(msg())
+    } else {
+        e.into()
+    }
+}
+
+#[async_trait]
+impl Storage for PgStorage {
+    async fn health(&self) -> StoreResult<()> {
+        let c = self.client().await?;
+        let v: i64 = c
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        if v == SCHEMA_VERSION {
+            Ok(())
+        } else {
+            Err(StoreError::Backend(format!("schema version {v}")))
+        }
+    }
+
+    fn subscribe(&self) -> Option<broadcast::Receiver<GridAt>> {
+        Some(self.events.subscribe())
+    }
+
+    async fn add_district(&self, id: &str, name: &str) -> StoreResult<()> {
+        let c = self.client().await?;
+        refuse_duplicate(&**c, "districts", id, "district").await?;
+        c.execute(
+            "INSERT INTO districts (id, name) VALUES ($1, $2)",
+            &[&id, &name],
+        )
+        .await
+        .map_err(|e| map_duplicate(e, || format!("a district with id {id:?} exists already")))?;
+        Ok(())
+    }
+
+    async fn add_community(&self, id: &str, name: &str, district: &str) -> StoreResult<()> {
+        let c = self.client().await?;
+        refuse_duplicate(&**c, "communities", id, "community").await?;
+        require(&**c, "districts", district, "district").await?;
+        c.execute(
+            "INSERT INTO communities (id, name, district) VALUES ($1, $2, $3)",
+            &[&id, &name, &district],
+        )
+        .await
+        .map_err(|e| map_duplicate(e, || format!("a community with id {id:?} exists already")))?;
+        Ok(())
+    }
+
+    async fn add_grid(&self, id: &str, name: &str, community: &str) -> StoreResult<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        refuse_duplicate(&*tx, "grids", id, "grid").await?;
+        require(&*tx, "communities", community, "community").await?;
+        tx.execute(
+            "INSERT INTO grids (id, name, community) VALUES ($1, $2, $3)",
+            &[&id, &name, &community],
+        )
+        .await
+        .map_err(|e| map_duplicate(e, || format!("a grid with id {id:?} exists already")))?;
+        tx.execute(
+            "INSERT INTO grid_seqs (grid, seq) VALUES ($1, 0) ON CONFLICT (grid) DO NOTHING",
+            &[&id],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn add_building(&self, grid: &str, name: &str) -> StoreResult<()> {
+        let c = self.client().await?;
+        require(&**c, "grids", grid, "grid").await?;
+        let n = c
+            .execute(
+                "INSERT INTO buildings (grid, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&grid, &name],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::Duplicate(format!(
+                "grid {grid} already has a building {name:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn add_user(&self, id: &str, name: &str) -> StoreResult<()> {
+        let c = self.client().await?;
+        refuse_duplicate(&**c, "users", id, "user").await?;
+        c.execute(
+            "INSERT INTO users (id, name, created_ms) VALUES ($1, $2, $3)",
+            &[&id, &name, &crate::now_ms()],
+        )
+        .await
+        .map_err(|e| map_duplicate(e, || format!("a user with id {id:?} exists already")))?;
+        Ok(())
+    }
+
+    async fn community_grids(&self, community: &str) -> StoreResult<Vec<String>> {
+        let c = self.client().await?;
+        require(&**c, "communities", community, "community").await?;
+        c.query(
+            "SELECT id FROM grids WHERE community = $1 ORDER BY id",
+            &[&community],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
+        .collect()
+    }
+
+    async fn grant(
+        &self,
+        user: &str,
+        grids: &[String],
+        role: Role,
+        buildings: &[String],
+    ) -> StoreResult<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        require(&*tx, "users", user, "user").await?;
+        let buildings: Vec<String> = buildings.to_vec();
+        for grid in grids {
+            require(&*tx, "grids", grid, "grid").await?;
+            for b in &buildings {
+                if tx
+                    .query_opt(
+                        "SELECT 1 FROM buildings WHERE grid = $1 AND name = $2",
+                        &[grid, b],
+                    )
+                    .await?
+                    .is_none()
+                {
+                    return Err(StoreError::NotFound(format!(
+                        "grid {grid} has no building {b:?}; add it with `building add {grid} {b}`"
+                    )));
+                }
+            }
+            tx.execute(
+                "INSERT INTO grants (user_id, grid, role, buildings) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (user_id, grid) DO UPDATE SET role = excluded.role, buildings = excluded.buildings",
+                &[&user, grid, &role.as_str(), &buildings],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoke_grant(&self, user: &str, grid: &str) -> StoreResult<()> {
+        let c = self.client().await?;
+        require(&**c, "users", user, "user").await?;
+        require(&**c, "grids", grid, "grid").await?;
+        let n = c
+            .execute(
+                "DELETE FROM grants WHERE user_id = $1 AND grid = $2",
+                &[&user, &grid],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "user {user} has no grant on grid {grid}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserInfo>> {
+        let c = self.client().await?;
+        c.query(
+            "SELECT id, name, revoked_ms IS NOT NULL FROM users ORDER BY id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(UserInfo {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                revoked: r.try_get(2)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn list_grids(&self) -> StoreResult<Vec<GridInfo>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT g.id, g.name, g.community, m.district, COALESCE(s.seq, 0),
+                        COALESCE((SELECT array_agg(b.name ORDER BY b.name) FROM buildings b WHERE b.grid = g.id), '{}')
+                 FROM grids g JOIN communities m ON m.id = g.community
+                 LEFT JOIN grid_seqs s ON s.grid = g.id ORDER BY g.id",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(GridInfo {
+                    id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    community: r.try_get(2)?,
+                    district: r.try_get(3)?,
+                    seq: u64_of(r.try_get(4)?),
+                    buildings: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_grants(&self) -> StoreResult<Vec<GrantRow>> {
+        let c = self.client().await?;
+        c.query(
+            "SELECT user_id, grid, role, buildings FROM grants ORDER BY user_id, grid",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(grant_row)
+        .collect()
+    }
+
+    async fn list_devices(&self, user: Option<&str>) -> StoreResult<Vec<DeviceInfo>> {
+        let c = self.client().await?;
+        if let Some(u) = user {
+            require(&**c, "users", u, "user").await?;
+        }
+        c.query(
+            "SELECT id, user_id, name, created_ms, last_seen_ms, revoked_ms IS NOT NULL FROM devices
+             WHERE $1::text IS NULL OR user_id = $1 ORDER BY user_id, created_ms",
+            &[&user],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(DeviceInfo {
+                id: r.try_get(0)?,
+                user: r.try_get(1)?,
+                name: r.try_get(2)?,
+                created_ms: r.try_get(3)?,
+                last_seen_ms: r.try_get(4)?,
+                revoked: r.try_get(5)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn revoke_device(&self, device: &str, now_ms: i64) -> StoreResult<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        require(&*tx, "devices", device, "device").await?;
+        tx.execute(
+            "UPDATE devices SET revoked_ms = $2 WHERE id = $1 AND revoked_ms IS NULL",
+            &[&device, &now_ms],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE refresh_tokens SET revoked_ms = $2 WHERE device = $1 AND revoked_ms IS NULL",
+            &[&device, &now_ms],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn revoke_user(&self, user: &str, now_ms: i64) -> StoreResult<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        require(&*tx, "users", user, "user").await?;
+        tx.execute(
+            "UPDATE users SET revoked_ms = $2 WHERE id = $1 AND revoked_ms IS NULL",
+            &[&user, &now_ms],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE devices SET revoked_ms = $2 WHERE user_id = $1 AND revoked_ms IS NULL",
+            &[&user, &now_ms],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE refresh_tokens SET revoked_ms = $2
+             WHERE device IN (SELECT id FROM devices WHERE user_id = $1) AND revoked_ms IS NULL",
+            &[&user, &now_ms],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE enroll_codes SET used_ms = $2 WHERE user_id = $1 AND used_ms IS NULL",
+            &[&user, &now_ms],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn add_enroll_code(
+        &self,
+        user: &str,
+        code_hash: &str,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt(
+                "SELECT revoked_ms IS NOT NULL FROM users WHERE id = $1",
+                &[&user],
+            )
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no user with id {user:?}")))?;
+        if row.try_get::<_, bool>(0)? {
+            return Err(StoreError::Invalid(format!("user {user} is revoked")));
+        }
+        c.execute(
+            "INSERT INTO enroll_codes (hash, user_id, created_ms, expires_ms) VALUES ($1, $2, $3, $4)",
+            &[&code_hash, &user, &now_ms, &expires_ms],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn enroll(
+        &self,
+        code_hash: &str,
+        device: &str,
+        device_name: &str,
+        refresh_hash: &str,
+        refresh_expires_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<Option<Enrolled>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        // Spending the code is the first write: a concurrent use of it waits, then finds it spent.
+        let row = tx
+            .query_opt(
+                "UPDATE enroll_codes e SET used_ms = $2, device = $3 FROM users u
+                 WHERE e.hash = $1 AND u.id = e.user_id AND e.used_ms IS NULL
+                   AND e.expires_ms > $2 AND u.revoked_ms IS NULL
+                 RETURNING e.user_id, u.name",
+                &[&code_hash, &now_ms, &device],
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let (user, user_name): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+        tx.execute(
+            "INSERT INTO devices (id, user_id, name, created_ms, last_seen_ms) VALUES ($1, $2, $3, $4, $4)",
+            &[&device, &user, &device_name, &now_ms],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO refresh_tokens (hash, device, issued_ms, expires_ms) VALUES ($1, $2, $3, $4)",
+            &[&refresh_hash, &device, &now_ms, &refresh_expires_ms],
+        )
+        .await?;
+        let grants = grants_of(&*tx, &user).await?;
+        tx.commit().await?;
+        Ok(Some(Enrolled {
+            user,
+            user_name,
+            grants,
+        }))
+    }
+
+    async fn refresh(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        new_expires_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<RefreshOutcome> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let row = tx
+            .query_opt(
+                "SELECT r.device, r.expires_ms, r.used_ms, r.revoked_ms, d.user_id,
+                        d.revoked_ms IS NOT NULL OR u.revoked_ms IS NOT NULL
+                 FROM refresh_tokens r JOIN devices d ON d.id = r.device JOIN users u ON u.id = d.user_id
+                 WHERE r.hash = $1 FOR UPDATE OF r",
+                &[&old_hash],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(RefreshOutcome::Refused(
+                "unknown refresh token; enroll the device again".into(),
+            ));
+        };
+        let device: String = row.try_get(0)?;
+        let expires: i64 = row.try_get(1)?;
+        let used: Option<i64> = row.try_get(2)?;
+        let revoked: Option<i64> = row.try_get(3)?;
+        let user: String = row.try_get(4)?;
+        let device_revoked: bool = row.try_get(5)?;
+        if device_revoked {
+            return Ok(RefreshOutcome::Revoked {
+                held_grids: held_grids(&*tx, &device).await?,
+            });
+        }
+        if used.is_some() {
+            return Ok(RefreshOutcome::Refused(
+                "this refresh token was already used (tokens rotate on every refresh)".into(),
+            ));
+        }
+        if revoked.is_some() || expires <= now_ms {
+            return Ok(RefreshOutcome::Refused(
+                "refresh token revoked or expired; enroll the device again".into(),
+            ));
+        }
+        tx.execute(
+            "UPDATE refresh_tokens SET used_ms = $2 WHERE hash = $1",
+            &[&old_hash, &now_ms],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO refresh_tokens (hash, device, issued_ms, expires_ms) VALUES ($1, $2, $3, $4)",
+            &[&new_hash, &device, &now_ms, &new_expires_ms],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE devices SET last_seen_ms = $2 WHERE id = $1",
+            &[&device, &now_ms],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(RefreshOutcome::Rotated { device, user })
+    }
+
+    async fn device_standing(
+        &self,
+        device: &str,
+        user: &str,
+        _now_ms: i64,
+    ) -> StoreResult<DeviceStanding> {
+        let c = self.client().await?;
+        let stmt = c
+            .prepare_cached(
+                "SELECT d.user_id, d.revoked_ms IS NOT NULL OR u.revoked_ms IS NOT NULL, u.name,
+                        COALESCE((SELECT array_agg(g.grid ORDER BY g.grid) FROM device_grids g WHERE g.device = d.id), '{}')
+                 FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = $1",
+            )
+            .await?;
+        let Some(row) = c.query_opt(&stmt, &[&device]).await? else {
+            return Ok(DeviceStanding::Unknown);
+        };
+        let owner: String = row.try_get(0)?;
+        if owner != user {
+            return Ok(DeviceStanding::Unknown);
+        }
+        let revoked: bool = row.try_get(1)?;
+        let held: Vec<String> = row.try_get(3)?;
+        if revoked {
+            return Ok(DeviceStanding::Revoked { held_grids: held });
+        }
+        let stmt = c
+            .prepare_cached(
+                "SELECT user_id, grid, role, buildings FROM grants WHERE user_id = $1 ORDER BY grid",
+            )
+            .await?;
+        let grants = c
+            .query(&stmt, &[&user])
+            .await?
+            .iter()
+            .map(grant_row)
+            .collect::<StoreResult<_>>()?;
+        Ok(DeviceStanding::Active(Caller {
+            device: device.to_string(),
+            user: user.to_string(),
+            user_name: row.try_get(2)?,
+            grants,
+            held_grids: held,
+        }))
+    }
+
+    async fn push(&self, caller: &Caller, parsed: Parsed) -> StoreResult<PushOutcome> {
+        let mut last = String::new();
+        for attempt in 0..PUSH_ATTEMPTS {
+            match self.push_once(caller, clone_parsed(&parsed)).await {
+                Ok(o) => return Ok(o),
+                Err(Attempt::Fail(e)) => return Err(e),
+                Err(Attempt::Retry(why)) => {
+                    tracing::debug!(attempt, why, "push raced another one; retrying");
+                    last = why;
+                }
+            }
+        }
+        Err(StoreError::Refused(Refusal::conflict(format!(
+            "the push kept colliding with concurrent pushes of the same changes ({last}); retry"
+        ))))
+    }
+
+    async fn mark_held(&self, device: &str, grid: &str) -> StoreResult<()> {
+        let c = self.client().await?;
+        let stmt = c
+            .prepare_cached(
+                "INSERT INTO device_grids (device, grid, since_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (device, grid) DO NOTHING",
+            )
+            .await?;
+        c.execute(&stmt, &[&device, &grid, &crate::now_ms()])
+            .await?;
+        Ok(())
+    }
+
+    async fn pull(
+        &self,
+        grid: &str,
+        since: u64,
+        limit: u32,
+        scope: &Scope,
+    ) -> StoreResult<PullPage> {
+        let c = self.client().await?;
+        // One statement: the grid's seq and the page come from one snapshot.
+        let since_i = i64_of(since);
+        let limit_i = i64::from(limit);
+        let rows = match scope {
+            Scope::Grid => {
+                let stmt = c
+                    .prepare_cached(
+                        "SELECT g.seq, c.seq, c.doc, c.bytes FROM grid_seqs g
+                         LEFT JOIN LATERAL (
+                            SELECT seq, doc, bytes FROM changes
+                            WHERE grid = g.grid AND seq > $2 ORDER BY seq LIMIT $3) c ON true
+                         WHERE g.grid = $1 ORDER BY c.seq",
+                    )
+                    .await?;
+                c.query(&stmt, &[&grid, &since_i, &limit_i]).await?
+            }
+            Scope::Buildings(bs) => {
+                let stmt = c
+                    .prepare_cached(
+                        "SELECT g.seq, c.seq, c.doc, c.bytes FROM grid_seqs g
+                         LEFT JOIN LATERAL (
+                            SELECT ch.seq, ch.doc, ch.bytes FROM changes ch
+                            JOIN docs d ON d.grid = ch.grid AND d.id = ch.doc
+                            WHERE ch.grid = g.grid AND ch.seq > $2 AND d.building = ANY($4)
+                            ORDER BY ch.seq LIMIT $3) c ON true
+                         WHERE g.grid = $1 ORDER BY c.seq",
+                    )
+                    .await?;
+                c.query(&stmt, &[&grid, &since_i, &limit_i, bs]).await?
+            }
+        };
+        let mut max = 0;
+        let mut changes = Vec::with_capacity(rows.len());
+        for r in &rows {
+            max = u64_of(r.try_get(0)?);
+            let seq: Option<i64> = r.try_get(1)?;
+            if let Some(seq) = seq {
+                changes.push((u64_of(seq), r.try_get(2)?, r.try_get(3)?));
+            }
+        }
+        let full = changes.len() >= limit as usize;
+        let (next, more) = match changes.last() {
+            Some((last, _, _)) if full => (*last, *last < max),
+            _ => (since.max(max), false),
+        };
+        Ok(PullPage {
+            changes,
+            next,
+            more,
+        })
+    }
+
+    async fn bootstrap(&self, grid: &str, scope: &Scope) -> StoreResult<Snapshot> {
+        let mut c = self.client().await?;
+        let tx = c
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let cursor: i64 = match tx
+            .query_opt("SELECT seq FROM grid_seqs WHERE grid = $1", &[&grid])
+            .await?
+        {
+            Some(r) => r.try_get(0)?,
+            None => 0,
+        };
+        let rows = match scope {
+            Scope::Grid => {
+                tx.query(
+                    "SELECT id, kind, heads, bytes, rows FROM docs WHERE grid = $1 ORDER BY kind, id",
+                    &[&grid],
+                )
+                .await?
+            }
+            Scope::Buildings(bs) => {
+                tx.query(
+                    "SELECT id, kind, heads, bytes, rows FROM docs
+                     WHERE grid = $1 AND building = ANY($2) ORDER BY kind, id",
+                    &[&grid, bs],
+                )
+                .await?
+            }
+        };
+        tx.commit().await?;
+        let docs = rows
+            .iter()
+            .map(|r| {
+                Ok(BundleRow {
+                    id: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    heads: r.try_get(2)?,
+                    bytes: r.try_get(3)?,
+                    rows: r.try_get(4)?,
+                })
+            })
+            .collect::<StoreResult<_>>()?;
+        Ok(Snapshot {
+            cursor: u64_of(cursor),
+            docs,
+        })
+    }
+
+    async fn doc(&self, id: &str) -> StoreResult<Option<(DocMeta, Vec<u8>)>> {
+        let c = self.client().await?;
+        let Some(r) = c
+            .query_opt(
+                "SELECT grid, kind, building, tier, unit, bytes FROM docs WHERE id = $1",
+                &[&id],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some((
+            DocMeta {
+                id: id.to_string(),
+                grid: r.try_get(0)?,
+                kind: parse_kind(r.try_get(1)?)?,
+                building: r.try_get(2)?,
+                tier: parse_tier(r.try_get(3)?)?,
+                unit: r.try_get(4)?,
+            },
+            r.try_get(5)?,
+        )))
+    }
+
+    async fn set_tier(
+        &self,
+        task: &str,
+        from: Tier,
+        to: Tier,
+        unit: Option<&str>,
+    ) -> StoreResult<bool> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "UPDATE docs SET tier = $3, unit = COALESCE($4, unit)
+                 WHERE id = $1 AND kind = 'task' AND tier = $2",
+                &[&task, &from.as_str(), &to.as_str(), &unit],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+}

@@ -1,0 +1,798 @@
+//! The storage conformance suite: what every [`Storage`] backend must do, written once.
+//!
+//! Each case is an async fn taking a [`Factory`]; `storage_conformance.rs` runs every case
+//! against SQLite (a temporary folder) and PostgreSQL (a fresh database) through one macro.
+//! A factory's `open` gives a new handle on the same database, as another server process
+//! would have (SQLite: another `SqliteStorage` on the same file; PostgreSQL: another pool).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_bytes::ByteBuf;
+use xiuhua_core::Store;
+use xiuhua_core::model::*;
+use xiuhua_core::sync::proto::{DocChanges, PushRequest};
+use xiuhua_server::access::{Caller, Scope};
+use xiuhua_server::error::{RefusalKind, StoreError};
+use xiuhua_server::ingest;
+use xiuhua_server::storage::{DeviceStanding, RefreshOutcome, Storage};
+
+/// Opens handles on one database.
+#[async_trait]
+pub trait Factory: Send + Sync {
+    async fn open(&self) -> Arc<dyn Storage>;
+}
+
+const FAR: i64 = i64::MAX / 2;
+
+/// The directory of every case: district rd, community c1 with grids g1 (buildings 1号楼,
+/// 2号楼) and g2; users u-grid (网格员 on g1, g2), u-lead (楼门长 of 1号楼 in g1), u-staff
+/// (社区工作者 on the community).
+pub async fn directory(s: &dyn Storage) {
+    s.add_district("rd", "容东片区").await.unwrap();
+    s.add_community("c1", "金湖社区", "rd").await.unwrap();
+    s.add_grid("g1", "第一网格", "c1").await.unwrap();
+    s.add_grid("g2", "第二网格", "c1").await.unwrap();
+    s.add_building("g1", "1号楼").await.unwrap();
+    s.add_building("g1", "2号楼").await.unwrap();
+    for (u, n) in [("u-grid", "王伟"), ("u-lead", "李强"), ("u-staff", "赵敏")] {
+        s.add_user(u, n).await.unwrap();
+    }
+    s.grant("u-grid", &["g1".into(), "g2".into()], Role::GridMember, &[])
+        .await
+        .unwrap();
+    s.grant("u-lead", &["g1".into()], Role::BuildingLeader, &["1号楼".into()])
+        .await
+        .unwrap();
+    let grids = s.community_grids("c1").await.unwrap();
+    s.grant("u-staff", &grids, Role::CommunityStaff, &[])
+        .await
+        .unwrap();
+}
+
+/// Enrolls `device` for `user` and returns its caller.
+pub async fn device(s: &dyn Storage, user: &str, device: &str) -> Caller {
+    let code = format!("code-{device}");
+    let now = xiuhua_server::now_ms();
+    s.add_enroll_code(user, &code, now + 60_000, now)
+        .await
+        .unwrap();
+    s.enroll(&code, device, "phone", &format!("rt-{device}"), FAR, now)
+        .await
+        .unwrap()
+        .expect("enrolled");
+    match s.device_standing(device, user, now).await.unwrap() {
+        DeviceStanding::Active(c) => c,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A device's local store.
+pub fn store(user: &str, name: &str, role: Role, device: &str) -> Store {
+    Store::open_in_memory(Actor::new(user, name, role, device).unwrap()).unwrap()
+}
+
+pub fn household(grid: &str, building: &str, room: &str) -> NewHousehold {
+    NewHousehold {
+        address: Address::new(grid, building, "1单元", room).unwrap(),
+        members: vec![NewMember {
+            name: "刘芳".into(),
+            gender: Gender::Female,
+            birth_year: 1950,
+            phone: None,
+            id_number: None,
+            relation: Relation::Head,
+            tags: vec![],
+        }],
+        tags: vec![],
+        note: String::new(),
+    }
+}
+
+pub fn record(grid: &str, building: Option<&str>, n: usize) -> NewRecord {
+    NewRecord {
+        grid: grid.into(),
+        category: Category::Environment,
+        description: format!("楼道堆放杂物 #{n}"),
+        reporter: "张阿姨".into(),
+        household: None,
+        building: building.map(str::to_string),
+        place: "楼道".into(),
+    }
+}
+
+pub fn task(grid: &str) -> NewTask {
+    NewTask {
+        grid: grid.into(),
+        level: Level::Doorstep,
+        category: Category::Service,
+        title: "代办低保复审".into(),
+        description: String::new(),
+        household: None,
+        source_record: None,
+        assignee: None,
+        deadline: None,
+    }
+}
+
+/// The store's outbox as one push request, and acknowledges it.
+pub fn drain(store: &mut Store) -> PushRequest {
+    let entries = store.outbox(1_000_000).unwrap();
+    let mut by_doc: BTreeMap<String, Vec<ByteBuf>> = BTreeMap::new();
+    let mut order = Vec::new();
+    for e in &entries {
+        if !by_doc.contains_key(&e.doc) {
+            order.push(e.doc.clone());
+        }
+        by_doc
+            .entry(e.doc.clone())
+            .or_default()
+            .push(ByteBuf::from(e.change.clone()));
+    }
+    store
+        .ack_outbox(&entries.iter().map(|e| e.id).collect::<Vec<_>>())
+        .unwrap();
+    PushRequest {
+        docs: order
+            .into_iter()
+            .map(|d| DocChanges {
+                changes: by_doc.remove(&d).unwrap(),
+                doc: d,
+            })
+            .collect(),
+    }
+}
+
+fn count(req: &PushRequest) -> u64 {
+    req.docs.iter().map(|d| d.changes.len() as u64).sum()
+}
+
+pub async fn push(
+    s: &dyn Storage,
+    caller: &Caller,
+    req: PushRequest,
+) -> Result<xiuhua_server::storage::PushOutcome, StoreError> {
+    let parsed = ingest::parse(&caller.device, req, 100_000).map_err(StoreError::from)?;
+    s.push(caller, parsed).await
+}
+
+async fn seq_of(s: &dyn Storage, grid: &str) -> u64 {
+    s.list_grids()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|g| g.id == grid)
+        .unwrap()
+        .seq
+}
+
+fn refusal(e: StoreError) -> RefusalKind {
+    match e {
+        StoreError::Refused(r) => r.kind,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+// ----- cases -----
+
+/// Directory, users and grants: creation, duplicates, unknown references, replacement.
+pub async fn directory_and_grants(f: &dyn Factory) {
+    let s = f.open().await;
+    let s = &*s;
+    s.health().await.unwrap();
+    directory(s).await;
+    assert!(matches!(
+        s.add_district("rd", "x").await,
+        Err(StoreError::Duplicate(_))
+    ));
+    assert!(matches!(
+        s.add_community("c9", "x", "nope").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.add_grid("g1", "x", "c1").await,
+        Err(StoreError::Duplicate(_))
+    ));
+    assert!(matches!(
+        s.add_grid("g9", "x", "nope").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.add_building("g1", "1号楼").await,
+        Err(StoreError::Duplicate(_))
+    ));
+    assert!(matches!(
+        s.add_building("nope", "1号楼").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.add_user("u-grid", "x").await,
+        Err(StoreError::Duplicate(_))
+    ));
+    assert!(matches!(
+        s.grant("u-lead", &["g1".into()], Role::BuildingLeader, &["9号楼".into()])
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.grant("nobody", &["g1".into()], Role::GridMember, &[]).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        s.community_grids("c1").await.unwrap(),
+        vec!["g1".to_string(), "g2".to_string()]
+    );
+    let grids = s.list_grids().await.unwrap();
+    assert_eq!(grids.len(), 2);
+    assert_eq!(grids[0].id, "g1");
+    assert_eq!(grids[0].community, "c1");
+    assert_eq!(grids[0].district, "rd");
+    assert_eq!(grids[0].buildings, vec!["1号楼".to_string(), "2号楼".into()]);
+    assert_eq!(grids[0].seq, 0);
+    let users = s.list_users().await.unwrap();
+    assert_eq!(
+        users.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(),
+        ["u-grid", "u-lead", "u-staff"]
+    );
+    let grants = s.list_grants().await.unwrap();
+    let shape: Vec<(String, String, Role)> = grants
+        .iter()
+        .map(|g| (g.user.clone(), g.grid.clone(), g.role))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            ("u-grid".into(), "g1".into(), Role::GridMember),
+            ("u-grid".into(), "g2".into(), Role::GridMember),
+            ("u-lead".into(), "g1".into(), Role::BuildingLeader),
+            ("u-staff".into(), "g1".into(), Role::CommunityStaff),
+            ("u-staff".into(), "g2".into(), Role::CommunityStaff),
+        ]
+    );
+    assert_eq!(grants[2].buildings, vec!["1号楼".to_string()]);
+    // A grant replaces the earlier one on the same grid.
+    s.grant(
+        "u-lead",
+        &["g1".into()],
+        Role::BuildingLeader,
+        &["1号楼".into(), "2号楼".into()],
+    )
+    .await
+    .unwrap();
+    let g = s
+        .list_grants()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|g| g.user == "u-lead")
+        .unwrap();
+    assert_eq!(g.buildings, vec!["1号楼".to_string(), "2号楼".into()]);
+    s.revoke_grant("u-grid", "g2").await.unwrap();
+    assert!(matches!(
+        s.revoke_grant("u-grid", "g2").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.list_grants().await.unwrap().len(), 4);
+    // Another handle (another process) sees the same directory.
+    let other = f.open().await;
+    assert_eq!(other.list_grids().await.unwrap(), grids);
+}
+
+/// Enrollment codes, refresh rotation, device standing, revocation.
+pub async fn devices_and_tokens(f: &dyn Factory) {
+    let s = f.open().await;
+    let s = &*s;
+    directory(s).await;
+    let now = xiuhua_server::now_ms();
+    s.add_enroll_code("u-grid", "code-a", now + 60_000, now)
+        .await
+        .unwrap();
+    s.add_enroll_code("u-grid", "code-old", now - 1, now - 10)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.add_enroll_code("nobody", "code-x", now + 1, now).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let e = s
+        .enroll("code-a", "dev-a", "王伟的手机", "rt-1", now + 60_000, now)
+        .await
+        .unwrap()
+        .expect("enrolled");
+    assert_eq!(e.user, "u-grid");
+    assert_eq!(e.user_name, "王伟");
+    assert_eq!(
+        e.grants.iter().map(|g| g.grid.as_str()).collect::<Vec<_>>(),
+        ["g1", "g2"]
+    );
+    // A code works once; an expired or unknown one never.
+    assert!(
+        s.enroll("code-a", "dev-b", "x", "rt-2", FAR, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.enroll("code-old", "dev-b", "x", "rt-2", FAR, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.enroll("code-zzz", "dev-b", "x", "rt-2", FAR, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Refresh rotates; the old token is spent.
+    assert_eq!(
+        s.refresh("rt-1", "rt-1b", FAR, now).await.unwrap(),
+        RefreshOutcome::Rotated {
+            device: "dev-a".into(),
+            user: "u-grid".into()
+        }
+    );
+    match s.refresh("rt-1", "rt-1c", FAR, now).await.unwrap() {
+        RefreshOutcome::Refused(why) => assert!(why.contains("already used"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        s.refresh("rt-none", "rt-x", FAR, now).await.unwrap(),
+        RefreshOutcome::Refused(_)
+    ));
+    // Standing: active with grants; unknown for another user or device.
+    let caller = match s.device_standing("dev-a", "u-grid", now).await.unwrap() {
+        DeviceStanding::Active(c) => c,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(caller.user_name, "王伟");
+    assert_eq!(caller.grants.len(), 2);
+    assert!(caller.held_grids.is_empty());
+    assert_eq!(
+        s.device_standing("dev-a", "u-lead", now).await.unwrap(),
+        DeviceStanding::Unknown
+    );
+    assert_eq!(
+        s.device_standing("dev-zzz", "u-grid", now).await.unwrap(),
+        DeviceStanding::Unknown
+    );
+    s.mark_held("dev-a", "g1").await.unwrap();
+    s.mark_held("dev-a", "g1").await.unwrap();
+    s.mark_held("dev-a", "g2").await.unwrap();
+    let devices = s.list_devices(Some("u-grid")).await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].id, "dev-a");
+    assert_eq!(devices[0].name, "王伟的手机");
+    assert!(!devices[0].revoked);
+    assert!(matches!(
+        s.list_devices(Some("nobody")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Revoking the device: standing and refresh say which grids to purge.
+    s.revoke_device("dev-a", now).await.unwrap();
+    let purge = vec!["g1".to_string(), "g2".into()];
+    assert_eq!(
+        s.device_standing("dev-a", "u-grid", now).await.unwrap(),
+        DeviceStanding::Revoked {
+            held_grids: purge.clone()
+        }
+    );
+    assert_eq!(
+        s.refresh("rt-1b", "rt-1d", FAR, now).await.unwrap(),
+        RefreshOutcome::Revoked { held_grids: purge }
+    );
+    assert!(s.list_devices(None).await.unwrap()[0].revoked);
+    assert!(matches!(
+        s.revoke_device("dev-zzz", now).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Revoking a user revokes their devices and spends their codes.
+    s.add_enroll_code("u-lead", "code-l", now + 60_000, now)
+        .await
+        .unwrap();
+    device(s, "u-lead", "dev-l").await;
+    s.add_enroll_code("u-lead", "code-l2", now + 60_000, now)
+        .await
+        .unwrap();
+    s.revoke_user("u-lead", now).await.unwrap();
+    assert!(matches!(
+        s.device_standing("dev-l", "u-lead", now).await.unwrap(),
+        DeviceStanding::Revoked { .. }
+    ));
+    assert!(
+        s.enroll("code-l2", "dev-l2", "x", "rt-l2", FAR, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        s.add_enroll_code("u-lead", "code-l3", now + 60_000, now)
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(
+        s.list_users()
+            .await
+            .unwrap()
+            .iter()
+            .any(|u| u.id == "u-lead" && u.revoked)
+    );
+}
+
+/// Seqs 1..N in push order, dedup by hash, cursors and paging.
+pub async fn ordering_dedup_paging(f: &dyn Factory) {
+    let s = f.open().await;
+    let s = &*s;
+    directory(s).await;
+    let caller = device(s, "u-grid", "dev-a").await;
+    let mut st = store("u-grid", "王伟", Role::GridMember, "dev-a");
+    for i in 0..5 {
+        st.create_household(household("g1", "1号楼", &format!("{}01", i + 1)))
+            .unwrap();
+    }
+    let first = drain(&mut st);
+    let n1 = count(&first);
+    let again = first.clone();
+    let o = push(s, &caller, first).await.unwrap();
+    assert_eq!(o.stored, n1);
+    assert_eq!(o.duplicates, 0);
+    assert_eq!(o.grid_seqs, vec![("g1".to_string(), n1)]);
+    // The same push again: nothing stored, everything counted as a duplicate.
+    let o = push(s, &caller, again).await.unwrap();
+    assert_eq!(o.stored, 0);
+    assert_eq!(o.duplicates, n1);
+    assert_eq!(o.grid_seqs, vec![("g1".to_string(), n1)]);
+    for i in 0..7 {
+        st.create_record(record("g1", Some("2号楼"), i)).unwrap();
+    }
+    let second = drain(&mut st);
+    let n2 = count(&second);
+    let o = push(s, &caller, second).await.unwrap();
+    assert_eq!(o.grid_seqs, vec![("g1".to_string(), n1 + n2)]);
+    let total = n1 + n2;
+    assert_eq!(seq_of(s, "g1").await, total);
+    assert_eq!(seq_of(s, "g2").await, 0);
+    // Paging: every seq once, in order, contiguous; `more` until the end.
+    let mut since = 0;
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let p = s.pull("g1", since, 3, &Scope::Grid).await.unwrap();
+        pages += 1;
+        assert!(p.changes.len() <= 3);
+        seen.extend(p.changes.iter().map(|c| c.0));
+        if !p.more {
+            assert_eq!(p.next, total);
+            break;
+        }
+        assert_eq!(p.next, p.changes.last().unwrap().0);
+        since = p.next;
+    }
+    assert_eq!(seen, (1..=total).collect::<Vec<_>>());
+    assert_eq!(pages as u64, total.div_ceil(3) + u64::from(total % 3 == 0));
+    // A page that ends exactly at the head says `more` = false.
+    let p = s.pull("g1", total - 2, 2, &Scope::Grid).await.unwrap();
+    assert_eq!(p.changes.len(), 2);
+    assert!(!p.more);
+    assert_eq!(p.next, total);
+    // The bytes round-trip and name their documents.
+    let all = s.pull("g1", 0, 1000, &Scope::Grid).await.unwrap();
+    let docs: BTreeSet<&str> = all.changes.iter().map(|c| c.1.as_str()).collect();
+    assert_eq!(docs.len(), 12);
+    for (_, _, bytes) in &all.changes {
+        automerge::Change::try_from(bytes.as_slice()).unwrap();
+    }
+    // At the head: empty, cursor unchanged; an unknown grid: empty.
+    let p = s.pull("g1", total, 10, &Scope::Grid).await.unwrap();
+    assert!(p.changes.is_empty() && !p.more);
+    assert_eq!(p.next, total);
+    let p = s.pull("nope", 0, 10, &Scope::Grid).await.unwrap();
+    assert!(p.changes.is_empty() && !p.more);
+    assert_eq!(p.next, 0);
+    // Another handle applies the store's pulled pages and converges.
+    let other = f.open().await;
+    let mut st2 = store("u-grid", "王伟", Role::GridMember, "dev-b");
+    let p = other.pull("g1", 0, 1000, &Scope::Grid).await.unwrap();
+    let remote: Vec<xiuhua_core::RemoteChange> = p
+        .changes
+        .into_iter()
+        .map(|(_, doc, change)| xiuhua_core::RemoteChange { doc, change })
+        .collect();
+    st2.apply_remote(&remote).unwrap();
+    assert_eq!(
+        st2.ledger("g1").unwrap(),
+        st.ledger("g1").unwrap(),
+        "converged"
+    );
+}
+
+/// Bootstrap bundles and building-scoped reads; cursors skip filtered-out changes.
+pub async fn bootstrap_and_scope(f: &dyn Factory) {
+    let s = f.open().await;
+    let s = &*s;
+    directory(s).await;
+    let caller = device(s, "u-grid", "dev-a").await;
+    let mut st = store("u-grid", "王伟", Role::GridMember, "dev-a");
+    let h1 = st
+        .create_household(household("g1", "1号楼", "101"))
+        .unwrap();
+    let h2 = st
+        .create_household(household("g1", "2号楼", "201"))
+        .unwrap();
+    let r0 = st.create_record(record("g1", None, 0)).unwrap();
+    push(s, &caller, drain(&mut st)).await.unwrap();
+    let head = seq_of(s, "g1").await;
+    let snap = s.bootstrap("g1", &Scope::Grid).await.unwrap();
+    assert_eq!(snap.cursor, head);
+    let mut ids: Vec<&str> = snap.docs.iter().map(|d| d.id.as_str()).collect();
+    ids.sort_unstable();
+    let mut want = vec![h1.as_str(), h2.as_str(), r0.as_str()];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    for d in &snap.docs {
+        assert!(!d.bytes.is_empty() && !d.rows.is_empty());
+        assert_eq!(d.heads.len() % 32, 0);
+        automerge::AutoCommit::load(&d.bytes).unwrap();
+    }
+    let one = Scope::Buildings(vec!["1号楼".into()]);
+    let snap = s.bootstrap("g1", &one).await.unwrap();
+    assert_eq!(snap.cursor, head);
+    assert_eq!(
+        snap.docs.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        [h1.as_str()]
+    );
+    assert_eq!(snap.docs[0].kind, "household");
+    // A scoped pull returns only that building's changes; a short page moves the cursor to
+    // the head, so filtered-out changes never stall it.
+    let p = s.pull("g1", 0, 100, &one).await.unwrap();
+    assert!(!p.changes.is_empty());
+    assert!(p.changes.iter().all(|c| c.1 == h1));
+    assert_eq!(p.next, head);
+    assert!(!p.more);
+    // A full scoped page stops at its last change.
+    let p = s.pull("g1", 0, 1, &one).await.unwrap();
+    assert_eq!(p.changes.len(), 1);
+    assert_eq!(p.next, p.changes[0].0);
+    let empty = s.bootstrap("g2", &Scope::Grid).await.unwrap();
+    assert_eq!(empty.cursor, 0);
+    assert!(empty.docs.is_empty());
+    // Document metadata and bytes.
+    let (meta, bytes) = s.doc(&h2).await.unwrap().unwrap();
+    assert_eq!(meta.grid, "g1");
+    assert_eq!(meta.building.as_deref(), Some("2号楼"));
+    assert_eq!(meta.tier, Tier::Grid);
+    automerge::AutoCommit::load(&bytes).unwrap();
+    assert!(s.doc("nope").await.unwrap().is_none());
+}
+
+/// Refused pushes store nothing: outside grants, another building, a document moving grid.
+pub async fn refusals_store_nothing(f: &dyn Factory) {
+    let s = f.open().await;
+    let s = &*s;
+    directory(s).await;
+    let lead = device(s, "u-lead", "dev-l").await;
+    let grid = device(s, "u-grid", "dev-g").await;
+    // 楼门长 writing outside their building: refused, nothing stored.
+    let mut st = store("u-lead", "李强", Role::BuildingLeader, "dev-l");
+    st.create_household(household("g1", "1号楼", "101"))
+        .unwrap();
+    st.create_household(household("g1", "2号楼", "201"))
+        .unwrap();
+    let e = push(s, &lead, drain(&mut st)).await.unwrap_err();
+    assert_eq!(refusal(e), RefusalKind::Forbidden);
+    assert_eq!(seq_of(s, "g1").await, 0);
+    assert!(
+        s.bootstrap("g1", &Scope::Grid)
+            .await
+            .unwrap()
+            .docs
+            .is_empty()
+    );
+    // A grid the user has no grant on.
+    s.add_grid("g3", "第三网格", "c1").await.unwrap();
+    let mut st = store("u-grid", "王伟", Role::GridMember, "dev-g");
+    st.create_record(record("g3", None, 1)).unwrap();
+    let e = push(s, &grid, drain(&mut st)).await.unwrap_err();
+    assert_eq!(refusal(e), RefusalKind::Forbidden);
+    assert_eq!(seq_of(s, "g3").await, 0);
+    // Changes of another device (actor pinning) are refused by parse.
+    let mut st = store("u-grid", "王伟", Role::GridMember, "dev-other");
+    st.create_record(record("g1", None, 2)).unwrap();
+    assert!(push(s, &grid, drain(&mut st)).await.is_err());
+    // A change whose dependencies the server lacks: conflict, nothing stored.
+    let mut st = store("u-grid", "王伟", Role::GridMember, "dev-g");
+    let r = st.create_record(record("g1", None, 3)).unwrap();
+    let _ = drain(&mut st);
+    st.set_record_description(&r, "已清理").unwrap();
+    let e = push(s, &grid, drain(&mut st)).await.unwrap_err();
+    assert_eq!(refusal(e), RefusalKind::Conflict);
+    assert_eq!(seq_of(s, "g1").await, 0);
+    assert!(s.doc(&r).await.unwrap().is_none());
+}
+
+/// Escalation tier: compare-and-set, and the pushed event checked against it.
+pub async fn escalation_tier(f: &dyn Factory) {
+    let s = f.open().await;
+    let s = &*s;
+    directory(s).await;
+    let caller = device(s, "u-grid", "dev-a").await;
+    let mut st = store("u-grid", "王伟", Role::GridMember, "dev-a");
+    let t = st.create_task(task("g1")).unwrap();
+    push(s, &caller, drain(&mut st)).await.unwrap();
+    let (meta, _) = s.doc(&t).await.unwrap().unwrap();
+    assert_eq!(meta.tier, Tier::Grid);
+    assert_eq!(meta.unit, None);
+    assert!(
+        s.set_tier(&t, Tier::Grid, Tier::Community, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.set_tier(&t, Tier::Grid, Tier::Community, None)
+            .await
+            .unwrap(),
+        "compare-and-set: the tier moved already"
+    );
+    assert!(
+        s.set_tier(&t, Tier::Community, Tier::LinkedUnit, Some("物业"))
+            .await
+            .unwrap()
+    );
+    let (meta, _) = s.doc(&t).await.unwrap().unwrap();
+    assert_eq!(meta.tier, Tier::LinkedUnit);
+    assert_eq!(meta.unit.as_deref(), Some("物业"));
+    // Not a task: nothing moves.
+    let r = st.create_record(record("g1", None, 0)).unwrap();
+    push(s, &caller, drain(&mut st)).await.unwrap();
+    assert!(
+        !s.set_tier(&r, Tier::Grid, Tier::Community, None)
+            .await
+            .unwrap()
+    );
+}
+
+/// Purge information: a revoked grant shows in the caller's purge list for held grids.
+pub async fn purge_info(f: &dyn Factory) {
+    let s = f.open().await;
+    let s = &*s;
+    directory(s).await;
+    let c = device(s, "u-grid", "dev-a").await;
+    assert!(c.purge_grids().is_empty());
+    s.mark_held("dev-a", "g1").await.unwrap();
+    s.mark_held("dev-a", "g2").await.unwrap();
+    s.revoke_grant("u-grid", "g2").await.unwrap();
+    let now = xiuhua_server::now_ms();
+    let c = match s.device_standing("dev-a", "u-grid", now).await.unwrap() {
+        DeviceStanding::Active(c) => c,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(c.held_grids, vec!["g1".to_string(), "g2".into()]);
+    assert_eq!(c.purge_grids(), vec!["g2".to_string()]);
+    assert_eq!(c.read_scope("g1").unwrap(), Scope::Grid);
+    assert!(c.read_scope("g2").is_err());
+}
+
+/// Several handles (processes) × devices pushing to one grid at once, while another handle
+/// pages through the feed: seqs are exactly 1..N, and the puller sees each change once.
+pub async fn concurrent_pushes(f: &dyn Factory) {
+    const HANDLES: usize = 3;
+    const DEVICES: usize = 6;
+    const BATCHES: usize = 5;
+    const PER_BATCH: usize = 4;
+    let admin = f.open().await;
+    directory(&*admin).await;
+    let mut work = Vec::new();
+    for d in 0..DEVICES {
+        let dev = format!("dev-{d}");
+        let caller = device(&*admin, "u-grid", &dev).await;
+        let mut st = store("u-grid", "王伟", Role::GridMember, &dev);
+        let mut batches = Vec::new();
+        for b in 0..BATCHES {
+            for i in 0..PER_BATCH {
+                st.create_record(record("g1", None, b * 100 + i)).unwrap();
+            }
+            batches.push(drain(&mut st));
+        }
+        work.push((caller, batches));
+    }
+    let total: u64 = work
+        .iter()
+        .flat_map(|(_, b)| b.iter().map(count))
+        .sum();
+    let mut handles = Vec::new();
+    for _ in 0..HANDLES {
+        handles.push(f.open().await);
+    }
+    let reader = f.open().await;
+    let puller = tokio::spawn(async move {
+        let mut since = 0u64;
+        let mut seen: Vec<u64> = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while (seen.len() as u64) < total {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "puller saw {} of {total}",
+                seen.len()
+            );
+            let p = reader.pull("g1", since, 7, &Scope::Grid).await.unwrap();
+            for (seq, _, _) in &p.changes {
+                assert_eq!(*seq, since + 1, "a gap or a repeat in the feed after {since}");
+                since = *seq;
+                seen.push(*seq);
+            }
+            assert!(p.next >= since);
+            since = p.next;
+            if p.changes.is_empty() {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        seen
+    });
+    let mut tasks = Vec::new();
+    for (i, (caller, batches)) in work.into_iter().enumerate() {
+        let s = handles[i % HANDLES].clone();
+        tasks.push(tokio::spawn(async move {
+            for b in batches {
+                let n = count(&b);
+                let o = push(&*s, &caller, b).await.unwrap();
+                assert_eq!(o.stored, n);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let seen = tokio::time::timeout(Duration::from_secs(90), puller)
+        .await
+        .expect("puller finished")
+        .unwrap();
+    assert_eq!(seen, (1..=total).collect::<Vec<_>>());
+    assert_eq!(seq_of(&*admin, "g1").await, total);
+    let all = admin.pull("g1", 0, 100_000, &Scope::Grid).await.unwrap();
+    assert_eq!(all.changes.len() as u64, total);
+    let hashes: BTreeSet<Vec<u8>> = all
+        .changes
+        .iter()
+        .map(|c| {
+            automerge::Change::try_from(c.2.as_slice())
+                .unwrap()
+                .hash()
+                .0
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(hashes.len() as u64, total, "no change stored twice");
+}
+
+/// The same push racing itself from several handles: stored once, the rest duplicates.
+pub async fn concurrent_same_push(f: &dyn Factory) {
+    let admin = f.open().await;
+    directory(&*admin).await;
+    let caller = device(&*admin, "u-grid", "dev-a").await;
+    let mut st = store("u-grid", "王伟", Role::GridMember, "dev-a");
+    for i in 0..5 {
+        st.create_record(record("g1", None, i)).unwrap();
+    }
+    let req = drain(&mut st);
+    let n = count(&req);
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let s = f.open().await;
+        let (c, r) = (caller.clone(), req.clone());
+        tasks.push(tokio::spawn(async move { push(&*s, &c, r).await }));
+    }
+    let mut stored = 0;
+    let mut dups = 0;
+    for t in tasks {
+        let o = t.await.unwrap().unwrap();
+        stored += o.stored;
+        dups += o.duplicates;
+    }
+    assert_eq!(stored, n);
+    assert_eq!(dups, 3 * n);
+    assert_eq!(seq_of(&*admin, "g1").await, n);
+}
