@@ -62,12 +62,20 @@ rm -rf "$GEN"
 "$TARGET/debug/uniffi-bindgen" generate --library "$LIB" --language kotlin --out-dir "$GEN" --no-format
 
 # --- compile and run ---
-log "compiling bindings + repository layer + tests with kotlinc $KOTLIN_VERSION"
-rm -rf "$CLASSES"
-mkdir -p "$CLASSES"
-"$KOTLIN_HOME/bin/kotlinc" -nowarn -jvm-target 17 \
-  -cp "$JNA_JAR:$COROUTINES" -d "$CLASSES" \
-  "$GEN" "$MODULE/src/main/kotlin" "$MODULE/src/test/kotlin"
+# kotlinc takes most of this script's time: skip it when no input changed.
+STAMP=$CLASSES/.inputs.sha256
+inputs_hash=$( { echo "$KOTLIN_VERSION"; find "$GEN" "$MODULE/src/main/kotlin" "$MODULE/src/test/kotlin" -name '*.kt' -type f | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -d' ' -f1)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$inputs_hash" ]; then
+  log "bindings, layer and tests unchanged: reusing ${CLASSES#"$ROOT"/}"
+else
+  log "compiling bindings + repository layer + tests with kotlinc $KOTLIN_VERSION"
+  rm -rf "$CLASSES"
+  mkdir -p "$CLASSES"
+  "$KOTLIN_HOME/bin/kotlinc" -nowarn -jvm-target 17 \
+    -cp "$JNA_JAR:$COROUTINES" -d "$CLASSES" \
+    "$GEN" "$MODULE/src/main/kotlin" "$MODULE/src/test/kotlin"
+  echo "$inputs_hash" > "$STAMP"
+fi
 
 log "running the tests"
 export XIUHUA_SERVER_BIN=$TARGET/debug/xiuhua-server

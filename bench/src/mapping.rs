@@ -177,8 +177,7 @@ fn household(h: &JsonHousehold, serial: &mut usize, seeder: &Actor) -> Result<Ho
 fn event(
     t: &JsonTask,
     index: usize,
-    k: usize,
-    e: &JsonEvent,
+    (k, e): (usize, &JsonEvent),
     level: Level,
     assignee: &Actor,
     prev: Vec<String>,
@@ -269,8 +268,7 @@ fn task(
         let ev = event(
             t,
             index,
-            k,
-            e,
+            (k, e),
             level,
             &assignee,
             prev.iter().cloned().collect(),

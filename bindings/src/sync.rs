@@ -171,7 +171,7 @@ impl XiuhuaStore {
             .unwrap_or(current.role);
         let actor = core::Actor::new(&answer.user, &answer.user_name, role, &answer.device)?;
         if actor != current {
-            let empty = store.export_all()?.is_empty() && store.outbox_len()? == 0;
+            let empty = store.outbox_len()? == 0 && store.export_all()?.is_empty();
             if !empty {
                 return Err(XiuhuaError::invalid(
                     "store",

@@ -79,6 +79,24 @@ pub struct HistoryEntry {
     pub what: String,
 }
 
+/// Text indices in our documents count UTF-8 bytes: autosurgeon's `Text::update` and
+/// `splice` compute byte offsets, so every document instance must use this encoding or an
+/// edit of Chinese text lands in the wrong place.
+pub const TEXT_ENCODING: automerge::TextEncoding = automerge::TextEncoding::Utf8CodeUnit;
+
+/// A new, empty document whose changes are made by `device`.
+pub fn new_doc(device: &str) -> AutoCommit {
+    AutoCommit::new_with_encoding(TEXT_ENCODING).with_actor(actor_id(device))
+}
+
+/// Loads a document's saved bytes (a full save, optionally followed by incremental chunks).
+pub fn load_doc(bytes: &[u8]) -> std::result::Result<AutoCommit, automerge::AutomergeError> {
+    AutoCommit::load_with_options(
+        bytes,
+        automerge::LoadOptions::new().text_encoding(TEXT_ENCODING),
+    )
+}
+
 /// The Automerge actor id used for a device: its id's bytes. The server pins actor ids to
 /// devices, so a change can be traced to the device that made it.
 pub fn actor_id(device: &str) -> automerge::ActorId {
@@ -320,7 +338,7 @@ pub fn build_document<T: autosurgeon::Reconcile>(
     hlc: Hlc,
     what: &str,
 ) -> Result<AutoCommit> {
-    let mut doc = AutoCommit::new().with_actor(actor_id(&actor.device));
+    let mut doc = new_doc(&actor.device);
     autosurgeon::reconcile(&mut doc, value).map_err(|e| Error::bad_doc("new", e))?;
     commit(&mut doc, actor, hlc, what);
     Ok(doc)

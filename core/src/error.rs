@@ -45,7 +45,11 @@ pub enum Error {
     /// The sync server refused or failed a request (`code` is the server's stable
     /// [`crate::sync::proto::ErrorBody`] code, `status` the HTTP status).
     #[error("sync server answered {status} {code}: {message}")]
-    Sync { status: u16, code: String, message: String },
+    Sync {
+        status: u16,
+        code: String,
+        message: String,
+    },
 }
 
 impl Error {

@@ -683,14 +683,7 @@ fn field_day(url: &str, codes: &[String], dir: &Path) -> Result<(), String> {
 
 fn show(p: &mut Phone) -> Result<(), String> {
     let s = &mut p.store;
-    println!(
-        "  ── {} ──",
-        format!(
-            "{} {}",
-            p.name,
-            format_args!("({} {})", p.role, role_en(p.role))
-        )
-    );
+    println!("  ── {} ({} {}) ──", p.name, p.role, role_en(p.role));
     let mut n = 0;
     let mut lines = Vec::new();
     for (b, _) in s.buildings(GRID).ctx("buildings")? {

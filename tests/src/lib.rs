@@ -577,3 +577,54 @@ pub fn doc_ids(store: &Store, grid: &str) -> Vec<String> {
     ids.sort();
     ids
 }
+
+/// The document ids a device may pull from a grid's feed (all pages from 0), or the refusal.
+pub fn pull_docs(
+    d: &Device,
+    grid: &str,
+) -> Result<std::collections::BTreeSet<String>, (u16, ErrorBody)> {
+    let mut docs = std::collections::BTreeSet::new();
+    let mut since = 0;
+    loop {
+        let r: Reply<proto::PullResponse> = d.call(
+            "/v1/pull",
+            &proto::PullRequest {
+                grid: grid.into(),
+                since,
+                limit: 50,
+                wait_ms: 0,
+            },
+        );
+        let Some(page) = r.ok else {
+            return Err((r.status, r.err.expect("an error body")));
+        };
+        docs.extend(page.changes.into_iter().map(|c| c.doc));
+        since = page.next;
+        if !page.more {
+            return Ok(docs);
+        }
+    }
+}
+
+/// The document ids of a grid's bootstrap bundle for a device, or the refusal.
+pub fn bootstrap_docs(
+    d: &Device,
+    grid: &str,
+) -> Result<std::collections::BTreeSet<String>, (u16, ErrorBody)> {
+    let r: Reply<proto::Bundle> = d.call(
+        "/v1/bootstrap",
+        &proto::BootstrapRequest { grid: grid.into() },
+    );
+    match r.ok {
+        Some(b) => Ok(b.docs.into_iter().map(|d| d.id).collect()),
+        None => Err((r.status, r.err.expect("an error body"))),
+    }
+}
+
+/// The push of one document's outbox entries.
+pub fn push_of(store: &Store, doc: &str) -> PushRequest {
+    let mut req = outbox_push(store);
+    req.docs.retain(|d| d.doc == doc);
+    assert!(!req.docs.is_empty(), "no outbox entries for {doc}");
+    req
+}

@@ -5,6 +5,7 @@
 //! in-memory document touched by a failed action is dropped, so memory never runs ahead
 //! of disk.
 
+mod codec;
 mod projection;
 mod query;
 pub(crate) mod schema;
@@ -40,6 +41,14 @@ pub struct RemoteChange {
     pub doc: String,
     /// One Automerge change, in its binary encoding.
     pub change: Vec<u8>,
+}
+
+/// What to append as a document's next incremental chunk.
+pub(crate) enum Chunk<'a> {
+    /// The one local change just made (its encoding is already at hand).
+    Change(&'a [u8]),
+    /// Everything after these heads (a merge may add several changes).
+    After(&'a [ChangeHash]),
 }
 
 /// A local change waiting for a server's acknowledgement.
@@ -95,6 +104,7 @@ pub struct Store {
     clock: ClockState,
     time: TimeSource,
     cache: HashMap<String, AutoCommit>,
+    codec: codec::Codec,
 }
 
 impl std::fmt::Debug for Store {
@@ -148,6 +158,7 @@ impl Store {
             clock: ClockState::default(),
             time: Box::new(system_ms),
             cache: HashMap::new(),
+            codec: codec::Codec::default(),
         })
     }
 
@@ -163,12 +174,14 @@ impl Store {
             })
             .transpose()?
             .unwrap_or_default();
+        let codec = codec::Codec::load(&conn)?;
         let mut store = Store {
             conn,
             actor,
             clock,
             time: Box::new(system_ms),
             cache: HashMap::new(),
+            codec,
         };
         let version: Option<i64> = store
             .conn
@@ -220,6 +233,7 @@ impl Store {
 
     fn load_doc_from_db(
         conn: &Connection,
+        codec: &codec::Codec,
         id: &str,
     ) -> Result<Option<(AutoCommit, DocKind, String)>> {
         let row: Option<(String, String, Vec<u8>)> = conn
@@ -232,9 +246,9 @@ impl Store {
         let kind = DocKind::parse(&kind)
             .ok_or_else(|| Error::bad_doc(id, format!("unknown kind {kind}")))?;
         let mut doc = if snapshot.is_empty() {
-            AutoCommit::new()
+            AutoCommit::new_with_encoding(doc::TEXT_ENCODING)
         } else {
-            AutoCommit::load(&snapshot).map_err(|e| Error::bad_doc(id, e))?
+            doc::load_doc(&codec.decode(id, &snapshot)?).map_err(|e| Error::bad_doc(id, e))?
         };
         let mut stmt =
             conn.prepare_cached("SELECT bytes FROM doc_chunks WHERE doc = ?1 ORDER BY n")?;
@@ -254,7 +268,7 @@ impl Store {
                 doc::kind_and_grid(&doc).ok_or_else(|| Error::bad_doc(id, "no kind or grid"))?;
             return Ok((doc, kind, grid));
         }
-        let (doc, kind, grid) = Self::load_doc_from_db(&self.conn, id)?
+        let (doc, kind, grid) = Self::load_doc_from_db(&self.conn, &self.codec, id)?
             .ok_or_else(|| Error::NotFound(id.to_string()))?;
         Ok((
             doc.with_actor(doc::actor_id(&self.actor.device)),
@@ -276,11 +290,12 @@ impl Store {
     /// full save for a new document or when the chunks reach [`MAX_CHUNKS`].
     fn save_doc(
         tx: &Transaction<'_>,
+        codec: &codec::Codec,
         id: &str,
         kind: DocKind,
         grid: &str,
         doc: &mut AutoCommit,
-        heads_before: &[ChangeHash],
+        chunk: Chunk<'_>,
     ) -> Result<()> {
         let chunks: Option<i64> = tx
             .prepare_cached("SELECT chunks FROM docs WHERE id = ?1")?
@@ -289,16 +304,19 @@ impl Store {
         match chunks {
             None => {
                 tx.prepare_cached("INSERT INTO docs (id, kind, grid, snapshot, chunks) VALUES (?1, ?2, ?3, ?4, 0)")?
-                    .execute(params![id, kind.as_str(), grid, doc.save()])?;
+                    .execute(params![id, kind.as_str(), grid, codec.save(doc)?])?;
             }
             Some(n) if n + 1 >= MAX_CHUNKS => {
                 tx.prepare_cached("UPDATE docs SET snapshot = ?2, chunks = 0 WHERE id = ?1")?
-                    .execute(params![id, doc.save()])?;
+                    .execute(params![id, codec.save(doc)?])?;
                 tx.prepare_cached("DELETE FROM doc_chunks WHERE doc = ?1")?
                     .execute([id])?;
             }
             Some(n) => {
-                let chunk = doc.save_after(heads_before);
+                let chunk = match chunk {
+                    Chunk::Change(bytes) => std::borrow::Cow::Borrowed(bytes),
+                    Chunk::After(heads) => std::borrow::Cow::Owned(doc.save_after(heads)),
+                };
                 tx.prepare_cached("INSERT INTO doc_chunks (doc, n, bytes) VALUES (?1, ?2, ?3)")?
                     .execute(params![id, n + 1, chunk])?;
                 tx.prepare_cached("UPDATE docs SET chunks = ?2 WHERE id = ?1")?
@@ -330,12 +348,23 @@ impl Store {
         &mut self,
         id: &str,
         what: &str,
-        edit: impl FnOnce(&mut AutoCommit, Hlc, &Actor) -> Result<R>,
+        edit: impl FnOnce(&mut AutoCommit, Hlc, &Actor) -> Result<(R, Option<Rows>)>,
+    ) -> Result<R> {
+        self.act_then(id, what, edit, |_, _, _| Ok(()))
+    }
+
+    /// [`Store::act`], running `after(tx, grid, outbox id)` inside the action's transaction.
+    fn act_then<R>(
+        &mut self,
+        id: &str,
+        what: &str,
+        edit: impl FnOnce(&mut AutoCommit, Hlc, &Actor) -> Result<(R, Option<Rows>)>,
+        after: impl FnOnce(&Transaction<'_>, &str, i64) -> Result<()>,
     ) -> Result<R> {
         let (mut doc, kind, grid) = self.take_doc(id)?;
         let saved_clock = self.clock;
         let hlc = self.tick();
-        let result = self.act_on(&mut doc, id, kind, &grid, hlc, what, edit);
+        let result = self.act_on(&mut doc, id, kind, &grid, hlc, what, edit, after);
         match result {
             Ok(r) => {
                 self.cache_put(id.to_string(), doc);
@@ -357,11 +386,10 @@ impl Store {
         grid: &str,
         hlc: Hlc,
         what: &str,
-        edit: impl FnOnce(&mut AutoCommit, Hlc, &Actor) -> Result<R>,
+        edit: impl FnOnce(&mut AutoCommit, Hlc, &Actor) -> Result<(R, Option<Rows>)>,
+        after: impl FnOnce(&Transaction<'_>, &str, i64) -> Result<()>,
     ) -> Result<R> {
-        // Read the heads before `edit` opens a transaction (get_heads would commit it).
-        let heads = doc.get_heads();
-        let r = edit(doc, hlc, &self.actor)?;
+        let (r, rows) = edit(doc, hlc, &self.actor)?;
         if doc::commit(doc, &self.actor, hlc, what).is_none() {
             return Ok(r); // nothing changed: nothing to write
         }
@@ -373,19 +401,36 @@ impl Store {
                 "a document cannot move to another grid or change kind",
             ));
         }
-        let rows = rows_of(id, doc)?.ok_or_else(|| Error::bad_doc(id, "empty after edit"))?;
+        // The rows come from the value the edit already hydrated, when it gives them.
+        let rows = match rows {
+            Some(rows) => rows,
+            None => rows_of(id, doc)?.ok_or_else(|| Error::bad_doc(id, "empty after edit"))?,
+        };
+        // The one new change is both the document's next chunk and the outbox entry.
+        let change = doc
+            .get_last_local_change()
+            .ok_or_else(|| Error::bad_doc(id, "no local change after commit"))?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        Self::save_doc(&tx, id, kind, grid, doc, &heads)?;
-        projection::write_rows(&tx, &rows, true)?;
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO outbox (doc, grid, hash, change) VALUES (?1, ?2, ?3, ?4)",
+        Self::save_doc(
+            &tx,
+            &self.codec,
+            id,
+            kind,
+            grid,
+            doc,
+            Chunk::Change(change.raw_bytes()),
         )?;
-        for c in doc.get_changes(&heads) {
-            stmt.execute(params![id, grid, c.hash().0.to_vec(), c.raw_bytes()])?;
-        }
-        drop(stmt);
+        projection::write_rows(&tx, &rows, true)?;
+        tx.prepare_cached("INSERT INTO outbox (doc, grid, hash, change) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![
+                id,
+                grid,
+                change.hash().0.to_vec(),
+                change.raw_bytes()
+            ])?;
+        after(&tx, grid, tx.last_insert_rowid())?;
         Self::save_clock(&tx, &self.clock)?;
         tx.commit()?;
         Ok(r)
@@ -399,14 +444,16 @@ impl Store {
         hlc: Hlc,
         what: &str,
         value: &T,
+        rows: Rows,
         id: &str,
     ) -> Result<()> {
-        let mut doc = AutoCommit::new().with_actor(doc::actor_id(&self.actor.device));
+        let mut doc = doc::new_doc(&self.actor.device);
         let saved = self.clock;
         let fill = |doc: &mut AutoCommit, _: Hlc, _: &Actor| {
-            reconcile(doc, value).map_err(|e| Error::bad_doc(id, e))
+            reconcile(doc, value).map_err(|e| Error::bad_doc(id, e))?;
+            Ok(((), Some(rows)))
         };
-        match self.act_on(&mut doc, id, kind, grid, hlc, what, fill) {
+        match self.act_on(&mut doc, id, kind, grid, hlc, what, fill, |_, _, _| Ok(())) {
             Ok(()) => {
                 self.cache_put(id.to_string(), doc);
                 Ok(())
@@ -424,11 +471,24 @@ impl Store {
         what: &str,
         f: impl FnOnce(&mut Household, Hlc, &Actor) -> Result<R>,
     ) -> Result<R> {
+        // A local edit cannot create a conflict: only walk the document for conflicts when
+        // it had some before (the edit may have settled one).
+        let had_conflicts: i64 = self
+            .conn
+            .prepare_cached("SELECT conflicts FROM households WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?
+            .unwrap_or(1);
         self.act(id, what, |doc, hlc, actor| {
             let mut h: Household = hydrate(doc).map_err(|e| Error::bad_doc(id, e))?;
             let r = f(&mut h, hlc, actor)?;
             reconcile(doc, &h).map_err(|e| Error::bad_doc(id, e))?;
-            Ok(r)
+            let conflicts = if had_conflicts > 0 {
+                doc::field_conflicts(doc).len() as i64
+            } else {
+                0
+            };
+            Ok((r, Some(projection::household_rows(&h, conflicts))))
         })
     }
 
@@ -468,6 +528,7 @@ impl Store {
             hlc,
             "register household",
             &h,
+            projection::household_rows(&h, 0),
             &id,
         )?;
         Ok(id)
@@ -616,7 +677,8 @@ impl Store {
             reported_at: hlc.wall_ms() as i64,
             created_by: self.actor.user.clone(),
         };
-        self.create(DocKind::Record, &grid, hlc, "log record", &r, &id)?;
+        let rows = Rows::Record(projection::record_row(&r));
+        self.create(DocKind::Record, &grid, hlc, "log record", &r, rows, &id)?;
         Ok(id)
     }
 
@@ -646,7 +708,8 @@ impl Store {
         self.act(id, what, |doc, _, _| {
             let mut r: Record = hydrate(doc).map_err(|e| Error::bad_doc(id, e))?;
             f(&mut r)?;
-            reconcile(doc, &r).map_err(|e| Error::bad_doc(id, e))
+            reconcile(doc, &r).map_err(|e| Error::bad_doc(id, e))?;
+            Ok(((), Some(Rows::Record(projection::record_row(&r)))))
         })
     }
 
@@ -748,7 +811,8 @@ impl Store {
             created_by: self.actor.user.clone(),
             events,
         };
-        if let Err(e) = self.create(DocKind::Task, &grid, hlc, "order task", &t, &id) {
+        let rows = Rows::Task(projection::task_row(&t));
+        if let Err(e) = self.create(DocKind::Task, &grid, hlc, "order task", &t, rows, &id) {
             self.clock = saved;
             return Err(e);
         }
@@ -776,17 +840,46 @@ impl Store {
             "task {}",
             workflow::event_for(&action, String::new(), vec![], &self.actor, 0).kind
         );
-        self.act(task, &what, |doc, hlc, actor| {
-            let mut t: Task = hydrate(doc).map_err(|e| Error::bad_doc(task, e))?;
-            let view = workflow::fold(t.events.values());
-            workflow::check(&view, actor, &action)?;
-            let ev_id = format!("ev-{}-{:x}", actor.device, hlc.as_i64());
-            let ev = workflow::event_for(&action, ev_id.clone(), view.heads(), actor, hlc.as_i64());
-            t.events.insert(ev_id, ev);
-            reconcile(doc, &t).map_err(|e| Error::bad_doc(task, e))?;
+        // An escalation is also queued for the server's /v1/escalate, in the same
+        // transaction: the server refuses the event until it has checked the escalation.
+        let escalation = match &action {
+            TaskAction::Escalate { tier, unit } => Some((*tier, unit.clone())),
+            _ => None,
+        };
+        let queue = move |tx: &Transaction<'_>, grid: &str, outbox_id: i64| -> Result<()> {
+            if let Some((tier, unit)) = escalation {
+                tx.prepare_cached("INSERT INTO pending_escalations (task, grid, tier, unit, outbox_id) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                    .execute(params![task, grid, tier.as_str(), unit, outbox_id])?;
+            }
             Ok(())
-        })?;
-        self.task(task)
+        };
+        let detail = self.act_then(
+            task,
+            &what,
+            |doc, hlc, actor| {
+                let mut t: Task = hydrate(doc).map_err(|e| Error::bad_doc(task, e))?;
+                let view = workflow::fold(t.events.values());
+                workflow::check(&view, actor, &action)?;
+                let ev_id = format!("ev-{}-{:x}", actor.device, hlc.as_i64());
+                let ev =
+                    workflow::event_for(&action, ev_id.clone(), view.heads(), actor, hlc.as_i64());
+                t.events.insert(ev_id, ev);
+                reconcile(doc, &t).map_err(|e| Error::bad_doc(task, e))?;
+                let view = workflow::fold(t.events.values());
+                let rows = Rows::Task(projection::task_row_with(&t, &view));
+                let overdue = view.is_overdue(now);
+                Ok((
+                    TaskDetail {
+                        task: t,
+                        view,
+                        overdue,
+                    },
+                    Some(rows),
+                ))
+            },
+            queue,
+        )?;
+        Ok(detail)
     }
 
     // ----- reading documents -----
@@ -850,7 +943,8 @@ impl Store {
     /// [`FieldConflict::values`]); the choice is a new change that syncs like any other.
     pub fn resolve_conflict(&mut self, id: &str, path: &str, choice: usize) -> Result<()> {
         self.act(id, &format!("resolve {path}"), |doc, _, _| {
-            doc::put_resolved(doc, path, choice)
+            doc::put_resolved(doc, path, choice)?;
+            Ok(((), None))
         })
     }
 
@@ -893,7 +987,11 @@ impl Store {
         match result {
             Ok(report) => {
                 for (id, doc) in touched {
-                    self.cache_put(id, doc);
+                    // A document still waiting for its first change stays out of the cache:
+                    // to readers it does not exist yet.
+                    if doc::kind_and_grid(&doc).is_some() {
+                        self.cache_put(id, doc);
+                    }
                 }
                 Ok(report)
             }
@@ -916,7 +1014,7 @@ impl Store {
             // Take every touched document out of the cache before the transaction starts.
             let loaded = match self.cache.remove(*id) {
                 Some(d) => Some(d),
-                None => Self::load_doc_from_db(&self.conn, id)?.map(|(d, _, _)| d),
+                None => Self::load_doc_from_db(&self.conn, &self.codec, id)?.map(|(d, _, _)| d),
             };
             if let Some(d) = loaded {
                 touched.push((
@@ -932,10 +1030,7 @@ impl Store {
             let pos = match touched.iter().position(|(t, _)| t == id) {
                 Some(p) => p,
                 None => {
-                    touched.push((
-                        id.to_string(),
-                        AutoCommit::new().with_actor(doc::actor_id(&self.actor.device)),
-                    ));
+                    touched.push((id.to_string(), doc::new_doc(&self.actor.device)));
                     touched.len() - 1
                 }
             };
@@ -1026,7 +1121,7 @@ impl Store {
                 ));
             }
             let rows = rows_of(id, doc)?.ok_or_else(|| Error::bad_doc(id, "empty document"))?;
-            Self::save_doc(&tx, id, kind, &grid, doc, &heads)?;
+            Self::save_doc(&tx, &self.codec, id, kind, &grid, doc, Chunk::After(&heads))?;
             projection::write_rows(&tx, &rows, true)?;
             match kind {
                 DocKind::Household => {
@@ -1153,7 +1248,7 @@ impl Store {
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         for id in ids {
-            if let Some((doc, _, _)) = Self::load_doc_from_db(&tx, &id)?
+            if let Some((doc, _, _)) = Self::load_doc_from_db(&tx, &self.codec, &id)?
                 && let Some(rows) = rows_of(&id, &doc)?
             {
                 projection::write_rows(&tx, &rows, false)?;
@@ -1187,7 +1282,7 @@ impl Store {
                         part.iter()
                             .map(|(id, bytes)| {
                                 let doc =
-                                    AutoCommit::load(bytes).map_err(|e| Error::bad_doc(id, e))?;
+                                    doc::load_doc(bytes).map_err(|e| Error::bad_doc(id, e))?;
                                 let (kind, grid) = doc::kind_and_grid(&doc)
                                     .ok_or_else(|| Error::bad_doc(id, "no kind or grid"))?;
                                 let rows = rows_of(id, &doc)?

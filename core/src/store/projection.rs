@@ -192,7 +192,11 @@ pub(crate) fn record_row(r: &Record) -> RecordRow {
 }
 
 pub(crate) fn task_row(t: &Task) -> TaskRow {
-    let view = workflow::fold(t.events.values());
+    task_row_with(t, &workflow::fold(t.events.values()))
+}
+
+/// [`task_row`] when the fold is already done.
+pub(crate) fn task_row_with(t: &Task, view: &workflow::TaskView) -> TaskRow {
     TaskRow {
         id: t.id.clone(),
         grid: t.grid.clone(),

@@ -8,16 +8,13 @@
 use std::collections::{BTreeSet, HashMap};
 
 use automerge::AutoCommit;
-use autosurgeon::{hydrate, reconcile};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::{PROJECTION_VERSION, Rows, Store, TaskDetail, projection, rows_of};
 use crate::doc::{self, DocKind};
 use crate::error::{Error, Result};
-use crate::hlc::Hlc;
-use crate::model::{Task, TaskAction, Tier};
+use crate::model::{TaskAction, Tier};
 use crate::sync::{Credentials, PendingEscalation, SyncStatus, proto};
-use crate::workflow;
 
 const K_CREDENTIALS: &str = "sync.credentials";
 const K_GRANTS: &str = "sync.grants";
@@ -69,7 +66,7 @@ fn check_rows(rows: &Rows, id: &str, kind: DocKind, grid: &str) -> Result<()> {
 
 /// Loads bundle bytes and computes the document's rows, checking its kind and grid.
 fn rows_from_bytes(id: &str, kind: DocKind, grid: &str, bytes: &[u8]) -> Result<Rows> {
-    let doc = AutoCommit::load(bytes).map_err(|e| Error::bad_doc(id, e))?;
+    let doc = crate::doc::load_doc(bytes).map_err(|e| Error::bad_doc(id, e))?;
     rows_checked(id, kind, grid, &doc)
 }
 
@@ -161,6 +158,13 @@ impl Store {
             Some(compute_rows_parallel(bundle, &kinds)?)
         };
 
+        // The first large grid on this device trains the store's compression dictionary;
+        // new documents are then stored compressed with it (parsed on all cores).
+        if !self.codec.has_dict() {
+            let samples: Vec<&[u8]> = bundle.docs.iter().map(|d| d.bytes.as_slice()).collect();
+            self.codec.train(&self.conn, &samples)?;
+        }
+        let stored_bytes = compress_parallel(&self.codec, bundle)?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -181,21 +185,26 @@ impl Store {
                 }
                 Some(_) => {
                     // Merge: the local document may hold changes the server does not have yet.
-                    let (mut local, _, _) = Self::load_doc_from_db(&tx, &d.id)?
+                    let (mut local, _, _) = Self::load_doc_from_db(&tx, &self.codec, &d.id)?
                         .ok_or_else(|| Error::NotFound(d.id.clone()))?;
                     local
                         .load_incremental(&d.bytes)
                         .map_err(|e| Error::bad_doc(&d.id, e))?;
                     let rows = rows_checked(&d.id, *kind, grid, &local)?;
                     tx.prepare_cached("UPDATE docs SET snapshot = ?2, chunks = 0 WHERE id = ?1")?
-                        .execute(params![d.id, local.save()])?;
+                        .execute(params![d.id, self.codec.save(&mut local)?])?;
                     tx.prepare_cached("DELETE FROM doc_chunks WHERE doc = ?1")?
                         .execute([&d.id])?;
                     projection::write_rows(&tx, &rows, true)?;
                 }
                 None => {
                     tx.prepare_cached("INSERT INTO docs (id, kind, grid, snapshot, chunks) VALUES (?1, ?2, ?3, ?4, 0)")?
-                        .execute(params![d.id, kind.as_str(), grid, d.bytes.as_slice()])?;
+                        .execute(params![
+                            d.id,
+                            kind.as_str(),
+                            grid,
+                            stored_bytes.get(i).and_then(|b| b.as_deref()).unwrap_or(d.bytes.as_slice())
+                        ])?;
                     let rows = match &computed {
                         Some(rows) => rows
                             .get(i)
@@ -302,102 +311,7 @@ impl Store {
             .map(str::trim)
             .filter(|u| !u.is_empty())
             .map(str::to_string);
-        let action = TaskAction::Escalate {
-            tier,
-            unit: unit.clone(),
-        };
-        super::validate_action(&action)?;
-        let what = format!(
-            "task {}",
-            workflow::event_for(&action, String::new(), vec![], &self.actor, 0).kind
-        );
-        let (mut doc, kind, grid) = self.take_doc(task)?;
-        if kind != DocKind::Task {
-            self.cache_put(task.to_string(), doc);
-            return Err(Error::NotFound(format!("task {task}")));
-        }
-        let saved_clock = self.clock;
-        let hlc = self.tick();
-        match self.escalate_on(
-            &mut doc,
-            task,
-            &grid,
-            hlc,
-            &what,
-            &action,
-            tier,
-            unit.as_deref(),
-        ) {
-            Ok(()) => self.cache_put(task.to_string(), doc),
-            Err(e) => {
-                // The in-memory document may hold the failed edit: drop it, like `act` does.
-                self.clock = saved_clock;
-                return Err(e);
-            }
-        }
-        self.task(task)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn escalate_on(
-        &mut self,
-        doc: &mut AutoCommit,
-        id: &str,
-        grid: &str,
-        hlc: Hlc,
-        what: &str,
-        action: &TaskAction,
-        tier: Tier,
-        unit: Option<&str>,
-    ) -> Result<()> {
-        let heads = doc.get_heads();
-        let mut t: Task = hydrate(&*doc).map_err(|e| Error::bad_doc(id, e))?;
-        let view = workflow::fold(t.events.values());
-        workflow::check(&view, &self.actor, action)?;
-        let ev_id = format!("ev-{}-{:x}", self.actor.device, hlc.as_i64());
-        let ev = workflow::event_for(
-            action,
-            ev_id.clone(),
-            view.heads(),
-            &self.actor,
-            hlc.as_i64(),
-        );
-        t.events.insert(ev_id, ev);
-        reconcile(doc, &t).map_err(|e| Error::bad_doc(id, e))?;
-        if doc::commit(doc, &self.actor, hlc, what).is_none() {
-            return Err(Error::bad_doc(id, "the escalation changed nothing"));
-        }
-        match doc::kind_and_grid(doc) {
-            Some((DocKind::Task, g)) if g == grid => {}
-            _ => {
-                return Err(Error::invalid(
-                    "grid",
-                    "a document cannot move to another grid or change kind",
-                ));
-            }
-        }
-        let rows = rows_of(id, doc)?.ok_or_else(|| Error::bad_doc(id, "empty after edit"))?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        Self::save_doc(&tx, id, DocKind::Task, grid, doc, &heads)?;
-        projection::write_rows(&tx, &rows, true)?;
-        let mut first: Option<i64> = None;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO outbox (doc, grid, hash, change) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for c in doc.get_changes(&heads) {
-                stmt.execute(params![id, grid, c.hash().0.to_vec(), c.raw_bytes()])?;
-                first.get_or_insert(tx.last_insert_rowid());
-            }
-        }
-        let first = first.ok_or_else(|| Error::bad_doc(id, "the escalation made no change"))?;
-        tx.prepare_cached("INSERT INTO pending_escalations (task, grid, tier, unit, outbox_id) VALUES (?1, ?2, ?3, ?4, ?5)")?
-            .execute(params![id, grid, tier.as_str(), unit, first])?;
-        Self::save_clock(&tx, &self.clock)?;
-        tx.commit()?;
-        Ok(())
+        self.task_action(task, TaskAction::Escalate { tier, unit })
     }
 
     /// Escalations recorded here and not yet accepted by the server, oldest first.
@@ -449,6 +363,14 @@ impl Store {
             },
         )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Whether the outbox still holds entry `id`.
+    pub(crate) fn outbox_contains(&self, id: i64) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM outbox WHERE id = ?1)")?
+            .query_row([id], |r| r.get(0))?)
     }
 
     /// Whether `doc` has outbox entries with an id below `before`.
@@ -616,6 +538,39 @@ fn compute_rows_parallel(bundle: &proto::Bundle, kinds: &[DocKind]) -> Result<Ve
             .collect()
     });
     let mut out = Vec::with_capacity(items.len());
+    for p in parts {
+        out.extend(p?);
+    }
+    Ok(out)
+}
+
+/// Each bundle document's bytes as the store keeps them (`None`: keep them as shipped).
+fn compress_parallel(
+    codec: &super::codec::Codec,
+    bundle: &proto::Bundle,
+) -> Result<Vec<Option<Vec<u8>>>> {
+    if !codec.has_dict() {
+        return Ok(vec![None; bundle.docs.len()]);
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let chunk = bundle.docs.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Vec<Option<Vec<u8>>>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = bundle
+            .docs
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(|d| codec.compress(&d.bytes)).collect()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::bad_doc("?", "compression thread panicked")))
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(bundle.docs.len());
     for p in parts {
         out.extend(p?);
     }

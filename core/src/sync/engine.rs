@@ -34,8 +34,11 @@
 //!   the sync with an error; nothing unacknowledged is deleted.
 //! - **Escalation** uses a `pending_escalations` table written in the same transaction as
 //!   the `escalate` event, rather than scanning outbox changes for new events: the request
-//!   survives restarts and is sent exactly before the event. A refused escalation keeps its
-//!   request and the task's held entries (reported; retried at the next sync).
+//!   survives restarts and is sent exactly before the event. A refused escalation (`4xx`)
+//!   keeps its request and the task's held entries (reported; retried at the next sync).
+//!   A `409` (the server's tier is already there: a retry after a lost reply, or someone
+//!   escalated meanwhile) releases the held entries: the server accepts the event when its
+//!   tier allows it, and a request whose event was accepted is forgotten.
 //! - **Counting**: `pushed` = changes the server stored; `pulled` = pulled changes applied
 //!   here; `duplicates` = changes the server already had plus pulled changes already here
 //!   (our own, echoed); `conflicts` = household fields that gained concurrent values;
@@ -195,6 +198,9 @@ pub struct SyncEngine {
     held_from: HashMap<String, i64>,
     // escalate
     escalations_tried: HashSet<i64>,
+    /// Escalations answered `409` (the server's tier was already there, or moved): the
+    /// task's entries they held back are pushed anyway.
+    escalations_released: HashSet<i64>,
     escalated_in_round: bool,
     // pull
     grids: Vec<String>,
@@ -262,6 +268,7 @@ impl SyncEngine {
             skip_docs: HashSet::new(),
             held_from: HashMap::new(),
             escalations_tried: HashSet::new(),
+            escalations_released: HashSet::new(),
             escalated_in_round: false,
             grids: Vec::new(),
             grid_idx: 0,
@@ -511,6 +518,9 @@ impl SyncEngine {
         self.push_after = 0;
         self.held_from.clear();
         for e in store.pending_escalations()? {
+            if self.escalations_released.contains(&e.id) {
+                continue;
+            }
             let from = self.held_from.entry(e.task).or_insert(e.outbox_id);
             *from = (*from).min(e.outbox_id);
         }
@@ -557,8 +567,13 @@ impl SyncEngine {
         Ok(if batch.is_empty() { None } else { Some(batch) })
     }
 
-    fn next_escalation(&mut self, store: &Store) -> Result<Option<InFlight>> {
+    fn next_escalation(&mut self, store: &mut Store) -> Result<Option<InFlight>> {
         for e in store.pending_escalations()? {
+            if !store.outbox_contains(e.outbox_id)? {
+                // Its event was pushed and accepted: the server's tier allows it already.
+                store.complete_escalation(e.id)?;
+                continue;
+            }
             if self.escalations_tried.contains(&e.id)
                 || self.skip_docs.contains(&e.task)
                 || self.purged.contains(&e.grid)
@@ -638,6 +653,15 @@ impl SyncEngine {
                 if (400..500).contains(&status) && ![401, 426, 429].contains(&status) =>
             {
                 self.push_refused(batch, status, &reason);
+                Ok(())
+            }
+            InFlight::Escalate { id, .. } if status == 409 => {
+                // The server's tier is not below the one asked for (a retry after a lost
+                // reply, or someone escalated meanwhile), or moved concurrently. Push the
+                // event anyway: the server accepts it if its tier allows, else refuses the
+                // document (reported) and the request is retried at the next sync.
+                self.escalations_released.insert(id);
+                self.escalated_in_round = true;
                 Ok(())
             }
             InFlight::Escalate { task, .. }

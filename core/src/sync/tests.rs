@@ -22,8 +22,10 @@ const NOW: i64 = 1_772_323_200_000;
 /// A scripted answer instead of the real one.
 #[derive(Debug, Clone)]
 enum Fault {
-    /// The connection breaks.
+    /// The connection breaks before the server sees the request.
     Drop,
+    /// The server handles the request, then the connection breaks before the reply.
+    DropReply,
     /// The server answers this status with an error body.
     Status(u16, &'static str),
 }
@@ -187,6 +189,13 @@ impl FakeServer {
                     self.docs.contains_key(&e.task),
                     "escalation of a task the server does not know"
                 );
+                if self
+                    .escalations
+                    .iter()
+                    .any(|x| x.task == e.task && x.tier == e.tier)
+                {
+                    return error(409, "conflict", vec![]);
+                }
                 self.escalations.push(e);
                 reply(&proto::EscalateResponse {
                     server_time_ms: self.now_ms,
@@ -285,6 +294,10 @@ impl Transport for Net {
         s.log.push((path.to_string(), String::new()));
         match s.faults.remove(&(path.to_string(), n)) {
             Some(Fault::Drop) => Err(TransportError::Other("connection reset".into())),
+            Some(Fault::DropReply) => {
+                let _ = s.handle(path, &body, bearer);
+                Err(TransportError::Timeout("reply lost".into()))
+            }
             Some(Fault::Status(status, code)) => Ok(error(status, code, vec![])),
             None => Ok(s.handle(path, &body, bearer)),
         }
@@ -1056,39 +1069,23 @@ fn an_escalation_the_workflow_refuses_writes_nothing() {
     assert_eq!(a.task(&t).unwrap().view.tier, Tier::Grid);
 }
 
-/// `cargo test -p xiuhua-core --release --lib -- --ignored --nocapture bootstrap_timing`
 #[test]
-#[ignore = "timing, run in release"]
-fn bootstrap_timing() {
+fn an_escalation_whose_reply_was_lost_is_not_stuck() {
     let net = Net::new();
     let mut a = device(&net, "u-wang", "dev-a");
-    for i in 0..2_000 {
-        household(&mut a, G1, &format!("{}", 1000 + i));
-    }
-    for i in 0..6_000 {
-        record(&mut a, G1, &format!("民情记录{i}"));
-    }
-    run(&mut a, &net).unwrap();
-    let body = {
-        let mut s = net.server();
-        s.handle(
-            "/v1/bootstrap",
-            &proto::encode(&proto::BootstrapRequest { grid: G1.into() }),
-            Some("acc-1"),
-        )
-        .1
-    };
-    let t0 = std::time::Instant::now();
-    let bundle: proto::Bundle = proto::decode(&body).unwrap();
-    let t1 = std::time::Instant::now();
-    let mut b = device(&net, "u-li", "dev-b");
-    let n = b.import_bundle(&bundle).unwrap();
-    let t2 = std::time::Instant::now();
-    println!(
-        "bundle {} bytes on the wire, {n} docs: decode {:?}, import {:?}",
-        body.len(),
-        t1 - t0,
-        t2 - t1
-    );
-    assert_eq!(b.projection_dump().unwrap(), a.projection_dump().unwrap());
+    let t = task(&mut a, G1);
+    a.escalate_task(&t, Tier::Community, None).unwrap();
+    net.fault("/v1/escalate", 1, Fault::DropReply);
+    assert!(run(&mut a, &net).is_err());
+    assert_eq!(net.server().escalations.len(), 1, "the server recorded it");
+    assert_eq!(a.pending_escalations().unwrap().len(), 1);
+    assert_eq!(a.outbox_len().unwrap(), 1, "the event is still held");
+
+    // The retry gets 409 (already at that tier): the event is pushed and accepted.
+    let r = run(&mut a, &net).unwrap();
+    assert!(r.rejected.is_empty(), "{:?}", r.rejected);
+    assert_eq!(r.pushed, 1);
+    assert_eq!(a.outbox_len().unwrap(), 0);
+    assert!(a.pending_escalations().unwrap().is_empty());
+    assert_eq!(a.sync_status().unwrap().refused_docs, vec![]);
 }

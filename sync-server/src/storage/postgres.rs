@@ -88,7 +88,7 @@ CREATE TABLE grid_seqs (grid TEXT COLLATE "C" PRIMARY KEY, seq BIGINT NOT NULL D
 CREATE TABLE docs (
     grid TEXT COLLATE "C" NOT NULL, id TEXT COLLATE "C" NOT NULL, kind TEXT NOT NULL,
     building TEXT COLLATE "C", tier TEXT NOT NULL DEFAULT 'grid', unit TEXT,
-    heads BYTEA NOT NULL, bytes BYTEA NOT NULL, rows BYTEA NOT NULL, rows_version INTEGER NOT NULL,
+    heads BYTEA NOT NULL, bytes BYTEA NOT NULL, rows BYTEA NOT NULL, rows_version BIGINT NOT NULL,
     PRIMARY KEY (grid, id));
 CREATE UNIQUE INDEX docs_id ON docs(id);
 CREATE INDEX docs_building ON docs(grid, building);
@@ -412,49 +412,69 @@ impl PgStorage {
         }
         let plan = ingest::authorize(applied, caller, &households).map_err(fail)?;
         // Documents first (their rows are locked already, or new), then the grids' seqs.
-        let new_doc = tx
-            .prepare_cached(
-                "INSERT INTO docs (grid, id, kind, building, tier, heads, bytes, rows, rows_version)
-                 VALUES ($1, $2, $3, $4, 'grid', $5, $6, $7, $8)",
-            )
-            .await?;
-        let upd_doc = tx
-            .prepare_cached(
-                "UPDATE docs SET building = $3, heads = $4, bytes = $5, rows = $6, rows_version = $7
-                 WHERE grid = $1 AND id = $2",
-            )
-            .await?;
-        for d in &plan.docs {
-            if d.is_new {
-                tx.execute(
-                    &new_doc,
-                    &[
-                        &d.grid,
-                        &d.id,
-                        &d.kind.as_str(),
-                        &d.building,
-                        &d.heads,
-                        &d.bytes,
-                        &d.rows,
-                        &PROJECTION_VERSION,
-                    ],
+        // One statement for the new documents, one for the updated ones.
+        let (new_docs, old_docs): (Vec<_>, Vec<_>) = plan.docs.iter().partition(|d| d.is_new);
+        if !new_docs.is_empty() {
+            let stmt = tx
+                .prepare_cached(
+                    "INSERT INTO docs (grid, id, kind, building, tier, heads, bytes, rows, rows_version)
+                     SELECT g, i, k, b, 'grid', h, y, r, $8
+                     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[],
+                                 $6::bytea[], $7::bytea[]) AS u(g, i, k, b, h, y, r)",
                 )
                 .await?;
-            } else {
-                tx.execute(
-                    &upd_doc,
-                    &[
-                        &d.grid,
-                        &d.id,
-                        &d.building,
-                        &d.heads,
-                        &d.bytes,
-                        &d.rows,
-                        &PROJECTION_VERSION,
-                    ],
+            let grid: Vec<&str> = new_docs.iter().map(|d| d.grid.as_str()).collect();
+            let id: Vec<&str> = new_docs.iter().map(|d| d.id.as_str()).collect();
+            let kind: Vec<&str> = new_docs.iter().map(|d| d.kind.as_str()).collect();
+            let building: Vec<Option<&str>> =
+                new_docs.iter().map(|d| d.building.as_deref()).collect();
+            let heads: Vec<&[u8]> = new_docs.iter().map(|d| d.heads.as_slice()).collect();
+            let bytes: Vec<&[u8]> = new_docs.iter().map(|d| d.bytes.as_slice()).collect();
+            let rows: Vec<&[u8]> = new_docs.iter().map(|d| d.rows.as_slice()).collect();
+            tx.execute(
+                &stmt,
+                &[
+                    &grid,
+                    &id,
+                    &kind,
+                    &building,
+                    &heads,
+                    &bytes,
+                    &rows,
+                    &PROJECTION_VERSION,
+                ],
+            )
+            .await?;
+        }
+        if !old_docs.is_empty() {
+            let stmt = tx
+                .prepare_cached(
+                    "UPDATE docs SET building = u.b, heads = u.h, bytes = u.y, rows = u.r, rows_version = $7
+                     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[],
+                                 $6::bytea[]) AS u(g, i, b, h, y, r)
+                     WHERE docs.grid = u.g AND docs.id = u.i",
                 )
                 .await?;
-            }
+            let grid: Vec<&str> = old_docs.iter().map(|d| d.grid.as_str()).collect();
+            let id: Vec<&str> = old_docs.iter().map(|d| d.id.as_str()).collect();
+            let building: Vec<Option<&str>> =
+                old_docs.iter().map(|d| d.building.as_deref()).collect();
+            let heads: Vec<&[u8]> = old_docs.iter().map(|d| d.heads.as_slice()).collect();
+            let bytes: Vec<&[u8]> = old_docs.iter().map(|d| d.bytes.as_slice()).collect();
+            let rows: Vec<&[u8]> = old_docs.iter().map(|d| d.rows.as_slice()).collect();
+            tx.execute(
+                &stmt,
+                &[
+                    &grid,
+                    &id,
+                    &building,
+                    &heads,
+                    &bytes,
+                    &rows,
+                    &PROJECTION_VERSION,
+                ],
+            )
+            .await?;
         }
         // The per-grid lock, held until commit (grids in order: no deadlock between pushes).
         let grids: Vec<String> = plan.grids.iter().cloned().collect();

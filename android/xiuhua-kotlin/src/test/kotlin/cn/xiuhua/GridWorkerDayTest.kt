@@ -201,8 +201,8 @@ object GridWorkerDayTest {
                 val a = XiuhuaRepository.inMemory(wang)
                 val b = XiuhuaRepository.inMemory(actor("u-li", "李四", "网格员", "phone-li"))
                 val hh = a.createHousehold(household("7号楼", "1单元", "101", member("孙七")))
-                val events = async(Dispatchers.Default) { withTimeout(10_000) { a.changesOf(hh).take(2).toList() } }
-                // Give the collector time to register its observer.
+                val events = async(Dispatchers.Unconfined) { withTimeout(10_000) { a.changesOf(hh).take(2).toList() } }
+                // Unconfined starts collecting (and registers the observer) at once; the pause is a margin.
                 Thread.sleep(500)
                 a.addVisit(hh, "入户走访")
                 exchange(a, b)

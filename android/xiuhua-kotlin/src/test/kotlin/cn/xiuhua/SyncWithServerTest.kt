@@ -132,8 +132,8 @@ object SyncWithServerTest {
 
             // Li's fresh phone bootstraps the grid and hears about it.
             val heard = kotlinx.coroutines.coroutineScope {
-                val first = async(Dispatchers.Default) { withTimeout(30_000) { li.changes().first() } }
-                Thread.sleep(300)
+                val first = async(Dispatchers.Unconfined) { withTimeout(30_000) { li.changes().first() } }
+                Thread.sleep(500)
                 val report = li.sync()
                 check(report.bootstrappedDocs + report.pulled >= 2uL) { "li got the grid: $report" }
                 first.await()

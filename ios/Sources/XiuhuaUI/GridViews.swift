@@ -1,0 +1,190 @@
+import SwiftUI
+import Xiuhua
+
+/// My grid: buildings, and a resident search (name, pinyin, initials, phone suffix).
+struct GridView: View {
+    @EnvironmentObject var model: AppModel
+    @State private var buildings: [Building] = []
+    @State private var query = ""
+    @State private var hits: [ResidentHit] = []
+
+    var body: some View {
+        List {
+            if model.grid == nil {
+                Text("grid_none")
+            } else if !query.isEmpty {
+                ForEach(hits, id: \.member) { h in
+                    NavigationLink(value: h.household) {
+                        VStack(alignment: .leading) {
+                            Text(h.name)
+                            Text([h.building, h.relation, h.phone, h.idMasked].compactMap { $0 }.joined(separator: " · ")).font(.caption)
+                        }
+                    }
+                }
+            } else {
+                ForEach(buildings, id: \.name) { b in
+                    NavigationLink(destination: UnitsView(building: b.name)) {
+                        LabeledContent(b.name, value: "\(b.households)")
+                    }
+                }
+            }
+        }
+        .searchable(text: $query, prompt: Text("search_hint"))
+        .navigationTitle(model.grid ?? "app_name")
+        .navigationDestination(for: String.self) { HouseholdView(id: $0) }
+        .task(id: "\(model.grid ?? "")|\(model.revision)") {
+            if let g = model.grid { buildings = await model.load { try await model.repo.buildings(g) } ?? [] }
+        }
+        .task(id: query) {
+            try? await Task.sleep(nanoseconds: 250_000_000)
+            hits = query.isEmpty ? [] : (await model.load { try await model.repo.searchResidents(query) } ?? [])
+        }
+    }
+}
+
+struct UnitsView: View {
+    @EnvironmentObject var model: AppModel
+    let building: String
+    @State private var units: [String] = []
+
+    var body: some View {
+        List(units, id: \.self) { u in
+            NavigationLink(u, destination: HouseholdsView(building: building, unit: u))
+        }
+        .navigationTitle(building)
+        .task(id: model.revision) {
+            if let g = model.grid { units = await model.load { try await model.repo.units(g, building) } ?? [] }
+        }
+    }
+}
+
+struct HouseholdsView: View {
+    @EnvironmentObject var model: AppModel
+    let building: String
+    let unit: String
+    @State private var households: [HouseholdSummary] = []
+
+    var body: some View {
+        List(households, id: \.id) { h in
+            NavigationLink(destination: HouseholdView(id: h.id)) {
+                VStack(alignment: .leading) {
+                    Text("\(h.room)  \(h.headName)")
+                    Text(([String(localized: "member_count \(h.memberCount)")] + h.tags).joined(separator: " · ")).font(.caption)
+                }
+            }
+        }
+        .navigationTitle("\(building) \(unit)")
+        .task(id: model.revision) {
+            if let g = model.grid { households = await model.load { try await model.repo.households(g, building, unit: unit) } ?? [] }
+        }
+    }
+}
+
+/// A household: members, tags, visits; add a visit; log a 民情 record about it.
+struct HouseholdView: View {
+    @EnvironmentObject var model: AppModel
+    let id: String
+    @State private var household: Household?
+    @State private var addingVisit = false
+    @State private var newRecord = false
+    @State private var showIds = false
+
+    var body: some View {
+        List {
+            if let h = household {
+                Section("members") {
+                    ForEach(h.members, id: \.id) { m in
+                        VStack(alignment: .leading) {
+                            Text("\(m.name)（\(m.relation)）")
+                            Text(([m.gender, "\(m.birthYear)", m.phone, showIds ? m.idNumber : maskId(m.idNumber)].compactMap { $0 } + m.tags)
+                                .joined(separator: " · ")).font(.caption)
+                        }
+                    }
+                    Toggle("show_ids", isOn: $showIds)
+                }
+                if !h.tags.isEmpty { Section("tags") { Text(h.tags.joined(separator: " · ")) } }
+                if !h.note.isEmpty { Section("note") { Text(h.note) } }
+                Section("visits") {
+                    ForEach(h.visits.reversed(), id: \.id) { v in
+                        VStack(alignment: .leading) {
+                            Text(v.purpose)
+                            Text("\(formatTime(v.at)) · \(v.byName)").font(.caption)
+                            if !v.note.isEmpty { Text(v.note).font(.caption) }
+                            if let f = v.followUp { Text("follow_up \(f)").font(.caption) }
+                        }
+                    }
+                }
+            }
+        }
+        .navigationTitle(household.map { "\($0.address.building) \($0.address.unit) \($0.address.room)" } ?? "")
+        .toolbar {
+            Button("add_visit") { addingVisit = true }
+            Button("new_record") { newRecord = true }
+        }
+        .sheet(isPresented: $addingVisit) { VisitSheet(household: id) }
+        .sheet(isPresented: $newRecord) { NewRecordView(household: id, building: household?.address.building) }
+        .task(id: model.revision) { household = await model.load { try await model.repo.household(id) } }
+    }
+}
+
+struct VisitSheet: View {
+    @EnvironmentObject var model: AppModel
+    @Environment(\.dismiss) var dismiss
+    let household: String
+    @State private var purpose = ""
+    @State private var note = ""
+    @State private var followUp = ""
+
+    var body: some View {
+        NavigationStack {
+            Form {
+                TextField("visit_purpose", text: $purpose)
+                TextField("visit_note", text: $note, axis: .vertical)
+                TextField("visit_follow_up", text: $followUp)
+            }
+            .toolbar {
+                Button("save") {
+                    model.act {
+                        _ = try await model.repo.addVisit(household, purpose: purpose, note: note, followUp: followUp.isEmpty ? nil : followUp)
+                        dismiss()
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A new 民情 record: saved on the phone at once, uploaded at the next sync.
+struct NewRecordView: View {
+    @EnvironmentObject var model: AppModel
+    @Environment(\.dismiss) var dismiss
+    let household: String?
+    let building: String?
+    @State private var category = XiuhuaRepository.vocabulary.categories.first?.value ?? ""
+    @State private var description = ""
+    @State private var reporter = ""
+    @State private var place = ""
+
+    var body: some View {
+        NavigationStack {
+            Form {
+                Picker("record_category", selection: $category) {
+                    ForEach(XiuhuaRepository.vocabulary.categories, id: \.value) { Text($0.label).tag($0.value) }
+                }
+                TextField("record_description", text: $description, axis: .vertical)
+                TextField("record_reporter", text: $reporter)
+                TextField("record_place", text: $place)
+                Text("record_offline_hint").font(.caption)
+            }
+            .navigationTitle("new_record")
+            .toolbar {
+                Button("save") {
+                    guard let grid = model.grid else { return }
+                    let r = NewRecord(grid: grid, category: category, description: description, reporter: reporter,
+                                      household: household, building: building, place: place)
+                    model.act { _ = try await model.repo.createRecord(r); dismiss() }
+                }
+            }
+        }
+    }
+}
