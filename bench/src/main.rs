@@ -104,8 +104,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("local") => parse_local(&args[1..]).and_then(|o| run_local(&o)),
-        Some(measure::LOAD_CHILD) if args.len() == 3 => {
-            measure::load_child(Path::new(&args[1]), Path::new(&args[2]))
+        Some(measure::LOAD_CHILD) if args.len() == 4 => {
+            measure::load_child(&args[1], Path::new(&args[2]), Path::new(&args[3]))
         }
         Some("__profile") if args.len() == 2 => profile::run(Path::new(&args[1])),
         Some("-h" | "--help" | "help") => {
@@ -162,7 +162,7 @@ fn run_local(o: &Local) -> Result<()> {
     drop(w);
     progress("mapped onto the model", t0);
     let t0 = Instant::now();
-    let built = mapping::build(&m, o.floor)?;
+    let built = mapping::build(&m, true)?;
     let doc_bytes: usize = built.docs.iter().map(|(_, b)| b.len()).sum();
     progress(
         &format!("built {} documents ({doc_bytes} bytes)", built.docs.len()),
@@ -172,6 +172,25 @@ fn run_local(o: &Local) -> Result<()> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let docs_path = dir.path().join("docs.bin");
     measure::write_docs(&docs_path, &built.docs)?;
+    let t0 = Instant::now();
+    let bundle = measure::bundle_bytes(&m.grid, &built.docs, &built.rows)?;
+    let bundle_path = dir.path().join("bundle.bin");
+    std::fs::write(&bundle_path, &bundle).context("writing the bundle")?;
+    progress(
+        &format!("built the bootstrap bundle ({} bytes)", bundle.len()),
+        t0,
+    );
+
+    // The device computing every row itself, for comparison (one run).
+    let computed = {
+        let p = dir.path().join("store-computed.db");
+        let l = measure::load_in_child("docs", &docs_path, &p)?;
+        for f in measure::store_files(&p) {
+            let _ = std::fs::remove_file(f);
+        }
+        eprintln!("  load computing rows on the device: {:.3} s", l.load_s);
+        l.load_s
+    };
 
     // The load, in a child process each time.
     let mut loads = Vec::new();
@@ -183,7 +202,7 @@ fn run_local(o: &Local) -> Result<()> {
             }
         }
         store_path = dir.path().join(format!("store-{run}.db"));
-        let l = measure::load_in_child(&docs_path, &store_path)?;
+        let l = measure::load_in_child("bundle", &bundle_path, &store_path)?;
         if l.imported != built.docs.len() {
             return Err(msg(format!(
                 "the load imported {} of {} documents",
@@ -251,6 +270,8 @@ fn run_local(o: &Local) -> Result<()> {
         "doc_bytes": doc_bytes,
         "load_s": load_s,
         "load_s_runs": load_runs,
+        "load_compute_rows_s": computed,
+        "bundle_wire_bytes": bundle.len(),
         "open_s": open_s,
         "peak_rss_bytes": peak_rss,
         "rss_before_load_bytes": rss_before,
@@ -314,7 +335,13 @@ fn print_table(f: &Value) {
     let goal_note = if scale == 1 { "goal" } else { "goal (at 1×)" };
     println!("{:<34} {:>14}   {:<14}", "figure", "value", goal_note);
     let rows: &[(&str, &str, &str)] = &[
-        ("load_s", "bulk load (import_documents)", "s"),
+        ("load_s", "load from a bundle (wire → store)", "s"),
+        (
+            "load_compute_rows_s",
+            "  load computing rows on device",
+            "s",
+        ),
+        ("bundle_wire_bytes", "  bundle on the wire", "B"),
         ("peak_rss_bytes", "peak RSS of the load process", "B"),
         (
             "rss_before_load_bytes",

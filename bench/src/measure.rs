@@ -93,17 +93,41 @@ pub struct Load {
 
 /// The child's side: read the documents, open a fresh store, import them, report on stdout
 /// as one JSON line.
-pub fn load_child(docs_path: &Path, store_path: &Path) -> Result<()> {
-    let docs = read_docs(docs_path)?;
+///
+/// `mode` is `bundle` (the file holds a bootstrap bundle as it arrives on the wire: zstd
+/// MessagePack with each document's bytes and projection rows; timed from the wire bytes to
+/// the committed store) or `docs` (the file holds whole documents whose rows the device
+/// computes itself with `import_documents`).
+pub fn load_child(mode: &str, input: &Path, store_path: &Path) -> Result<()> {
+    enum Input {
+        Bundle(Vec<u8>),
+        Docs(Vec<(String, Vec<u8>)>),
+    }
+    let input = match mode {
+        "bundle" => Input::Bundle(
+            std::fs::read(input).context_with(|| format!("reading {}", input.display()))?,
+        ),
+        "docs" => Input::Docs(read_docs(input)?),
+        other => return Err(msg(format!("unknown load mode {other}"))),
+    };
     let rss_before = sys::status_bytes("VmRSS").context("VmRSS is not in /proc/self/status")?;
     let t0 = Instant::now();
     let mut store = Store::open(store_path, bench_actor()?)
         .context_with(|| format!("opening a fresh store at {}", store_path.display()))?;
     let open_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    let imported = store
-        .import_documents(&docs)
-        .context("importing the documents")?;
+    let imported = match &input {
+        Input::Bundle(wire) => {
+            let bundle: xiuhua_core::sync::proto::Bundle =
+                xiuhua_core::sync::proto::decode(wire).context("decoding the bundle")?;
+            store
+                .import_bundle(&bundle)
+                .context("importing the bundle")?
+        }
+        Input::Docs(docs) => store
+            .import_documents(docs)
+            .context("importing the documents")?,
+    };
     let load_s = t1.elapsed().as_secs_f64();
     let peak = sys::status_bytes("VmHWM").context("VmHWM is not in /proc/self/status")?;
     drop(store);
@@ -120,10 +144,11 @@ pub fn load_child(docs_path: &Path, store_path: &Path) -> Result<()> {
 
 /// The parent's side: runs this binary as a child that loads `docs_path` into a fresh
 /// store at `store_path`.
-pub fn load_in_child(docs_path: &Path, store_path: &Path) -> Result<Load> {
+pub fn load_in_child(mode: &str, docs_path: &Path, store_path: &Path) -> Result<Load> {
     let exe = std::env::current_exe().context("finding this program's path")?;
     let out = std::process::Command::new(&exe)
         .arg(LOAD_CHILD)
+        .arg(mode)
         .arg(docs_path)
         .arg(store_path)
         .stderr(std::process::Stdio::inherit())
@@ -520,4 +545,43 @@ pub fn sqlite_floor(
     }
     tx.commit()?;
     Ok(t.elapsed().as_secs_f64())
+}
+
+/// The bootstrap bundle a server would send for these documents, encoded for the wire:
+/// each document's uncompressed save, heads and projection rows.
+pub fn bundle_bytes(
+    grid: &str,
+    docs: &[(String, Vec<u8>)],
+    rows: &[xiuhua_core::store::Rows],
+) -> Result<Vec<u8>> {
+    use xiuhua_core::store::Rows;
+    use xiuhua_core::sync::proto::{Bundle, BundleDoc};
+    let mut out = Vec::with_capacity(docs.len());
+    for ((id, bytes), rows) in docs.iter().zip(rows) {
+        let mut doc = xiuhua_core::doc::load_doc(bytes).context_with(|| format!("loading {id}"))?;
+        let kind = match rows {
+            Rows::Household { .. } => "household",
+            Rows::Record(_) => "record",
+            Rows::Task(_) => "task",
+        };
+        out.push(BundleDoc {
+            id: id.clone(),
+            kind: kind.to_string(),
+            heads: doc
+                .get_heads()
+                .iter()
+                .map(|h| serde_bytes::ByteBuf::from(h.0.to_vec()))
+                .collect(),
+            bytes: serde_bytes::ByteBuf::from(doc.save_nocompress()),
+            rows: rows.clone(),
+        });
+    }
+    let bundle = Bundle {
+        server_time_ms: 0,
+        grid: grid.to_string(),
+        cursor: docs.len() as u64,
+        projection_version: xiuhua_core::store::PROJECTION_VERSION,
+        docs: out,
+    };
+    Ok(xiuhua_core::sync::proto::encode(&bundle))
 }
