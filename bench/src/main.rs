@@ -14,6 +14,7 @@ mod error;
 mod mapping;
 mod measure;
 mod profile;
+mod sync;
 mod sys;
 mod workload;
 
@@ -104,15 +105,18 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("local") => parse_local(&args[1..]).and_then(|o| run_local(&o)),
+        Some("sync") => sync::parse(&args[1..]).and_then(|o| sync::run(&o)),
+        Some("sync-chart") => sync::chart(&args[1..]),
+        Some(sync::DEVICE_CHILD) => sync::device_child(&args[1..]),
         Some(measure::LOAD_CHILD) if args.len() == 4 => {
             measure::load_child(&args[1], Path::new(&args[2]), Path::new(&args[3]))
         }
         Some("__profile") if args.len() == 2 => profile::run(Path::new(&args[1])),
         Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
+            println!("{USAGE}\n{}", sync::USAGE);
             Ok(())
         }
-        _ => Err(msg(USAGE)),
+        _ => Err(msg(format!("{USAGE}\n{}", sync::USAGE))),
     };
     if let Err(e) = result {
         eprintln!("xiuhua-bench: {}", error::report(e.as_ref()));

@@ -89,10 +89,10 @@ impl Codec {
 
     /// Bytes to store for a whole document.
     pub(crate) fn save(&self, doc: &mut automerge::AutoCommit) -> Result<Vec<u8>> {
-        if self.dict.is_some() {
-            if let Some(c) = self.compress(&doc.save_nocompress())? {
-                return Ok(c);
-            }
+        if self.dict.is_some()
+            && let Some(c) = self.compress(&doc.save_nocompress())?
+        {
+            return Ok(c);
         }
         Ok(doc.save())
     }

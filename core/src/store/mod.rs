@@ -437,6 +437,7 @@ impl Store {
     }
 
     /// Creates a new document from a value: one transaction, like every action.
+    #[allow(clippy::too_many_arguments)]
     fn create<T: autosurgeon::Reconcile>(
         &mut self,
         kind: DocKind,
