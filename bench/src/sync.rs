@@ -1046,7 +1046,7 @@ pub fn chart(args: &[String]) -> Result<()> {
     let bytes = png::line_chart(&series, 800, 500)?;
     std::fs::write(&out, bytes).context_with(|| format!("writing {}", out.display()))?;
     println!(
-        "wrote {}: time (s, y) against scale K (x); blue bootstrap_s, red upload_s, green edits100_s; tick marks at each K and each 10^n s",
+        "wrote {}: time (s, y) against scale K (x); blue bootstrap_s, red upload_s, green edits100_s; x ticks at each K, y ticks every 1, 2 or 5 × 10^n s; legend bars top right in that order",
         out.display()
     );
     Ok(())

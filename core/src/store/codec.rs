@@ -18,8 +18,10 @@ use crate::error::{Error, Result};
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 /// Fewer documents than this make a poor dictionary: keep Automerge's own compression.
 pub(crate) const MIN_TRAINING_DOCS: usize = 256;
-const DICT_BYTES: usize = 64 * 1024;
-const MAX_SAMPLES: usize = 2000;
+const DICT_BYTES: usize = 32 * 1024;
+/// Training time grows with the sample; 800 documents train in well under 0.1 s and give
+/// nearly the ratio of the whole grid.
+const MAX_SAMPLES: usize = 800;
 const LEVEL: i32 = 3;
 /// Upper bound of a decompressed document (a bad frame must not allocate without limit).
 const MAX_DOC_BYTES: usize = 64 * 1024 * 1024;

@@ -152,7 +152,10 @@ pub struct BundleDoc {
     pub id: String,
     /// A [`crate::doc::DocKind`] string.
     pub kind: String,
-    /// The document's heads (32-byte hashes) the bytes and rows were computed at.
+    /// The document's heads (32-byte hashes) the bytes and rows were computed at. May be
+    /// empty: the saved bytes carry the heads, and the server leaves them out to keep the
+    /// bundle small.
+    #[serde(default)]
     pub heads: Vec<serde_bytes::ByteBuf>,
     /// `save_nocompress()` output: the bundle is compressed as one stream.
     pub bytes: serde_bytes::ByteBuf,
