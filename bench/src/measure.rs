@@ -100,13 +100,11 @@ pub struct Load {
 /// computes itself with `import_documents`).
 pub fn load_child(mode: &str, input: &Path, store_path: &Path) -> Result<()> {
     enum Input {
-        Bundle(Vec<u8>),
+        Bundle(Vec<Vec<u8>>),
         Docs(Vec<(String, Vec<u8>)>),
     }
     let input = match mode {
-        "bundle" => Input::Bundle(
-            std::fs::read(input).context_with(|| format!("reading {}", input.display()))?,
-        ),
+        "bundle" => Input::Bundle(read_docs(input)?.into_iter().map(|(_, b)| b).collect()),
         "docs" => Input::Docs(read_docs(input)?),
         other => return Err(msg(format!("unknown load mode {other}"))),
     };
@@ -117,12 +115,16 @@ pub fn load_child(mode: &str, input: &Path, store_path: &Path) -> Result<()> {
     let open_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let imported = match &input {
-        Input::Bundle(wire) => {
-            let bundle: xiuhua_core::sync::proto::Bundle =
-                xiuhua_core::sync::proto::decode(wire).context("decoding the bundle")?;
-            store
-                .import_bundle(&bundle)
-                .context("importing the bundle")?
+        Input::Bundle(pages) => {
+            let mut n = 0;
+            for wire in pages {
+                let bundle: xiuhua_core::sync::proto::Bundle =
+                    xiuhua_core::sync::proto::decode(wire).context("decoding the bundle")?;
+                n += store
+                    .import_bundle(&bundle)
+                    .context("importing the bundle")?;
+            }
+            n
         }
         Input::Docs(docs) => store
             .import_documents(docs)
@@ -553,7 +555,7 @@ pub fn bundle_bytes(
     grid: &str,
     docs: &[(String, Vec<u8>)],
     rows: &[xiuhua_core::store::Rows],
-) -> Result<Vec<u8>> {
+) -> Result<Vec<Vec<u8>>> {
     use xiuhua_core::store::Rows;
     use xiuhua_core::sync::proto::{Bundle, BundleDoc};
     let mut out = Vec::with_capacity(docs.len());
@@ -576,12 +578,23 @@ pub fn bundle_bytes(
             rows: rows.clone(),
         });
     }
-    let bundle = Bundle {
-        server_time_ms: 0,
-        grid: grid.to_string(),
-        cursor: docs.len() as u64,
-        projection_version: xiuhua_core::store::PROJECTION_VERSION,
-        docs: out,
-    };
-    Ok(xiuhua_core::sync::proto::encode(&bundle))
+    let mut pages = Vec::new();
+    while !out.is_empty() {
+        let rest = out.split_off(out.len().min(BUNDLE_PAGE_DOCS));
+        let bundle = Bundle {
+            server_time_ms: 0,
+            grid: grid.to_string(),
+            cursor: docs.len() as u64,
+            projection_version: xiuhua_core::store::PROJECTION_VERSION,
+            more: !rest.is_empty(),
+            docs: std::mem::replace(&mut out, rest),
+        };
+        pages.push(xiuhua_core::sync::proto::encode(&bundle));
+    }
+    Ok(pages)
 }
+
+/// Documents per bootstrap bundle page (about 30 MB decompressed on the reference data): a
+/// bundle body is capped at `proto::MAX_BODY_BYTES` once decompressed, so a large grid goes
+/// as several bundles, as a paged bootstrap would send it.
+pub const BUNDLE_PAGE_DOCS: usize = 16_000;

@@ -191,7 +191,76 @@ pub fn apply(
         unchanged: Vec::new(),
         duplicates: parsed.duplicates,
     };
-    for pd in parsed.docs {
+    // Documents are checked independently: a large push (a device uploading a whole grid)
+    // is spread over the cores, results kept in request order.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let docs = parsed.docs;
+    let outcomes: Vec<Result<(u64, Outcome), StoreError>> = if threads == 1 || docs.len() < 64 {
+        docs.into_iter()
+            .map(|pd| apply_one(pd, stored, known))
+            .collect()
+    } else {
+        let chunk = docs.len().div_ceil(threads);
+        let mut parts: Vec<Vec<ParsedDoc>> = Vec::new();
+        let mut rest = docs;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(chunk));
+            parts.push(std::mem::replace(&mut rest, tail));
+        }
+        std::thread::scope(|s| {
+            let handles: Vec<_> = parts
+                .into_iter()
+                .map(|part| {
+                    s.spawn(move || {
+                        part.into_iter()
+                            .map(|pd| apply_one(pd, stored, known))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        vec![Err(StoreError::Backend(
+                            "a document check panicked".to_string(),
+                        ))]
+                    })
+                })
+                .collect()
+        })
+    };
+    for o in outcomes {
+        let (dups, outcome) = o?;
+        out.duplicates += dups;
+        match outcome {
+            Outcome::Applied(d) => out.docs.push(*d),
+            Outcome::Unchanged(id, grid) => out.unchanged.push((id, grid)),
+            Outcome::Nothing => {}
+        }
+    }
+    Ok(out)
+}
+
+/// What checking one document of a push gave.
+enum Outcome {
+    Applied(Box<AppliedDoc>),
+    /// Only duplicates, for a registered document.
+    Unchanged(String, String),
+    /// Only duplicates, for a document the server does not know.
+    Nothing,
+}
+
+/// Checks one document's changes; returns how many were duplicates and the outcome.
+fn apply_one(
+    pd: ParsedDoc,
+    stored: &HashMap<String, StoredDoc>,
+    known: &HashSet<ChangeHash>,
+) -> Result<(u64, Outcome), StoreError> {
+    let mut duplicates = 0;
+    {
         let before = stored.get(&pd.id).cloned();
         let mut doc = match &before {
             Some(s) => AutoCommit::load(&s.bytes).map_err(|e| {
@@ -202,16 +271,19 @@ pub fn apply(
         let mut fresh = Vec::new();
         for c in pd.changes {
             if known.contains(&c.hash()) || doc.get_change_by_hash(&c.hash()).is_some() {
-                out.duplicates += 1;
+                duplicates += 1;
             } else {
                 fresh.push(c);
             }
         }
         if fresh.is_empty() {
-            if let Some(s) = &before {
-                out.unchanged.push((s.id.clone(), s.grid.clone()));
-            }
-            continue;
+            return Ok((
+                duplicates,
+                match &before {
+                    Some(s) => Outcome::Unchanged(s.id.clone(), s.grid.clone()),
+                    None => Outcome::Nothing,
+                },
+            ));
         }
         let id = pd.id;
         let heads_before = doc.get_heads();
@@ -270,20 +342,22 @@ pub fn apply(
             .collect();
         let heads = doc.get_heads();
         let bytes = doc.save_nocompress();
-        out.docs.push(AppliedDoc {
-            id,
-            grid,
-            kind,
-            before,
-            own_building,
-            household,
-            rows,
-            bytes,
-            heads,
-            changes,
-        });
+        Ok((
+            duplicates,
+            Outcome::Applied(Box::new(AppliedDoc {
+                id,
+                grid,
+                kind,
+                before,
+                own_building,
+                household,
+                rows,
+                bytes,
+                heads,
+                changes,
+            })),
+        ))
     }
-    Ok(out)
 }
 
 fn root_str(doc: &AutoCommit, key: &str) -> Option<String> {
