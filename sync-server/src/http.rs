@@ -555,7 +555,7 @@ async fn bootstrap(
         .map_err(|e| e.with_purge(&purge))?;
     let snap = st
         .storage
-        .bootstrap(&req.grid, &scope)
+        .bootstrap(&req.grid, &scope, req.after.as_deref(), req.limit)
         .await
         .map_err(|e| ApiError::from(e).with_purge(&purge))?;
     let grid = req.grid;
@@ -581,6 +581,7 @@ async fn bootstrap(
             cursor: snap.cursor,
             projection_version: PROJECTION_VERSION,
             docs,
+            more: snap.more,
         };
         Ok(encode_with_purge(&bundle, &purge_in_body))
     })

@@ -649,7 +649,11 @@ async fn building_leader_reads_only_their_building() {
         &h.app,
         "/v1/bootstrap",
         Some(&lead.access),
-        &BootstrapRequest { grid: "g1".into() },
+        &BootstrapRequest {
+            grid: "g1".into(),
+            after: None,
+            limit: 0,
+        },
     )
     .await;
     let bundle = r.ok.unwrap();
@@ -670,7 +674,11 @@ async fn building_leader_reads_only_their_building() {
         &h.app,
         "/v1/bootstrap",
         Some(&a.access),
-        &BootstrapRequest { grid: "g1".into() },
+        &BootstrapRequest {
+            grid: "g1".into(),
+            after: None,
+            limit: 0,
+        },
     )
     .await;
     assert_eq!(r.ok.unwrap().docs.len(), 5);
@@ -924,7 +932,11 @@ async fn a_batch_whose_last_document_is_invalid_stores_nothing() {
         &h.app,
         "/v1/bootstrap",
         Some(&a.access),
-        &BootstrapRequest { grid: "g1".into() },
+        &BootstrapRequest {
+            grid: "g1".into(),
+            after: None,
+            limit: 0,
+        },
     )
     .await;
     assert!(r.ok.unwrap().docs.is_empty());

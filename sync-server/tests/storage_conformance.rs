@@ -78,6 +78,7 @@ macro_rules! all_cases {
                 devices_and_tokens,
                 ordering_dedup_paging,
                 bootstrap_and_scope,
+                bootstrap_pages,
                 refusals_store_nothing,
                 escalation_tier,
                 purge_info,

@@ -613,7 +613,11 @@ pub fn bootstrap_docs(
 ) -> Result<std::collections::BTreeSet<String>, (u16, ErrorBody)> {
     let r: Reply<proto::Bundle> = d.call(
         "/v1/bootstrap",
-        &proto::BootstrapRequest { grid: grid.into() },
+        &proto::BootstrapRequest {
+            grid: grid.into(),
+            after: None,
+            limit: 0,
+        },
     );
     match r.ok {
         Some(b) => Ok(b.docs.into_iter().map(|d| d.id).collect()),

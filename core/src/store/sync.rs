@@ -132,6 +132,17 @@ impl Store {
     /// document's kind is unknown, its rows or contents name another grid or document, or
     /// it is already stored under another grid. Returns how many documents were stored.
     pub fn import_bundle(&mut self, bundle: &proto::Bundle) -> Result<usize> {
+        self.import_bundle_page(bundle, Some(bundle.cursor))
+    }
+
+    /// [`Store::import_bundle`] for one page of a paged bootstrap: stores the page's
+    /// documents the same way, and sets the grid's pull cursor to `set_cursor` when given
+    /// (the last page, with the first page's cursor), else leaves it as it is.
+    pub fn import_bundle_page(
+        &mut self,
+        bundle: &proto::Bundle,
+        set_cursor: Option<u64>,
+    ) -> Result<usize> {
         let grid = bundle.grid.as_str();
         if grid.is_empty() || grid.chars().count() > 64 {
             return Err(Error::invalid(
@@ -217,8 +228,12 @@ impl Store {
             }
             n += 1;
         }
-        tx.prepare_cached("INSERT OR REPLACE INTO sync_cursors (grid, cursor) VALUES (?1, ?2)")?
-            .execute(params![grid, bundle.cursor.to_string()])?;
+        if let Some(cursor) = set_cursor {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO sync_cursors (grid, cursor) VALUES (?1, ?2)",
+            )?
+            .execute(params![grid, cursor.to_string()])?;
+        }
         tx.commit()?;
         for d in &bundle.docs {
             self.cache.remove(&d.id);
@@ -241,6 +256,73 @@ impl Store {
             .prepare_cached("SELECT grid FROM docs WHERE id = ?1")?
             .query_row([id], |r| r.get(0))
             .optional()?)
+    }
+
+    // ----- repair -----
+
+    /// A copy of document `id` as stored here (an empty document when it is not here yet).
+    fn repair_copy(&mut self, id: &str) -> Result<AutoCommit> {
+        match self.take_doc(id) {
+            Ok((doc, _, _)) => {
+                let copy = doc.clone();
+                self.cache_put(id.to_string(), doc);
+                Ok(copy)
+            }
+            Err(Error::NotFound(_)) => Ok(AutoCommit::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The next Automerge sync message for document `id` as it is here, for `/v1/repair`;
+    /// none when `state` says the peer is in sync. The document is not changed.
+    pub fn repair_message(
+        &mut self,
+        id: &str,
+        state: &mut automerge::sync::State,
+    ) -> Result<Option<Vec<u8>>> {
+        use automerge::sync::SyncDoc;
+        let mut copy = self.repair_copy(id)?;
+        Ok(copy
+            .sync()
+            .generate_sync_message(state)
+            .map(automerge::sync::Message::encode))
+    }
+
+    /// Applies a sync message received for document `id` (a `/v1/repair` reply): the
+    /// changes it carries that are new here are applied through [`Store::apply_remote`] in
+    /// one transaction, so the projection rows, held changes and clock stay consistent (and
+    /// nothing enters the outbox: they are the server's changes). `None` when the message
+    /// carried no changes at all.
+    pub fn apply_repair_message(
+        &mut self,
+        id: &str,
+        state: &mut automerge::sync::State,
+        message: &[u8],
+    ) -> Result<Option<super::MergeReport>> {
+        use automerge::sync::SyncDoc;
+        let msg = automerge::sync::Message::decode(message)
+            .map_err(|e| Error::bad_doc(id, format!("not an Automerge sync message: {e}")))?;
+        let carried = !msg.changes.is_empty();
+        let mut copy = self.repair_copy(id)?;
+        let before = copy.get_heads();
+        copy.sync()
+            .receive_sync_message(state, msg)
+            .map_err(|e| Error::bad_doc(id, format!("sync message refused: {e}")))?;
+        if !carried {
+            return Ok(None);
+        }
+        let changes: Vec<super::RemoteChange> = copy
+            .get_changes(&before)
+            .into_iter()
+            .map(|c| super::RemoteChange {
+                doc: id.to_string(),
+                change: c.raw_bytes().to_vec(),
+            })
+            .collect();
+        if changes.is_empty() {
+            return Ok(Some(super::MergeReport::default()));
+        }
+        self.apply_remote(&changes).map(Some)
     }
 
     // ----- purge -----

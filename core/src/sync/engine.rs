@@ -15,7 +15,9 @@
 //!    the task); until then the task's entries from the escalation's change on are held
 //!    back from the push. After any accepted escalation, another push round sends them.
 //! 4. **Pull** each grid of [`Store::sync_grids`]: bootstrap from `/v1/bootstrap` when its
-//!    cursor is 0 and the store holds none of its documents, then pages of
+//!    cursor is 0 and the store holds none of its documents (in pages of documents until
+//!    `more == false`; each page is stored in its own transaction, and the first page's
+//!    cursor only with the last page, so an interrupted bootstrap pulls from 0), then pages of
 //!    [`SyncOptions::pull_limit`] until `more == false`; each page is applied and its cursor
 //!    stored in one transaction ([`Store::apply_pulled`]), so an interrupted pull resumes
 //!    at the page it stopped at.
@@ -66,6 +68,8 @@ pub struct SyncOptions {
     pub push_max_bytes: usize,
     /// Most changes asked for in one pull page.
     pub pull_limit: u32,
+    /// Most documents asked for in one bootstrap page (0 = the server's default).
+    pub bootstrap_page: u32,
     /// Refresh the access token when it expires within this many ms.
     pub refresh_margin_ms: i64,
 }
@@ -76,6 +80,7 @@ impl Default for SyncOptions {
             push_max_changes: 2_000,
             push_max_bytes: 4 * 1024 * 1024,
             pull_limit: 2_000,
+            bootstrap_page: 0,
             refresh_margin_ms: 60_000,
         }
     }
@@ -152,8 +157,12 @@ enum InFlight {
         tier: String,
         unit: Option<String>,
     },
+    /// A page of a grid's bundle: the first (`after` none) or the one after document
+    /// `after`, with the first page's `cursor`.
     Bootstrap {
         grid: String,
+        after: Option<String>,
+        cursor: Option<u64>,
     },
     Pull {
         grid: String,
@@ -207,6 +216,8 @@ pub struct SyncEngine {
     grid_idx: usize,
     grid_started: bool,
     grid_pulled: u64,
+    /// The next bootstrap page to ask for, while a grid's bundle has more.
+    bootstrap_next: Option<InFlight>,
     grid_seqs: HashMap<String, u64>,
     purged: HashSet<String>,
     refused: Vec<(String, String)>,
@@ -273,6 +284,7 @@ impl SyncEngine {
             grids: Vec::new(),
             grid_idx: 0,
             grid_started: false,
+            bootstrap_next: None,
             grid_pulled: 0,
             grid_seqs: HashMap::new(),
             purged: HashSet::new(),
@@ -401,9 +413,13 @@ impl SyncEngine {
                 }),
                 self.bearer(),
             ),
-            InFlight::Bootstrap { grid } => (
+            InFlight::Bootstrap { grid, after, .. } => (
                 "/v1/bootstrap",
-                proto::encode(&proto::BootstrapRequest { grid: grid.clone() }),
+                proto::encode(&proto::BootstrapRequest {
+                    grid: grid.clone(),
+                    after: after.clone(),
+                    limit: self.opts.bootstrap_page,
+                }),
                 self.bearer(),
             ),
             InFlight::Pull { grid, since } => (
@@ -488,13 +504,20 @@ impl SyncEngine {
                         self.next_grid();
                         continue;
                     }
+                    if let Some(next) = self.bootstrap_next.take() {
+                        return Ok(Some(self.send(next)));
+                    }
                     let since = store.sync_cursor(&grid)?;
                     if !self.grid_started {
                         self.grid_started = true;
                         self.grid_pulled = 0;
                         if since == 0 && store.grid_doc_count(&grid)? == 0 {
                             self.progress = (SyncPhase::Bootstrap, 0, None);
-                            return Ok(Some(self.send(InFlight::Bootstrap { grid })));
+                            return Ok(Some(self.send(InFlight::Bootstrap {
+                                grid,
+                                after: None,
+                                cursor: None,
+                            })));
                         }
                     }
                     let total = self
@@ -512,6 +535,7 @@ impl SyncEngine {
     fn next_grid(&mut self) {
         self.grid_idx += 1;
         self.grid_started = false;
+        self.bootstrap_next = None;
     }
 
     fn start_push_round(&mut self, store: &Store) -> Result<()> {
@@ -674,7 +698,7 @@ impl SyncEngine {
                 self.refused.push((task, why));
                 Ok(())
             }
-            InFlight::Pull { grid, .. } | InFlight::Bootstrap { grid }
+            InFlight::Pull { grid, .. } | InFlight::Bootstrap { grid, .. }
                 if self.purged.contains(&grid) =>
             {
                 self.next_grid();
@@ -760,7 +784,11 @@ impl SyncEngine {
                 store.complete_escalation(id)?;
                 self.escalated_in_round = true;
             }
-            InFlight::Bootstrap { grid } => {
+            InFlight::Bootstrap {
+                grid,
+                after,
+                cursor,
+            } => {
                 let bundle: proto::Bundle =
                     proto::decode(body).map_err(|e| bad_reply(status, e))?;
                 if bundle.grid != grid {
@@ -772,10 +800,34 @@ impl SyncEngine {
                         ),
                     ));
                 }
+                // A page must move past `after`, else a stuck server would loop the phone.
+                let last = bundle.docs.last().map(|d| d.id.clone());
+                if bundle.more
+                    && (last.is_none() || after.is_some() && last.as_deref() <= after.as_deref())
+                {
+                    return Err(bad_reply(
+                        status,
+                        "the server says more documents wait but the page did not advance",
+                    ));
+                }
                 store.anchor_clock(bundle.server_time_ms)?;
-                let n = store.import_bundle(&bundle)?;
+                // The first page's cursor is kept, and stored only with the last page: later
+                // pages may be newer, and pulling from the first re-delivers harmlessly.
+                let cursor = cursor.unwrap_or(bundle.cursor);
+                let n = store.import_bundle_page(&bundle, (!bundle.more).then_some(cursor))?;
                 self.report.bootstrapped_docs += n as u64;
-                self.progress = (SyncPhase::Bootstrap, n as u64, Some(n as u64));
+                self.grid_pulled += n as u64;
+                let total = (!bundle.more).then_some(self.grid_pulled);
+                self.progress = (SyncPhase::Bootstrap, self.grid_pulled, total);
+                if bundle.more {
+                    self.bootstrap_next = Some(InFlight::Bootstrap {
+                        grid,
+                        after: last,
+                        cursor: Some(cursor),
+                    });
+                } else {
+                    self.grid_pulled = 0;
+                }
             }
             InFlight::Pull { grid, .. } if self.purged.contains(&grid) => {
                 // The same reply revoked the grid: drop the page.

@@ -165,6 +165,59 @@ pub fn sync_with(
     Ok(report)
 }
 
+/// Most request rounds of one [`repair_document`].
+pub const REPAIR_MAX_ROUNDS: usize = 8;
+
+/// Repairs one document whose copy here may miss some of the server's changes, with
+/// Automerge's sync protocol over `/v1/repair` (read-only on the server; ADR 0001): sends
+/// the document's sync message, applies the changes of the server's reply through the
+/// store (one transaction each, projection kept), and loops until the server answers
+/// with no message, or with one that carries no change (what remains is local changes the
+/// server lacks: those go by push), at most [`REPAIR_MAX_ROUNDS`] rounds. A document not
+/// here yet is fetched whole. Uses the saved access token (a sync refreshes it). Returns
+/// how many changes were applied here.
+pub fn repair_document(
+    store: &mut Store,
+    transport: &mut dyn Transport,
+    doc: &str,
+) -> Result<usize> {
+    let creds = store
+        .credentials()?
+        .ok_or_else(|| Error::Unauthorized("this device is not enrolled".into()))?;
+    let mut state = automerge::sync::State::new();
+    let mut applied = 0;
+    for _ in 0..REPAIR_MAX_ROUNDS {
+        let Some(message) = store.repair_message(doc, &mut state)? else {
+            return Ok(applied);
+        };
+        let body = proto::encode(&proto::RepairRequest {
+            doc: doc.to_string(),
+            message: serde_bytes::ByteBuf::from(message),
+        });
+        let (status, reply) = transport.post("/v1/repair", body, Some(&creds.access_token))?;
+        if !(200..300).contains(&status) {
+            return Err(engine::error_from_reply(status, &reply));
+        }
+        let r: proto::RepairResponse = proto::decode(&reply).map_err(|e| Error::Sync {
+            status,
+            code: "bad_reply".into(),
+            message: e.to_string(),
+        })?;
+        let Some(m) = r.message else {
+            return Ok(applied);
+        };
+        match store.apply_repair_message(doc, &mut state, &m)? {
+            None => return Ok(applied),
+            Some(merge) => applied += merge.applied,
+        }
+    }
+    Err(Error::Sync {
+        status: 200,
+        code: "repair_unfinished".into(),
+        message: format!("document {doc} still differs after {REPAIR_MAX_ROUNDS} repair rounds"),
+    })
+}
+
 /// Exchanges a one-time enrollment code (printed at the station) for a device id and tokens.
 /// Save the answer with [`Store::save_enrollment`] in a store whose actor device is the
 /// returned `device`.

@@ -139,11 +139,22 @@ pub struct PullResponse {
     pub more: bool,
 }
 
-/// A fresh device asks for a grid's snapshot.
+/// A fresh device asks for a grid's snapshot, one page at a time: a large grid's bundle would
+/// exceed [`MAX_BODY_BYTES`]. Pages hold documents ordered by id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootstrapRequest {
     pub grid: String,
+    /// The last document id of the previous page; none for the first page.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// Most documents in the page; 0 = the server's default. The server caps it
+    /// ([`BOOTSTRAP_MAX_PAGE`]).
+    #[serde(default)]
+    pub limit: u32,
 }
+
+/// The default and largest number of documents in one bootstrap page.
+pub const BOOTSTRAP_MAX_PAGE: u32 = 10_000;
 
 /// One document in a bundle: its bytes, and its projection rows so the device can store it
 /// without loading it.
@@ -163,7 +174,13 @@ pub struct BundleDoc {
     pub rows: Rows,
 }
 
-/// A grid's snapshot plus the cursor to pull from afterwards.
+/// A grid's snapshot (one page of it) plus the cursor to pull from afterwards.
+///
+/// Every page carries the grid's seq read in the same transaction as that page. A client
+/// bootstrapping in pages stores the cursor of the **first** page, once the last page is
+/// stored: later pages may hold documents with changes made after that cursor, and pulling
+/// from it re-delivers those changes as harmless duplicates, while a document changed
+/// between pages is never missed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bundle {
     pub server_time_ms: i64,
@@ -173,6 +190,9 @@ pub struct Bundle {
     /// ignores `rows` and computes its own.
     pub projection_version: i64,
     pub docs: Vec<BundleDoc>,
+    /// More documents follow: ask again with `after` = the id of the last document here.
+    #[serde(default)]
+    pub more: bool,
 }
 
 /// Automerge's sync protocol for one document whose heads disagree.
@@ -314,6 +334,19 @@ mod tests {
             next: 11,
             more: true,
         });
+        round_trip(BootstrapRequest {
+            grid: "g".into(),
+            after: Some("hh-9".into()),
+            limit: 100,
+        });
+        round_trip(Bundle {
+            server_time_ms: 1,
+            grid: "g".into(),
+            cursor: 7,
+            projection_version: 1,
+            docs: vec![],
+            more: true,
+        });
         round_trip(RepairRequest {
             doc: "d".into(),
             message: ByteBuf::from(vec![0]),
@@ -356,5 +389,12 @@ mod tests {
         });
         let p: PullRequest = decode(&bytes).expect("decodes");
         assert_eq!(p.wait_ms, 0);
+
+        #[derive(Serialize)]
+        struct OldBootstrap {
+            grid: String,
+        }
+        let b: BootstrapRequest = decode(&encode(&OldBootstrap { grid: "g".into() })).unwrap();
+        assert_eq!((b.after, b.limit), (None, 0));
     }
 }

@@ -56,6 +56,9 @@ struct FakeServer {
     calls: HashMap<String, usize>,
     /// Every request: (path, short description).
     log: Vec<(String, String)>,
+    /// Pushes stored right after the first page of a paged bootstrap is answered (another
+    /// device syncing meanwhile).
+    between_pages: Vec<proto::PushRequest>,
 }
 
 fn reply<T: serde::Serialize>(v: &T) -> (u16, Vec<u8>) {
@@ -152,13 +155,26 @@ impl FakeServer {
             }
             "/v1/bootstrap" => {
                 let b: proto::BootstrapRequest = proto::decode(body).unwrap();
+                self.log.last_mut().unwrap().1 =
+                    format!("{} after {}", b.grid, b.after.as_deref().unwrap_or("-"));
                 if self.revoked.contains(&b.grid) {
                     return error(403, "purge", vec![b.grid]);
                 }
-                let docs = self
+                let limit = match b.limit {
+                    0 => proto::BOOTSTRAP_MAX_PAGE,
+                    n => n.min(proto::BOOTSTRAP_MAX_PAGE),
+                } as usize;
+                let after = b.after.clone().unwrap_or_default();
+                let matching = self
+                    .docs
+                    .iter()
+                    .filter(|(id, (g, _))| *g == b.grid && **id > after)
+                    .count();
+                let docs: Vec<proto::BundleDoc> = self
                     .docs
                     .iter_mut()
-                    .filter(|(_, (g, _))| *g == b.grid)
+                    .filter(|(id, (g, _))| *g == b.grid && **id > after)
+                    .take(limit)
                     .map(|(id, (_, doc))| proto::BundleDoc {
                         id: id.clone(),
                         kind: crate::doc::kind_and_grid(doc).unwrap().0.as_str().into(),
@@ -171,12 +187,44 @@ impl FakeServer {
                         rows: rows_of(id, doc).unwrap().unwrap(),
                     })
                     .collect();
-                reply(&proto::Bundle {
+                let more = matching > docs.len();
+                let answer = reply(&proto::Bundle {
                     server_time_ms: self.now_ms,
                     grid: b.grid.clone(),
                     cursor: self.seq(&b.grid),
                     projection_version: self.projection_version,
                     docs,
+                    more,
+                });
+                if b.after.is_none() && more {
+                    for push in std::mem::take(&mut self.between_pages) {
+                        self.log.push(("(between pages)".into(), String::new()));
+                        self.push(push);
+                    }
+                }
+                answer
+            }
+            "/v1/repair" => {
+                // As the real server: read-only, a fresh state every request.
+                let r: proto::RepairRequest = proto::decode(body).unwrap();
+                self.log.last_mut().unwrap().1 = r.doc.clone();
+                let Some((_, doc)) = self.docs.get_mut(&r.doc) else {
+                    return error(404, "not_found", vec![]);
+                };
+                use automerge::sync::SyncDoc;
+                let mut msg = automerge::sync::Message::decode(&r.message).unwrap();
+                msg.changes = automerge::sync::ChunkList::empty();
+                msg.need.retain(|h| doc.get_change_by_hash(h).is_some());
+                if msg.heads == doc.get_heads() && msg.need.is_empty() {
+                    return reply(&proto::RepairResponse { message: None });
+                }
+                let mut state = automerge::sync::State::new_read_only();
+                doc.sync().receive_sync_message(&mut state, msg).unwrap();
+                reply(&proto::RepairResponse {
+                    message: doc
+                        .sync()
+                        .generate_sync_message(&mut state)
+                        .map(|m| serde_bytes::ByteBuf::from(m.encode())),
                 })
             }
             "/v1/escalate" => {
@@ -651,7 +699,11 @@ fn a_bundle_with_rows_of_another_grid_or_kind_is_refused_whole() {
         let mut s = net.server();
         let (_, body) = s.handle(
             "/v1/bootstrap",
-            &proto::encode(&proto::BootstrapRequest { grid: G1.into() }),
+            &proto::encode(&proto::BootstrapRequest {
+                grid: G1.into(),
+                after: None,
+                limit: 0,
+            }),
             Some("acc-1"),
         );
         proto::decode::<proto::Bundle>(&body).unwrap()
@@ -689,7 +741,11 @@ fn a_bundle_merges_into_documents_held_here() {
         let mut s = net.server();
         let (_, body) = s.handle(
             "/v1/bootstrap",
-            &proto::encode(&proto::BootstrapRequest { grid: G1.into() }),
+            &proto::encode(&proto::BootstrapRequest {
+                grid: G1.into(),
+                after: None,
+                limit: 0,
+            }),
             Some("acc-1"),
         );
         proto::decode::<proto::Bundle>(&body).unwrap()
@@ -1088,4 +1144,139 @@ fn an_escalation_whose_reply_was_lost_is_not_stuck() {
     assert_eq!(a.outbox_len().unwrap(), 0);
     assert!(a.pending_escalations().unwrap().is_empty());
     assert_eq!(a.sync_status().unwrap().refused_docs, vec![]);
+}
+
+/// The push a store's outbox makes (not acknowledged: its own sync pushes it again).
+fn outbox_push(s: &Store) -> proto::PushRequest {
+    let mut docs: Vec<proto::DocChanges> = Vec::new();
+    for e in s.outbox(100_000).unwrap() {
+        match docs.iter_mut().find(|d| d.doc == e.doc) {
+            Some(d) => d.changes.push(serde_bytes::ByteBuf::from(e.change)),
+            None => docs.push(proto::DocChanges {
+                doc: e.doc,
+                changes: vec![serde_bytes::ByteBuf::from(e.change)],
+            }),
+        }
+    }
+    proto::PushRequest { docs }
+}
+
+#[test]
+fn a_large_grid_bootstraps_in_pages_from_the_first_pages_cursor() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    let ids: Vec<String> = (0..7)
+        .map(|i| record(&mut a, G1, &format!("民情{i}")))
+        .collect();
+    run(&mut a, &net).unwrap();
+    let first_cursor = net.server().seq(G1);
+    // Another device pushes while the bootstrap runs: a new record and an edit.
+    let late = record(&mut a, G1, "晚到的民情");
+    a.set_record_description(&ids[0], "已处理").unwrap();
+    net.server().between_pages.push(outbox_push(&a));
+
+    let mut b = device(&net, "u-li", "dev-b");
+    let opts = SyncOptions {
+        bootstrap_page: 3,
+        ..SyncOptions::default()
+    };
+    let r = run_with(&mut b, &net, opts.clone()).unwrap();
+    let log = net.server().paths();
+    let pages: Vec<&String> = log
+        .iter()
+        .filter(|p| p.starts_with("/v1/bootstrap") && p.contains(G1))
+        .collect();
+    assert_eq!(pages.len(), 3, "{log:?}");
+    assert!(pages[0].ends_with("after -"));
+    // 7 documents, plus the late one when its id falls after the first page.
+    assert!((7..=8).contains(&r.bootstrapped_docs), "{r:?}");
+    // The cursor stored is the first page's: the pull starts there and brings the edit
+    // (and the late record, whether or not a page held it).
+    assert!(
+        log.contains(&format!("/v1/pull {G1} since {first_cursor}")),
+        "{log:?}"
+    );
+    assert_eq!(b.sync_cursor(G1).unwrap(), net.server().seq(G1));
+    assert_eq!(b.record(&late).unwrap().description.as_str(), "晚到的民情");
+    assert_eq!(b.record(&ids[0]).unwrap().description.as_str(), "已处理");
+    run(&mut a, &net).unwrap();
+    assert_eq!(b.projection_dump().unwrap(), a.projection_dump().unwrap());
+}
+
+#[test]
+fn an_interrupted_paged_bootstrap_stores_no_cursor_and_resumes_by_pulling() {
+    let net = Net::new();
+    let a = populated(&net);
+    let mut b = device(&net, "u-li", "dev-b");
+    let opts = SyncOptions {
+        bootstrap_page: 5,
+        ..SyncOptions::default()
+    };
+    net.fault("/v1/bootstrap", 2, Fault::Drop);
+    assert!(run_with(&mut b, &net, opts.clone()).is_err());
+    assert_eq!(b.grid_doc_count(G1).unwrap(), 5, "the first page is kept");
+    assert_eq!(
+        b.sync_cursor(G1).unwrap(),
+        0,
+        "no cursor before the last page"
+    );
+    let r = run_with(&mut b, &net, opts).unwrap();
+    assert_eq!(r.bootstrapped_docs, 1, "only G2 bootstraps now: {r:?}");
+    assert_eq!(b.sync_cursor(G1).unwrap(), net.server().seq(G1));
+    assert_eq!(b.projection_dump().unwrap(), a.projection_dump().unwrap());
+}
+
+#[test]
+fn repair_brings_the_changes_a_local_copy_misses() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    let h = household(&mut a, G1, "101");
+    run(&mut a, &net).unwrap();
+    let mut b = device(&net, "u-li", "dev-b");
+    run(&mut b, &net).unwrap();
+    // A adds two visits the server gets; B has not pulled them and visits offline itself.
+    visit(&mut a, &h, "走访一");
+    visit(&mut a, &h, "走访二");
+    run(&mut a, &net).unwrap();
+    visit(&mut b, &h, "离线走访");
+    let outbox = b.outbox_len().unwrap();
+
+    let mut t = net.clone();
+    assert_eq!(repair_document(&mut b, &mut t, &h).unwrap(), 2);
+    let visits: Vec<String> = b
+        .household(&h)
+        .unwrap()
+        .visits
+        .iter()
+        .map(|v| v.purpose.to_string())
+        .collect();
+    for p in ["走访一", "走访二", "离线走访"] {
+        assert!(visits.iter().any(|v| v == p), "{visits:?}");
+    }
+    assert_eq!(
+        b.outbox_len().unwrap(),
+        outbox,
+        "the server's changes are not pushed back"
+    );
+    let before = b.projection_dump().unwrap();
+    b.rebuild_projection().unwrap();
+    assert_eq!(
+        b.projection_dump().unwrap(),
+        before,
+        "rows follow the document"
+    );
+    // Nothing more to get: one round, nothing applied. The local visit goes by push.
+    let rounds = net.server().calls.get("/v1/repair").copied().unwrap_or(0);
+    assert_eq!(repair_document(&mut b, &mut t, &h).unwrap(), 0);
+    assert_eq!(net.server().calls["/v1/repair"], rounds + 1);
+    run(&mut b, &net).unwrap();
+    run(&mut a, &net).unwrap();
+    assert_eq!(a.projection_dump().unwrap(), b.projection_dump().unwrap());
+    assert_eq!(repair_document(&mut a, &mut t, &h).unwrap(), 0);
+
+    // A document this device does not hold yet comes whole; an unknown one is an error.
+    let mut c = device(&net, "u-zhao", "dev-c");
+    assert!(repair_document(&mut c, &mut t, &h).unwrap() >= 4);
+    assert_eq!(c.household(&h).unwrap().visits.len(), 3);
+    assert!(repair_document(&mut c, &mut t, "no-such-doc").is_err());
 }

@@ -121,11 +121,25 @@ pub struct BundleRow {
     pub rows: Vec<u8>,
 }
 
-/// A grid's snapshot: documents and the seq read in the same transaction.
+/// One page of a grid's snapshot: documents ordered by id and the grid's seq read in the
+/// same transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Snapshot {
     pub cursor: u64,
     pub docs: Vec<BundleRow>,
+    /// More documents follow the last one of `docs`.
+    pub more: bool,
+}
+
+/// The page size a bootstrap request gets: `limit`, or the default when 0, capped at
+/// [`xiuhua_core::sync::proto::BOOTSTRAP_MAX_PAGE`].
+pub fn bootstrap_page_limit(limit: u32) -> u32 {
+    use xiuhua_core::sync::proto::BOOTSTRAP_MAX_PAGE;
+    if limit == 0 {
+        BOOTSTRAP_MAX_PAGE
+    } else {
+        limit.min(BOOTSTRAP_MAX_PAGE)
+    }
 }
 
 /// A registered document's metadata.
@@ -235,8 +249,15 @@ pub trait Storage: Send + Sync + 'static {
         limit: u32,
         scope: &Scope,
     ) -> StoreResult<PullPage>;
-    /// A grid's snapshot, filtered by `scope`.
-    async fn bootstrap(&self, grid: &str, scope: &Scope) -> StoreResult<Snapshot>;
+    /// A page of a grid's snapshot, filtered by `scope`: the documents with an id after
+    /// `after` (all when none), ordered by id, at most [`bootstrap_page_limit`]`(limit)`.
+    async fn bootstrap(
+        &self,
+        grid: &str,
+        scope: &Scope,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Snapshot>;
     /// A registered document's metadata and `save_nocompress()` bytes.
     async fn doc(&self, id: &str) -> StoreResult<Option<(DocMeta, Vec<u8>)>>;
     /// Moves a task from tier `from` to `to` if it still is at `from`; false otherwise.

@@ -1306,7 +1306,18 @@ impl Storage for PgStorage {
         })
     }
 
-    async fn bootstrap(&self, grid: &str, scope: &Scope) -> StoreResult<Snapshot> {
+    async fn bootstrap(
+        &self,
+        grid: &str,
+        scope: &Scope,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Snapshot> {
+        let limit = bootstrap_page_limit(limit);
+        // One more than the page, to know whether more follow. Ids are `COLLATE "C"`: byte
+        // order, as in SQLite. `after` none = from the start.
+        let fetch = i64::from(limit) + 1;
+        let after = after.unwrap_or("");
         let mut c = self.client().await?;
         let tx = c
             .build_transaction()
@@ -1324,23 +1335,26 @@ impl Storage for PgStorage {
         let rows = match scope {
             Scope::Grid => {
                 tx.query(
-                    "SELECT id, kind, heads, bytes, rows FROM docs WHERE grid = $1 ORDER BY kind, id",
-                    &[&grid],
+                    "SELECT id, kind, heads, bytes, rows FROM docs
+                     WHERE grid = $1 AND id > $2 ORDER BY id LIMIT $3",
+                    &[&grid, &after, &fetch],
                 )
                 .await?
             }
             Scope::Buildings(bs) => {
                 tx.query(
                     "SELECT id, kind, heads, bytes, rows FROM docs
-                     WHERE grid = $1 AND building = ANY($2) ORDER BY kind, id",
-                    &[&grid, bs],
+                     WHERE grid = $1 AND id > $2 AND building = ANY($3) ORDER BY id LIMIT $4",
+                    &[&grid, &after, bs, &fetch],
                 )
                 .await?
             }
         };
         tx.commit().await?;
+        let more = rows.len() > limit as usize;
         let docs = rows
             .iter()
+            .take(limit as usize)
             .map(|r| {
                 Ok(BundleRow {
                     id: r.try_get(0)?,
@@ -1354,6 +1368,7 @@ impl Storage for PgStorage {
         Ok(Snapshot {
             cursor: u64_of(cursor),
             docs,
+            more,
         })
     }
 

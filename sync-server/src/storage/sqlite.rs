@@ -401,7 +401,14 @@ fn pull_tx(
     })
 }
 
-fn bootstrap_tx(conn: &mut Connection, grid: &str, scope: &Scope) -> StoreResult<Snapshot> {
+fn bootstrap_tx(
+    conn: &mut Connection,
+    grid: &str,
+    scope: &Scope,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Snapshot> {
+    let limit = bootstrap_page_limit(limit);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
     let cursor: i64 = tx
         .prepare_cached("SELECT seq FROM grids WHERE id = ?1")?
@@ -417,23 +424,34 @@ fn bootstrap_tx(conn: &mut Connection, grid: &str, scope: &Scope) -> StoreResult
             rows: r.get(4)?,
         })
     };
-    let docs: Vec<BundleRow> = match buildings_json(scope) {
+    // One more than the page, to know whether more follow. `after` none = from the start
+    // (every id sorts after the empty string).
+    let after = after.unwrap_or("");
+    let fetch = i64::from(limit) + 1;
+    let mut docs: Vec<BundleRow> = match buildings_json(scope) {
         None => tx
-            .prepare_cached("SELECT id, kind, heads, bytes, rows FROM docs WHERE grid = ?1 ORDER BY kind, id")?
-            .query_map([grid], map)?
+            .prepare_cached(
+                "SELECT id, kind, heads, bytes, rows FROM docs
+                 WHERE grid = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+            )?
+            .query_map(params![grid, after, fetch], map)?
             .collect::<rusqlite::Result<_>>()?,
         Some(bs) => tx
             .prepare_cached(
                 "SELECT id, kind, heads, bytes, rows FROM docs
-                 WHERE grid = ?1 AND building IN (SELECT value FROM json_each(?2)) ORDER BY kind, id",
+                 WHERE grid = ?1 AND id > ?2 AND building IN (SELECT value FROM json_each(?3))
+                 ORDER BY id LIMIT ?4",
             )?
-            .query_map(params![grid, bs], map)?
+            .query_map(params![grid, after, bs, fetch], map)?
             .collect::<rusqlite::Result<_>>()?,
     };
     tx.commit()?;
+    let more = docs.len() > limit as usize;
+    docs.truncate(limit as usize);
     Ok(Snapshot {
         cursor: u64::try_from(cursor).unwrap_or(0),
         docs,
+        more,
     })
 }
 
@@ -972,9 +990,17 @@ impl Storage for SqliteStorage {
             .await
     }
 
-    async fn bootstrap(&self, grid: &str, scope: &Scope) -> StoreResult<Snapshot> {
+    async fn bootstrap(
+        &self,
+        grid: &str,
+        scope: &Scope,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Snapshot> {
         let (grid, scope) = (grid.to_string(), scope.clone());
-        self.read(move |c| bootstrap_tx(c, &grid, &scope)).await
+        let after = after.map(str::to_string);
+        self.read(move |c| bootstrap_tx(c, &grid, &scope, after.as_deref(), limit))
+            .await
     }
 
     async fn doc(&self, id: &str) -> StoreResult<Option<(DocMeta, Vec<u8>)>> {

@@ -540,8 +540,9 @@ pub async fn bootstrap_and_scope(f: &dyn Factory) {
     let r0 = st.create_record(record("g1", None, 0)).unwrap();
     push(s, &caller, drain(&mut st)).await.unwrap();
     let head = seq_of(s, "g1").await;
-    let snap = s.bootstrap("g1", &Scope::Grid).await.unwrap();
+    let snap = s.bootstrap("g1", &Scope::Grid, None, 0).await.unwrap();
     assert_eq!(snap.cursor, head);
+    assert!(!snap.more);
     let mut ids: Vec<&str> = snap.docs.iter().map(|d| d.id.as_str()).collect();
     ids.sort_unstable();
     let mut want = vec![h1.as_str(), h2.as_str(), r0.as_str()];
@@ -553,7 +554,7 @@ pub async fn bootstrap_and_scope(f: &dyn Factory) {
         automerge::AutoCommit::load(&d.bytes).unwrap();
     }
     let one = Scope::Buildings(vec!["1号楼".into()]);
-    let snap = s.bootstrap("g1", &one).await.unwrap();
+    let snap = s.bootstrap("g1", &one, None, 0).await.unwrap();
     assert_eq!(snap.cursor, head);
     assert_eq!(
         snap.docs.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
@@ -571,7 +572,7 @@ pub async fn bootstrap_and_scope(f: &dyn Factory) {
     let p = s.pull("g1", 0, 1, &one).await.unwrap();
     assert_eq!(p.changes.len(), 1);
     assert_eq!(p.next, p.changes[0].0);
-    let empty = s.bootstrap("g2", &Scope::Grid).await.unwrap();
+    let empty = s.bootstrap("g2", &Scope::Grid, None, 0).await.unwrap();
     assert_eq!(empty.cursor, 0);
     assert!(empty.docs.is_empty());
     // Document metadata and bytes.
@@ -581,6 +582,76 @@ pub async fn bootstrap_and_scope(f: &dyn Factory) {
     assert_eq!(meta.tier, Tier::Grid);
     automerge::AutoCommit::load(&bytes).unwrap();
     assert!(s.doc("nope").await.unwrap().is_none());
+}
+
+/// Bootstrap in pages: documents ordered by id, each exactly once across the pages, `more`
+/// on every page but the last, and every page carrying the grid's seq read with it (the
+/// client keeps the first page's: a document pushed between pages is pulled from there).
+pub async fn bootstrap_pages(f: &dyn Factory) {
+    let s = f.open().await;
+    let s = &*s;
+    directory(s).await;
+    let caller = device(s, "u-grid", "dev-a").await;
+    let mut st = store("u-grid", "王伟", Role::GridMember, "dev-a");
+    let mut want = BTreeSet::new();
+    for n in 0..7 {
+        want.insert(st.create_record(record("g1", None, n)).unwrap());
+    }
+    st.create_record(record("g2", None, 99)).unwrap();
+    push(s, &caller, drain(&mut st)).await.unwrap();
+    let head = seq_of(s, "g1").await;
+
+    let p1 = s.bootstrap("g1", &Scope::Grid, None, 3).await.unwrap();
+    assert_eq!((p1.docs.len(), p1.more, p1.cursor), (3, true, head));
+    // A push between pages: a new document and a change to one already sent.
+    let late = st.create_record(record("g1", None, 100)).unwrap();
+    let first = p1.docs[0].id.clone();
+    st.set_record_description(&first, "已清理").unwrap();
+    push(s, &caller, drain(&mut st)).await.unwrap();
+    let head2 = seq_of(s, "g1").await;
+    assert!(head2 > head);
+    let mut after = p1.docs.last().map(|d| d.id.clone());
+    let mut pages = vec![p1];
+    while pages.last().unwrap().more {
+        let p = s
+            .bootstrap("g1", &Scope::Grid, after.as_deref(), 3)
+            .await
+            .unwrap();
+        assert_eq!(p.cursor, head2, "each page carries the seq read with it");
+        assert!(!p.docs.is_empty());
+        after = p.docs.last().map(|d| d.id.clone());
+        pages.push(p);
+        assert!(pages.len() <= 4, "paging does not end");
+    }
+    assert_eq!(pages.len(), 3);
+    let ids: Vec<String> = pages
+        .iter()
+        .flat_map(|p| p.docs.iter().map(|d| d.id.clone()))
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ordered by id, none twice"
+    );
+    let got: BTreeSet<String> = ids.iter().cloned().collect();
+    assert!(want.is_subset(&got), "every document exactly once");
+    assert!(got.iter().all(|id| want.contains(id) || *id == late));
+    // The late document, wherever it fell, is pulled from the first page's cursor.
+    let p = s
+        .pull("g1", pages[0].cursor, 1_000, &Scope::Grid)
+        .await
+        .unwrap();
+    assert!(p.changes.iter().any(|c| c.1 == late));
+    assert!(p.changes.iter().any(|c| c.1 == first));
+    // Past the last document: an empty last page.
+    let p = s
+        .bootstrap("g1", &Scope::Grid, Some("\u{10FFFF}"), 3)
+        .await
+        .unwrap();
+    assert!(p.docs.is_empty() && !p.more);
+    // A scoped page holds only the caller's buildings (these records have none).
+    let one = Scope::Buildings(vec!["1号楼".into()]);
+    let p = s.bootstrap("g1", &one, None, 3).await.unwrap();
+    assert!(p.docs.is_empty() && !p.more);
 }
 
 /// Refused pushes store nothing: outside grants, another building, a document moving grid.
@@ -600,7 +671,7 @@ pub async fn refusals_store_nothing(f: &dyn Factory) {
     assert_eq!(refusal(e), RefusalKind::Forbidden);
     assert_eq!(seq_of(s, "g1").await, 0);
     assert!(
-        s.bootstrap("g1", &Scope::Grid)
+        s.bootstrap("g1", &Scope::Grid, None, 0)
             .await
             .unwrap()
             .docs
