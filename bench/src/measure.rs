@@ -594,7 +594,6 @@ pub fn bundle_bytes(
     Ok(pages)
 }
 
-/// Documents per bootstrap bundle page (about 30 MB decompressed on the reference data): a
-/// bundle body is capped at `proto::MAX_BODY_BYTES` once decompressed, so a large grid goes
-/// as several bundles, as a paged bootstrap would send it.
-pub const BUNDLE_PAGE_DOCS: usize = 16_000;
+/// Documents per bootstrap bundle page: the server's page size. A bundle body is capped at
+/// `proto::MAX_BODY_BYTES` once decompressed, so a large grid goes as several bundles.
+pub const BUNDLE_PAGE_DOCS: usize = xiuhua_core::sync::proto::BOOTSTRAP_MAX_PAGE as usize;
