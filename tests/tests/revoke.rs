@@ -80,11 +80,11 @@ fn a_revoked_grant_purges_that_grid_only() {
     assert_eq!(zhao.store.outbox_len().unwrap(), 0);
     // Nothing of g2 comes back at the following sync, and the feed of g2 is as it was.
     assert_eq!(server.grid_seq("g2"), 1);
-    // (The server names g2 in `purge_grids` again at every later sync, as `device_grids`
-    // keeps it, so the report lists it again although nothing was left to purge: reported
-    // to the server's owner; harmless, so not asserted either way here.)
+    // The server names g2 in `purge_grids` again at later syncs (`device_grids` keeps it);
+    // the device, holding nothing of g2 any more, does not report a purge again.
     let r = zhao.sync().unwrap();
     assert_eq!((r.pulled, r.bootstrapped_docs), (0, 0), "{r:?}");
+    assert!(r.purged_grids.is_empty(), "{r:?}");
     assert!(doc_ids(&zhao.store, "g2").is_empty());
     // Reading it directly is refused with `purge`.
     let (status, e) = pull_docs(&zhao, "g2").unwrap_err();

@@ -624,9 +624,16 @@ impl SyncEngine {
             if g.is_empty() || self.purged.contains(g) {
                 continue;
             }
+            // The server keeps naming a revoked grid; report it only when this device
+            // still held something of it (documents, a cursor or the grant).
+            let held = store.grid_doc_count(g)? > 0
+                || store.sync_cursor(g)? > 0
+                || store.grants()?.iter().any(|x| &x.grid == g);
             store.purge_grid(g)?;
             self.purged.insert(g.clone());
-            self.report.purged_grids.push(g.clone());
+            if held {
+                self.report.purged_grids.push(g.clone());
+            }
         }
         // Refusals of documents that were just purged no longer matter.
         let mut kept = Vec::with_capacity(self.refused.len());

@@ -26,7 +26,8 @@ pub const APPLICATION_ID: i64 = 0x5848_5356;
 const READERS: usize = 4;
 
 /// Each entry migrates from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value ANY) STRICT;
 CREATE TABLE districts (id TEXT PRIMARY KEY, name TEXT NOT NULL) STRICT;
 CREATE TABLE communities (
@@ -68,7 +69,12 @@ CREATE TABLE changes (
 CREATE TABLE device_grids (
     device TEXT NOT NULL, grid TEXT NOT NULL, since_ms INTEGER NOT NULL,
     PRIMARY KEY (device, grid)) STRICT, WITHOUT ROWID;
-"#];
+"#,
+    // 2: bootstrap pages walk one grid's documents in id order.
+    r#"
+CREATE INDEX docs_grid_id ON docs(grid, id);
+"#,
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
