@@ -463,6 +463,39 @@ fn scope_for(caller: &Caller, grid: &str) -> Result<Scope, ApiError> {
     })
 }
 
+/// What a grid read (pull, bootstrap) starts with: the caller, the grids it must purge, the
+/// decoded request, and the caller's read scope in the request's grid, recorded as held.
+struct GridRead<T> {
+    caller: Caller,
+    purge: Vec<String>,
+    req: T,
+    scope: Scope,
+}
+
+async fn grid_read<T: DeserializeOwned + Send + 'static>(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    grid_of: fn(&T) -> &str,
+) -> Result<GridRead<T>, ApiError> {
+    let caller = authenticate(st, headers).await?;
+    let purge = caller.purge_grids();
+    let req: T = read_body(st, body)
+        .await
+        .map_err(|e| e.with_purge(&purge))?;
+    let grid = grid_of(&req);
+    let scope = scope_for(&caller, grid)?;
+    hold(st, &caller, grid)
+        .await
+        .map_err(|e| e.with_purge(&purge))?;
+    Ok(GridRead {
+        caller,
+        purge,
+        req,
+        scope,
+    })
+}
+
 async fn hold(st: &AppState, caller: &Caller, grid: &str) -> Result<(), ApiError> {
     if !caller.held_grids.iter().any(|g| g == grid) {
         st.storage.mark_held(&caller.device, grid).await?;
@@ -475,15 +508,12 @@ async fn pull(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let caller = authenticate(&st, &headers).await?;
-    let purge = caller.purge_grids();
-    let req: PullRequest = read_body(&st, body)
-        .await
-        .map_err(|e| e.with_purge(&purge))?;
-    let scope = scope_for(&caller, &req.grid)?;
-    hold(&st, &caller, &req.grid)
-        .await
-        .map_err(|e| e.with_purge(&purge))?;
+    let GridRead {
+        caller,
+        purge,
+        req,
+        scope,
+    } = grid_read::<PullRequest>(&st, &headers, body, |r| &r.grid).await?;
     let max = st.limits.max_pull_limit;
     let limit = if req.limit == 0 {
         max
@@ -544,15 +574,12 @@ async fn bootstrap(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let caller = authenticate(&st, &headers).await?;
-    let purge = caller.purge_grids();
-    let req: BootstrapRequest = read_body(&st, body)
-        .await
-        .map_err(|e| e.with_purge(&purge))?;
-    let scope = scope_for(&caller, &req.grid)?;
-    hold(&st, &caller, &req.grid)
-        .await
-        .map_err(|e| e.with_purge(&purge))?;
+    let GridRead {
+        caller,
+        purge,
+        req,
+        scope,
+    } = grid_read::<BootstrapRequest>(&st, &headers, body, |r| &r.grid).await?;
     let snap = st
         .storage
         .bootstrap(&req.grid, &scope, req.after.as_deref(), req.limit)
