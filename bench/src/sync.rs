@@ -855,22 +855,40 @@ fn upload(url: &str, path: &str, k: usize, cache: &Path) -> Result<Value> {
             changes.push((id.to_string(), c.raw_bytes().to_vec()));
         }
     };
+    // The server checks that whoever a document says acted is the caller: the uploader
+    // signs the mapped workload as its own (creator, visitors, every task event).
     for h in &m.households {
+        let mut h = h.clone();
+        h.created_by = me.user.clone();
+        for v in &mut h.visits {
+            v.by = me.user.clone();
+            v.by_name = me.name.clone();
+        }
         add(
             &h.id,
-            doc::build_document(h, &me, hlc_of(h.created_at), "register household")?,
+            doc::build_document(&h, &me, hlc_of(h.created_at), "register household")?,
         );
     }
     for r in &m.records {
+        let mut r = r.clone();
+        r.created_by = me.user.clone();
         add(
             &r.id,
-            doc::build_document(r, &me, hlc_of(r.reported_at), "log record")?,
+            doc::build_document(&r, &me, hlc_of(r.reported_at), "log record")?,
         );
     }
     for t in &m.tasks {
+        let mut t = t.clone();
+        t.created_by = me.user.clone();
+        for e in t.events.values_mut() {
+            e.author = me.user.clone();
+            e.author_name = me.name.clone();
+            e.role = me.role.as_str().to_string();
+            e.device = me.device.clone();
+        }
         add(
             &t.id,
-            doc::build_document(t, &me, hlc_of(t.created_at), "order task")?,
+            doc::build_document(&t, &me, hlc_of(t.created_at), "order task")?,
         );
     }
     let change_bytes: usize = changes.iter().map(|(_, c)| c.len()).sum();

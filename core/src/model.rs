@@ -28,9 +28,10 @@ macro_rules! string_enum {
             pub fn parse(s: &str) -> Result<Self> {
                 match s {
                     $($s => Ok($name::$var),)+
-                    other => Err(Error::invalid(
+                    // The refused value is not echoed: it may be anything a client sent.
+                    _ => Err(Error::invalid(
                         stringify!($name),
-                        format!("unknown value {other:?}; expected one of: {}",
+                        format!("is not a known value; expected one of: {}",
                             [$($s),+].join(", ")),
                     )),
                 }
@@ -476,4 +477,187 @@ pub enum TaskAction {
     Cancel {
         reason: String,
     },
+}
+
+/// The maxima of the model's fields, checked by the phone before it writes a document and by
+/// the server on every push ([`Household::check_bounds`] and its siblings). Lengths are in
+/// characters for text people type, in bytes for identifiers.
+pub mod limits {
+    /// Document, member, visit and event ids, and the household or record a document names
+    /// (bytes).
+    pub const ID: usize = 200;
+    /// User ids and device ids (bytes).
+    pub const USER: usize = 64;
+    /// A person's name (characters); also [`crate::validate::name`]'s maximum.
+    pub const NAME: usize = 32;
+    /// A grid id (characters).
+    pub const GRID: usize = 64;
+    /// A building, unit or room (characters).
+    pub const ADDRESS_PART: usize = 32;
+    /// A task's title, a visit's purpose, a record's place (characters).
+    pub const SHORT_TEXT: usize = 100;
+    /// Notes, descriptions, follow-ups and the text of a task event (characters).
+    pub const TEXT: usize = 2000;
+    /// An event's assignee (a user id or a linked unit's name) and linked unit (characters).
+    pub const ASSIGNEE: usize = 64;
+    /// The raw enum strings of an event (kind, role, level, tier) (bytes).
+    pub const ENUM: usize = 32;
+    /// Members of one household.
+    pub const MEMBERS: usize = 100;
+    /// Visits logged for one household.
+    pub const VISITS: usize = 5000;
+    /// Events of one task.
+    pub const EVENTS: usize = 2000;
+    /// Causal predecessors named by one event.
+    pub const PREV: usize = 64;
+}
+
+/// Refuses `s` when it is longer than `max` characters; names the field, never the value.
+fn at_most_chars(field: &str, s: &str, max: usize) -> Result<()> {
+    // Bytes first: no need to count the characters of a huge string.
+    if s.len() > max * 4 || s.chars().count() > max {
+        Err(Error::invalid(
+            field,
+            format!("is too long; at most {max} characters"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Refuses an identifier longer than `max` bytes.
+fn at_most_bytes(field: &str, s: &str, max: usize) -> Result<()> {
+    if s.len() > max {
+        Err(Error::invalid(field, format!("is too long; at most {max} bytes")))
+    } else {
+        Ok(())
+    }
+}
+
+fn opt_bytes(field: &str, s: &Option<String>, max: usize) -> Result<()> {
+    s.as_deref().map_or(Ok(()), |s| at_most_bytes(field, s, max))
+}
+
+fn opt_chars(field: &str, s: &Option<String>, max: usize) -> Result<()> {
+    s.as_deref().map_or(Ok(()), |s| at_most_chars(field, s, max))
+}
+
+fn at_most_items(field: &str, n: usize, max: usize) -> Result<()> {
+    if n > max {
+        Err(Error::invalid(field, format!("holds more than {max} entries")))
+    } else {
+        Ok(())
+    }
+}
+
+impl Household {
+    /// The fields of a household document (its root keys).
+    pub const FIELDS: &'static [&'static str] = &[
+        "kind", "id", "address", "members", "tags", "note", "visits", "created_at",
+        "created_by",
+    ];
+
+    /// Checks every string, text and list against [`limits`].
+    pub fn check_bounds(&self) -> Result<()> {
+        at_most_bytes("id", &self.id, limits::ID)?;
+        at_most_bytes("created_by", &self.created_by, limits::USER)?;
+        at_most_chars("address.grid", &self.address.grid, limits::GRID)?;
+        for (f, v) in [
+            ("address.building", &self.address.building),
+            ("address.unit", &self.address.unit),
+            ("address.room", &self.address.room),
+        ] {
+            at_most_chars(f, v, limits::ADDRESS_PART)?;
+        }
+        at_most_chars("note", self.note.as_str(), limits::TEXT)?;
+        at_most_items("members", self.members.len(), limits::MEMBERS)?;
+        for m in &self.members {
+            at_most_bytes("member id", &m.id, limits::ID)?;
+            at_most_chars("member name", &m.name, limits::NAME)?;
+            // A valid phone has 11 digits and an ID number 18 characters; the values are
+            // validated elsewhere, this only bounds what must be looked at.
+            opt_chars("member phone", &m.phone, limits::ENUM)?;
+            opt_chars("member id_number", &m.id_number, limits::ENUM)?;
+        }
+        at_most_items("visits", self.visits.len(), limits::VISITS)?;
+        for v in &self.visits {
+            at_most_bytes("visit id", &v.id, limits::ID)?;
+            at_most_bytes("visit by", &v.by, limits::USER)?;
+            at_most_chars("visit by_name", &v.by_name, limits::NAME)?;
+            at_most_chars("visit purpose", &v.purpose, limits::SHORT_TEXT)?;
+            at_most_chars("visit note", &v.note, limits::TEXT)?;
+            opt_chars("visit follow_up", &v.follow_up, limits::TEXT)?;
+        }
+        Ok(())
+    }
+}
+
+impl Record {
+    /// The fields of a record document (its root keys).
+    pub const FIELDS: &'static [&'static str] = &[
+        "kind", "id", "grid", "category", "description", "reporter", "household", "building",
+        "place", "status", "reported_at", "created_by",
+    ];
+
+    /// Checks every string and text against [`limits`].
+    pub fn check_bounds(&self) -> Result<()> {
+        at_most_bytes("id", &self.id, limits::ID)?;
+        at_most_chars("grid", &self.grid, limits::GRID)?;
+        at_most_chars("description", self.description.as_str(), limits::TEXT)?;
+        at_most_chars("reporter", &self.reporter, limits::NAME)?;
+        opt_bytes("household", &self.household, limits::ID)?;
+        opt_chars("building", &self.building, limits::ADDRESS_PART)?;
+        at_most_chars("place", &self.place, limits::SHORT_TEXT)?;
+        at_most_bytes("created_by", &self.created_by, limits::USER)
+    }
+}
+
+impl TaskEvent {
+    /// Checks every string of the event against [`limits`].
+    pub fn check_bounds(&self) -> Result<()> {
+        at_most_bytes("event id", &self.id, limits::ID)?;
+        for (f, v) in [
+            ("event kind", &self.kind),
+            ("event role", &self.role),
+        ] {
+            at_most_bytes(f, v, limits::ENUM)?;
+        }
+        at_most_items("event prev", self.prev.len(), limits::PREV)?;
+        for p in &self.prev {
+            at_most_bytes("event prev", p, limits::ID)?;
+        }
+        at_most_bytes("event author", &self.author, limits::USER)?;
+        at_most_chars("event author_name", &self.author_name, limits::NAME)?;
+        at_most_bytes("event device", &self.device, limits::USER)?;
+        at_most_chars("event text", &self.text, limits::TEXT)?;
+        opt_chars("event assignee", &self.assignee, limits::ASSIGNEE)?;
+        opt_bytes("event level", &self.level, limits::ENUM)?;
+        opt_bytes("event tier", &self.tier, limits::ENUM)?;
+        opt_chars("event unit", &self.unit, limits::ASSIGNEE)
+    }
+}
+
+impl Task {
+    /// The fields of a task document (its root keys).
+    pub const FIELDS: &'static [&'static str] = &[
+        "kind", "id", "grid", "category", "title", "description", "household",
+        "source_record", "created_at", "created_by", "events",
+    ];
+
+    /// Checks every string, text and event against [`limits`].
+    pub fn check_bounds(&self) -> Result<()> {
+        at_most_bytes("id", &self.id, limits::ID)?;
+        at_most_chars("grid", &self.grid, limits::GRID)?;
+        at_most_chars("title", &self.title, limits::SHORT_TEXT)?;
+        at_most_chars("description", self.description.as_str(), limits::TEXT)?;
+        opt_bytes("household", &self.household, limits::ID)?;
+        opt_bytes("source_record", &self.source_record, limits::ID)?;
+        at_most_bytes("created_by", &self.created_by, limits::USER)?;
+        at_most_items("events", self.events.len(), limits::EVENTS)?;
+        for (key, e) in &self.events {
+            at_most_bytes("event key", key, limits::ID)?;
+            e.check_bounds()?;
+        }
+        Ok(())
+    }
 }

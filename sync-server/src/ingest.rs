@@ -8,15 +8,32 @@
 //!    document of a known kind, grid and kind unchanged, the model's validation, no
 //!    escalate event above the recorded tier;
 //! 3. load the buildings of the households that records and tasks refer to
-//!    ([`Applied::households_needed`]), then [`authorize`]: grants by grid and building;
+//!    ([`Applied::households_needed`]), then [`authorize`]: grants by grid and building, of
+//!    the document and of the household it names; every [`Claim`] of the push (change notes,
+//!    new task events, new visits, a new document's creator) names the caller, the caller's
+//!    device and the role the caller holds on the grid, and no stamp lies more than
+//!    [`MAX_FUTURE_MS`] ahead of the server's clock;
 //! 4. write the [`Plan`]: the new changes with the next per-grid sequence numbers and each
 //!    document's new bytes, heads and projection rows; or nothing if any step refused.
+//!
+//! What a change may be: a plain change chunk (type 1; compressed chunks, which would be
+//! inflated without a bound, are refused before Automerge sees them) of at most
+//! [`MAX_CHANGE_BYTES`] and [`MAX_CHANGE_OPS`] operations, in Automerge's canonical
+//! encoding (its re-encoding gives the same bytes, so that the saved document loads back
+//! with the same heads), keeping its document under [`MAX_DOC_OPS`] operations and
+//! [`MAX_DOC_BYTES`] saved bytes. Every Automerge call on client bytes runs under
+//! `catch_unwind`: a panic is a refusal of that push, never a 500.
+//!
+//! Refusals name fields, never their values: a resident's ID or phone number never appears
+//! in an error or a log.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use automerge::{AutoCommit, Change, ChangeHash, ReadDoc, ScalarValue, Value};
-use xiuhua_core::doc::{DocKind, actor_id, kind_and_grid};
-use xiuhua_core::model::{Household, Record, Task, Tier};
+use xiuhua_core::doc::{ChangeNote, DocKind, actor_id, kind_and_grid};
+use xiuhua_core::hlc::Hlc;
+use xiuhua_core::model::{Household, Record, Task, TaskEvent, Tier};
 use xiuhua_core::store::{Rows, rows_of};
 use xiuhua_core::sync::proto::PushRequest;
 use xiuhua_core::validate;
@@ -25,7 +42,110 @@ use crate::access::Caller;
 use crate::error::{Refusal, StoreError};
 
 /// Longest document id accepted.
-pub const MAX_DOC_ID: usize = 200;
+pub const MAX_DOC_ID: usize = xiuhua_core::model::limits::ID;
+/// Largest change accepted, in bytes.
+pub const MAX_CHANGE_BYTES: usize = 1 << 20;
+/// Most operations in one change.
+pub const MAX_CHANGE_OPS: usize = 100_000;
+/// Highest operation counter a change may reach. A device's changes form one causal chain,
+/// so this bounds every document's history (a Text of 2 million operations is refused).
+pub const MAX_DOC_OPS: u64 = 500_000;
+/// Largest document accepted, as saved (`save_nocompress`), in bytes.
+pub const MAX_DOC_BYTES: usize = 4 << 20;
+/// How far ahead of the server's clock a change note, event or visit may be stamped: the
+/// fold's "later clock wins" would otherwise trust a stamp from next year. A phone's clock
+/// is anchored to the server's at every sync, so a day leaves room for any honest drift.
+pub const MAX_FUTURE_MS: i64 = 24 * 3600 * 1000;
+
+/// Automerge's chunk header: magic bytes, then a 4-byte checksum, then the chunk type.
+const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+/// The chunk type of a plain (uncompressed) change.
+const CHUNK_CHANGE: u8 = 1;
+
+/// Refuses bytes that are not one plain change chunk, from its header alone: the chunk type
+/// must be 1 (a compressed change, type 2, would be inflated without a bound before any
+/// check) and the declared length must be exactly what follows the header.
+pub fn check_chunk(bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() > MAX_CHANGE_BYTES {
+        return Err(format!(
+            "is {} bytes; at most {MAX_CHANGE_BYTES} per change",
+            bytes.len()
+        ));
+    }
+    if bytes.len() < 10 || bytes[..4] != MAGIC {
+        return Err("is not an Automerge change: no chunk header".into());
+    }
+    match bytes[8] {
+        CHUNK_CHANGE => {}
+        2 => {
+            return Err(
+                "is a compressed change chunk; only plain (uncompressed) change chunks are accepted"
+                    .into(),
+            );
+        }
+        _ => return Err("is not an Automerge change chunk (wrong chunk type)".into()),
+    }
+    // The data length, LEB128 (at most 10 bytes for a u64).
+    let mut len: u64 = 0;
+    let mut at = 9;
+    let mut shift = 0;
+    loop {
+        let Some(&b) = bytes.get(at) else {
+            return Err("is not an Automerge change: truncated header".into());
+        };
+        at += 1;
+        if shift >= 63 && b > 1 {
+            return Err("is not an Automerge change: bad length".into());
+        }
+        len |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 63 {
+            return Err("is not an Automerge change: bad length".into());
+        }
+    }
+    if u64::try_from(bytes.len() - at).ok() != Some(len) {
+        return Err("is not an Automerge change: its length does not match its header".into());
+    }
+    Ok(())
+}
+
+/// Runs Automerge work on client bytes; a panic becomes `None`.
+fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
+    catch_unwind(AssertUnwindSafe(f)).ok()
+}
+
+/// Decodes one change and checks it is canonical: re-encoded, it gives the same bytes (the
+/// same hash). A non-canonical change (an explicit run of nulls for an all-null column, say)
+/// is accepted by Automerge's decoder, but the document saved with it no longer loads: its
+/// recomputed heads do not match.
+pub fn decode_change(bytes: &[u8]) -> Result<Change, String> {
+    check_chunk(bytes)?;
+    let change = guarded(|| Change::try_from(bytes))
+        .ok_or_else(|| "made Automerge fail while decoding it".to_string())?
+        .map_err(|e| format!("is not an Automerge change: {e}"))?;
+    if change.len() > MAX_CHANGE_OPS {
+        return Err(format!(
+            "holds {} operations; at most {MAX_CHANGE_OPS} per change",
+            change.len()
+        ));
+    }
+    if change.max_op() > MAX_DOC_OPS {
+        return Err(format!(
+            "takes its document past {MAX_DOC_OPS} operations, the most a document may hold"
+        ));
+    }
+    let canonical = guarded(|| Change::from(change.decode()).hash() == change.hash())
+        .ok_or_else(|| "made Automerge fail while re-encoding it".to_string())?;
+    if !canonical {
+        return Err(
+            "is not in Automerge's canonical encoding (re-encoded, it gives other bytes)".into(),
+        );
+    }
+    Ok(change)
+}
 
 /// The decoded changes of one document in a push.
 #[derive(Debug)]
@@ -72,8 +192,7 @@ pub fn parse(device: &str, req: PushRequest, max_changes: usize) -> Result<Parse
     for d in req.docs {
         if d.doc.is_empty() || d.doc.len() > MAX_DOC_ID || d.doc.chars().any(char::is_control) {
             return Err(Refusal::bad(format!(
-                "document id {:?} is empty, longer than {MAX_DOC_ID} bytes or holds control characters",
-                d.doc.chars().take(40).collect::<String>()
+                "a document id is empty, longer than {MAX_DOC_ID} bytes or holds control characters"
             )));
         }
         let pos = *index.entry(d.doc.clone()).or_insert_with(|| {
@@ -84,12 +203,8 @@ pub fn parse(device: &str, req: PushRequest, max_changes: usize) -> Result<Parse
             docs.len() - 1
         });
         for (i, bytes) in d.changes.iter().enumerate() {
-            let change = Change::try_from(bytes.as_slice()).map_err(|e| {
-                Refusal::bad(format!(
-                    "document {}: change #{i} is not an Automerge change: {e}",
-                    d.doc
-                ))
-            })?;
+            let change = decode_change(bytes.as_slice())
+                .map_err(|e| Refusal::bad(format!("document {}: change #{i} {e}", d.doc)))?;
             if change.actor_id() != &actor {
                 return Err(Refusal::forbidden(format!(
                     "document {}: change {} was made by actor {} but this device is {device}: a device may push only its own changes",
@@ -145,6 +260,24 @@ pub struct AppliedDoc {
     pub heads: Vec<ChangeHash>,
     /// New changes (hash, bytes) in causal order.
     pub changes: Vec<(ChangeHash, Vec<u8>)>,
+    /// Who the push says did it: checked against the caller by [`authorize`].
+    pub claims: Vec<Claim>,
+}
+
+/// A statement of a push about who acted: a change's note, a new task event, a new visit,
+/// the creator of a new document. [`authorize`] requires each to name the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// What makes the claim, for the refusal (`change <hash>`, `event <id>`, …).
+    pub what: String,
+    /// The user it names.
+    pub user: String,
+    /// The role it names (task events).
+    pub role: Option<String>,
+    /// The device it names (change notes, task events).
+    pub device: Option<String>,
+    /// When it says it happened, ms since the epoch.
+    pub at_ms: Option<i64>,
 }
 
 /// The result of [`apply`].
@@ -168,7 +301,7 @@ impl Applied {
         let mut v: Vec<String> = self
             .docs
             .iter()
-            .filter(|d| d.own_building.is_none() || d.kind == DocKind::Task)
+            .filter(|d| d.kind != DocKind::Household)
             .filter_map(|d| d.household.clone())
             .filter(|h| !here.contains(h.as_str()))
             .collect();
@@ -253,8 +386,23 @@ enum Outcome {
     Nothing,
 }
 
-/// Checks one document's changes; returns how many were duplicates and the outcome.
+/// Checks one document's changes; returns how many were duplicates and the outcome. A
+/// panic inside Automerge on the client's changes refuses the push (400).
 fn apply_one(
+    pd: ParsedDoc,
+    stored: &HashMap<String, StoredDoc>,
+    known: &HashSet<ChangeHash>,
+) -> Result<(u64, Outcome), StoreError> {
+    let id = pd.id.clone();
+    guarded(|| apply_one_inner(pd, stored, known)).unwrap_or_else(|| {
+        Err(Refusal::bad(format!(
+            "document {id}: the changes made Automerge fail; nothing was stored"
+        ))
+        .into())
+    })
+}
+
+fn apply_one_inner(
     pd: ParsedDoc,
     stored: &HashMap<String, StoredDoc>,
     known: &HashSet<ChangeHash>,
@@ -287,6 +435,33 @@ fn apply_one(
         }
         let id = pd.id;
         let heads_before = doc.get_heads();
+        // What the document held before: task events are append-only.
+        let events_before: Option<BTreeMap<String, TaskEvent>> = match &before {
+            Some(b) if b.kind == DocKind::Task => Some(
+                autosurgeon::hydrate::<_, Task>(&doc)
+                    .map_err(|e| {
+                        StoreError::Backend(format!("stored task {} does not hydrate: {e}", b.id))
+                    })?
+                    .events,
+            ),
+            _ => None,
+        };
+        let visits_before: HashSet<String> = match &before {
+            Some(b) if b.kind == DocKind::Household => {
+                autosurgeon::hydrate::<_, Household>(&doc)
+                    .map_err(|e| {
+                        StoreError::Backend(format!(
+                            "stored household {} does not hydrate: {e}",
+                            b.id
+                        ))
+                    })?
+                    .visits
+                    .into_iter()
+                    .map(|v| v.id)
+                    .collect()
+            }
+            _ => HashSet::new(),
+        };
         let hashes: Vec<ChangeHash> = fresh.iter().map(Change::hash).collect();
         doc.apply_changes(fresh)
             .map_err(|e| Refusal::bad(format!("document {id}: the changes do not apply: {e}")))?;
@@ -323,7 +498,32 @@ fn apply_one(
             ))
             .into());
         }
-        let (own_building, household) = validate_model(&id, kind, &doc, before.as_ref())?;
+        let allowed: &[&str] = match kind {
+            DocKind::Household => Household::FIELDS,
+            DocKind::Record => Record::FIELDS,
+            DocKind::Task => Task::FIELDS,
+        };
+        if let Some(k) = doc.keys(automerge::ROOT).find(|k| !allowed.contains(&k.as_str())) {
+            return Err(Refusal::bad(format!(
+                "document {id}: a {} holds no field {}; known fields: {}",
+                kind.as_str(),
+                printable_key(&k),
+                allowed.join(", ")
+            ))
+            .into());
+        }
+        let Model {
+            own_building,
+            household,
+            mut claims,
+        } = validate_model(
+            &id,
+            kind,
+            &doc,
+            before.as_ref(),
+            events_before.as_ref(),
+            &visits_before,
+        )?;
         let rows = match rows_of(&id, &doc) {
             Ok(Some(r)) => r,
             Ok(None) => return Err(Refusal::bad(format!("document {id} is empty")).into()),
@@ -335,13 +535,48 @@ fn apply_one(
                 .into());
             }
         };
-        let changes = doc
-            .get_changes(&heads_before)
+        let new_changes = doc.get_changes(&heads_before);
+        for c in &new_changes {
+            let what = format!("change {}", c.hash());
+            let note = c
+                .message()
+                .and_then(|m| serde_json::from_str::<ChangeNote>(m).ok())
+                .ok_or_else(|| {
+                    Refusal::bad(format!(
+                        "document {id}: {what} carries no note saying who made it"
+                    ))
+                })?;
+            claims.push(Claim {
+                what,
+                user: note.user,
+                role: None,
+                device: Some(note.device),
+                at_ms: Some(hlc_ms(note.hlc)),
+            });
+        }
+        let changes = new_changes
             .iter()
             .map(|c| (c.hash(), c.raw_bytes().to_vec()))
             .collect();
         let heads = doc.get_heads();
         let bytes = doc.save_nocompress();
+        if bytes.len() > MAX_DOC_BYTES {
+            return Err(Refusal::too_large(format!(
+                "document {id} would hold {} bytes; at most {MAX_DOC_BYTES}",
+                bytes.len()
+            ))
+            .into());
+        }
+        // What is stored must load back with the same heads (see `decode_change`).
+        let loads_back = AutoCommit::load(&bytes).is_ok_and(|mut back| back.get_heads() == heads);
+        if !loads_back {
+            {
+                return Err(Refusal::bad(format!(
+                    "document {id}: with these changes the document does not load back; nothing was stored"
+                ))
+                .into());
+            }
+        }
         Ok((
             duplicates,
             Outcome::Applied(Box::new(AppliedDoc {
@@ -355,8 +590,26 @@ fn apply_one(
                 bytes,
                 heads,
                 changes,
+                claims,
             })),
         ))
+    }
+}
+
+/// An HLC (as i64) in ms since the epoch; an undecodable one counts as far future.
+fn hlc_ms(hlc: i64) -> i64 {
+    Hlc::from_i64(hlc).map_or(i64::MAX, |h| i64::try_from(h.wall_ms()).unwrap_or(i64::MAX))
+}
+
+/// A client-chosen key, shown only when it is a short plain identifier.
+fn printable_key(k: &str) -> String {
+    if !k.is_empty()
+        && k.len() <= 32
+        && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    {
+        format!("{k:?}")
+    } else {
+        "(not shown)".to_string()
     }
 }
 
@@ -373,21 +626,36 @@ fn root_str(doc: &AutoCommit, key: &str) -> Option<String> {
 fn describe_bad_root(id: &str, doc: &AutoCommit) -> String {
     match root_str(doc, "kind") {
         None => format!("document {id} is not a Xiuhua document: no kind at its root"),
-        Some(k) if DocKind::parse(&k).is_none() => {
-            format!("document {id} has unknown kind {k:?}; expected household, record or task")
-        }
+        Some(k) if DocKind::parse(&k).is_none() => format!(
+            "document {id} has unknown kind {}; expected household, record or task",
+            printable_key(&k)
+        ),
         Some(k) => format!("document {id}: a {k} without a grid"),
     }
 }
 
-/// The model's validation of a hydrated document; returns its own building and the
-/// household it refers to.
+/// What [`validate_model`] found in a valid document.
+struct Model {
+    /// The building as written in the document (household address, record field).
+    own_building: Option<String>,
+    /// The household the document refers to (records and tasks).
+    household: Option<String>,
+    /// Who the document's new content says acted.
+    claims: Vec<Claim>,
+}
+
+/// The model's validation of a hydrated document: the core's bounds and normal forms, task
+/// events append-only; returns its own building, the household it refers to and the
+/// claims of its new content. `events_before` holds a registered task's events before the
+/// push, `visits_before` a registered household's visit ids.
 fn validate_model(
     id: &str,
     kind: DocKind,
     doc: &AutoCommit,
     before: Option<&StoredDoc>,
-) -> Result<(Option<String>, Option<String>), StoreError> {
+    events_before: Option<&BTreeMap<String, TaskEvent>>,
+    visits_before: &HashSet<String>,
+) -> Result<Model, StoreError> {
     let bad = |what: String| -> StoreError {
         Refusal::bad(format!(
             "document {id} is not a valid {}: {what}",
@@ -395,12 +663,13 @@ fn validate_model(
         ))
         .into()
     };
+    // Never the value in the message: it may be a resident's ID or phone number.
     let same =
         |field: &str, v: &str, checked: xiuhua_core::Result<String>| -> Result<(), StoreError> {
             match checked {
                 Ok(n) if n == v => Ok(()),
-                Ok(n) => Err(bad(format!(
-                    "{field} {v:?} is not in its normal form {n:?}"
+                Ok(_) => Err(bad(format!(
+                    "{field} is not in its normal form (trimmed, without separators or country code, an upper-case X)"
                 ))),
                 Err(e) => Err(bad(e.to_string())),
             }
@@ -409,13 +678,23 @@ fn validate_model(
         if doc_field == id {
             Ok(())
         } else {
-            Err(bad(format!("its id field says {doc_field:?}")))
+            Err(bad("its id field is not the document's id".into()))
         }
     };
+    let is_new = before.is_none();
+    let created = |user: &str, at: i64| Claim {
+        what: "the creator (created_by)".into(),
+        user: user.to_string(),
+        role: None,
+        device: None,
+        at_ms: Some(at),
+    };
+    let mut claims = Vec::new();
     match kind {
         DocKind::Household => {
             let h: Household = autosurgeon::hydrate(doc).map_err(|e| bad(e.to_string()))?;
             check_id(&h.id)?;
+            h.check_bounds().map_err(|e| bad(e.to_string()))?;
             let a = &h.address;
             same(
                 "address.grid",
@@ -446,8 +725,8 @@ fn validate_model(
                 )?;
                 if !(1900..=2100).contains(&m.birth_year) {
                     return Err(bad(format!(
-                        "member {}: birth year {} is not plausible",
-                        m.id, m.birth_year
+                        "member {}: the birth year is not plausible (1900 to 2100)",
+                        m.id
                     )));
                 }
                 if let Some(p) = &m.phone {
@@ -461,30 +740,77 @@ fn validate_model(
                     )?;
                 }
             }
-            Ok((Some(a.building.clone()), None))
+            if is_new {
+                claims.push(created(&h.created_by, h.created_at));
+            }
+            for v in h.visits.iter().filter(|v| !visits_before.contains(&v.id)) {
+                claims.push(Claim {
+                    what: format!("visit {}", v.id),
+                    user: v.by.clone(),
+                    role: None,
+                    device: None,
+                    at_ms: Some(v.at),
+                });
+            }
+            Ok(Model {
+                own_building: Some(a.building.clone()),
+                household: None,
+                claims,
+            })
         }
         DocKind::Record => {
             let r: Record = autosurgeon::hydrate(doc).map_err(|e| bad(e.to_string()))?;
             check_id(&r.id)?;
+            r.check_bounds().map_err(|e| bad(e.to_string()))?;
             same(
                 "reporter",
                 &r.reporter,
                 validate::name("reporter", &r.reporter),
             )?;
-            if r.description.as_str().chars().count() > 2000 {
-                return Err(bad("description longer than 2000 characters".into()));
+            if is_new {
+                claims.push(created(&r.created_by, r.reported_at));
             }
             let building = r.building.clone().filter(|b| !b.trim().is_empty());
-            Ok((building, r.household.clone()))
+            Ok(Model {
+                own_building: building,
+                household: r.household.clone(),
+                claims,
+            })
         }
         DocKind::Task => {
             let t: Task = autosurgeon::hydrate(doc).map_err(|e| bad(e.to_string()))?;
             check_id(&t.id)?;
+            t.check_bounds().map_err(|e| bad(e.to_string()))?;
             same(
                 "title",
                 &t.title,
                 validate::non_empty("title", &t.title, 100),
             )?;
+            let empty = BTreeMap::new();
+            let old = events_before.unwrap_or(&empty);
+            for (key, ev) in old {
+                if t.events.get(key) != Some(ev) {
+                    return Err(Refusal::forbidden(format!(
+                        "task {id}: event {key} was changed or removed; events are append-only"
+                    ))
+                    .into());
+                }
+            }
+            for (key, ev) in t.events.iter().filter(|(k, _)| !old.contains_key(*k)) {
+                if &ev.id != key {
+                    return Err(bad(format!("event {key}: its id field is not its key")));
+                }
+                claims.push(Claim {
+                    what: format!("event {key}"),
+                    user: ev.author.clone(),
+                    role: Some(ev.role.clone()),
+                    device: Some(ev.device.clone()),
+                    at_ms: Some(hlc_ms(ev.hlc)),
+                });
+            }
+            if is_new {
+                claims.push(created(&t.created_by, t.created_at));
+            }
             let recorded = before.map_or(Tier::Grid, |b| b.tier);
             for ev in t.events.values().filter(|e| e.kind == "escalate") {
                 if let Some(tier) = ev.tier.as_deref().and_then(|s| Tier::parse(s).ok())
@@ -497,7 +823,11 @@ fn validate_model(
                     .into());
                 }
             }
-            Ok((None, t.household.clone()))
+            Ok(Model {
+                own_building: None,
+                household: t.household.clone(),
+                claims,
+            })
         }
     }
 }
@@ -552,12 +882,69 @@ pub fn decode_heads(b: &[u8]) -> Vec<Vec<u8>> {
     b.chunks(32).map(<[u8]>::to_vec).collect()
 }
 
-/// Resolves each document's building and checks the caller's write grants.
-/// `households` gives the registered building of households the push does not hold.
+/// Resolves each document's building and checks the caller's write grants and claims, at
+/// the server's current time. `households` gives the registered building of households the
+/// push does not hold.
 pub fn authorize(
     applied: Applied,
     caller: &Caller,
     households: &HashMap<String, Option<String>>,
+) -> Result<Plan, StoreError> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    authorize_at(applied, caller, households, now_ms)
+}
+
+/// Checks that a claim names the caller, the caller's device and the role the caller holds
+/// on the document's grid, and is not stamped more than [`MAX_FUTURE_MS`] after `now_ms`.
+fn check_claim(
+    doc: &str,
+    grid: &str,
+    claim: &Claim,
+    caller: &Caller,
+    now_ms: i64,
+) -> Result<(), Refusal> {
+    let what = &claim.what;
+    if claim.user != caller.user {
+        return Err(Refusal::forbidden(format!(
+            "document {doc}: {what} names another user than the caller ({}); a device acts only as its own user; nothing was stored",
+            caller.user
+        )));
+    }
+    if let Some(d) = &claim.device
+        && d != &caller.device
+    {
+        return Err(Refusal::forbidden(format!(
+            "document {doc}: {what} names another device than the caller's; nothing was stored"
+        )));
+    }
+    if let Some(role) = &claim.role {
+        let held = caller.grant(grid).map(|g| g.role.as_str());
+        if held != Some(role.as_str()) {
+            return Err(Refusal::forbidden(format!(
+                "document {doc}: {what} is signed with a role user {} does not hold on grid {grid} (holds: {}); nothing was stored",
+                caller.user,
+                held.unwrap_or("none")
+            )));
+        }
+    }
+    if let Some(at) = claim.at_ms
+        && at > now_ms.saturating_add(MAX_FUTURE_MS)
+    {
+        return Err(Refusal::bad(format!(
+            "document {doc}: {what} is stamped more than 24 hours after the server's clock; check the phone's clock; nothing was stored"
+        )));
+    }
+    Ok(())
+}
+
+/// [`authorize`] at a given server time (ms since the epoch).
+pub fn authorize_at(
+    applied: Applied,
+    caller: &Caller,
+    households: &HashMap<String, Option<String>>,
+    now_ms: i64,
 ) -> Result<Plan, StoreError> {
     let in_push: HashMap<String, Option<String>> = applied
         .docs
@@ -592,6 +979,17 @@ pub fn authorize(
         };
         let old = d.before.as_ref().map(|b| b.building.as_deref());
         caller.check_write(&d.id, &d.grid, building.as_deref(), old)?;
+        // A record naming its own building may name a household only where the caller
+        // may write too (a 楼门长 may not file about a household of another building).
+        if d.kind == DocKind::Record
+            && d.own_building.is_some()
+            && let Some(h) = d.household.as_deref()
+        {
+            caller.check_write(&d.id, &d.grid, building_of_household(h).as_deref(), None)?;
+        }
+        for c in &d.claims {
+            check_claim(&d.id, &d.grid, c, caller, now_ms)?;
+        }
         plan.grids.insert(d.grid.clone());
         plan.docs.push(PlannedDoc {
             rows: encode_rows(&d.rows)?,
@@ -610,4 +1008,566 @@ pub fn authorize(
         });
     }
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use automerge::transaction::Transactable;
+    use autosurgeon::Text;
+    use sha2::{Digest, Sha256};
+    use xiuhua_core::doc::build_document;
+    use xiuhua_core::model::*;
+    use xiuhua_core::sync::proto::DocChanges;
+
+    use super::*;
+    use crate::access::GrantRow;
+
+    const NOW: i64 = 1_780_000_000_000;
+
+    fn caller(user: &str, device: &str, role: Role, buildings: &[&str]) -> Caller {
+        Caller {
+            device: device.into(),
+            user: user.into(),
+            user_name: "王伟".into(),
+            grants: vec![GrantRow {
+                user: user.into(),
+                grid: "g1".into(),
+                role,
+                buildings: buildings.iter().map(|b| b.to_string()).collect(),
+            }],
+            held_grids: vec![],
+        }
+    }
+
+    fn actor(user: &str, role: Role) -> Actor {
+        Actor::new(user, "王伟", role, "d1").unwrap()
+    }
+
+    fn hlc(ms: i64) -> Hlc {
+        Hlc::new(u64::try_from(ms).unwrap(), 0)
+    }
+
+    fn household(id: &str, building: &str) -> Household {
+        Household {
+            kind: "household".into(),
+            id: id.into(),
+            address: Address::new("g1", building, "1单元", "101").unwrap(),
+            members: vec![],
+            tags: vec![],
+            note: Text::with_value(""),
+            visits: vec![],
+            created_at: NOW - 1000,
+            created_by: "u1".into(),
+        }
+    }
+
+    fn record(id: &str, building: Option<&str>, household: Option<&str>) -> Record {
+        Record {
+            kind: "record".into(),
+            id: id.into(),
+            grid: "g1".into(),
+            category: Category::Environment,
+            description: Text::with_value("楼道堆物"),
+            reporter: "张阿姨".into(),
+            household: household.map(str::to_string),
+            building: building.map(str::to_string),
+            place: "楼道".into(),
+            status: RecordStatus::Pending,
+            reported_at: NOW - 1000,
+            created_by: "u1".into(),
+        }
+    }
+
+    fn event(id: &str, kind: &str, author: &str, role: Role, at: i64) -> TaskEvent {
+        TaskEvent {
+            id: id.into(),
+            kind: kind.into(),
+            author: author.into(),
+            author_name: "王伟".into(),
+            role: role.as_str().into(),
+            device: "d1".into(),
+            hlc: hlc(at).as_i64(),
+            level: Some("上门办".into()),
+            ..TaskEvent::default()
+        }
+    }
+
+    fn task(id: &str, events: Vec<TaskEvent>) -> Task {
+        Task {
+            kind: "task".into(),
+            id: id.into(),
+            grid: "g1".into(),
+            category: Category::Service,
+            title: "代办".into(),
+            description: Text::with_value(""),
+            household: None,
+            source_record: None,
+            created_at: NOW - 1000,
+            created_by: "u1".into(),
+            events: events.into_iter().map(|e| (e.id.clone(), e)).collect(),
+        }
+    }
+
+    fn changes_of(doc: &mut AutoCommit) -> Vec<Vec<u8>> {
+        doc.get_changes(&[])
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect()
+    }
+
+    fn req(id: &str, changes: Vec<Vec<u8>>) -> PushRequest {
+        PushRequest {
+            docs: vec![DocChanges {
+                doc: id.into(),
+                changes: changes.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+            }],
+        }
+    }
+
+    /// parse + apply + authorize of one push on an empty server.
+    fn push(
+        caller: &Caller,
+        req: PushRequest,
+        stored: &HashMap<String, StoredDoc>,
+        households: &HashMap<String, Option<String>>,
+    ) -> Result<Plan, StoreError> {
+        let parsed = parse(&caller.device, req, 1000)?;
+        let applied = apply(parsed, stored, &HashSet::new())?;
+        authorize_at(applied, caller, households, NOW)
+    }
+
+    fn message(r: Result<Plan, StoreError>) -> String {
+        match r {
+            Err(StoreError::Refused(r)) => r.message,
+            Err(e) => panic!("expected a refusal, got {e:?}"),
+            Ok(_) => panic!("expected a refusal, the push was accepted"),
+        }
+    }
+
+    fn refusal(r: Result<Plan, StoreError>) -> Refusal {
+        match r {
+            Err(StoreError::Refused(r)) => r,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    fn stored_of(id: &str, kind: DocKind, building: Option<&str>, doc: &mut AutoCommit) -> StoredDoc {
+        StoredDoc {
+            id: id.into(),
+            grid: "g1".into(),
+            kind,
+            building: building.map(str::to_string),
+            tier: Tier::Grid,
+            unit: None,
+            bytes: doc.save_nocompress(),
+        }
+    }
+
+    // ----- LEB128 and change chunks, to craft hostile bytes -----
+
+    fn uleb(mut v: u64, out: &mut Vec<u8>) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    fn read_uleb(b: &[u8], at: &mut usize) -> u64 {
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            let x = b[*at];
+            *at += 1;
+            v |= u64::from(x & 0x7f) << shift;
+            if x & 0x80 == 0 {
+                return v;
+            }
+            shift += 7;
+        }
+    }
+
+    /// A change chunk around `body`, with its checksum.
+    fn chunk(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut hashed = vec![kind];
+        uleb(body.len() as u64, &mut hashed);
+        hashed.extend_from_slice(body);
+        let sum = Sha256::digest(&hashed);
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&sum[..4]);
+        out.extend(hashed);
+        out
+    }
+
+    /// The change re-written with an explicit run of `n_ops` nulls in its object-actor
+    /// column (spec 0x01), which the canonical encoding leaves out when every operation is
+    /// on the root: the same operations, other bytes.
+    fn with_null_column(change: &[u8], n_ops: u64) -> Vec<u8> {
+        let mut at = 9;
+        let len = read_uleb(change, &mut at) as usize;
+        let body = &change[at..at + len];
+        let mut i = 0;
+        let deps = read_uleb(body, &mut i) as usize;
+        i += 32 * deps;
+        let actor = read_uleb(body, &mut i) as usize;
+        i += actor;
+        read_uleb(body, &mut i); // seq
+        read_uleb(body, &mut i); // start op
+        read_uleb(body, &mut i); // time (the bytes are skipped the same way)
+        let msg = read_uleb(body, &mut i) as usize;
+        i += msg;
+        let others = read_uleb(body, &mut i);
+        for _ in 0..others {
+            let l = read_uleb(body, &mut i) as usize;
+            i += l;
+        }
+        let cols_at = i;
+        let ncols = read_uleb(body, &mut i);
+        let mut cols = Vec::new();
+        for _ in 0..ncols {
+            let spec = read_uleb(body, &mut i);
+            let l = read_uleb(body, &mut i);
+            cols.push((spec, l));
+        }
+        assert!(cols.iter().all(|(s, _)| *s > 1), "the object column is already there");
+        let mut new_body = body[..cols_at].to_vec();
+        uleb(ncols + 1, &mut new_body);
+        let mut nulls = vec![0u8];
+        uleb(n_ops, &mut nulls);
+        new_body.push(0x01);
+        uleb(nulls.len() as u64, &mut new_body);
+        for (s, l) in &cols {
+            uleb(*s, &mut new_body);
+            uleb(*l, &mut new_body);
+        }
+        new_body.extend(nulls);
+        new_body.extend_from_slice(&body[i..]);
+        chunk(CHUNK_CHANGE, &new_body)
+    }
+
+    // ----- item 1: only plain change chunks; Automerge panics are refusals -----
+
+    #[test]
+    fn a_compressed_change_is_refused_before_it_is_inflated() {
+        let mut doc = xiuhua_core::doc::new_doc("d1");
+        doc.put(automerge::ROOT, "kind", "x".repeat(4096)).unwrap();
+        doc.commit();
+        let mut c = doc.get_last_local_change().unwrap().clone();
+        let compressed = c.bytes().to_vec();
+        assert_eq!(compressed[8], 2, "Automerge compressed the change");
+        // Automerge itself would inflate and accept it.
+        assert!(Change::try_from(compressed.as_slice()).is_ok());
+        let e = check_chunk(&compressed).unwrap_err();
+        assert!(e.contains("compressed"), "{e}");
+        // A claimed inflated size of 2 GiB in a tiny body: refused from the header alone.
+        let mut bomb = chunk(2, &[0u8; 16]);
+        bomb[8] = 2;
+        assert!(check_chunk(&bomb).unwrap_err().contains("compressed"));
+        let r = parse("d1", req("hh-1", vec![compressed]), 10).unwrap_err();
+        assert_eq!(r.kind, crate::error::RefusalKind::BadRequest);
+        assert!(r.message.contains("compressed"), "{}", r.message);
+    }
+
+    #[test]
+    fn bytes_that_are_no_change_chunk_are_refused() {
+        assert!(check_chunk(b"garbage").is_err());
+        let mut doc = xiuhua_core::doc::new_doc("d1");
+        doc.put(automerge::ROOT, "kind", "household").unwrap();
+        doc.commit();
+        let ok = changes_of(&mut doc).remove(0);
+        assert!(check_chunk(&ok).is_ok());
+        let mut longer = ok.clone();
+        longer.push(0);
+        assert!(check_chunk(&longer).unwrap_err().contains("length"));
+        let mut doc_chunk = ok.clone();
+        doc_chunk[8] = 0;
+        assert!(check_chunk(&doc_chunk).unwrap_err().contains("chunk type"));
+        let huge = vec![0u8; MAX_CHANGE_BYTES + 1];
+        assert!(check_chunk(&huge).unwrap_err().contains("at most"));
+    }
+
+    #[test]
+    fn a_panic_in_automerge_work_is_caught() {
+        assert_eq!(guarded(|| 7), Some(7));
+        assert_eq!(guarded(|| -> i32 { panic!("hostile") }), None);
+    }
+
+    // ----- item 2: never commit bytes that do not load back -----
+
+    #[test]
+    fn a_non_canonical_change_is_refused() {
+        let c = caller("u1", "d1", Role::GridMember, &[]);
+        let mut doc = build_document(
+            &household("hh-1", "1号楼"),
+            &actor("u1", Role::GridMember),
+            hlc(NOW - 1000),
+            "register household",
+        )
+        .unwrap();
+        let good = changes_of(&mut doc).remove(0);
+        // The premise: the altered change decodes and applies, but the saved document no
+        // longer loads (the finding's "mismatching heads"). A change whose ops are all on
+        // the root has no object-actor column to begin with.
+        let mut flat = xiuhua_core::doc::new_doc("d1");
+        flat.put(automerge::ROOT, "kind", "household").unwrap();
+        flat.put(automerge::ROOT, "id", "hh-2").unwrap();
+        flat.commit();
+        let flat_change = changes_of(&mut flat).remove(0);
+        let bad = with_null_column(&flat_change, 2);
+        let decoded = Change::try_from(bad.as_slice()).expect("Automerge decodes it");
+        let mut broken = AutoCommit::new();
+        broken.apply_changes([decoded]).unwrap();
+        assert!(
+            AutoCommit::load(&broken.save_nocompress()).is_err(),
+            "the saved document no longer loads"
+        );
+        let e = decode_change(&bad).unwrap_err();
+        assert!(e.contains("canonical"), "{e}");
+        let r = refusal(push(&c, req("hh-2", vec![bad]), &HashMap::new(), &HashMap::new()));
+        assert_eq!(r.kind, crate::error::RefusalKind::BadRequest);
+        assert!(r.message.contains("canonical"), "{}", r.message);
+        // The honest change passes.
+        assert!(push(&c, req("hh-1", vec![good]), &HashMap::new(), &HashMap::new()).is_ok());
+    }
+
+    // ----- item 3: who did it -----
+
+    fn task_push(
+        c: &Caller,
+        t: &Task,
+        by: &Actor,
+    ) -> (Result<Plan, StoreError>, AutoCommit) {
+        let mut doc = build_document(t, by, hlc(NOW - 1000), "order task").unwrap();
+        let r = push(c, req(&t.id, changes_of(&mut doc)), &HashMap::new(), &HashMap::new());
+        (r, doc)
+    }
+
+    #[test]
+    fn a_task_event_must_be_signed_by_the_caller_in_the_role_held_on_the_grid() {
+        let staff = caller("u1", "d1", Role::CommunityStaff, &[]);
+        let grid = caller("u1", "d1", Role::GridMember, &[]);
+        let me = actor("u1", Role::GridMember);
+        let order = event("ev-1", "order", "u1", Role::GridMember, NOW - 1000);
+        assert!(task_push(&grid, &task("task-1", vec![order.clone()]), &me).0.is_ok());
+        // The same event from a caller who may be 网格员 elsewhere but is 社区工作者 here.
+        let m = message(task_push(&staff, &task("task-1", vec![order.clone()]), &me).0);
+        assert!(m.contains("event ev-1") && m.contains("role"), "{m}");
+        // "As 社区书记": a role the caller does not hold.
+        let forged = event("ev-2", "inquire", "u1", Role::Secretary, NOW - 900);
+        let m = message(task_push(&grid, &task("task-2", vec![order.clone(), forged]), &me).0);
+        assert!(m.contains("ev-2") && m.contains("does not hold"), "{m}");
+        // Another user as author.
+        let other = event("ev-3", "note", "u-chen", Role::GridMember, NOW - 900);
+        let m = message(task_push(&grid, &task("task-3", vec![order.clone(), other]), &me).0);
+        assert!(m.contains("ev-3") && m.contains("another user"), "{m}");
+        // Another device.
+        let mut dev = event("ev-4", "note", "u1", Role::GridMember, NOW - 900);
+        dev.device = "d9".into();
+        let m = message(task_push(&grid, &task("task-4", vec![order, dev]), &me).0);
+        assert!(m.contains("ev-4") && m.contains("device"), "{m}");
+    }
+
+    #[test]
+    fn events_stamped_far_in_the_future_are_refused() {
+        let c = caller("u1", "d1", Role::GridMember, &[]);
+        let me = actor("u1", Role::GridMember);
+        let soon = event("ev-1", "order", "u1", Role::GridMember, NOW + 3_600_000);
+        assert!(task_push(&c, &task("task-1", vec![soon]), &me).0.is_ok());
+        let later = event("ev-1", "order", "u1", Role::GridMember, NOW + MAX_FUTURE_MS + 1);
+        let m = message(task_push(&c, &task("task-2", vec![later]), &me).0);
+        assert!(m.contains("24 hours"), "{m}");
+    }
+
+    #[test]
+    fn the_note_and_the_creator_must_name_the_caller() {
+        let c = caller("u1", "d1", Role::GridMember, &[]);
+        // The change's note names u-chen (the device is the caller's).
+        let mut doc = build_document(
+            &household("hh-1", "1号楼"),
+            &Actor::new("u-chen", "陈红", Role::Secretary, "d1").unwrap(),
+            hlc(NOW - 1000),
+            "register household",
+        )
+        .unwrap();
+        let m = message(push(&c, req("hh-1", changes_of(&mut doc)), &HashMap::new(), &HashMap::new()));
+        assert!(m.contains("change") && m.contains("another user"), "{m}");
+        // A record whose creator is someone else.
+        let mut r = record("rec-1", Some("1号楼"), None);
+        r.created_by = "u-chen".into();
+        let mut doc = build_document(&r, &actor("u1", Role::GridMember), hlc(NOW - 1000), "log").unwrap();
+        let m = message(push(&c, req("rec-1", changes_of(&mut doc)), &HashMap::new(), &HashMap::new()));
+        assert!(m.contains("created_by") && m.contains("another user"), "{m}");
+        // A change without a note.
+        let mut bare = xiuhua_core::doc::new_doc("d1");
+        autosurgeon::reconcile(&mut bare, &household("hh-2", "1号楼")).unwrap();
+        bare.commit();
+        let m = message(push(&c, req("hh-2", changes_of(&mut bare)), &HashMap::new(), &HashMap::new()));
+        assert!(m.contains("no note"), "{m}");
+    }
+
+    #[test]
+    fn a_new_visit_must_be_the_callers_and_old_events_stay_as_they_were() {
+        let c = caller("u1", "d1", Role::GridMember, &[]);
+        let me = actor("u1", Role::GridMember);
+        let mut doc = build_document(&household("hh-1", "1号楼"), &me, hlc(NOW - 1000), "reg").unwrap();
+        let stored = HashMap::from([(
+            "hh-1".to_string(),
+            stored_of("hh-1", DocKind::Household, Some("1号楼"), &mut doc),
+        )]);
+        let heads = doc.get_heads();
+        let mut h: Household = autosurgeon::hydrate(&doc).unwrap();
+        h.visits.push(Visit {
+            id: "v-1".into(),
+            at: NOW - 10,
+            by: "u-chen".into(),
+            by_name: "陈红".into(),
+            purpose: "走访".into(),
+            note: String::new(),
+            follow_up: None,
+        });
+        autosurgeon::reconcile(&mut doc, &h).unwrap();
+        let note = serde_json::to_string(&ChangeNote {
+            user: "u1".into(),
+            name: "王伟".into(),
+            device: "d1".into(),
+            hlc: hlc(NOW - 10).as_i64(),
+            what: "add visit".into(),
+        })
+        .unwrap();
+        doc.commit_with(automerge::transaction::CommitOptions::default().with_message(note));
+        let new: Vec<Vec<u8>> = doc.get_changes(&heads).iter().map(|c| c.raw_bytes().to_vec()).collect();
+        let m = message(push(&c, req("hh-1", new), &stored, &HashMap::new()));
+        assert!(m.contains("visit v-1") && m.contains("another user"), "{m}");
+
+        // A task whose existing event is rewritten (its role made 社区书记).
+        let order = event("ev-1", "order", "u1", Role::GridMember, NOW - 1000);
+        let (ok, mut tdoc) = task_push(&c, &task("task-1", vec![order]), &me);
+        assert!(ok.is_ok());
+        let stored = HashMap::from([(
+            "task-1".to_string(),
+            stored_of("task-1", DocKind::Task, None, &mut tdoc),
+        )]);
+        let heads = tdoc.get_heads();
+        let mut t: Task = autosurgeon::hydrate(&tdoc).unwrap();
+        if let Some(e) = t.events.get_mut("ev-1") {
+            e.role = Role::Secretary.as_str().into();
+        }
+        autosurgeon::reconcile(&mut tdoc, &t).unwrap();
+        let note = serde_json::to_string(&ChangeNote {
+            user: "u1".into(),
+            name: "王伟".into(),
+            device: "d1".into(),
+            hlc: hlc(NOW - 5).as_i64(),
+            what: "edit".into(),
+        })
+        .unwrap();
+        tdoc.commit_with(automerge::transaction::CommitOptions::default().with_message(note));
+        let new: Vec<Vec<u8>> = tdoc.get_changes(&heads).iter().map(|c| c.raw_bytes().to_vec()).collect();
+        let m = message(push(&c, req("task-1", new), &stored, &HashMap::new()));
+        assert!(m.contains("append-only"), "{m}");
+    }
+
+    #[test]
+    fn a_record_may_name_only_a_household_the_caller_may_write() {
+        let lou = caller("u1", "d1", Role::BuildingLeader, &["3号楼"]);
+        let me = actor("u1", Role::BuildingLeader);
+        let households = HashMap::from([
+            ("hh-4".to_string(), Some("4号楼".to_string())),
+            ("hh-3".to_string(), Some("3号楼".to_string())),
+        ]);
+        let mut doc = build_document(&record("rec-1", Some("3号楼"), Some("hh-4")), &me, hlc(NOW - 1000), "log").unwrap();
+        let parsed = parse("d1", req("rec-1", changes_of(&mut doc)), 10).unwrap();
+        let applied = apply(parsed, &HashMap::new(), &HashSet::new()).unwrap();
+        assert_eq!(applied.households_needed(), vec!["hh-4".to_string()]);
+        let r = refusal(authorize_at(applied, &lou, &households, NOW));
+        assert_eq!(r.kind, crate::error::RefusalKind::Forbidden);
+        assert!(r.message.contains("4号楼"), "{}", r.message);
+        let mut doc = build_document(&record("rec-2", Some("3号楼"), Some("hh-3")), &me, hlc(NOW - 1000), "log").unwrap();
+        assert!(push(&lou, req("rec-2", changes_of(&mut doc)), &HashMap::new(), &households).is_ok());
+    }
+
+    // ----- item 4: sizes -----
+
+    #[test]
+    fn oversized_fields_unknown_root_keys_and_long_histories_are_refused() {
+        let c = caller("u1", "d1", Role::GridMember, &[]);
+        let me = actor("u1", Role::GridMember);
+        let mut h = household("hh-1", "1号楼");
+        h.visits.push(Visit {
+            id: "v-1".into(),
+            at: NOW - 10,
+            by: "u1".into(),
+            by_name: "王伟".into(),
+            purpose: "走访".into(),
+            note: "很".repeat(limits::TEXT + 1),
+            follow_up: None,
+        });
+        let mut doc = build_document(&h, &me, hlc(NOW - 1000), "reg").unwrap();
+        let m = message(push(&c, req("hh-1", changes_of(&mut doc)), &HashMap::new(), &HashMap::new()));
+        assert!(m.contains("visit note") && m.contains("at most 2000"), "{m}");
+
+        let mut doc = build_document(&household("hh-2", "1号楼"), &me, hlc(NOW - 1000), "reg").unwrap();
+        let heads = doc.get_heads();
+        doc.put(automerge::ROOT, "junk", "x".repeat(1000)).unwrap();
+        let note = serde_json::to_string(&ChangeNote {
+            user: "u1".into(),
+            name: "王伟".into(),
+            device: "d1".into(),
+            hlc: hlc(NOW - 5).as_i64(),
+            what: "junk".into(),
+        })
+        .unwrap();
+        doc.commit_with(automerge::transaction::CommitOptions::default().with_message(note));
+        let _ = heads;
+        let m = message(push(&c, req("hh-2", changes_of(&mut doc)), &HashMap::new(), &HashMap::new()));
+        assert!(m.contains("no field \"junk\""), "{m}");
+
+        // A Text of many operations in one change.
+        let mut doc = build_document(&household("hh-3", "1号楼"), &me, hlc(NOW - 1000), "reg").unwrap();
+        let note_obj = match doc.get(automerge::ROOT, "note").unwrap() {
+            Some((_, id)) => id,
+            None => panic!("a note"),
+        };
+        doc.splice_text(&note_obj, 0, 0, &"a".repeat(MAX_CHANGE_OPS + 1)).unwrap();
+        doc.commit();
+        let m = message(push(&c, req("hh-3", changes_of(&mut doc)), &HashMap::new(), &HashMap::new()));
+        assert!(m.contains("operations"), "{m}");
+    }
+
+    // ----- item 5: errors name the field, never the value -----
+
+    #[test]
+    fn a_refused_id_number_or_phone_is_not_echoed() {
+        let c = caller("u1", "d1", Role::GridMember, &[]);
+        let me = actor("u1", Role::GridMember);
+        for (id_number, phone) in [
+            (Some("11010519491231002x"), None),   // not the normal form (lower-case x)
+            (Some("110105194912310021"), None),   // wrong check digit
+            (None, Some("+86 138-0013-8000")),      // not the normal form
+            (None, Some("23800138000")),            // not a mobile number
+        ] {
+            let mut h = household("hh-1", "1号楼");
+            h.members.push(Member {
+                id: "m-1".into(),
+                name: "王秀英".into(),
+                gender: Gender::Female,
+                birth_year: 1949,
+                phone: phone.map(str::to_string),
+                id_number: id_number.map(str::to_string),
+                relation: Relation::Head,
+                tags: vec![],
+            });
+            let mut doc = build_document(&h, &me, hlc(NOW - 1000), "reg").unwrap();
+            let m = message(push(&c, req("hh-1", changes_of(&mut doc)), &HashMap::new(), &HashMap::new()));
+            let value = id_number.or(phone).unwrap();
+            assert!(!m.contains(value), "{m}");
+            assert!(!m.contains("1101051949") && !m.contains("0013"), "{m}");
+            assert!(m.contains(if id_number.is_some() { "id_number" } else { "phone" }), "{m}");
+        }
+    }
 }

@@ -632,3 +632,125 @@ pub fn push_of(store: &Store, doc: &str) -> PushRequest {
     assert!(!req.docs.is_empty(), "no outbox entries for {doc}");
     req
 }
+
+// ----- hostile input (tests/attack_*.rs) -----
+
+/// The status of `GET /healthz`, by hand over TCP (the transport only posts); 0 when the
+/// server does not answer within 2 s.
+pub fn healthz(url: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let req = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut head = [0u8; 12];
+    if s.read_exact(&mut head).is_err() {
+        return 0;
+    }
+    std::str::from_utf8(&head[9..12])
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The changes of a document built from `value` as one change signed by `actor` at `at_ms`
+/// (a note naming the actor's user and device), bypassing every check of a store.
+pub fn signed<T: autosurgeon::Reconcile>(value: &T, actor: &Actor, at_ms: i64) -> Vec<ByteBuf> {
+    let hlc = xiuhua_core::hlc::Hlc::new(u64::try_from(at_ms).expect("a time after 1970"), 0);
+    let mut doc =
+        xiuhua_core::doc::build_document(value, actor, hlc, "hostile").expect("a document");
+    doc.get_changes(&[])
+        .iter()
+        .map(|c| ByteBuf::from(c.raw_bytes().to_vec()))
+        .collect()
+}
+
+fn uleb(mut v: u64, out: &mut Vec<u8>) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn read_uleb(b: &[u8], at: &mut usize) -> u64 {
+    let (mut v, mut shift) = (0u64, 0);
+    loop {
+        let x = b[*at];
+        *at += 1;
+        v |= u64::from(x & 0x7f) << shift;
+        if x & 0x80 == 0 {
+            return v;
+        }
+        shift += 7;
+    }
+}
+
+/// An Automerge chunk of type `kind` around `body`, with a valid checksum.
+pub fn automerge_chunk(kind: u8, body: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    let mut hashed = vec![kind];
+    uleb(body.len() as u64, &mut hashed);
+    hashed.extend_from_slice(body);
+    let sum = sha2::Sha256::digest(&hashed);
+    let mut out = vec![0x85, 0x6f, 0x4a, 0x83];
+    out.extend_from_slice(&sum[..4]);
+    out.extend(hashed);
+    out
+}
+
+/// A plain change whose operations are all on the root, re-written with an explicit run of
+/// `n_ops` nulls in its object-actor column (which the canonical encoding leaves out):
+/// Automerge decodes and applies it, but a document saved with it no longer loads.
+pub fn with_null_column(change: &[u8], n_ops: u64) -> Vec<u8> {
+    let mut at = 9;
+    let len = usize::try_from(read_uleb(change, &mut at)).expect("a length");
+    let body = &change[at..at + len];
+    let mut i = 0;
+    let skip = |i: &mut usize| {
+        let l = usize::try_from(read_uleb(body, i)).expect("a length");
+        *i += l;
+    };
+    let deps = usize::try_from(read_uleb(body, &mut i)).expect("a count");
+    i += 32 * deps;
+    skip(&mut i); // actor
+    read_uleb(body, &mut i); // seq
+    read_uleb(body, &mut i); // start op
+    read_uleb(body, &mut i); // time (its bytes skip the same way)
+    skip(&mut i); // message
+    let others = read_uleb(body, &mut i);
+    for _ in 0..others {
+        skip(&mut i);
+    }
+    let cols_at = i;
+    let ncols = read_uleb(body, &mut i);
+    let mut cols = Vec::new();
+    for _ in 0..ncols {
+        let spec = read_uleb(body, &mut i);
+        let l = read_uleb(body, &mut i);
+        cols.push((spec, l));
+    }
+    assert!(cols.iter().all(|(s, _)| *s > 1), "not a root-only change");
+    let mut out = body[..cols_at].to_vec();
+    uleb(ncols + 1, &mut out);
+    let mut nulls = vec![0u8];
+    uleb(n_ops, &mut nulls);
+    out.push(0x01);
+    uleb(nulls.len() as u64, &mut out);
+    for (s, l) in &cols {
+        uleb(*s, &mut out);
+        uleb(*l, &mut out);
+    }
+    out.extend(nulls);
+    out.extend_from_slice(&body[i..]);
+    automerge_chunk(1, &out)
+}

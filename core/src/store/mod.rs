@@ -338,6 +338,23 @@ impl Store {
         self.clock.tick((self.time)())
     }
 
+    /// The actor as it acts on `grid`: with the role the user's grant gives on that grid when
+    /// the device knows one (a user may be 网格员 on one grid and 社区工作者 on another; the
+    /// server refuses an event signed with a role the author does not hold there), else the
+    /// store's actor.
+    fn actor_on(&self, grid: &str) -> Actor {
+        let mut actor = self.actor.clone();
+        if let Some(role) = self
+            .grants()
+            .ok()
+            .and_then(|gs| gs.into_iter().find(|g| g.grid == grid))
+            .and_then(|g| Role::parse(&g.role).ok())
+        {
+            actor.role = role;
+        }
+        actor
+    }
+
     fn new_id(&self, kind: DocKind, hlc: Hlc) -> String {
         format!("{}-{}-{:x}", kind.prefix(), self.actor.device, hlc.as_i64())
     }
@@ -389,7 +406,8 @@ impl Store {
         edit: impl FnOnce(&mut AutoCommit, Hlc, &Actor) -> Result<(R, Option<Rows>)>,
         after: impl FnOnce(&Transaction<'_>, &str, i64) -> Result<()>,
     ) -> Result<R> {
-        let (r, rows) = edit(doc, hlc, &self.actor)?;
+        let actor = self.actor_on(grid);
+        let (r, rows) = edit(doc, hlc, &actor)?;
         if doc::commit(doc, &self.actor, hlc, what).is_none() {
             return Ok(r); // nothing changed: nothing to write
         }
@@ -483,6 +501,7 @@ impl Store {
         self.act(id, what, |doc, hlc, actor| {
             let mut h: Household = hydrate(doc).map_err(|e| Error::bad_doc(id, e))?;
             let r = f(&mut h, hlc, actor)?;
+            h.check_bounds()?;
             reconcile(doc, &h).map_err(|e| Error::bad_doc(id, e))?;
             let conflicts = if had_conflicts > 0 {
                 doc::field_conflicts(doc).len() as i64
@@ -522,6 +541,7 @@ impl Store {
             created_at: hlc.wall_ms() as i64,
             created_by: self.actor.user.clone(),
         };
+        h.check_bounds()?;
         let grid = h.address.grid.clone();
         self.create(
             DocKind::Household,
@@ -678,6 +698,7 @@ impl Store {
             reported_at: hlc.wall_ms() as i64,
             created_by: self.actor.user.clone(),
         };
+        r.check_bounds()?;
         let rows = Rows::Record(projection::record_row(&r));
         self.create(DocKind::Record, &grid, hlc, "log record", &r, rows, &id)?;
         Ok(id)
@@ -709,6 +730,7 @@ impl Store {
         self.act(id, what, |doc, _, _| {
             let mut r: Record = hydrate(doc).map_err(|e| Error::bad_doc(id, e))?;
             f(&mut r)?;
+            r.check_bounds()?;
             reconcile(doc, &r).map_err(|e| Error::bad_doc(id, e))?;
             Ok(((), Some(Rows::Record(projection::record_row(&r)))))
         })
@@ -759,13 +781,14 @@ impl Store {
             ));
         }
         let id = self.new_id(DocKind::Task, hlc);
-        let order_id = format!("ev-{}-{:x}", self.actor.device, hlc.as_i64());
+        let actor = self.actor_on(&grid);
+        let order_id = format!("ev-{}-{:x}", actor.device, hlc.as_i64());
         let order = workflow::order_event(
             new.level,
             new.deadline,
             String::new(),
             order_id.clone(),
-            &self.actor,
+            &actor,
             hlc.as_i64(),
         );
         let mut events = BTreeMap::from([(order_id, order)]);
@@ -788,15 +811,15 @@ impl Store {
             let action = TaskAction::Assign {
                 assignee: assignee.to_string(),
             };
-            if let Err(e) = workflow::check(&view, &self.actor, &action) {
+            if let Err(e) = workflow::check(&view, &actor, &action) {
                 self.clock = saved;
                 return Err(e);
             }
             let h2 = self.tick();
-            let ev_id = format!("ev-{}-{:x}", self.actor.device, h2.as_i64());
+            let ev_id = format!("ev-{}-{:x}", actor.device, h2.as_i64());
             events.insert(
                 ev_id.clone(),
-                workflow::event_for(&action, ev_id, view.heads(), &self.actor, h2.as_i64()),
+                workflow::event_for(&action, ev_id, view.heads(), &actor, h2.as_i64()),
             );
         }
         let t = Task {
@@ -812,6 +835,10 @@ impl Store {
             created_by: self.actor.user.clone(),
             events,
         };
+        if let Err(e) = t.check_bounds() {
+            self.clock = saved;
+            return Err(e);
+        }
         let rows = Rows::Task(projection::task_row(&t));
         if let Err(e) = self.create(DocKind::Task, &grid, hlc, "order task", &t, rows, &id) {
             self.clock = saved;
@@ -865,6 +892,7 @@ impl Store {
                 let ev =
                     workflow::event_for(&action, ev_id.clone(), view.heads(), actor, hlc.as_i64());
                 t.events.insert(ev_id, ev);
+                t.check_bounds()?;
                 reconcile(doc, &t).map_err(|e| Error::bad_doc(task, e))?;
                 let view = workflow::fold(t.events.values());
                 let rows = Rows::Task(projection::task_row_with(&t, &view));
