@@ -115,14 +115,26 @@ fn a_non_canonical_change_is_refused_and_the_household_keeps_syncing() {
         .unwrap();
     wang.sync().unwrap();
     let before = server.grid_seqs();
-    // A change on the household's root (all its ops on the root), re-encoded with an
+    // The next change of the household, all its ops on the root, re-encoded with an
     // explicit all-null column: same operations, other bytes, a document that would no
     // longer load once saved.
-    let creds = wang.store.credentials().unwrap().unwrap();
-    let mut doc = AutoCommit::new().with_actor(actor_id(&creds.device));
-    doc.put(automerge::ROOT, "kind", "household").unwrap();
-    doc.put(automerge::ROOT, "id", id.as_str()).unwrap();
-    doc.commit();
+    let mut doc = AutoCommit::new();
+    let history: Vec<automerge::Change> = wang
+        .store
+        .export_all()
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.doc == id)
+        .map(|c| automerge::Change::try_from(c.change.as_slice()).unwrap())
+        .collect();
+    doc.apply_changes(history).unwrap();
+    let mut doc = doc.with_actor(actor_id(&wang.id));
+    doc.put(automerge::ROOT, "created_at", now_ms()).unwrap();
+    doc.put(automerge::ROOT, "created_by", "u-wang").unwrap();
+    let note = serde_json::json!({"u": "u-wang", "n": "王伟", "d": wang.id, "h": 0, "w": "x"});
+    doc.commit_with(
+        automerge::transaction::CommitOptions::default().with_message(note.to_string()),
+    );
     let change = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
     let bad = with_null_column(&change, 2);
     assert!(automerge::Change::try_from(bad.as_slice()).is_ok());
