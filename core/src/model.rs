@@ -528,23 +528,31 @@ fn at_most_chars(field: &str, s: &str, max: usize) -> Result<()> {
 /// Refuses an identifier longer than `max` bytes.
 fn at_most_bytes(field: &str, s: &str, max: usize) -> Result<()> {
     if s.len() > max {
-        Err(Error::invalid(field, format!("is too long; at most {max} bytes")))
+        Err(Error::invalid(
+            field,
+            format!("is too long; at most {max} bytes"),
+        ))
     } else {
         Ok(())
     }
 }
 
 fn opt_bytes(field: &str, s: &Option<String>, max: usize) -> Result<()> {
-    s.as_deref().map_or(Ok(()), |s| at_most_bytes(field, s, max))
+    s.as_deref()
+        .map_or(Ok(()), |s| at_most_bytes(field, s, max))
 }
 
 fn opt_chars(field: &str, s: &Option<String>, max: usize) -> Result<()> {
-    s.as_deref().map_or(Ok(()), |s| at_most_chars(field, s, max))
+    s.as_deref()
+        .map_or(Ok(()), |s| at_most_chars(field, s, max))
 }
 
 fn at_most_items(field: &str, n: usize, max: usize) -> Result<()> {
     if n > max {
-        Err(Error::invalid(field, format!("holds more than {max} entries")))
+        Err(Error::invalid(
+            field,
+            format!("holds more than {max} entries"),
+        ))
     } else {
         Ok(())
     }
@@ -553,7 +561,14 @@ fn at_most_items(field: &str, n: usize, max: usize) -> Result<()> {
 impl Household {
     /// The fields of a household document (its root keys).
     pub const FIELDS: &'static [&'static str] = &[
-        "kind", "id", "address", "members", "tags", "note", "visits", "created_at",
+        "kind",
+        "id",
+        "address",
+        "members",
+        "tags",
+        "note",
+        "visits",
+        "created_at",
         "created_by",
     ];
 
@@ -595,8 +610,18 @@ impl Household {
 impl Record {
     /// The fields of a record document (its root keys).
     pub const FIELDS: &'static [&'static str] = &[
-        "kind", "id", "grid", "category", "description", "reporter", "household", "building",
-        "place", "status", "reported_at", "created_by",
+        "kind",
+        "id",
+        "grid",
+        "category",
+        "description",
+        "reporter",
+        "household",
+        "building",
+        "place",
+        "status",
+        "reported_at",
+        "created_by",
     ];
 
     /// Checks every string and text against [`limits`].
@@ -616,10 +641,7 @@ impl TaskEvent {
     /// Checks every string of the event against [`limits`].
     pub fn check_bounds(&self) -> Result<()> {
         at_most_bytes("event id", &self.id, limits::ID)?;
-        for (f, v) in [
-            ("event kind", &self.kind),
-            ("event role", &self.role),
-        ] {
+        for (f, v) in [("event kind", &self.kind), ("event role", &self.role)] {
             at_most_bytes(f, v, limits::ENUM)?;
         }
         at_most_items("event prev", self.prev.len(), limits::PREV)?;
@@ -640,8 +662,17 @@ impl TaskEvent {
 impl Task {
     /// The fields of a task document (its root keys).
     pub const FIELDS: &'static [&'static str] = &[
-        "kind", "id", "grid", "category", "title", "description", "household",
-        "source_record", "created_at", "created_by", "events",
+        "kind",
+        "id",
+        "grid",
+        "category",
+        "title",
+        "description",
+        "household",
+        "source_record",
+        "created_at",
+        "created_by",
+        "events",
     ];
 
     /// Checks every string, text and event against [`limits`].

@@ -447,19 +447,14 @@ fn apply_one_inner(
             _ => None,
         };
         let visits_before: HashSet<String> = match &before {
-            Some(b) if b.kind == DocKind::Household => {
-                autosurgeon::hydrate::<_, Household>(&doc)
-                    .map_err(|e| {
-                        StoreError::Backend(format!(
-                            "stored household {} does not hydrate: {e}",
-                            b.id
-                        ))
-                    })?
-                    .visits
-                    .into_iter()
-                    .map(|v| v.id)
-                    .collect()
-            }
+            Some(b) if b.kind == DocKind::Household => autosurgeon::hydrate::<_, Household>(&doc)
+                .map_err(|e| {
+                    StoreError::Backend(format!("stored household {} does not hydrate: {e}", b.id))
+                })?
+                .visits
+                .into_iter()
+                .map(|v| v.id)
+                .collect(),
             _ => HashSet::new(),
         };
         let hashes: Vec<ChangeHash> = fresh.iter().map(Change::hash).collect();
@@ -503,7 +498,10 @@ fn apply_one_inner(
             DocKind::Record => Record::FIELDS,
             DocKind::Task => Task::FIELDS,
         };
-        if let Some(k) = doc.keys(automerge::ROOT).find(|k| !allowed.contains(&k.as_str())) {
+        if let Some(k) = doc
+            .keys(automerge::ROOT)
+            .find(|k| !allowed.contains(&k.as_str()))
+        {
             return Err(Refusal::bad(format!(
                 "document {id}: a {} holds no field {}; known fields: {}",
                 kind.as_str(),
@@ -603,10 +601,7 @@ fn hlc_ms(hlc: i64) -> i64 {
 
 /// A client-chosen key, shown only when it is a short plain identifier.
 fn printable_key(k: &str) -> String {
-    if !k.is_empty()
-        && k.len() <= 32
-        && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
-    {
+    if !k.is_empty() && k.len() <= 32 && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
         format!("{k:?}")
     } else {
         "(not shown)".to_string()
@@ -664,16 +659,18 @@ fn validate_model(
         .into()
     };
     // Never the value in the message: it may be a resident's ID or phone number.
-    let same =
-        |field: &str, v: &str, checked: xiuhua_core::Result<String>| -> Result<(), StoreError> {
-            match checked {
-                Ok(n) if n == v => Ok(()),
-                Ok(_) => Err(bad(format!(
-                    "{field} is not in its normal form (trimmed, without separators or country code, an upper-case X)"
-                ))),
-                Err(e) => Err(bad(e.to_string())),
-            }
-        };
+    let same = |field: &str,
+                v: &str,
+                checked: xiuhua_core::Result<String>|
+     -> Result<(), StoreError> {
+        match checked {
+            Ok(n) if n == v => Ok(()),
+            Ok(_) => Err(bad(format!(
+                "{field} is not in its normal form (trimmed, without separators or country code, an upper-case X)"
+            ))),
+            Err(e) => Err(bad(e.to_string())),
+        }
+    };
     let check_id = |doc_field: &str| -> Result<(), StoreError> {
         if doc_field == id {
             Ok(())
@@ -1121,7 +1118,10 @@ mod tests {
         PushRequest {
             docs: vec![DocChanges {
                 doc: id.into(),
-                changes: changes.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+                changes: changes
+                    .into_iter()
+                    .map(serde_bytes::ByteBuf::from)
+                    .collect(),
             }],
         }
     }
@@ -1153,7 +1153,12 @@ mod tests {
         }
     }
 
-    fn stored_of(id: &str, kind: DocKind, building: Option<&str>, doc: &mut AutoCommit) -> StoredDoc {
+    fn stored_of(
+        id: &str,
+        kind: DocKind,
+        building: Option<&str>,
+        doc: &mut AutoCommit,
+    ) -> StoredDoc {
         StoredDoc {
             id: id.into(),
             grid: "g1".into(),
@@ -1234,7 +1239,10 @@ mod tests {
             let l = read_uleb(body, &mut i);
             cols.push((spec, l));
         }
-        assert!(cols.iter().all(|(s, _)| *s > 1), "the object column is already there");
+        assert!(
+            cols.iter().all(|(s, _)| *s > 1),
+            "the object column is already there"
+        );
         let mut new_body = body[..cols_at].to_vec();
         uleb(ncols + 1, &mut new_body);
         let mut nulls = vec![0u8];
@@ -1328,22 +1336,36 @@ mod tests {
         );
         let e = decode_change(&bad).unwrap_err();
         assert!(e.contains("canonical"), "{e}");
-        let r = refusal(push(&c, req("hh-2", vec![bad]), &HashMap::new(), &HashMap::new()));
+        let r = refusal(push(
+            &c,
+            req("hh-2", vec![bad]),
+            &HashMap::new(),
+            &HashMap::new(),
+        ));
         assert_eq!(r.kind, crate::error::RefusalKind::BadRequest);
         assert!(r.message.contains("canonical"), "{}", r.message);
         // The honest change passes.
-        assert!(push(&c, req("hh-1", vec![good]), &HashMap::new(), &HashMap::new()).is_ok());
+        assert!(
+            push(
+                &c,
+                req("hh-1", vec![good]),
+                &HashMap::new(),
+                &HashMap::new()
+            )
+            .is_ok()
+        );
     }
 
     // ----- item 3: who did it -----
 
-    fn task_push(
-        c: &Caller,
-        t: &Task,
-        by: &Actor,
-    ) -> (Result<Plan, StoreError>, AutoCommit) {
+    fn task_push(c: &Caller, t: &Task, by: &Actor) -> (Result<Plan, StoreError>, AutoCommit) {
         let mut doc = build_document(t, by, hlc(NOW - 1000), "order task").unwrap();
-        let r = push(c, req(&t.id, changes_of(&mut doc)), &HashMap::new(), &HashMap::new());
+        let r = push(
+            c,
+            req(&t.id, changes_of(&mut doc)),
+            &HashMap::new(),
+            &HashMap::new(),
+        );
         (r, doc)
     }
 
@@ -1353,7 +1375,11 @@ mod tests {
         let grid = caller("u1", "d1", Role::GridMember, &[]);
         let me = actor("u1", Role::GridMember);
         let order = event("ev-1", "order", "u1", Role::GridMember, NOW - 1000);
-        assert!(task_push(&grid, &task("task-1", vec![order.clone()]), &me).0.is_ok());
+        assert!(
+            task_push(&grid, &task("task-1", vec![order.clone()]), &me)
+                .0
+                .is_ok()
+        );
         // The same event from a caller who may be 网格员 elsewhere but is 社区工作者 here.
         let m = message(task_push(&staff, &task("task-1", vec![order.clone()]), &me).0);
         assert!(m.contains("event ev-1") && m.contains("role"), "{m}");
@@ -1378,7 +1404,13 @@ mod tests {
         let me = actor("u1", Role::GridMember);
         let soon = event("ev-1", "order", "u1", Role::GridMember, NOW + 3_600_000);
         assert!(task_push(&c, &task("task-1", vec![soon]), &me).0.is_ok());
-        let later = event("ev-1", "order", "u1", Role::GridMember, NOW + MAX_FUTURE_MS + 1);
+        let later = event(
+            "ev-1",
+            "order",
+            "u1",
+            Role::GridMember,
+            NOW + MAX_FUTURE_MS + 1,
+        );
         let m = message(task_push(&c, &task("task-2", vec![later]), &me).0);
         assert!(m.contains("24 hours"), "{m}");
     }
@@ -1394,19 +1426,38 @@ mod tests {
             "register household",
         )
         .unwrap();
-        let m = message(push(&c, req("hh-1", changes_of(&mut doc)), &HashMap::new(), &HashMap::new()));
+        let m = message(push(
+            &c,
+            req("hh-1", changes_of(&mut doc)),
+            &HashMap::new(),
+            &HashMap::new(),
+        ));
         assert!(m.contains("change") && m.contains("another user"), "{m}");
         // A record whose creator is someone else.
         let mut r = record("rec-1", Some("1号楼"), None);
         r.created_by = "u-chen".into();
-        let mut doc = build_document(&r, &actor("u1", Role::GridMember), hlc(NOW - 1000), "log").unwrap();
-        let m = message(push(&c, req("rec-1", changes_of(&mut doc)), &HashMap::new(), &HashMap::new()));
-        assert!(m.contains("created_by") && m.contains("another user"), "{m}");
+        let mut doc =
+            build_document(&r, &actor("u1", Role::GridMember), hlc(NOW - 1000), "log").unwrap();
+        let m = message(push(
+            &c,
+            req("rec-1", changes_of(&mut doc)),
+            &HashMap::new(),
+            &HashMap::new(),
+        ));
+        assert!(
+            m.contains("created_by") && m.contains("another user"),
+            "{m}"
+        );
         // A change without a note.
         let mut bare = xiuhua_core::doc::new_doc("d1");
-        autosurgeon::reconcile(&mut bare, &household("hh-2", "1号楼")).unwrap();
+        autosurgeon::reconcile(&mut bare, household("hh-2", "1号楼")).unwrap();
         bare.commit();
-        let m = message(push(&c, req("hh-2", changes_of(&mut bare)), &HashMap::new(), &HashMap::new()));
+        let m = message(push(
+            &c,
+            req("hh-2", changes_of(&mut bare)),
+            &HashMap::new(),
+            &HashMap::new(),
+        ));
         assert!(m.contains("no note"), "{m}");
     }
 
@@ -1414,7 +1465,8 @@ mod tests {
     fn a_new_visit_must_be_the_callers_and_old_events_stay_as_they_were() {
         let c = caller("u1", "d1", Role::GridMember, &[]);
         let me = actor("u1", Role::GridMember);
-        let mut doc = build_document(&household("hh-1", "1号楼"), &me, hlc(NOW - 1000), "reg").unwrap();
+        let mut doc =
+            build_document(&household("hh-1", "1号楼"), &me, hlc(NOW - 1000), "reg").unwrap();
         let stored = HashMap::from([(
             "hh-1".to_string(),
             stored_of("hh-1", DocKind::Household, Some("1号楼"), &mut doc),
@@ -1440,7 +1492,11 @@ mod tests {
         })
         .unwrap();
         doc.commit_with(automerge::transaction::CommitOptions::default().with_message(note));
-        let new: Vec<Vec<u8>> = doc.get_changes(&heads).iter().map(|c| c.raw_bytes().to_vec()).collect();
+        let new: Vec<Vec<u8>> = doc
+            .get_changes(&heads)
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect();
         let m = message(push(&c, req("hh-1", new), &stored, &HashMap::new()));
         assert!(m.contains("visit v-1") && m.contains("another user"), "{m}");
 
@@ -1467,7 +1523,11 @@ mod tests {
         })
         .unwrap();
         tdoc.commit_with(automerge::transaction::CommitOptions::default().with_message(note));
-        let new: Vec<Vec<u8>> = tdoc.get_changes(&heads).iter().map(|c| c.raw_bytes().to_vec()).collect();
+        let new: Vec<Vec<u8>> = tdoc
+            .get_changes(&heads)
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect();
         let m = message(push(&c, req("task-1", new), &stored, &HashMap::new()));
         assert!(m.contains("append-only"), "{m}");
     }
@@ -1480,15 +1540,35 @@ mod tests {
             ("hh-4".to_string(), Some("4号楼".to_string())),
             ("hh-3".to_string(), Some("3号楼".to_string())),
         ]);
-        let mut doc = build_document(&record("rec-1", Some("3号楼"), Some("hh-4")), &me, hlc(NOW - 1000), "log").unwrap();
+        let mut doc = build_document(
+            &record("rec-1", Some("3号楼"), Some("hh-4")),
+            &me,
+            hlc(NOW - 1000),
+            "log",
+        )
+        .unwrap();
         let parsed = parse("d1", req("rec-1", changes_of(&mut doc)), 10).unwrap();
         let applied = apply(parsed, &HashMap::new(), &HashSet::new()).unwrap();
         assert_eq!(applied.households_needed(), vec!["hh-4".to_string()]);
         let r = refusal(authorize_at(applied, &lou, &households, NOW));
         assert_eq!(r.kind, crate::error::RefusalKind::Forbidden);
         assert!(r.message.contains("4号楼"), "{}", r.message);
-        let mut doc = build_document(&record("rec-2", Some("3号楼"), Some("hh-3")), &me, hlc(NOW - 1000), "log").unwrap();
-        assert!(push(&lou, req("rec-2", changes_of(&mut doc)), &HashMap::new(), &households).is_ok());
+        let mut doc = build_document(
+            &record("rec-2", Some("3号楼"), Some("hh-3")),
+            &me,
+            hlc(NOW - 1000),
+            "log",
+        )
+        .unwrap();
+        assert!(
+            push(
+                &lou,
+                req("rec-2", changes_of(&mut doc)),
+                &HashMap::new(),
+                &households
+            )
+            .is_ok()
+        );
     }
 
     // ----- item 4: sizes -----
@@ -1508,10 +1588,19 @@ mod tests {
             follow_up: None,
         });
         let mut doc = build_document(&h, &me, hlc(NOW - 1000), "reg").unwrap();
-        let m = message(push(&c, req("hh-1", changes_of(&mut doc)), &HashMap::new(), &HashMap::new()));
-        assert!(m.contains("visit note") && m.contains("at most 2000"), "{m}");
+        let m = message(push(
+            &c,
+            req("hh-1", changes_of(&mut doc)),
+            &HashMap::new(),
+            &HashMap::new(),
+        ));
+        assert!(
+            m.contains("visit note") && m.contains("at most 2000"),
+            "{m}"
+        );
 
-        let mut doc = build_document(&household("hh-2", "1号楼"), &me, hlc(NOW - 1000), "reg").unwrap();
+        let mut doc =
+            build_document(&household("hh-2", "1号楼"), &me, hlc(NOW - 1000), "reg").unwrap();
         let heads = doc.get_heads();
         doc.put(automerge::ROOT, "junk", "x".repeat(1000)).unwrap();
         let note = serde_json::to_string(&ChangeNote {
@@ -1524,18 +1613,30 @@ mod tests {
         .unwrap();
         doc.commit_with(automerge::transaction::CommitOptions::default().with_message(note));
         let _ = heads;
-        let m = message(push(&c, req("hh-2", changes_of(&mut doc)), &HashMap::new(), &HashMap::new()));
+        let m = message(push(
+            &c,
+            req("hh-2", changes_of(&mut doc)),
+            &HashMap::new(),
+            &HashMap::new(),
+        ));
         assert!(m.contains("no field \"junk\""), "{m}");
 
         // A Text of many operations in one change.
-        let mut doc = build_document(&household("hh-3", "1号楼"), &me, hlc(NOW - 1000), "reg").unwrap();
+        let mut doc =
+            build_document(&household("hh-3", "1号楼"), &me, hlc(NOW - 1000), "reg").unwrap();
         let note_obj = match doc.get(automerge::ROOT, "note").unwrap() {
             Some((_, id)) => id,
             None => panic!("a note"),
         };
-        doc.splice_text(&note_obj, 0, 0, &"a".repeat(MAX_CHANGE_OPS + 1)).unwrap();
+        doc.splice_text(&note_obj, 0, 0, &"a".repeat(MAX_CHANGE_OPS + 1))
+            .unwrap();
         doc.commit();
-        let m = message(push(&c, req("hh-3", changes_of(&mut doc)), &HashMap::new(), &HashMap::new()));
+        let m = message(push(
+            &c,
+            req("hh-3", changes_of(&mut doc)),
+            &HashMap::new(),
+            &HashMap::new(),
+        ));
         assert!(m.contains("operations"), "{m}");
     }
 
@@ -1546,10 +1647,10 @@ mod tests {
         let c = caller("u1", "d1", Role::GridMember, &[]);
         let me = actor("u1", Role::GridMember);
         for (id_number, phone) in [
-            (Some("11010519491231002x"), None),   // not the normal form (lower-case x)
-            (Some("110105194912310021"), None),   // wrong check digit
-            (None, Some("+86 138-0013-8000")),      // not the normal form
-            (None, Some("23800138000")),            // not a mobile number
+            (Some("11010519491231002x"), None), // not the normal form (lower-case x)
+            (Some("110105194912310021"), None), // wrong check digit
+            (None, Some("+86 138-0013-8000")),  // not the normal form
+            (None, Some("23800138000")),        // not a mobile number
         ] {
             let mut h = household("hh-1", "1号楼");
             h.members.push(Member {
@@ -1563,11 +1664,23 @@ mod tests {
                 tags: vec![],
             });
             let mut doc = build_document(&h, &me, hlc(NOW - 1000), "reg").unwrap();
-            let m = message(push(&c, req("hh-1", changes_of(&mut doc)), &HashMap::new(), &HashMap::new()));
+            let m = message(push(
+                &c,
+                req("hh-1", changes_of(&mut doc)),
+                &HashMap::new(),
+                &HashMap::new(),
+            ));
             let value = id_number.or(phone).unwrap();
             assert!(!m.contains(value), "{m}");
             assert!(!m.contains("1101051949") && !m.contains("0013"), "{m}");
-            assert!(m.contains(if id_number.is_some() { "id_number" } else { "phone" }), "{m}");
+            assert!(
+                m.contains(if id_number.is_some() {
+                    "id_number"
+                } else {
+                    "phone"
+                }),
+                "{m}"
+            );
         }
     }
 }

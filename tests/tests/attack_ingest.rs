@@ -147,9 +147,7 @@ fn a_non_canonical_change_is_refused_and_the_household_keeps_syncing() {
     );
     assert!(e.message.contains("canonical"), "{}", e.message);
     // The household still syncs for everyone.
-    wang.store
-        .set_household_note(&id, "一切正常")
-        .unwrap();
+    wang.store.set_household_note(&id, "一切正常").unwrap();
     wang.sync().unwrap();
     chen.sync().unwrap();
     assert_eq!(chen.store.household(&id).unwrap().note.as_str(), "一切正常");
@@ -226,8 +224,14 @@ fn a_building_leader_cannot_file_about_a_household_of_another_building() {
         .filter(|c| c.doc == other)
         .collect();
     s.apply_remote(&known).unwrap();
-    s.ack_outbox(&s.outbox(1000).unwrap().iter().map(|e| e.id).collect::<Vec<_>>())
-        .unwrap();
+    s.ack_outbox(
+        &s.outbox(1000)
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
     let mut rec = record("g1", Some("3号楼"), "3号楼楼道有人吵闹");
     rec.household = Some(other.clone());
     let id = s.create_record(rec).unwrap();
@@ -289,8 +293,9 @@ fn oversized_fields_unknown_keys_and_huge_texts_are_refused() {
 
     // 200 KB under a key the model does not know.
     let mut doc = new_doc(&wang.id);
-    autosurgeon::reconcile(&mut doc, &plain_household("hh-junk", "1号楼", "u-wang")).unwrap();
-    doc.put(automerge::ROOT, "junk", "x".repeat(200_000)).unwrap();
+    autosurgeon::reconcile(&mut doc, plain_household("hh-junk", "1号楼", "u-wang")).unwrap();
+    doc.put(automerge::ROOT, "junk", "x".repeat(200_000))
+        .unwrap();
     let note = serde_json::json!({"u": "u-wang", "n": "王伟", "d": wang.id, "h": 0, "w": "x"});
     doc.commit_with(
         automerge::transaction::CommitOptions::default().with_message(note.to_string()),
@@ -311,7 +316,7 @@ fn oversized_fields_unknown_keys_and_huge_texts_are_refused() {
 
     // A Text of 2 million operations.
     let mut doc = new_doc(&wang.id);
-    autosurgeon::reconcile(&mut doc, &plain_household("hh-ops", "1号楼", "u-wang")).unwrap();
+    autosurgeon::reconcile(&mut doc, plain_household("hh-ops", "1号楼", "u-wang")).unwrap();
     let text = match automerge::ReadDoc::get(&doc, automerge::ROOT, "note").unwrap() {
         Some((_, id)) => id,
         None => panic!("a note"),
