@@ -1460,6 +1460,68 @@ mod tests {
     }
 
     #[test]
+    fn events_are_signed_with_the_role_held_on_the_tasks_grid() {
+        let mut s = Store::open_in_memory(actor()).expect("store");
+        let grant = |grid: &str, role: Role| crate::sync::proto::Grant {
+            grid: grid.into(),
+            role: role.as_str().into(),
+            buildings: vec![],
+        };
+        s.save_grants(&[
+            grant("grid-1", Role::GridMember),
+            grant("grid-2", Role::CommunityStaff),
+        ])
+        .expect("grants");
+        let new_task = |grid: &str| NewTask {
+            grid: grid.into(),
+            level: Level::Doorstep,
+            category: Category::Service,
+            title: "代办".into(),
+            description: String::new(),
+            household: None,
+            source_record: None,
+            assignee: None,
+            deadline: None,
+        };
+        let t1 = s.create_task(new_task("grid-1")).expect("task 1");
+        let t2 = s.create_task(new_task("grid-2")).expect("task 2");
+        // 督单 is for 社区工作者: allowed on grid-2 only, and signed as such.
+        let supervise = || TaskAction::Supervise {
+            text: "抓紧".into(),
+            new_deadline: None,
+        };
+        assert!(s.task_action(&t1, supervise()).is_err());
+        let d = s
+            .task_action(&t2, supervise())
+            .expect("supervise on grid-2");
+        let roles =
+            |t: &Task| -> Vec<String> { t.events.values().map(|e| e.role.clone()).collect() };
+        assert_eq!(roles(&d.task), vec!["社区工作者".to_string(); 2]);
+        let d1 = s.task(&t1).expect("task 1");
+        assert_eq!(roles(&d1.task), vec!["网格员".to_string()]);
+    }
+
+    #[test]
+    fn fields_beyond_the_models_bounds_are_refused_before_writing() {
+        let mut s = Store::open_in_memory(actor()).expect("store");
+        let id = s.create_household(household()).expect("household");
+        let long = "很".repeat(limits::TEXT + 1);
+        let e = s
+            .add_visit(
+                &id,
+                NewVisit {
+                    purpose: "走访".into(),
+                    note: String::new(),
+                    follow_up: Some(long),
+                },
+            )
+            .expect_err("an over-long follow-up");
+        assert!(e.to_string().contains("follow_up"), "{e}");
+        assert_eq!(s.household(&id).expect("household").visits.len(), 0);
+        assert_eq!(s.outbox_len().expect("outbox"), 1);
+    }
+
+    #[test]
     fn upgraded_database_equals_fresh_one_and_keeps_its_data() {
         let dir = tempfile::tempdir().expect("tempdir");
         let old = dir.path().join("old.db");
