@@ -1106,3 +1106,46 @@ async fn repair_sends_what_the_client_lacks() {
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn events_signed_in_a_role_the_caller_does_not_hold_are_refused() {
+    let h = setup().await;
+    let lead = enroll(&h, "u-lead", Role::BuildingLeader).await;
+    let watcher = enroll(&h, "u-staff", Role::CommunityStaff).await;
+    // A modified app: 李强 (楼门长 of 1号楼) records a 督单 "as 社区工作者".
+    let mut s = Store::open_in_memory(
+        Actor::new("u-lead", "李强", Role::CommunityStaff, &lead.id).unwrap(),
+    )
+    .unwrap();
+    let hh = s
+        .create_household(household("g1", "1号楼", "101", "张三"))
+        .unwrap();
+    let t = s
+        .create_task(NewTask {
+            grid: "g1".into(),
+            level: Level::Doorstep,
+            category: Category::Service,
+            title: "代办医保".into(),
+            description: String::new(),
+            household: Some(hh.clone()),
+            source_record: None,
+            assignee: None,
+            deadline: None,
+        })
+        .unwrap();
+    s.task_action(
+        &t,
+        TaskAction::Supervise {
+            text: "抓紧".into(),
+            new_deadline: None,
+        },
+    )
+    .unwrap();
+    let r = push(&h, &lead, &outbox_push(&s)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let m = r.err.unwrap().message;
+    assert!(m.contains("role") && m.contains(&t), "{m}");
+    // Nothing of the push was stored, the household included.
+    let page = pull(&h, &watcher, "g1", 0, 100).await.ok.unwrap();
+    assert!(page.changes.is_empty(), "{:?}", page.changes.len());
+}
