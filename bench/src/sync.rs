@@ -263,6 +263,11 @@ impl Station {
                 "XIUHUA_DATABASE_URL".to_string(),
                 format!("postgres://postgres@127.0.0.1:5432/{name}"),
             ));
+            // Every process and admin command of the station shares one signing secret.
+            env.push((
+                "XIUHUA_SECRET".to_string(),
+                format!("bench-station-secret-{name}-0123456789abcdef"),
+            ));
             database = Some(name);
         }
         Ok(Station {
