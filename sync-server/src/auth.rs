@@ -112,7 +112,11 @@ impl Secret {
         if expiry <= now_ms {
             return Err(Refusal::unauthorized("access token expired; refresh it"));
         }
-        if expiry > now_ms.saturating_add(max_ttl_ms).saturating_add(CLOCK_SKEW_MS) {
+        if expiry
+            > now_ms
+                .saturating_add(max_ttl_ms)
+                .saturating_add(CLOCK_SKEW_MS)
+        {
             return Err(Refusal::unauthorized(
                 "access token expiry is past the token lifetime; refresh it",
             ));
@@ -283,8 +287,17 @@ mod tests {
             Some("7K3MQ9XD2HPA")
         );
         // Look-alikes read as the digits they resemble.
-        assert_eq!(normalize_code("ILO0-1111-2222").as_deref(), Some("110011112222"));
-        for bad in ["1234-5678", "7K3M-Q9XD-2HP", "7K3M-Q9XD-2HPAA", "7K3M-Q9XD-2HPU", "７K3M-Q9XD-2HPA"] {
+        assert_eq!(
+            normalize_code("ILO0-1111-2222").as_deref(),
+            Some("110011112222")
+        );
+        for bad in [
+            "1234-5678",
+            "7K3M-Q9XD-2HP",
+            "7K3M-Q9XD-2HPAA",
+            "7K3M-Q9XD-2HPU",
+            "７K3M-Q9XD-2HPA",
+        ] {
             assert!(normalize_code(bad).is_none(), "{bad}");
         }
         let s = Secret::from_bytes(&[1; 32]);

@@ -390,8 +390,12 @@ fn to_u32(v: u64) -> Result<u32, ConfigError> {
 
 /// Reads a key or secret file: its bytes, trailing whitespace trimmed.
 fn read_key_file(path: &Path, what: &str) -> Result<Vec<u8>, ConfigError> {
-    let mut b = std::fs::read(path)
-        .map_err(|e| ConfigError(format!("cannot read the {what} file {}: {e}", path.display())))?;
+    let mut b = std::fs::read(path).map_err(|e| {
+        ConfigError(format!(
+            "cannot read the {what} file {}: {e}",
+            path.display()
+        ))
+    })?;
     while b.last().is_some_and(u8::is_ascii_whitespace) {
         b.pop();
     }
@@ -493,8 +497,9 @@ mod tests {
         assert_eq!(c.signing_secret().unwrap(), Some(vec![b's'; 40]));
         assert!(!format!("{c:?}").contains("sssss"));
         assert!(
-            Config::load_with(None, |k| (k == "XIUHUA_MAX_CONNECTIONS").then(|| "0".into()))
-                .is_err()
+            Config::load_with(None, |k| (k == "XIUHUA_MAX_CONNECTIONS")
+                .then(|| "0".into()))
+            .is_err()
         );
         let short = Config::load_with(None, |k| (k == "XIUHUA_SECRET").then(|| "short".into()))
             .expect("config");
@@ -506,7 +511,10 @@ mod tests {
             (k == "XIUHUA_DB_KEY_FILE").then(|| p.to_string_lossy().into_owned())
         })
         .expect("config");
-        assert_eq!(c.database_key().unwrap().as_deref(), Some("0123456789abcdef0123"));
+        assert_eq!(
+            c.database_key().unwrap().as_deref(),
+            Some("0123456789abcdef0123")
+        );
         assert_eq!(Config::default().database_key().unwrap(), None);
     }
 

@@ -25,12 +25,15 @@ struct Failures {
     last: Instant,
 }
 
-/// Enrollment attempts: a rate per client address, a rate overall, and a back-off per
-/// address doubling with each failure after [`FREE_FAILURES`]. Refusals are logged at most
-/// once per 10 s (with the number left out).
+/// Failed enrollment attempts (a code that is unknown, used, expired or malformed): a rate
+/// per client address and a rate overall (an address, or everyone, past its rate waits until
+/// the rate allows another), and a back-off per address doubling with each failure after
+/// [`FREE_FAILURES`]. Successful enrollments are not limited (a station enrols a room of
+/// phones at once). Refusals are logged at most once per 10 s, with the number left out.
 pub struct EnrollGuard {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     overall: DefaultDirectRateLimiter,
+    overall_blocked_until: Mutex<Option<Instant>>,
     log: DefaultDirectRateLimiter,
     unlogged: AtomicU64,
     failures: Mutex<HashMap<IpAddr, Failures>>,
@@ -52,6 +55,7 @@ impl EnrollGuard {
         EnrollGuard {
             per_ip: RateLimiter::keyed(per_minute(per_ip_per_minute)),
             overall: RateLimiter::direct(per_minute(overall_per_minute)),
+            overall_blocked_until: Mutex::new(None),
             log: RateLimiter::direct(
                 Quota::with_period(Duration::from_secs(10))
                     .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)),
@@ -64,6 +68,14 @@ impl EnrollGuard {
     /// Admits one attempt from `ip`, or says how long to wait.
     pub fn admit(&self, ip: IpAddr) -> Result<(), Duration> {
         let now = Instant::now();
+        if let Some(until) = *self
+            .overall_blocked_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            && until > now
+        {
+            return Err(until - now);
+        }
         if let Some(f) = self
             .failures
             .lock()
@@ -73,19 +85,25 @@ impl EnrollGuard {
         {
             return Err(f.blocked_until - now);
         }
-        let clock = DefaultClock::default();
-        self.per_ip
-            .check_key(&ip)
-            .map_err(|n| n.wait_time_from(clock.now()))?;
-        self.overall
-            .check()
-            .map_err(|n| n.wait_time_from(clock.now()))?;
         Ok(())
     }
 
     /// Records a failed attempt (unknown, used or malformed code) from `ip`.
     pub fn failed(&self, ip: IpAddr) {
         let now = Instant::now();
+        let clock = DefaultClock::default();
+        let rate_wait = self
+            .per_ip
+            .check_key(&ip)
+            .err()
+            .map(|n| n.wait_time_from(clock.now()));
+        if let Err(n) = self.overall.check() {
+            *self
+                .overall_blocked_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) =
+                Some(now + n.wait_time_from(clock.now()));
+        }
         let mut m = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
         if m.len() >= MAX_TRACKED && !m.contains_key(&ip) {
             // Forget the addresses not blocked any more, then the least recent.
@@ -105,6 +123,9 @@ impl EnrollGuard {
         f.last = now;
         if f.count > FREE_FAILURES {
             f.blocked_until = now + backoff(f.count - FREE_FAILURES);
+        }
+        if let Some(w) = rate_wait {
+            f.blocked_until = f.blocked_until.max(now + w);
         }
         drop(m);
         self.per_ip.retain_recent();
@@ -254,15 +275,29 @@ mod tests {
         g.succeeded(ip);
         assert!(g.admit(ip).is_ok());
 
+        // Successes are not limited.
         let rate = EnrollGuard::new(3, 1000);
+        for _ in 0..20 {
+            assert!(rate.admit(ip).is_ok());
+            rate.succeeded(ip);
+        }
+        // The 4th failure in a minute exceeds the address's rate.
         for _ in 0..3 {
             assert!(rate.admit(ip).is_ok());
+            rate.failed(ip);
         }
-        assert!(rate.admit(ip).is_err(), "4th attempt in a minute");
+        assert!(rate.admit(ip).is_ok());
+        rate.failed(ip);
+        let wait = rate.admit(ip).expect_err("rate exceeded");
+        assert!(wait > Duration::from_secs(10), "{wait:?}");
+        assert!(rate.admit(other).is_ok());
+        // Failures from everyone together.
         let overall = EnrollGuard::new(100, 2);
-        assert!(overall.admit(ip).is_ok());
-        assert!(overall.admit(other).is_ok());
-        assert!(overall.admit([10, 0, 0, 3].into()).is_err());
+        overall.failed(ip);
+        overall.failed(other);
+        assert!(overall.admit([10, 0, 0, 3].into()).is_ok());
+        overall.failed([10, 0, 0, 3].into());
+        assert!(overall.admit([10, 0, 0, 4].into()).is_err());
     }
 
     #[test]

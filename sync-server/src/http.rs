@@ -29,8 +29,8 @@ use xiuhua_core::store::PROJECTION_VERSION;
 use xiuhua_core::sync::proto::{self, *};
 
 use crate::access::{self, Caller, Scope};
-use crate::edge::{EnrollGuard, LongPolls};
 use crate::auth::{self, Secret};
+use crate::edge::{EnrollGuard, LongPolls};
 use crate::error::{ApiError, Refusal};
 use crate::metrics::Metrics;
 use crate::storage::{DeviceStanding, RefreshOutcome, Storage};
@@ -203,12 +203,7 @@ impl AppState {
         what: &'static str,
         f: impl FnOnce() -> Result<R, ApiError> + Send + 'static,
     ) -> Result<R, ApiError> {
-        let _permit = self
-            .work
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(internal)?;
+        let _permit = self.work.clone().acquire_owned().await.map_err(internal)?;
         tokio::task::spawn_blocking(move || {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
                 tracing::warn!(input = what, "refused an input that made a decoder panic");
@@ -508,10 +503,7 @@ async fn enroll(State(st): State<AppState>, req: Request) -> Response {
                 "enrollment attempts throttled"
             );
         }
-        return too_many(
-            "too many enrollment attempts; wait and try again",
-            wait,
-        );
+        return too_many("too many enrollment attempts; wait and try again", wait);
     }
     match enroll_checked(&st, req.into_body()).await {
         Ok(r) => {
@@ -751,9 +743,11 @@ async fn pull(
     let wait = req.wait_ms.min(MAX_WAIT_MS);
     let mut caller = caller;
     if page.changes.is_empty() && !page.more && wait > 0 {
-        let Some(_slot) =
-            LongPolls::open(&st.long_polls, &caller.device, st.limits.max_long_polls_per_device)
-        else {
+        let Some(_slot) = LongPolls::open(
+            &st.long_polls,
+            &caller.device,
+            st.limits.max_long_polls_per_device,
+        ) else {
             Metrics::add(&st.metrics.long_polls_refused, 1);
             let mut resp = too_many(
                 "this device has too many long polls open; wait for one to answer",

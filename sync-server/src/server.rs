@@ -29,8 +29,8 @@ use tower::ServiceExt;
 use crate::auth::Secret;
 use crate::config::{Backend, Config};
 use crate::edge::ConnectionsPerIp;
-use crate::metrics::Metrics;
 use crate::http::{AppState, Limits, Notifier, router};
+use crate::metrics::Metrics;
 use crate::storage::Storage;
 use crate::storage::postgres::{PgStorage, redact};
 use crate::storage::sqlite::SqliteStorage;
@@ -207,10 +207,11 @@ pub async fn serve_connections(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(req)
-        });
+        let svc =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                app.clone().oneshot(req)
+            });
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
         tokio::spawn(async move {
             let _ = conn.await;

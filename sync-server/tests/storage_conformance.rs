@@ -178,14 +178,15 @@ mod postgres_ops {
         .await;
         assert_eq!(a.signing_secret(Some(&[1; 32])).await.unwrap(), vec![1; 32]);
         assert_eq!(b.signing_secret(Some(&[1; 32])).await.unwrap(), vec![1; 32]);
-        let c = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
-        tokio::spawn(c.1);
-        let left: i64 = c
-            .0
-            .query_one("SELECT count(*) FROM meta WHERE key = 'secret'", &[])
+        let c = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
             .await
-            .unwrap()
-            .get(0);
+            .unwrap();
+        tokio::spawn(c.1);
+        let left: i64 =
+            c.0.query_one("SELECT count(*) FROM meta WHERE key = 'secret'", &[])
+                .await
+                .unwrap()
+                .get(0);
         assert_eq!(left, 0, "the legacy secret row is deleted");
         a.health().await.unwrap();
         // Terminate every connection and forbid new ones: health reports the outage.

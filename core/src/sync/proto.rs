@@ -507,8 +507,13 @@ mod tests {
             Err(WireError::TooLarge(4096))
         ));
         // An array claiming 2^32-1 elements in a few bytes.
-        let claim = zstd::bulk::compress(&[0x81, 0xa4, b'd', b'o', b'c', b's', 0xdd, 0xff, 0xff, 0xff, 0xff], 3)
-            .unwrap();
+        let claim = zstd::bulk::compress(
+            &[
+                0x81, 0xa4, b'd', b'o', b'c', b's', 0xdd, 0xff, 0xff, 0xff, 0xff,
+            ],
+            3,
+        )
+        .unwrap();
         assert!(matches!(
             decode_within::<PushRequest>(&claim, &roomy),
             Err(WireError::Format(_))
@@ -520,10 +525,23 @@ mod tests {
                 changes: vec![ByteBuf::from(vec![7; 300]), ByteBuf::from(vec![1; 70_000])],
             }],
         };
-        assert_eq!(decode_within::<PushRequest>(&encode(&ok), &roomy).unwrap(), ok);
+        assert_eq!(
+            decode_within::<PushRequest>(&encode(&ok), &roomy).unwrap(),
+            ok
+        );
         let mixed = (
-            -1i64, 200u8, 70_000u32, 5_000_000_000u64, -200i16, -70_000i32, 1.5f64, true, (),
-            "x".repeat(40), "y".repeat(300), vec![0u8; 20],
+            -1i64,
+            200u8,
+            70_000u32,
+            5_000_000_000u64,
+            -200i16,
+            -70_000i32,
+            1.5f64,
+            true,
+            (),
+            "x".repeat(40),
+            "y".repeat(300),
+            vec![0u8; 20],
         );
         let mixed_bytes = encode(&mixed);
         assert!(decode_within::<serde_json::Value>(&mixed_bytes, &roomy).is_ok());
