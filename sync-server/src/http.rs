@@ -915,7 +915,7 @@ async fn visible_doc(
         return Err(not_visible(caller, doc));
     };
     let Some(grant) = caller.grant(&meta.grid) else {
-        if purge.iter().any(|g| *g == meta.grid) {
+        if purge.contains(&meta.grid) {
             return Err(scope_for(caller, &meta.grid)
                 .err()
                 .unwrap_or_else(|| not_visible(caller, doc)));
