@@ -125,7 +125,10 @@ fn a_push_inflating_to_millions_of_items_is_refused_in_bounded_memory() {
         r.refused(413);
     }
     let grown_mib = (server.peak_rss_kib().saturating_sub(before)) / 1024;
-    eprintln!("peak memory: {} MiB before, grew by {grown_mib} MiB", before / 1024);
+    eprintln!(
+        "peak memory: {} MiB before, grew by {grown_mib} MiB",
+        before / 1024
+    );
     assert!(grown_mib < 100, "peak memory grew by {grown_mib} MiB");
     healthy(&server);
     assert_eq!(server.grid_seqs(), seqs, "nothing stored");
