@@ -1365,3 +1365,33 @@ async fn long_polls_per_device_are_capped() {
     .await;
     assert_eq!(third.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_malformed_body_is_refused_without_echoing_its_values() {
+    assert_eq!(
+        xiuhua_server::http::redact_values(r#"invalid type: string "13800138000", expected u64"#),
+        r#"invalid type: string "…", expected u64"#
+    );
+    let h = setup().await;
+    let a = enroll(&h, "u-grid", Role::GridMember).await;
+    #[derive(Serialize)]
+    struct BadPull {
+        grid: String,
+        since: String,
+        limit: u32,
+    }
+    let r: Reply<PullResponse> = call(
+        &h.app,
+        "/v1/pull",
+        Some(&a.access),
+        &BadPull {
+            grid: "g1".into(),
+            since: "11010519491231002X".into(),
+            limit: 1,
+        },
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let e = r.err.unwrap();
+    assert!(!e.message.contains("11010519491231002X"), "{}", e.message);
+}
