@@ -248,6 +248,13 @@ impl Station {
                 dir.path().display().to_string(),
             ),
             ("XIUHUA_LOG".to_string(), "warn".to_string()),
+            // Every simulated phone connects from loopback (through the relay): the
+            // per-address cap is for one real client, not for all of them.
+            (
+                "XIUHUA_MAX_CONNECTIONS_PER_IP".to_string(),
+                "4096".to_string(),
+            ),
+            ("XIUHUA_MAX_CONNECTIONS".to_string(), "4096".to_string()),
         ];
         let mut database = None;
         if backend == Backend::Postgres {
@@ -262,6 +269,11 @@ impl Station {
             env.push((
                 "XIUHUA_DATABASE_URL".to_string(),
                 format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            ));
+            // Every process and admin command of the station shares one signing secret.
+            env.push((
+                "XIUHUA_SECRET".to_string(),
+                format!("bench-station-secret-{name}-0123456789abcdef"),
             ));
             database = Some(name);
         }

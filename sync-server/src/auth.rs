@@ -17,6 +17,9 @@ pub const ENROLL_CODE_TTL_MS: i64 = 24 * 3600 * 1000;
 /// A refresh token is valid this long (a phone may stay offline for weeks).
 pub const REFRESH_TTL_MS: i64 = 180 * 24 * 3600 * 1000;
 
+/// Clock difference between server processes tolerated on a token's expiry.
+pub const CLOCK_SKEW_MS: i64 = 60_000;
+
 /// The server's signing secret.
 #[derive(Clone)]
 pub struct Secret(Vec<u8>);
@@ -37,7 +40,14 @@ impl Secret {
     pub fn load_or_create(dir: &Path) -> std::io::Result<Secret> {
         let path = dir.join(SECRET_FILE);
         match std::fs::read(&path) {
-            Ok(b) if b.len() >= 32 => return Ok(Secret(b)),
+            Ok(b) if b.len() >= 32 => {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+                }
+                return Ok(Secret(b));
+            }
             Ok(_) => {
                 return Err(std::io::Error::other(format!(
                     "{} is shorter than 32 bytes",
@@ -81,8 +91,15 @@ impl Secret {
         format!("{payload}.{sig}")
     }
 
-    /// Checks an access token's signature and expiry; returns (device, user).
-    pub fn verify_access(&self, token: &str, now_ms: i64) -> Result<(String, String), Refusal> {
+    /// Checks an access token's signature and expiry; returns (device, user). A token whose
+    /// expiry lies further than `max_ttl_ms` (plus a minute of clock skew between processes)
+    /// after `now_ms` is refused: no token outlives the configured lifetime, whatever it says.
+    pub fn verify_access(
+        &self,
+        token: &str,
+        now_ms: i64,
+        max_ttl_ms: i64,
+    ) -> Result<(String, String), Refusal> {
         let bad = || Refusal::unauthorized("malformed access token");
         let (payload, sig) = token.rsplit_once('.').ok_or_else(bad)?;
         let sig = unhex(sig).ok_or_else(bad)?;
@@ -95,36 +112,69 @@ impl Secret {
         if expiry <= now_ms {
             return Err(Refusal::unauthorized("access token expired; refresh it"));
         }
+        if expiry
+            > now_ms
+                .saturating_add(max_ttl_ms)
+                .saturating_add(CLOCK_SKEW_MS)
+        {
+            return Err(Refusal::unauthorized(
+                "access token expiry is past the token lifetime; refresh it",
+            ));
+        }
         Ok((device.to_string(), user.to_string()))
     }
 
-    /// The stored form of an enrollment code (keyed hash of its digits).
+    /// The stored form of an enrollment code (keyed hash of its normalised form).
     pub fn code_hash(&self, code: &str) -> Option<String> {
-        let digits = normalize_code(code)?;
-        Some(self.sign(format!("enroll:{digits}").as_bytes()))
+        let norm = normalize_code(code)?;
+        Some(self.sign(format!("enroll:{norm}").as_bytes()))
     }
 }
 
-/// The digits of an enrollment code as typed (spaces and hyphens ignored); `None` when it is
-/// not 8 digits.
+/// Characters of an enrollment code: Crockford's base32 (no I, L, O, U).
+const CODE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// Characters in a code: 12 × 5 bits = 60 bits of entropy.
+pub const CODE_CHARS: usize = 12;
+/// How a code is described to a person.
+pub const CODE_FORMAT: &str = "12 letters and digits, e.g. 7K3M-Q9XD-2HPA";
+
+/// An enrollment code as typed, normalised: spaces and hyphens dropped, upper case, and
+/// Crockford's look-alikes read as digits (I and L as 1, O as 0); `None` unless that leaves
+/// [`CODE_CHARS`] characters of the alphabet.
 pub fn normalize_code(code: &str) -> Option<String> {
-    let digits: String = code
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '-')
-        .collect();
-    (digits.len() == 8 && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)
+    let mut out = String::with_capacity(CODE_CHARS);
+    for c in code.chars() {
+        if c.is_whitespace() || c == '-' {
+            continue;
+        }
+        let c = match c.to_ascii_uppercase() {
+            'I' | 'L' => '1',
+            'O' => '0',
+            c => c,
+        };
+        if !c.is_ascii() || !CODE_ALPHABET.contains(&(c as u8)) {
+            return None;
+        }
+        if out.len() == CODE_CHARS {
+            return None;
+        }
+        out.push(c);
+    }
+    (out.len() == CODE_CHARS).then_some(out)
 }
 
-/// A fresh one-time enrollment code, `1234-5678`.
+/// A fresh one-time enrollment code, `7K3M-Q9XD-2HPA` (60 random bits).
 pub fn new_enroll_code() -> Result<String, getrandom::Error> {
-    loop {
-        let n = getrandom::u32()?;
-        // Rejection sampling keeps the digits uniform.
-        if n < 4_200_000_000 {
-            let v = n % 100_000_000;
-            return Ok(format!("{:04}-{:04}", v / 10_000, v % 10_000));
+    let bytes = random_bytes::<CODE_CHARS>()?;
+    let mut s = String::with_capacity(CODE_CHARS + 2);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 && i % 4 == 0 {
+            s.push('-');
         }
+        // 256 is a multiple of 32: the low five bits are uniform.
+        s.push(char::from(CODE_ALPHABET[usize::from(b & 31)]));
     }
+    Ok(s)
 }
 
 /// A fresh refresh token (32 random bytes, hex).
@@ -166,8 +216,8 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
     let val = |c: u8| -> Option<u8> {
         match c {
             b'0'..=b'9' => Some(c - b'0'),
+            // Lower case only: a token has one spelling.
             b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
             _ => None,
         }
     };
@@ -184,33 +234,78 @@ mod tests {
     #[test]
     fn tokens_verify_and_expire() {
         let s = Secret::from_bytes(&[7; 32]);
+        let ttl = 900_000;
         let t = s.access_token("d01", "u.wang", 2_000);
         assert_eq!(
-            s.verify_access(&t, 1_000).ok(),
+            s.verify_access(&t, 1_000, ttl).ok(),
             Some(("d01".to_string(), "u.wang".to_string()))
         );
-        assert!(s.verify_access(&t, 2_000).is_err());
+        assert!(s.verify_access(&t, 2_000, ttl).is_err());
         let forged = t.replace("u.wang", "u.li");
-        assert!(s.verify_access(&forged, 1_000).is_err());
+        assert!(s.verify_access(&forged, 1_000, ttl).is_err());
         assert!(
             Secret::from_bytes(&[8; 32])
-                .verify_access(&t, 1_000)
+                .verify_access(&t, 1_000, ttl)
                 .is_err()
         );
         for junk in ["", ".", "a.b.c.d", "a.b.1.zz", "日本.語.1.00"] {
-            assert!(s.verify_access(junk, 0).is_err(), "{junk}");
+            assert!(s.verify_access(junk, 0, ttl).is_err(), "{junk}");
         }
+    }
+
+    #[test]
+    fn a_token_outliving_the_ttl_is_refused() {
+        let s = Secret::from_bytes(&[7; 32]);
+        let ttl = 900_000;
+        let now = 1_000_000;
+        let within = s.access_token("d01", "u", now + ttl);
+        assert!(s.verify_access(&within, now, ttl).is_ok());
+        let forever = s.access_token("d01", "u", i64::MAX);
+        assert!(s.verify_access(&forever, now, ttl).is_err());
+        let late = s.access_token("d01", "u", now + ttl + CLOCK_SKEW_MS + 1);
+        assert!(s.verify_access(&late, now, ttl).is_err());
+    }
+
+    #[test]
+    fn a_token_has_one_spelling() {
+        let s = Secret::from_bytes(&[7; 32]);
+        let t = s.access_token("d01", "u", 2_000);
+        let (payload, sig) = t.rsplit_once('.').unwrap();
+        let upper = format!("{payload}.{}", sig.to_ascii_uppercase());
+        assert_ne!(upper, t);
+        assert!(s.verify_access(&upper, 1_000, 900_000).is_err());
     }
 
     #[test]
     fn codes() {
         let c = new_enroll_code().expect("random");
-        assert_eq!(c.len(), 9);
+        assert_eq!(c.len(), 14);
+        assert_eq!(c.matches('-').count(), 2);
         assert!(normalize_code(&c).is_some());
-        assert_eq!(normalize_code(" 1234 5678 ").as_deref(), Some("12345678"));
-        assert!(normalize_code("1234567").is_none());
+        assert_eq!(
+            normalize_code(" 7k3m q9xd-2hpa ").as_deref(),
+            Some("7K3MQ9XD2HPA")
+        );
+        // Look-alikes read as the digits they resemble.
+        assert_eq!(
+            normalize_code("ILO0-1111-2222").as_deref(),
+            Some("110011112222")
+        );
+        for bad in [
+            "1234-5678",
+            "7K3M-Q9XD-2HP",
+            "7K3M-Q9XD-2HPAA",
+            "7K3M-Q9XD-2HPU",
+            "７K3M-Q9XD-2HPA",
+        ] {
+            assert!(normalize_code(bad).is_none(), "{bad}");
+        }
         let s = Secret::from_bytes(&[1; 32]);
-        assert_eq!(s.code_hash("1234-5678"), s.code_hash("12345678"));
+        assert_eq!(s.code_hash("7K3M-Q9XD-2HPA"), s.code_hash("7k3mq9xd2hpa"));
+        // Codes differ (60 random bits each).
+        let many: std::collections::HashSet<String> =
+            (0..1000).map(|_| new_enroll_code().unwrap()).collect();
+        assert_eq!(many.len(), 1000);
         assert_eq!(unhex(&hex(&[0, 255, 16])), Some(vec![0, 255, 16]));
     }
 }

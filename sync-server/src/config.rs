@@ -15,6 +15,16 @@
 //! | `db_max_connections` | `XIUHUA_DB_MAX_CONNECTIONS` | 16 (PostgreSQL pool size per process) |
 //! | `db_statement_timeout_ms` | `XIUHUA_DB_STATEMENT_TIMEOUT_MS` | 10,000 (0: none) |
 //! | `db_connect_timeout_ms` | `XIUHUA_DB_CONNECT_TIMEOUT_MS` | 5,000 (connecting, or waiting for a pooled connection) |
+//! | `header_timeout_secs` | `XIUHUA_HEADER_TIMEOUT_SECS` | 10 (a request's headers; also how long a kept-alive connection may sit idle) |
+//! | `body_timeout_secs` | `XIUHUA_BODY_TIMEOUT_SECS` | 30 (between two reads of a request body) |
+//! | `max_connections` | `XIUHUA_MAX_CONNECTIONS` | 512 (open connections; more are closed at once) |
+//! | `max_connections_per_ip` | `XIUHUA_MAX_CONNECTIONS_PER_IP` | 64 |
+//! | `max_long_polls_per_device` | `XIUHUA_MAX_LONG_POLLS_PER_DEVICE` | 2 (more answer 429) |
+//! | `decode_workers` | `XIUHUA_DECODE_WORKERS` | the number of cores (request bodies decoded and checked at once) |
+//! | `enroll_per_ip_per_minute` | `XIUHUA_ENROLL_PER_IP_PER_MINUTE` | 10 (enrollment attempts per client address) |
+//! | `enroll_per_minute` | `XIUHUA_ENROLL_PER_MINUTE` | 120 (enrollment attempts from all addresses) |
+//! | `secret_file` | `XIUHUA_SECRET_FILE` (or the secret itself in `XIUHUA_SECRET`) | PostgreSQL: the token-signing secret, at least 32 bytes |
+//! | `db_key_file` | `XIUHUA_DB_KEY_FILE` (or the key itself in `XIUHUA_DB_KEY`) | none: SQLite: encrypt the server database with SQLCipher |
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,6 +49,26 @@ struct FileConfig {
     db_max_connections: Option<u64>,
     db_statement_timeout_ms: Option<u64>,
     db_connect_timeout_ms: Option<u64>,
+    header_timeout_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
+    max_connections: Option<u64>,
+    max_connections_per_ip: Option<u64>,
+    max_long_polls_per_device: Option<u64>,
+    decode_workers: Option<u64>,
+    enroll_per_ip_per_minute: Option<u64>,
+    enroll_per_minute: Option<u64>,
+    secret_file: Option<PathBuf>,
+    db_key_file: Option<PathBuf>,
+}
+
+/// A secret value: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sensitive(pub String);
+
+impl std::fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sensitive(..)")
+    }
 }
 
 /// The resolved configuration.
@@ -59,6 +89,22 @@ pub struct Config {
     pub db_max_connections: u64,
     pub db_statement_timeout_ms: u64,
     pub db_connect_timeout_ms: u64,
+    pub header_timeout_secs: u64,
+    pub body_timeout_secs: u64,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_long_polls_per_device: usize,
+    pub decode_workers: usize,
+    pub enroll_per_ip_per_minute: u32,
+    pub enroll_per_minute: u32,
+    /// PostgreSQL: the file holding the token-signing secret.
+    pub secret_file: Option<PathBuf>,
+    /// PostgreSQL: the token-signing secret itself (`XIUHUA_SECRET`).
+    pub secret: Option<Sensitive>,
+    /// SQLite: the file holding the SQLCipher key of the server database.
+    pub db_key_file: Option<PathBuf>,
+    /// SQLite: the SQLCipher key itself (`XIUHUA_DB_KEY`).
+    pub db_key: Option<Sensitive>,
 }
 
 /// Which storage backend a configuration selects.
@@ -93,6 +139,18 @@ impl Default for Config {
             db_max_connections: 16,
             db_statement_timeout_ms: 10_000,
             db_connect_timeout_ms: 5_000,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            max_connections: 512,
+            max_connections_per_ip: 64,
+            max_long_polls_per_device: 2,
+            decode_workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            enroll_per_ip_per_minute: 10,
+            enroll_per_minute: 120,
+            secret_file: None,
+            secret: None,
+            db_key_file: None,
+            db_key: None,
         }
     }
 }
@@ -209,7 +267,87 @@ impl Config {
                 f.db_connect_timeout_ms,
                 d.db_connect_timeout_ms,
             )?,
+            header_timeout_secs: num(
+                "XIUHUA_HEADER_TIMEOUT_SECS",
+                f.header_timeout_secs,
+                d.header_timeout_secs,
+            )?,
+            body_timeout_secs: num(
+                "XIUHUA_BODY_TIMEOUT_SECS",
+                f.body_timeout_secs,
+                d.body_timeout_secs,
+            )?,
+            max_connections: to_usize(num(
+                "XIUHUA_MAX_CONNECTIONS",
+                f.max_connections,
+                d.max_connections as u64,
+            )?)?,
+            max_connections_per_ip: to_usize(num(
+                "XIUHUA_MAX_CONNECTIONS_PER_IP",
+                f.max_connections_per_ip,
+                d.max_connections_per_ip as u64,
+            )?)?,
+            max_long_polls_per_device: to_usize(num(
+                "XIUHUA_MAX_LONG_POLLS_PER_DEVICE",
+                f.max_long_polls_per_device,
+                d.max_long_polls_per_device as u64,
+            )?)?,
+            decode_workers: to_usize(num(
+                "XIUHUA_DECODE_WORKERS",
+                f.decode_workers,
+                d.decode_workers as u64,
+            )?)?,
+            enroll_per_ip_per_minute: to_u32(num(
+                "XIUHUA_ENROLL_PER_IP_PER_MINUTE",
+                f.enroll_per_ip_per_minute,
+                u64::from(d.enroll_per_ip_per_minute),
+            )?)?,
+            enroll_per_minute: to_u32(num(
+                "XIUHUA_ENROLL_PER_MINUTE",
+                f.enroll_per_minute,
+                u64::from(d.enroll_per_minute),
+            )?)?,
+            secret_file: get(
+                "XIUHUA_SECRET_FILE",
+                f.secret_file.map(|p| p.to_string_lossy().into_owned()),
+            )
+            .map(PathBuf::from),
+            secret: env("XIUHUA_SECRET")
+                .filter(|v| !v.trim().is_empty())
+                .map(Sensitive),
+            db_key_file: get(
+                "XIUHUA_DB_KEY_FILE",
+                f.db_key_file.map(|p| p.to_string_lossy().into_owned()),
+            )
+            .map(PathBuf::from),
+            db_key: env("XIUHUA_DB_KEY")
+                .filter(|v| !v.trim().is_empty())
+                .map(Sensitive),
         };
+        if cfg.header_timeout_secs == 0
+            || cfg.body_timeout_secs == 0
+            || cfg.max_connections == 0
+            || cfg.max_connections_per_ip == 0
+            || cfg.max_long_polls_per_device == 0
+            || cfg.decode_workers == 0
+            || cfg.enroll_per_ip_per_minute == 0
+            || cfg.enroll_per_minute == 0
+        {
+            return Err(ConfigError(
+                "timeouts, connection caps, decode workers and enrollment rates must be positive"
+                    .into(),
+            ));
+        }
+        if cfg.secret.is_some() && cfg.secret_file.is_some() {
+            return Err(ConfigError(
+                "set XIUHUA_SECRET or XIUHUA_SECRET_FILE, not both".into(),
+            ));
+        }
+        if cfg.db_key.is_some() && cfg.db_key_file.is_some() {
+            return Err(ConfigError(
+                "set XIUHUA_DB_KEY or XIUHUA_DB_KEY_FILE, not both".into(),
+            ));
+        }
         if let Some(u) = &cfg.database_url
             && !is_postgres_url(u)
         {
@@ -242,7 +380,64 @@ impl Config {
     }
 }
 
+fn to_usize(v: u64) -> Result<usize, ConfigError> {
+    usize::try_from(v).map_err(|e| ConfigError(e.to_string()))
+}
+
+fn to_u32(v: u64) -> Result<u32, ConfigError> {
+    u32::try_from(v).map_err(|e| ConfigError(e.to_string()))
+}
+
+/// Reads a key or secret file: its bytes, trailing whitespace trimmed.
+fn read_key_file(path: &Path, what: &str) -> Result<Vec<u8>, ConfigError> {
+    let mut b = std::fs::read(path).map_err(|e| {
+        ConfigError(format!(
+            "cannot read the {what} file {}: {e}",
+            path.display()
+        ))
+    })?;
+    while b.last().is_some_and(u8::is_ascii_whitespace) {
+        b.pop();
+    }
+    Ok(b)
+}
+
 impl Config {
+    /// The PostgreSQL backend's signing secret, from `XIUHUA_SECRET` or `XIUHUA_SECRET_FILE`
+    /// (at least 32 bytes); `None` when neither is set.
+    pub fn signing_secret(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        let b = match (&self.secret, &self.secret_file) {
+            (Some(s), _) => s.0.trim().as_bytes().to_vec(),
+            (None, Some(p)) => read_key_file(p, "secret")?,
+            (None, None) => return Ok(None),
+        };
+        if b.len() < 32 {
+            return Err(ConfigError(
+                "the signing secret (XIUHUA_SECRET / XIUHUA_SECRET_FILE) must be at least 32 bytes"
+                    .into(),
+            ));
+        }
+        Ok(Some(b))
+    }
+
+    /// The SQLCipher key of the embedded database, from `XIUHUA_DB_KEY` or
+    /// `XIUHUA_DB_KEY_FILE`; `None`: the database is not encrypted.
+    pub fn database_key(&self) -> Result<Option<String>, ConfigError> {
+        let k = match (&self.db_key, &self.db_key_file) {
+            (Some(s), _) => s.0.trim().to_string(),
+            (None, Some(p)) => String::from_utf8(read_key_file(p, "database key")?)
+                .map_err(|_| ConfigError("the database key file is not UTF-8 text".into()))?,
+            (None, None) => return Ok(None),
+        };
+        if k.chars().count() < 16 {
+            return Err(ConfigError(
+                "the database key (XIUHUA_DB_KEY / XIUHUA_DB_KEY_FILE) must be at least 16 characters"
+                    .into(),
+            ));
+        }
+        Ok(Some(k))
+    }
+
     /// The storage backend this configuration selects.
     pub fn backend(&self) -> Backend {
         match &self.database_url {
@@ -287,6 +482,40 @@ mod tests {
         );
         std::fs::write(&p, "bogus = 1\n").expect("write");
         assert!(Config::load_with(Some(&p), |_| None).is_err());
+    }
+
+    #[test]
+    fn edge_limits_and_secrets() {
+        let c = Config::load_with(None, |k| match k {
+            "XIUHUA_HEADER_TIMEOUT_SECS" => Some("3".into()),
+            "XIUHUA_MAX_CONNECTIONS" => Some("7".into()),
+            "XIUHUA_SECRET" => Some("s".repeat(40)),
+            _ => None,
+        })
+        .expect("config");
+        assert_eq!((c.header_timeout_secs, c.max_connections), (3, 7));
+        assert_eq!(c.signing_secret().unwrap(), Some(vec![b's'; 40]));
+        assert!(!format!("{c:?}").contains("sssss"));
+        assert!(
+            Config::load_with(None, |k| (k == "XIUHUA_MAX_CONNECTIONS")
+                .then(|| "0".into()))
+            .is_err()
+        );
+        let short = Config::load_with(None, |k| (k == "XIUHUA_SECRET").then(|| "short".into()))
+            .expect("config");
+        assert!(short.signing_secret().is_err());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("key");
+        std::fs::write(&p, "0123456789abcdef0123\n").expect("write");
+        let c = Config::load_with(None, |k| {
+            (k == "XIUHUA_DB_KEY_FILE").then(|| p.to_string_lossy().into_owned())
+        })
+        .expect("config");
+        assert_eq!(
+            c.database_key().unwrap().as_deref(),
+            Some("0123456789abcdef0123")
+        );
+        assert_eq!(Config::default().database_key().unwrap(), None);
     }
 
     #[test]

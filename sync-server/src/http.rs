@@ -5,15 +5,16 @@
 //! request names the grids the device must purge: in [`ErrorBody::purge_grids`] for errors,
 //! and in the [`PURGE_HEADER`] header (comma-separated grid ids) on every answer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use automerge::AutoCommit;
-use automerge::sync::{Message, State as SyncState, SyncDoc};
+use automerge::sync::{ChunkList, Message, MessageVersion};
+use automerge::{Automerge, ChangeHash, ReadDoc};
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -21,7 +22,7 @@ use axum::routing::{get, post};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use xiuhua_core::doc::DocKind;
 use xiuhua_core::model::Tier;
 use xiuhua_core::store::PROJECTION_VERSION;
@@ -29,6 +30,7 @@ use xiuhua_core::sync::proto::{self, *};
 
 use crate::access::{self, Caller, Scope};
 use crate::auth::{self, Secret};
+use crate::edge::{EnrollGuard, LongPolls};
 use crate::error::{ApiError, Refusal};
 use crate::metrics::Metrics;
 use crate::storage::{DeviceStanding, RefreshOutcome, Storage};
@@ -42,11 +44,18 @@ pub const MAX_WAIT_MS: u32 = 30_000;
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Largest (compressed) request body.
+    /// Largest (compressed) push body.
     pub max_body_bytes: usize,
     pub access_ttl_ms: i64,
     pub max_push_changes: usize,
     pub max_pull_limit: u32,
+    /// Longest wait between two reads of a request body.
+    pub body_timeout: Duration,
+    pub max_long_polls_per_device: usize,
+    /// Request bodies decoded (and pushes checked, repairs computed) at once.
+    pub decode_workers: usize,
+    pub enroll_per_ip_per_minute: u32,
+    pub enroll_per_minute: u32,
 }
 
 impl Limits {
@@ -57,9 +66,73 @@ impl Limits {
                 .unwrap_or(i64::MAX),
             max_push_changes: c.max_push_changes,
             max_pull_limit: c.max_pull_limit,
+            body_timeout: Duration::from_secs(c.body_timeout_secs),
+            max_long_polls_per_device: c.max_long_polls_per_device,
+            decode_workers: c.decode_workers,
+            enroll_per_ip_per_minute: c.enroll_per_ip_per_minute,
+            enroll_per_minute: c.enroll_per_minute,
+        }
+    }
+
+    /// What one endpoint's body may take: compressed on the wire, then decompressed and
+    /// in MessagePack items (see [`proto::decode_within`]).
+    pub fn body_cap(&self, e: Endpoint) -> (usize, proto::DecodeLimits) {
+        let small = |bytes: usize| {
+            (
+                bytes,
+                proto::DecodeLimits {
+                    max_bytes: bytes,
+                    max_items: 64,
+                },
+            )
+        };
+        match e {
+            Endpoint::Credentials => small(SMALL_BODY_BYTES),
+            Endpoint::Read => small(READ_BODY_BYTES),
+            Endpoint::Repair => (
+                REPAIR_BODY_BYTES,
+                proto::DecodeLimits {
+                    max_bytes: 2 * REPAIR_BODY_BYTES,
+                    max_items: 64,
+                },
+            ),
+            Endpoint::Push => (
+                self.max_body_bytes,
+                proto::DecodeLimits {
+                    max_bytes: self
+                        .max_body_bytes
+                        .saturating_mul(PUSH_INFLATE_RATIO)
+                        .min(proto::MAX_BODY_BYTES),
+                    // A document is 5 items (map, 2 keys, id, list), a change 1.
+                    max_items: self.max_push_changes.saturating_mul(6).saturating_add(64),
+                },
+            ),
         }
     }
 }
+
+/// The body classes of the endpoints, each with its own caps ([`Limits::body_cap`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/v1/enroll`, `/v1/refresh`.
+    Credentials,
+    /// `/v1/pull`, `/v1/bootstrap`, `/v1/escalate`.
+    Read,
+    /// `/v1/repair`.
+    Repair,
+    /// `/v1/push`.
+    Push,
+}
+
+/// Largest enroll and refresh body (compressed and decompressed).
+pub const SMALL_BODY_BYTES: usize = 4 * 1024;
+/// Largest pull, bootstrap and escalate body.
+pub const READ_BODY_BYTES: usize = 16 * 1024;
+/// Largest (compressed) repair body; twice that decompressed.
+pub const REPAIR_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// A push may decompress to this many times its compressed size limit (at most
+/// [`proto::MAX_BODY_BYTES`]).
+pub const PUSH_INFLATE_RATIO: usize = 4;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -100,6 +173,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub notifier: Arc<Notifier>,
     pub limits: Limits,
+    /// Permits for CPU-heavy work on request bodies ([`Limits::decode_workers`]).
+    pub work: Arc<Semaphore>,
+    pub enroll_guard: Arc<EnrollGuard>,
+    pub long_polls: Arc<LongPolls>,
 }
 
 impl AppState {
@@ -109,8 +186,34 @@ impl AppState {
             secret,
             metrics: Arc::default(),
             notifier: Arc::default(),
+            work: Arc::new(Semaphore::new(limits.decode_workers.max(1))),
+            enroll_guard: Arc::new(EnrollGuard::new(
+                limits.enroll_per_ip_per_minute,
+                limits.enroll_per_minute,
+            )),
+            long_polls: Arc::default(),
             limits,
         }
+    }
+
+    /// Runs CPU-heavy `f` on the blocking pool once one of the [`AppState::work`] permits
+    /// is free; a panic in `f` is answered 400 (`what` names the input, never its value).
+    async fn work<R: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce() -> Result<R, ApiError> + Send + 'static,
+    ) -> Result<R, ApiError> {
+        let _permit = self.work.clone().acquire_owned().await.map_err(internal)?;
+        tokio::task::spawn_blocking(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+                tracing::warn!(input = what, "refused an input that made a decoder panic");
+                Err(ApiError::bad_request(format!(
+                    "{what} could not be processed; nothing was stored"
+                )))
+            })
+        })
+        .await
+        .map_err(internal)?
     }
 }
 
@@ -131,6 +234,9 @@ pub fn router(state: AppState) -> Router {
         .merge(v1)
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            state.limits.body_timeout,
+        ))
         .with_state(state)
 }
 
@@ -204,29 +310,69 @@ async fn metrics(State(st): State<AppState>) -> Response {
 
 // ----- bodies -----
 
-const INLINE_DECODE: usize = 256 * 1024;
-
+/// Reads a body within the endpoint's compressed cap, then decodes it within its
+/// decompressed and item caps, off the async workers behind [`AppState::work`].
 async fn read_body<T: DeserializeOwned + Send + 'static>(
     st: &AppState,
     body: Body,
+    endpoint: Endpoint,
 ) -> Result<T, ApiError> {
-    let limit = st.limits.max_body_bytes;
-    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::from(Refusal::too_large(format!(
-            "request body larger than {limit} bytes; send smaller batches"
-        )))
+    let (limit, decode) = st.limits.body_cap(endpoint);
+    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if is_timeout(&e) {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                "the request body arrived too slowly",
+            )
+        } else {
+            ApiError::from(Refusal::too_large(format!(
+                "request body larger than {limit} bytes; send smaller batches"
+            )))
+        }
     })?;
-    let decoded = if bytes.len() <= INLINE_DECODE {
-        proto::decode::<T>(&bytes)
-    } else {
-        tokio::task::spawn_blocking(move || proto::decode::<T>(&bytes))
-            .await
-            .map_err(|e| ApiError::internal(format!("decoding failed: {e}")))?
-    };
-    decoded.map_err(|e| match e {
-        proto::WireError::TooLarge => Refusal::too_large(e.to_string()).into(),
-        other => ApiError::bad_request(format!("malformed request body: {other}")),
+    st.work("the request body", move || {
+        proto::decode_within::<T>(&bytes, &decode).map_err(|e| match e {
+            proto::WireError::TooLarge(_) | proto::WireError::TooManyItems(_) => {
+                Refusal::too_large(e.to_string()).into()
+            }
+            other => ApiError::bad_request(format!(
+                "malformed request body: {}",
+                redact_values(&other.to_string())
+            )),
+        })
     })
+    .await
+}
+
+fn is_timeout(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// A decoder's message with every quoted value (serde quotes the string it could not use)
+/// replaced by `"…"`, so an error never carries a resident's data.
+pub fn redact_values(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut inside = false;
+    for c in msg.chars() {
+        if c == '"' {
+            if inside {
+                out.push('…');
+            }
+            inside = !inside;
+            out.push(c);
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn respond(bytes: Vec<u8>, caller: Option<&Caller>) -> Response {
@@ -289,8 +435,17 @@ async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Caller, ApiE
             ))
         })?;
     let now = now_ms();
-    let (device, user) = st.secret.verify_access(token.trim(), now)?;
-    match st.storage.device_standing(&device, &user, now).await? {
+    let (device, user) = st
+        .secret
+        .verify_access(token.trim(), now, st.limits.access_ttl_ms)?;
+    standing(st, &device, &user).await
+}
+
+/// The caller as the database has it now: its grants and held grids, refused when the
+/// device is unknown or revoked.
+async fn standing(st: &AppState, device: &str, user: &str) -> Result<Caller, ApiError> {
+    let now = now_ms();
+    match st.storage.device_standing(device, user, now).await? {
         DeviceStanding::Unknown => {
             Err(Refusal::unauthorized(format!("device {device} is not enrolled")).into())
         }
@@ -316,8 +471,60 @@ fn internal<E: std::fmt::Display>(e: E) -> ApiError {
     ApiError::internal("internal error; see the server log")
 }
 
-async fn enroll(State(st): State<AppState>, body: Body) -> Result<Response, ApiError> {
-    let req: EnrollRequest = read_body(&st, body).await?;
+/// The client's address as the connection has it (none in in-process tests).
+fn peer_ip(req: &Request) -> IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
+}
+
+/// A 429 with `Retry-After` (whole seconds, at least 1).
+fn too_many(message: &str, wait: Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut resp =
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// Enrollment behind its attempt limits ([`EnrollGuard`]): a refused code counts as a
+/// failure of the client's address; refusals are logged at a bounded rate.
+async fn enroll(State(st): State<AppState>, req: Request) -> Response {
+    let ip = peer_ip(&req);
+    if let Err(wait) = st.enroll_guard.admit(ip) {
+        Metrics::add(&st.metrics.enroll_throttled, 1);
+        if let Some(unlogged) = st.enroll_guard.may_log() {
+            tracing::warn!(
+                peer = %ip,
+                unlogged,
+                retry_after_s = wait.as_secs(),
+                "enrollment attempts throttled"
+            );
+        }
+        return too_many("too many enrollment attempts; wait and try again", wait);
+    }
+    match enroll_checked(&st, req.into_body()).await {
+        Ok(r) => {
+            st.enroll_guard.succeeded(ip);
+            r
+        }
+        Err(e) => {
+            if e.status == StatusCode::UNAUTHORIZED {
+                st.enroll_guard.failed(ip);
+                if let Some(unlogged) = st.enroll_guard.may_log() {
+                    tracing::warn!(peer = %ip, unlogged, "enrollment code refused");
+                }
+            }
+            e.into_response()
+        }
+    }
+}
+
+async fn enroll_checked(st: &AppState, body: Body) -> Result<Response, ApiError> {
+    let st = st.clone();
+    let req: EnrollRequest = read_body(&st, body, Endpoint::Credentials).await?;
     let name = req.device_name.trim();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
@@ -325,9 +532,10 @@ async fn enroll(State(st): State<AppState>, body: Body) -> Result<Response, ApiE
         ));
     }
     let code_hash = st.secret.code_hash(&req.code).ok_or_else(|| {
-        ApiError::from(Refusal::unauthorized(
-            "an enrollment code is 8 digits, e.g. 1234-5678",
-        ))
+        ApiError::from(Refusal::unauthorized(format!(
+            "an enrollment code is {}",
+            auth::CODE_FORMAT
+        )))
     })?;
     let device = auth::new_device_id().map_err(internal)?;
     let refresh = auth::new_refresh_token().map_err(internal)?;
@@ -369,7 +577,7 @@ async fn enroll(State(st): State<AppState>, body: Body) -> Result<Response, ApiE
 }
 
 async fn refresh(State(st): State<AppState>, body: Body) -> Result<Response, ApiError> {
-    let req: RefreshRequest = read_body(&st, body).await?;
+    let req: RefreshRequest = read_body(&st, body, Endpoint::Credentials).await?;
     let new = auth::new_refresh_token().map_err(internal)?;
     let now = now_ms();
     match st
@@ -403,11 +611,13 @@ async fn push(
     let caller = authenticate(&st, &headers).await?;
     let purge = caller.purge_grids();
     let result = async {
-        let req: PushRequest = read_body(&st, body).await?;
+        let req: PushRequest = read_body(&st, body, Endpoint::Push).await?;
         let (device, max) = (caller.device.clone(), st.limits.max_push_changes);
-        let parsed = tokio::task::spawn_blocking(move || ingest::parse(&device, req, max))
-            .await
-            .map_err(internal)??;
+        let parsed = st
+            .work("a pushed change", move || {
+                ingest::parse(&device, req, max).map_err(ApiError::from)
+            })
+            .await?;
         Ok::<_, ApiError>(st.storage.push(&caller, parsed).await?)
     }
     .await;
@@ -416,11 +626,12 @@ async fn push(
         Err(e) => {
             if e.status.is_client_error() {
                 Metrics::add(&st.metrics.writes_refused, 1);
+                // The code, not the message: a message may quote what was refused.
                 tracing::info!(
                     device = caller.device,
                     user = caller.user,
                     status = e.status.as_u16(),
-                    reason = e.body.message,
+                    code = e.body.code,
                     "push refused"
                 );
             }
@@ -480,7 +691,7 @@ async fn grid_read<T: DeserializeOwned + Send + 'static>(
 ) -> Result<GridRead<T>, ApiError> {
     let caller = authenticate(st, headers).await?;
     let purge = caller.purge_grids();
-    let req: T = read_body(st, body)
+    let req: T = read_body(st, body, Endpoint::Read)
         .await
         .map_err(|e| e.with_purge(&purge))?;
     let grid = grid_of(&req);
@@ -530,18 +741,40 @@ async fn pull(
         .await
         .map_err(|e| ApiError::from(e).with_purge(&purge))?;
     let wait = req.wait_ms.min(MAX_WAIT_MS);
-    if page.changes.is_empty()
-        && !page.more
-        && wait > 0
-        && tokio::time::timeout(Duration::from_millis(u64::from(wait)), notified)
+    let mut caller = caller;
+    if page.changes.is_empty() && !page.more && wait > 0 {
+        let Some(_slot) = LongPolls::open(
+            &st.long_polls,
+            &caller.device,
+            st.limits.max_long_polls_per_device,
+        ) else {
+            Metrics::add(&st.metrics.long_polls_refused, 1);
+            let mut resp = too_many(
+                "this device has too many long polls open; wait for one to answer",
+                Duration::from_secs(1),
+            );
+            if !purge.is_empty()
+                && let Ok(v) = HeaderValue::from_str(&purge.join(","))
+            {
+                resp.headers_mut().insert(PURGE_HEADER, v);
+            }
+            return Ok(resp);
+        };
+        if tokio::time::timeout(Duration::from_millis(u64::from(wait)), notified)
             .await
             .is_ok()
-    {
-        page = st
-            .storage
-            .pull(&req.grid, req.since, limit, &scope)
-            .await
-            .map_err(|e| ApiError::from(e).with_purge(&purge))?;
+        {
+            // The device may have been revoked, or lost the grid or a building, while it
+            // waited: check again before sending anything.
+            caller = standing(&st, &caller.device, &caller.user).await?;
+            let scope = scope_for(&caller, &req.grid)?;
+            let purge = caller.purge_grids();
+            page = st
+                .storage
+                .pull(&req.grid, req.since, limit, &scope)
+                .await
+                .map_err(|e| ApiError::from(e).with_purge(&purge))?;
+        }
     }
     // The device's own changes are not sent back to it: it has them (the cursor still moves
     // past them). An undecodable stored change is sent as it is.
@@ -619,10 +852,12 @@ async fn bootstrap(
     Ok(respond(bytes, Some(&caller)))
 }
 
-/// Repair is read-only on the server: it answers with the changes the client lacks and
-/// ignores changes carried in the client's message (the client pushes its own changes
-/// through `/v1/push`, where they are checked). The server's sync state is fresh every
-/// request and flagged read-only, so an Automerge client does not send changes.
+/// Repair is read-only on the server and answers from the client's heads and needs only
+/// (the client's Bloom filters are never evaluated: their sizes and probe counts are the
+/// client's to claim): the reply carries every change of the server's copy that is not an
+/// ancestor of a client head it knows, plus the needed changes it has. Changes carried in
+/// the client's message are ignored (the client pushes its own through `/v1/push`). A
+/// document that is unknown, or outside the caller's grants or buildings, gets the same 404.
 async fn repair(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -630,56 +865,22 @@ async fn repair(
 ) -> Result<Response, ApiError> {
     let caller = authenticate(&st, &headers).await?;
     let purge = caller.purge_grids();
-    let req: RepairRequest = read_body(&st, body)
+    let req: RepairRequest = read_body(&st, body, Endpoint::Repair)
         .await
         .map_err(|e| e.with_purge(&purge))?;
-    let Some((meta, bytes)) = st
-        .storage
-        .doc(&req.doc)
-        .await
-        .map_err(|e| ApiError::from(e).with_purge(&purge))?
-    else {
-        return Err(ApiError::from(Refusal::not_found(format!(
-            "document {} is not on the server; push it",
-            req.doc
-        )))
-        .with_purge(&purge));
-    };
-    let scope = scope_for(&caller, &meta.grid)?;
-    if !scope.covers(meta.building.as_deref()) {
-        return Err(ApiError::from(Refusal::forbidden(format!(
-            "document {} is outside user {}'s buildings",
-            meta.id, caller.user
-        )))
-        .with_purge(&purge));
-    }
+    let (meta, bytes) = visible_doc(&st, &caller, &req.doc).await?;
     let doc_id = meta.id.clone();
-    let reply = tokio::task::spawn_blocking(move || -> Result<Option<Vec<u8>>, ApiError> {
-        let mut doc = AutoCommit::load(&bytes).map_err(internal)?;
-        let mut msg = Message::decode(&req.message).map_err(|e| {
-            ApiError::bad_request(format!(
-                "document {doc_id}: not an Automerge sync message: {e}"
-            ))
-        })?;
-        msg.changes = automerge::sync::ChunkList::empty();
-        msg.need.retain(|h| doc.get_change_by_hash(h).is_some());
-        let heads = doc.get_heads();
-        if msg.heads == heads && msg.need.is_empty() {
-            return Ok(None);
-        }
-        let mut state = SyncState::new_read_only();
-        doc.sync()
-            .receive_sync_message(&mut state, msg)
-            .map_err(|e| {
-                ApiError::bad_request(format!("document {doc_id}: sync message refused: {e}"))
-            })?;
-        Ok(doc
-            .sync()
-            .generate_sync_message(&mut state)
-            .map(Message::encode))
-    })
-    .await
-    .map_err(internal)??;
+    let reply = st
+        .work("the repair message", move || {
+            repair_reply(&bytes, &req.message).map_err(|e| match e {
+                RepairError::Message(why) => ApiError::bad_request(format!(
+                    "document {doc_id}: not an Automerge sync message: {why}"
+                )),
+                RepairError::Stored(why) => internal(format!("document {doc_id}: {why}")),
+            })
+        })
+        .await
+        .map_err(|e| e.with_purge(&purge))?;
     Metrics::add(&st.metrics.repairs, 1);
     Ok(wire(
         &RepairResponse {
@@ -687,6 +888,97 @@ async fn repair(
         },
         Some(&caller),
     ))
+}
+
+/// One 404 for a document the caller may not see and for one that does not exist (no
+/// existence oracle), except `purge` for a grid the device held and lost.
+fn not_visible(caller: &Caller, doc: &str) -> ApiError {
+    ApiError::from(Refusal::not_found(format!(
+        "document {doc} is not on the server for this device; push it if it is yours"
+    )))
+    .with_purge(&caller.purge_grids())
+}
+
+/// The document and its saved bytes when the caller may read it, else [`not_visible`].
+async fn visible_doc(
+    st: &AppState,
+    caller: &Caller,
+    doc: &str,
+) -> Result<(crate::storage::DocMeta, Vec<u8>), ApiError> {
+    let purge = caller.purge_grids();
+    let Some((meta, bytes)) = st
+        .storage
+        .doc(doc)
+        .await
+        .map_err(|e| ApiError::from(e).with_purge(&purge))?
+    else {
+        return Err(not_visible(caller, doc));
+    };
+    let Some(grant) = caller.grant(&meta.grid) else {
+        if purge.contains(&meta.grid) {
+            return Err(scope_for(caller, &meta.grid)
+                .err()
+                .unwrap_or_else(|| not_visible(caller, doc)));
+        }
+        return Err(not_visible(caller, doc));
+    };
+    if !Scope::of(grant).covers(meta.building.as_deref()) {
+        return Err(not_visible(caller, doc));
+    }
+    Ok((meta, bytes))
+}
+
+/// Why a repair could not be answered.
+#[derive(Debug)]
+pub enum RepairError {
+    /// The client's message does not decode (400).
+    Message(String),
+    /// The stored document does not load (the server's fault).
+    Stored(String),
+}
+
+/// Most needed hashes of a repair message looked at.
+pub const REPAIR_MAX_NEED: usize = 4096;
+
+/// The server's reply to a client's sync message for a document saved as `saved`: `None`
+/// when the client has the same heads and needs nothing. Pure; see [`repair`].
+pub fn repair_reply(saved: &[u8], message: &[u8]) -> Result<Option<Vec<u8>>, RepairError> {
+    let msg = Message::decode(message).map_err(|e| RepairError::Message(e.to_string()))?;
+    let doc = Automerge::load(saved).map_err(|e| RepairError::Stored(e.to_string()))?;
+    let heads = doc.get_heads();
+    if msg.heads == heads && msg.need.is_empty() {
+        return Ok(None);
+    }
+    let known: Vec<ChangeHash> = msg
+        .heads
+        .iter()
+        .filter(|h| doc.get_change_by_hash(h).is_some())
+        .copied()
+        .collect();
+    let mut sent = HashSet::new();
+    let mut chunks = Vec::new();
+    for c in doc.get_changes(&known) {
+        if sent.insert(c.hash()) {
+            chunks.push(c.raw_bytes().to_vec());
+        }
+    }
+    for h in msg.need.iter().take(REPAIR_MAX_NEED) {
+        if !sent.contains(h)
+            && let Some(c) = doc.get_change_by_hash(h)
+        {
+            sent.insert(*h);
+            chunks.push(c.raw_bytes().to_vec());
+        }
+    }
+    let reply = Message {
+        heads,
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: ChunkList::from(chunks),
+        flags: None,
+        version: MessageVersion::V1,
+    };
+    Ok(Some(reply.encode()))
 }
 
 async fn escalate(
@@ -697,17 +989,13 @@ async fn escalate(
     let caller = authenticate(&st, &headers).await?;
     let purge = caller.purge_grids();
     let result = async {
-        let req: EscalateRequest = read_body(&st, body).await?;
+        let req: EscalateRequest = read_body(&st, body, Endpoint::Read).await?;
         let to = Tier::parse(&req.tier).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let Some((meta, _)) = st.storage.doc(&req.task).await? else {
-            return Err(Refusal::not_found(format!("task {} is not on the server; push it first", req.task)).into());
-        };
+        let (meta, _) = visible_doc(&st, &caller, &req.task).await?;
         if meta.kind != DocKind::Task {
             return Err(ApiError::bad_request(format!("{} is a {}, not a task", meta.id, meta.kind.as_str())));
         }
-        let grant = caller
-            .grant(&meta.grid)
-            .ok_or_else(|| Refusal::forbidden(format!("user {} has no grant on grid {}", caller.user, meta.grid)))?;
+        let grant = caller.grant(&meta.grid).ok_or_else(|| not_visible(&caller, &meta.id))?;
         access::check_escalation(grant.role, meta.tier, to)?;
         let unit = req.unit.as_deref().map(str::trim).filter(|u| !u.is_empty());
         if to == Tier::LinkedUnit && unit.is_none() {

@@ -17,7 +17,8 @@
 //! - [`http`]: the axum router: `/v1/*` endpoints, `/healthz`, `/metrics`.
 //! - [`metrics`]: Prometheus text counters.
 //! - [`admin`]: the station's administration commands (directory, users, grants, devices).
-//! - [`server`]: binding, logging, graceful shutdown.
+//! - [`edge`]: enrollment attempt limits, long polls per device, connections per address.
+//! - [`server`]: binding, connection limits and timeouts, logging, graceful shutdown.
 //!
 //! **Architecture invariant:** no write reaches the change feed without passing
 //! [`ingest`]; a push is one storage transaction; per-grid sequence numbers are assigned
@@ -30,6 +31,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod edge;
 pub mod error;
 pub mod http;
 pub mod ingest;

@@ -153,7 +153,17 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli.command, cfg)) {
         Ok(out) => {
             if !out.is_empty() {
-                println!("{}", out.trim_end());
+                // Not println!: a reader that closed the pipe (`| head -1`) is not an error.
+                use std::io::Write;
+                let mut stdout = std::io::stdout().lock();
+                match writeln!(stdout, "{}", out.trim_end()).and_then(|()| stdout.flush()) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    Err(e) => {
+                        eprintln!("error: cannot write the output: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
             }
             ExitCode::SUCCESS
         }

@@ -20,6 +20,9 @@ pub struct Metrics {
     pub repairs: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub enroll_throttled: AtomicU64,
+    pub long_polls_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -57,7 +60,7 @@ impl Metrics {
             );
         }
         drop(m);
-        let counters: [(&str, &str, &AtomicU64); 11] = [
+        let counters: [(&str, &str, &AtomicU64); 14] = [
             (
                 "xiuhua_changes_stored_total",
                 "Changes stored by pushes.",
@@ -108,6 +111,21 @@ impl Metrics {
                 "xiuhua_http_response_bytes_total",
                 "Response body bytes sent.",
                 &self.bytes_out,
+            ),
+            (
+                "xiuhua_connections_refused_total",
+                "Connections closed at once: the connection caps were reached.",
+                &self.connections_refused,
+            ),
+            (
+                "xiuhua_enroll_throttled_total",
+                "Enrollment attempts answered 429.",
+                &self.enroll_throttled,
+            ),
+            (
+                "xiuhua_long_polls_refused_total",
+                "Long polls answered 429: the device had too many open.",
+                &self.long_polls_refused,
             ),
         ];
         for (name, help, c) in counters {

@@ -1003,9 +1003,14 @@ async fn escalation_is_checked_by_the_server() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(r.err.unwrap().message.contains("/v1/escalate"));
 
+    // The 楼门长 cannot see a task outside their buildings: the same 404 as an unknown one.
+    let outside = escalate(&h, &lead, &task, "community", None).await;
+    assert_eq!(outside.status, StatusCode::NOT_FOUND);
+    let unknown = escalate(&h, &lead, "task-nope", "community", None).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(
-        escalate(&h, &lead, &task, "community", None).await.status,
-        StatusCode::FORBIDDEN
+        outside.err.unwrap().message.replace(&task, "X"),
+        unknown.err.unwrap().message.replace("task-nope", "X")
     );
     assert_eq!(
         escalate(&h, &a, &task, "linked_unit", Some("物业"))
@@ -1148,4 +1153,286 @@ async fn events_signed_in_a_role_the_caller_does_not_hold_are_refused() {
     // Nothing of the push was stored, the household included.
     let page = pull(&h, &watcher, "g1", 0, 100).await.ok.unwrap();
     assert!(page.changes.is_empty(), "{:?}", page.changes.len());
+// ----- the server's edge (issue 8) -----
+
+/// An Automerge sync message whose one Bloom filter claims 2^32-1 probes in 8 bytes: a
+/// server that evaluates it allocates 16 GiB per change it checks.
+fn hostile_bloom_message() -> Vec<u8> {
+    let bloom = [0x01, 0x08, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x00];
+    let mut m = vec![0x42, 0x00, 0x00, 0x01, 0x00, bloom.len() as u8];
+    m.extend_from_slice(&bloom);
+    m.push(0x00);
+    m
+}
+
+#[tokio::test]
+async fn repair_never_evaluates_the_clients_bloom_filters() {
+    let h = setup().await;
+    let mut a = enroll(&h, "u-grid", Role::GridMember).await;
+    a.store
+        .create_household(household("g1", "1号楼", "101", "张三"))
+        .unwrap();
+    let id = outbox_push(&a.store).docs[0].doc.clone();
+    assert_eq!(
+        push(&h, &a, &outbox_push(&a.store)).await.status,
+        StatusCode::OK
+    );
+    let b = enroll(&h, "u-staff", Role::CommunityStaff).await;
+    assert!(automerge::sync::Message::decode(&hostile_bloom_message()).is_ok());
+    let start = std::time::Instant::now();
+    let r: Reply<RepairResponse> = call(
+        &h.app,
+        "/v1/repair",
+        Some(&b.access),
+        &RepairRequest {
+            doc: id.clone(),
+            message: ByteBuf::from(hostile_bloom_message()),
+        },
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.err);
+    assert!(start.elapsed() < std::time::Duration::from_secs(2));
+    // The reply carries the document's changes (the client named no heads).
+    let m = automerge::sync::Message::decode(&r.ok.unwrap().message.unwrap()).unwrap();
+    assert!(!m.changes.is_empty());
+    // Garbage is a 400, not a 500.
+    let r: Reply<RepairResponse> = call(
+        &h.app,
+        "/v1/repair",
+        Some(&b.access),
+        &RepairRequest {
+            doc: id,
+            message: ByteBuf::from(vec![0x42, 0xff, 0xff, 0xff]),
+        },
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn repair_and_escalate_answer_one_404_outside_the_callers_buildings() {
+    let h = setup().await;
+    let mut a = enroll(&h, "u-grid", Role::GridMember).await;
+    a.store
+        .create_household(household("g1", "2号楼", "201", "张三"))
+        .unwrap();
+    let id = outbox_push(&a.store).docs[0].doc.clone();
+    assert_eq!(
+        push(&h, &a, &outbox_push(&a.store)).await.status,
+        StatusCode::OK
+    );
+    let lead = enroll(&h, "u-lead", Role::BuildingLeader).await;
+    let ask = |doc: String| {
+        let (app, token) = (h.app.clone(), lead.access.clone());
+        async move {
+            let r: Reply<RepairResponse> = call(
+                &app,
+                "/v1/repair",
+                Some(&token),
+                &RepairRequest {
+                    doc,
+                    message: ByteBuf::from(vec![0x42, 0, 0, 0, 0]),
+                },
+            )
+            .await;
+            (r.status, r.err.map(|e| (e.code, e.message)))
+        }
+    };
+    let (s1, e1) = ask(id.clone()).await;
+    let (s2, e2) = ask("hh-nope".into()).await;
+    assert_eq!((s1, s2), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND));
+    let (e1, e2) = (e1.unwrap(), e2.unwrap());
+    assert_eq!(e1.0, e2.0);
+    assert_eq!(e1.1.replace(&id, "X"), e2.1.replace("hh-nope", "X"));
+}
+
+#[tokio::test]
+async fn enrollment_attempts_back_off_with_429() {
+    let h = setup().await;
+    let bad = || EnrollRequest {
+        code: "7K3M-Q9XD-2HPA".into(),
+        device_name: "x".into(),
+    };
+    for i in 0..6 {
+        let r: Reply<EnrollResponse> = call(&h.app, "/v1/enroll", None, &bad()).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let r: Reply<EnrollResponse> = call(&h.app, "/v1/enroll", None, &bad()).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    // Even a good code waits out the back-off.
+    let code = admin::enroll_code(&h.storage, &h.secret, "u-grid")
+        .await
+        .unwrap();
+    let r: Reply<EnrollResponse> = call(
+        &h.app,
+        "/v1/enroll",
+        None,
+        &EnrollRequest {
+            code,
+            device_name: "x".into(),
+        },
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn enroll_and_refresh_bodies_are_small() {
+    let h = setup().await;
+    let big = EnrollRequest {
+        code: "1".repeat(5000),
+        device_name: "x".into(),
+    };
+    let r: Reply<EnrollResponse> = call(&h.app, "/v1/enroll", None, &big).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let r: Reply<TokenResponse> = call(
+        &h.app,
+        "/v1/refresh",
+        None,
+        &RefreshRequest {
+            refresh_token: "a".repeat(10_000),
+        },
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn a_push_of_millions_of_empty_items_is_refused_before_it_is_built() {
+    let h = setup().await;
+    let a = enroll(&h, "u-grid", Role::GridMember).await;
+    let docs: Vec<DocChanges> = (0..3_000_000)
+        .map(|_| DocChanges {
+            doc: String::new(),
+            changes: vec![],
+        })
+        .collect();
+    let r = push(&h, &a, &PushRequest { docs }).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{:?}", r.err);
+}
+
+#[tokio::test]
+async fn a_token_claiming_a_later_expiry_is_refused() {
+    let h = setup().await;
+    let a = enroll(&h, "u-grid", Role::GridMember).await;
+    let user = "u-grid";
+    let forever = h.secret.access_token(&a.id, user, i64::MAX);
+    let r = pull(
+        &h,
+        &Device {
+            access: forever,
+            ..a
+        },
+        "g1",
+        0,
+        10,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_long_poll_rechecks_the_device_after_waking() {
+    let h = setup().await;
+    let a = enroll(&h, "u-grid", Role::GridMember).await;
+    let mut b = enroll(&h, "u-staff", Role::CommunityStaff).await;
+    let since = grid_seq(&h, "g1").await;
+    let (app, token) = (h.app.clone(), a.access.clone());
+    let poll = tokio::spawn(async move {
+        let r: Reply<PullResponse> = call(
+            &app,
+            "/v1/pull",
+            Some(&token),
+            &PullRequest {
+                grid: "g1".into(),
+                since,
+                limit: 100,
+                wait_ms: 10_000,
+            },
+        )
+        .await;
+        r
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    admin::revoke_device(&h.storage, &a.id).await.unwrap();
+    b.store
+        .create_household(household("g1", "1号楼", "102", "李四"))
+        .unwrap();
+    assert_eq!(
+        push(&h, &b, &outbox_push(&b.store)).await.status,
+        StatusCode::OK
+    );
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), poll)
+        .await
+        .expect("the poll woke")
+        .unwrap();
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.ok);
+}
+
+#[tokio::test]
+async fn long_polls_per_device_are_capped() {
+    let h = setup_with(Limits {
+        max_long_polls_per_device: 1,
+        ..Limits::default()
+    })
+    .await;
+    let a = enroll(&h, "u-grid", Role::GridMember).await;
+    let since = grid_seq(&h, "g1").await;
+    let req = PullRequest {
+        grid: "g1".into(),
+        since,
+        limit: 100,
+        wait_ms: 1_500,
+    };
+    let (app, token, q) = (h.app.clone(), a.access.clone(), req.clone());
+    let first = tokio::spawn(async move {
+        let r: Reply<PullResponse> = call(&app, "/v1/pull", Some(&token), &q).await;
+        r.status
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let second: Reply<PullResponse> = call(&h.app, "/v1/pull", Some(&a.access), &req).await;
+    assert_eq!(second.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(second.headers.contains_key("retry-after"));
+    assert_eq!(first.await.unwrap(), StatusCode::OK);
+    // The place is free again.
+    let third: Reply<PullResponse> = call(
+        &h.app,
+        "/v1/pull",
+        Some(&a.access),
+        &PullRequest { wait_ms: 10, ..req },
+    )
+    .await;
+    assert_eq!(third.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_malformed_body_is_refused_without_echoing_its_values() {
+    assert_eq!(
+        xiuhua_server::http::redact_values(r#"invalid type: string "13800138000", expected u64"#),
+        r#"invalid type: string "…", expected u64"#
+    );
+    let h = setup().await;
+    let a = enroll(&h, "u-grid", Role::GridMember).await;
+    #[derive(Serialize)]
+    struct BadPull {
+        grid: String,
+        since: String,
+        limit: u32,
+    }
+    let r: Reply<PullResponse> = call(
+        &h.app,
+        "/v1/pull",
+        Some(&a.access),
+        &BadPull {
+            grid: "g1".into(),
+            since: "11010519491231002X".into(),
+            limit: 1,
+        },
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let e = r.err.unwrap();
+    assert!(!e.message.contains("11010519491231002X"), "{}", e.message);
 }

@@ -29,6 +29,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_xiuhua-server");
 fn command(db: &str, data: &Path) -> Command {
     let mut c = Command::new(BIN);
     c.env("XIUHUA_DATABASE_URL", db)
+        .env(
+            "XIUHUA_SECRET",
+            "multiprocess-test-signing-secret-0123456789",
+        )
         .env("XIUHUA_DATA_DIR", data)
         .env("XIUHUA_LOG", "warn")
         .env_remove("XIUHUA_CONFIG")

@@ -169,10 +169,25 @@ mod postgres_ops {
         };
         let a = PgStorage::open(&db.url, &opts).await.unwrap();
         let b = PgStorage::open(&db.url, &opts).await.unwrap();
-        let sa = a.shared_secret(&[1; 32]).await.unwrap();
-        let sb = b.shared_secret(&[2; 32]).await.unwrap();
-        assert_eq!(sa, sb, "the first process's secret wins");
-        assert_eq!(sa, vec![1; 32]);
+        // The signing secret is the configured one and never stays in the database.
+        assert!(a.signing_secret(None).await.is_err(), "no secret given");
+        sql(
+            &db.url,
+            "INSERT INTO meta (key, value) VALUES ('secret', '\\x0101'::bytea)",
+        )
+        .await;
+        assert_eq!(a.signing_secret(Some(&[1; 32])).await.unwrap(), vec![1; 32]);
+        assert_eq!(b.signing_secret(Some(&[1; 32])).await.unwrap(), vec![1; 32]);
+        let c = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(c.1);
+        let left: i64 =
+            c.0.query_one("SELECT count(*) FROM meta WHERE key = 'secret'", &[])
+                .await
+                .unwrap()
+                .get(0);
+        assert_eq!(left, 0, "the legacy secret row is deleted");
         a.health().await.unwrap();
         // Terminate every connection and forbid new ones: health reports the outage.
         sql(

@@ -753,4 +753,74 @@ pub fn with_null_column(change: &[u8], n_ops: u64) -> Vec<u8> {
     out.extend(nulls);
     out.extend_from_slice(&body[i..]);
     automerge_chunk(1, &out)
+// ----- the server's edge (attack_edge.rs) -----
+
+impl Server {
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server runs").id()
+    }
+
+    /// The server process's peak resident memory so far (VmHWM), in KiB (Linux).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("/proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+
+    /// Runs an admin command with the variables the server was started with (a database
+    /// key, say); its stdout, or its stderr as the error.
+    pub fn try_admin_with_env(&self, args: &[&str]) -> Result<String, String> {
+        let mut cmd = Command::new(server_bin());
+        cmd.args(args)
+            .env("XIUHUA_DATA_DIR", self.dir.path())
+            .env("XIUHUA_LOG", "warn")
+            .env_remove("XIUHUA_CONFIG");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("the admin command runs");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// `host:port` of the running process.
+    pub fn addr(&self) -> String {
+        self.url.trim_start_matches("http://").to_string()
+    }
+}
+
+/// Asks `GET /healthz` over a fresh connection from 127.0.0.1; the time the whole answer
+/// took, or `None` when it did not come within `within`.
+pub fn healthz_time(addr: &str, within: Duration) -> Option<Duration> {
+    use std::io::{Read, Write};
+    let start = std::time::Instant::now();
+    let sa: std::net::SocketAddr = addr.parse().expect("an address");
+    let mut s = std::net::TcpStream::connect_timeout(&sa, within).ok()?;
+    s.set_read_timeout(Some(within)).ok()?;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    let text = String::from_utf8_lossy(&out);
+    (text.starts_with("HTTP/1.1 200") && text.ends_with("ok\n") && start.elapsed() <= within)
+        .then(|| start.elapsed())
+}
+
+/// A TCP connection to `addr` from the loopback address `from` (127.0.0.2, say: another
+/// client than the tests' 127.0.0.1).
+pub fn connect_from(from: [u8; 4], addr: &str) -> std::io::Result<std::net::TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let to: std::net::SocketAddr = addr.parse().map_err(std::io::Error::other)?;
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    s.bind(&std::net::SocketAddr::from((from, 0)).into())?;
+    s.connect_timeout(&to.into(), Duration::from_secs(5))?;
+    Ok(s.into())
 }

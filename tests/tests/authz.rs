@@ -279,18 +279,25 @@ fn escalation_follows_role_and_grid() {
     let chen = server.enroll("u-chen");
 
     // Refused first, so that the allowed ones below prove the tier did not move.
-    let refused: Vec<(&Device, &str, &str, Option<&str>)> = vec![
-        (&li, &seed.task_g1_b3, "community", None),
-        (&li, &seed.task_g2, "community", None),
-        (&wang, &seed.task_g1_b1, "linked_unit", Some("物业")),
-        (&wang, &seed.task_g2, "community", None),
-        (&wang, &seed.task_g3, "community", None),
-        (&zhao, &seed.task_g3, "community", None),
-        (&chen, &seed.task_g3, "linked_unit", Some("执法")),
+    // A task the caller may see but not move is 403; one outside the caller's grants is
+    // the same 404 as an unknown task.
+    let refused: Vec<(&Device, &str, &str, Option<&str>, u16)> = vec![
+        (&li, &seed.task_g1_b3, "community", None, 403),
+        (&li, &seed.task_g2, "community", None, 404),
+        (&wang, &seed.task_g1_b1, "linked_unit", Some("物业"), 403),
+        (&wang, &seed.task_g2, "community", None, 404),
+        (&wang, &seed.task_g3, "community", None, 404),
+        (&zhao, &seed.task_g3, "community", None, 404),
+        (&chen, &seed.task_g3, "linked_unit", Some("执法"), 404),
     ];
-    for (d, task, tier, unit) in refused {
-        let e = escalate(d, task, tier, unit).refused(403);
-        assert_eq!(e.code, "forbidden", "{} → {tier}: {e:?}", d.user);
+    for (d, task, tier, unit, status) in refused {
+        let e = escalate(d, task, tier, unit).refused(status);
+        let code = if status == 403 {
+            "forbidden"
+        } else {
+            "not_found"
+        };
+        assert_eq!(e.code, code, "{} → {tier}: {e:?}", d.user);
     }
     // Allowed.
     escalate(&wang, &seed.task_g1_b1, "community", None).ok();

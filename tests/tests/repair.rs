@@ -49,11 +49,12 @@ fn repair_brings_a_documents_missing_changes_and_respects_buildings() {
     );
     assert_eq!(repair_document(&mut a.store, &mut t, &hh).unwrap(), 0);
 
-    // A 楼门长 of another building may not repair it; an unknown document is refused.
+    // A 楼门长 of another building may not repair it: the same 404 as an unknown document
+    // (no existence oracle).
     let mut li = server.enroll("u-li");
     let e = repair_document(&mut li.store, &mut t, &hh).unwrap_err();
     assert!(
-        e.to_string().contains("forbidden") || format!("{e:?}").contains("403"),
+        e.to_string().contains("not_found") || format!("{e:?}").contains("404"),
         "{e:?}"
     );
     assert!(repair_document(&mut a.store, &mut t, "no-such-doc").is_err());

@@ -61,6 +61,9 @@ impl HttpTransport {
         let client = builder
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
+            // A redirect would carry the bearer token and the body somewhere else: the
+            // station's address is configured, never learned from a reply.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("xiuhua-core/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Network(format!("cannot set up the HTTP client: {e}")))?;
@@ -146,6 +149,11 @@ mod tests {
     /// A one-request HTTP/1.1 server on loopback that records the request head and body,
     /// and answers `status` with `reply`.
     fn one_shot(status: u16, reply: Vec<u8>) -> (String, Received) {
+        one_shot_with(status, "", reply)
+    }
+
+    /// [`one_shot`] with extra header lines (each ending in `\r\n`).
+    fn one_shot_with(status: u16, extra: &'static str, reply: Vec<u8>) -> (String, Received) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let handle = std::thread::spawn(move || {
@@ -177,7 +185,7 @@ mod tests {
             let mut stream = stream;
             write!(
                 stream,
-                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n{extra}connection: close\r\n\r\n",
                 reply.len()
             )
             .unwrap();
@@ -230,6 +238,27 @@ mod tests {
             t.post("/v1/pull", vec![], None),
             Err(TransportError::Connect(_))
         ));
+    }
+
+    #[test]
+    fn redirects_are_not_followed() {
+        // A second server that records whether the token was carried to it.
+        let (elsewhere, hit) = one_shot(200, b"stolen".to_vec());
+        let location: &'static str =
+            Box::leak(format!("location: {elsewhere}/v1/pull\r\n").into_boxed_str());
+        let (url, server) = one_shot_with(307, location, b"moved".to_vec());
+        let mut t = HttpTransport::new(&url).unwrap();
+        assert_eq!(
+            t.post("/v1/pull", b"x".to_vec(), Some("tok")).unwrap(),
+            (307, b"moved".to_vec())
+        );
+        server.join().unwrap();
+        // Nothing reached the other server: the first request it sees is ours.
+        let mut probe =
+            std::net::TcpStream::connect(elsewhere.trim_start_matches("http://")).unwrap();
+        probe.write_all(b"GET /probe HTTP/1.1\r\n\r\n").unwrap();
+        let (head, _) = hit.join().unwrap();
+        assert_eq!(head[0], "GET /probe HTTP/1.1", "the redirect was followed");
     }
 
     #[test]

@@ -242,11 +242,35 @@ pub struct ErrorBody {
 pub enum WireError {
     #[error("body is not zstd: {0}")]
     Compression(String),
-    #[error("body larger than {MAX_BODY_BYTES} bytes once decompressed")]
-    TooLarge,
+    #[error("body larger than {0} bytes once decompressed")]
+    TooLarge(usize),
+    #[error("body holds more than {0} MessagePack items")]
+    TooManyItems(usize),
     #[error("body is not a valid message: {0}")]
     Format(String),
 }
+
+/// What one decoder may spend on a body, whatever the body claims: the decompressed size and
+/// the number of MessagePack items (each becomes at most one Rust value, so the memory of the
+/// result is bounded by about `max_bytes + max_items × 128` bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    pub max_bytes: usize,
+    pub max_items: usize,
+}
+
+impl DecodeLimits {
+    /// What [`decode`] allows (the client's replies): [`MAX_BODY_BYTES`], items unbounded
+    /// beyond that (every item takes at least one byte).
+    pub const REPLY: DecodeLimits = DecodeLimits {
+        max_bytes: MAX_BODY_BYTES,
+        max_items: MAX_BODY_BYTES,
+    };
+}
+
+/// Largest zstd window a bounded decoder accepts (log2: 8 MiB). [`encode`] uses level 3,
+/// whose window is 2 MiB at most.
+const WINDOW_LOG_MAX: u32 = 23;
 
 /// Serializes and compresses a body.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -256,18 +280,98 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// Decompresses (bounded by [`MAX_BODY_BYTES`]) and deserializes a body.
 pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, WireError> {
+    decode_within(body, &DecodeLimits::REPLY)
+}
+
+/// Decompresses at most `limits.max_bytes` (the zstd window capped too), checks the
+/// MessagePack structure with at most `limits.max_items` items before anything is
+/// allocated for them, then deserializes.
+pub fn decode_within<T: for<'de> Deserialize<'de>>(
+    body: &[u8],
+    limits: &DecodeLimits,
+) -> Result<T, WireError> {
     use std::io::Read;
-    let decoder = zstd::stream::read::Decoder::new(body)
+    let mut decoder = zstd::stream::read::Decoder::new(body)
+        .map_err(|e| WireError::Compression(e.to_string()))?;
+    decoder
+        .window_log_max(WINDOW_LOG_MAX)
         .map_err(|e| WireError::Compression(e.to_string()))?;
     let mut raw = Vec::new();
     decoder
-        .take(MAX_BODY_BYTES as u64 + 1)
+        .take(limits.max_bytes as u64 + 1)
         .read_to_end(&mut raw)
         .map_err(|e| WireError::Compression(e.to_string()))?;
-    if raw.len() > MAX_BODY_BYTES {
-        return Err(WireError::TooLarge);
+    if raw.len() > limits.max_bytes {
+        return Err(WireError::TooLarge(limits.max_bytes));
     }
+    scan_msgpack(&raw, limits.max_items)?;
     rmp_serde::from_slice(&raw).map_err(|e| WireError::Format(e.to_string()))
+}
+
+/// Walks one MessagePack value without building it: every length must fit in the bytes left
+/// and the count of items stays under `max_items`. Linear time, constant memory.
+fn scan_msgpack(raw: &[u8], max_items: usize) -> Result<(), WireError> {
+    let bad = |what: &str| WireError::Format(format!("MessagePack: {what}"));
+    let mut pos = 0usize;
+    // Items still to read; each takes at least one byte, so it never exceeds what is left.
+    let mut pending: usize = 1;
+    let mut items = 0usize;
+    let be = |pos: usize, n: usize| -> Result<usize, WireError> {
+        let b = raw
+            .get(pos..pos + n)
+            .ok_or_else(|| bad("truncated length"))?;
+        Ok(b.iter().fold(0usize, |acc, x| (acc << 8) | usize::from(*x)))
+    };
+    while pending > 0 {
+        pending -= 1;
+        items += 1;
+        if items > max_items {
+            return Err(WireError::TooManyItems(max_items));
+        }
+        let m = *raw.get(pos).ok_or_else(|| bad("truncated"))?;
+        pos += 1;
+        // (extra bytes to skip, child items)
+        let (skip, children) = match m {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
+            0x80..=0x8f => (0, 2 * usize::from(m & 0x0f)),
+            0x90..=0x9f => (0, usize::from(m & 0x0f)),
+            0xa0..=0xbf => (usize::from(m & 0x1f), 0),
+            0xc1 => return Err(bad("reserved marker")),
+            0xc4 | 0xd9 => (1 + be(pos, 1)?, 0),
+            0xc5 | 0xda => (2 + be(pos, 2)?, 0),
+            0xc6 | 0xdb => (4 + be(pos, 4)?, 0),
+            0xc7 => (2 + be(pos, 1)?, 0),
+            0xc8 => (3 + be(pos, 2)?, 0),
+            0xc9 => (5 + be(pos, 4)?, 0),
+            0xca => (4, 0),
+            0xcb => (8, 0),
+            0xcc | 0xd0 => (1, 0),
+            0xcd | 0xd1 => (2, 0),
+            0xce | 0xd2 => (4, 0),
+            0xcf | 0xd3 => (8, 0),
+            0xd4 => (2, 0),
+            0xd5 => (3, 0),
+            0xd6 => (5, 0),
+            0xd7 => (9, 0),
+            0xd8 => (17, 0),
+            0xdc => (2, be(pos, 2)?),
+            0xdd => (4, be(pos, 4)?),
+            0xde => (2, 2 * be(pos, 2)?),
+            0xdf => (4, be(pos, 4)?.saturating_mul(2)),
+        };
+        pos = pos
+            .checked_add(skip)
+            .filter(|p| *p <= raw.len())
+            .ok_or_else(|| bad("length past the end"))?;
+        pending = pending.saturating_add(children);
+        if pending > raw.len() - pos {
+            return Err(bad("more items claimed than bytes left"));
+        }
+    }
+    if pos != raw.len() {
+        return Err(bad("trailing bytes"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -372,6 +476,75 @@ mod tests {
             decode::<PullRequest>(&not_msgpack),
             Err(WireError::Format(_))
         ));
+    }
+
+    #[test]
+    fn bounded_decoding_refuses_before_building() {
+        // 2 million empty documents in 6 MB of MessagePack (a few KB compressed) would be
+        // 100 MB of Rust values.
+        let docs: Vec<DocChanges> = (0..2_000_000)
+            .map(|_| DocChanges {
+                doc: String::new(),
+                changes: vec![],
+            })
+            .collect();
+        let body = encode(&PushRequest { docs });
+        assert!(body.len() < 100_000, "{}", body.len());
+        let roomy = DecodeLimits {
+            max_bytes: 64 << 20,
+            max_items: 10_000,
+        };
+        assert!(matches!(
+            decode_within::<PushRequest>(&body, &roomy),
+            Err(WireError::TooManyItems(10_000))
+        ));
+        let tight = DecodeLimits {
+            max_bytes: 4096,
+            max_items: 1 << 30,
+        };
+        assert!(matches!(
+            decode_within::<PushRequest>(&body, &tight),
+            Err(WireError::TooLarge(4096))
+        ));
+        // An array claiming 2^32-1 elements in a few bytes.
+        let claim = zstd::bulk::compress(
+            &[
+                0x81, 0xa4, b'd', b'o', b'c', b's', 0xdd, 0xff, 0xff, 0xff, 0xff,
+            ],
+            3,
+        )
+        .unwrap();
+        assert!(matches!(
+            decode_within::<PushRequest>(&claim, &roomy),
+            Err(WireError::Format(_))
+        ));
+        // What fits decodes, and every marker kind is walked.
+        let ok = PushRequest {
+            docs: vec![DocChanges {
+                doc: "hh-1".into(),
+                changes: vec![ByteBuf::from(vec![7; 300]), ByteBuf::from(vec![1; 70_000])],
+            }],
+        };
+        assert_eq!(
+            decode_within::<PushRequest>(&encode(&ok), &roomy).unwrap(),
+            ok
+        );
+        let mixed = (
+            -1i64,
+            200u8,
+            70_000u32,
+            5_000_000_000u64,
+            -200i16,
+            -70_000i32,
+            1.5f64,
+            true,
+            (),
+            "x".repeat(40),
+            "y".repeat(300),
+            vec![0u8; 20],
+        );
+        let mixed_bytes = encode(&mixed);
+        assert!(decode_within::<serde_json::Value>(&mixed_bytes, &roomy).is_ok());
     }
 
     #[test]

@@ -173,6 +173,8 @@ struct SyncView: View {
                     Text("enroll_intro")
                     TextField("enroll_url", text: $url).textInputAutocapitalization(.never)
                     TextField("enroll_code", text: $code)
+                        .textInputAutocapitalization(.characters)
+                        .autocorrectionDisabled()
                     Button("enroll_button") {
                         model.act {
                             _ = try await model.repo.enroll(serverUrl: url, code: code, deviceName: UIDevice.current.name)

@@ -327,20 +327,26 @@ impl PgStorage {
         })
     }
 
-    /// The access-token signing secret shared by every process: created once (from `fresh`)
-    /// by whichever process asks first.
-    pub async fn shared_secret(&self, fresh: &[u8]) -> StoreResult<Vec<u8>> {
+    /// The access-token signing secret: the one the configuration gives (every process
+    /// and admin command is given the same file or variable). It is never kept in the
+    /// database: a secret an earlier version stored in `meta` is deleted. Without one the
+    /// server refuses to start.
+    pub async fn signing_secret(&self, given: Option<&[u8]>) -> StoreResult<Vec<u8>> {
+        let Some(secret) = given else {
+            return Err(StoreError::Backend(
+                "PostgreSQL needs the token-signing secret from XIUHUA_SECRET_FILE (a file of at least 32 random bytes, e.g. `head -c 32 /dev/urandom > /etc/xiuhua/secret`) or XIUHUA_SECRET; give every process the same one".into(),
+            ));
+        };
         let c = self.pool.get().await?;
-        c.execute(
-            "INSERT INTO meta (key, value) VALUES ('secret', $1) ON CONFLICT (key) DO NOTHING",
-            &[&fresh],
-        )
-        .await?;
-        Ok(
-            c.query_one("SELECT value FROM meta WHERE key = 'secret'", &[])
-                .await?
-                .try_get(0)?,
-        )
+        let removed = c
+            .execute("DELETE FROM meta WHERE key = 'secret'", &[])
+            .await?;
+        if removed > 0 {
+            tracing::warn!(
+                "removed the signing secret an earlier version kept in the database; tokens it signed are refused (devices refresh), enrollment codes issued before must be issued again"
+            );
+        }
+        Ok(secret.to_vec())
     }
 
     /// Connections in use and idle (for sizing).

@@ -81,6 +81,8 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 struct Inner {
     path: PathBuf,
+    /// The SQLCipher key, set on every connection before anything else.
+    key: Option<String>,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
 }
@@ -103,6 +105,74 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock rolled its transaction back (the Transaction is
     // dropped on unwind): the connection is still usable.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Creates `dir` (0700) and the database file in it (0600) when missing, tightens their
+/// modes when they exist; returns the database's path. SQLite gives the `-wal` and `-shm`
+/// files the database file's mode.
+fn private_data_dir(dir: &Path) -> StoreResult<PathBuf> {
+    let fail = |what: &Path, e: std::io::Error| {
+        StoreError::Backend(format!("cannot prepare {}: {e}", what.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
+    let path = dir.join(DB_FILE);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| fail(dir, e))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| fail(&path, e))?;
+    }
+    restrict_files(&path)?;
+    Ok(path)
+}
+
+/// Makes the database, its `-wal` and `-shm` files 0600 (those that exist).
+fn restrict_files(path: &Path) -> StoreResult<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let p = PathBuf::from(p);
+            match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(StoreError::Backend(format!(
+                        "cannot restrict {}: {e}",
+                        p.display()
+                    )));
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Sets the SQLCipher key (when given) and checks that it opens the database.
+fn apply_key(conn: &Connection, key: Option<&str>) -> StoreResult<()> {
+    if let Some(k) = key {
+        conn.pragma_update(None, "key", k)?;
+    }
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
+        .map_err(|_| {
+            StoreError::Backend(if key.is_some() {
+                "the server database does not open with this key (XIUHUA_DB_KEY / XIUHUA_DB_KEY_FILE), or was created without one".into()
+            } else {
+                "the server database does not open: it is encrypted (set XIUHUA_DB_KEY or XIUHUA_DB_KEY_FILE) or not a database".into()
+            })
+        })?;
+    Ok(())
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -464,10 +534,16 @@ fn bootstrap_tx(
 impl SqliteStorage {
     /// Opens (creating if needed) the database in `dir`, migrating its schema.
     pub fn open(dir: &Path) -> StoreResult<SqliteStorage> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
-        let path = dir.join(DB_FILE);
+        SqliteStorage::open_with_key(dir, None)
+    }
+
+    /// [`SqliteStorage::open`], the database encrypted with SQLCipher under `key` when one
+    /// is given (a database created without a key cannot be opened with one, nor the
+    /// reverse). The folder is made 0700 and the database files 0600 (Unix).
+    pub fn open_with_key(dir: &Path, key: Option<&str>) -> StoreResult<SqliteStorage> {
+        let path = private_data_dir(dir)?;
         let mut writer = Connection::open(&path)?;
+        apply_key(&writer, key)?;
         let mode: String = writer.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Backend(format!(
@@ -477,6 +553,7 @@ impl SqliteStorage {
         }
         configure(&writer)?;
         migrate(&mut writer)?;
+        restrict_files(&path)?;
         let n = refresh_rows(&mut writer)?;
         if n > 0 {
             tracing::info!(
@@ -488,6 +565,7 @@ impl SqliteStorage {
         Ok(SqliteStorage {
             inner: Arc::new(Inner {
                 path,
+                key: key.map(str::to_string),
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
             }),
@@ -527,6 +605,7 @@ impl SqliteStorage {
                         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
                             | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
                     )?;
+                    apply_key(&c, inner.key.as_deref())?;
                     configure(&c)?;
                     c
                 }
