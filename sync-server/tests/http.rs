@@ -1153,6 +1153,8 @@ async fn events_signed_in_a_role_the_caller_does_not_hold_are_refused() {
     // Nothing of the push was stored, the household included.
     let page = pull(&h, &watcher, "g1", 0, 100).await.ok.unwrap();
     assert!(page.changes.is_empty(), "{:?}", page.changes.len());
+}
+
 // ----- the server's edge (issue 8) -----
 
 /// An Automerge sync message whose one Bloom filter claims 2^32-1 probes in 8 bytes: a

@@ -753,6 +753,8 @@ pub fn with_null_column(change: &[u8], n_ops: u64) -> Vec<u8> {
     out.extend(nulls);
     out.extend_from_slice(&body[i..]);
     automerge_chunk(1, &out)
+}
+
 // ----- the server's edge (attack_edge.rs) -----
 
 impl Server {
