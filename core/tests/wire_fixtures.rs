@@ -56,11 +56,19 @@ fn unzstd(b: &[u8]) -> Vec<u8> {
 
 /// Where the first difference of two byte strings is, for messages.
 fn first_difference(a: &[u8], b: &[u8]) -> String {
-    let at = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+    let at = a
+        .iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()));
     let show = |s: &[u8]| {
         let end = (at + 24).min(s.len());
         let start = at.saturating_sub(8);
-        format!("{:02x?} (as text {:?})", &s[start..end], String::from_utf8_lossy(&s[start..end]))
+        format!(
+            "{:02x?} (as text {:?})",
+            &s[start..end],
+            String::from_utf8_lossy(&s[start..end])
+        )
     };
     format!(
         "lengths {} vs {}; first difference at byte {at}: fixture {} / now {}",
@@ -87,7 +95,10 @@ impl Checker {
     where
         T: Serialize + DeserializeOwned + PartialEq + Debug,
     {
-        let ty = std::any::type_name::<T>().rsplit("::").next().unwrap_or("?");
+        let ty = std::any::type_name::<T>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("?");
         let name = format!("{ty}.{case}");
         assert!(self.cases.insert(name.clone()), "case {name} twice");
         self.types.insert(ty.to_string());
@@ -95,11 +106,16 @@ impl Checker {
 
         let encoded = proto::encode(&value);
         if proto::encode(&value) != encoded {
-            self.problems
-                .push(format!("{name}: two encodings of one value differ (zstd not deterministic?)"));
+            self.problems.push(format!(
+                "{name}: two encodings of one value differ (zstd not deterministic?)"
+            ));
         }
         let raw = rmp_serde::to_vec_named(&value).expect("serializes");
-        assert_eq!(unzstd(&encoded), raw, "{name}: encode is MessagePack in one zstd frame");
+        assert_eq!(
+            unzstd(&encoded),
+            raw,
+            "{name}: encode is MessagePack in one zstd frame"
+        );
 
         let existing = std::fs::read(&path).ok();
         if blessing() && existing.as_deref().map(unzstd) != Some(raw.clone()) {
@@ -120,7 +136,9 @@ impl Checker {
             Ok(decoded) => self.problems.push(format!(
                 "{name}: the fixture decodes to\n  {decoded:?}\nnot the value\n  {value:?}"
             )),
-            Err(e) => self.problems.push(format!("{name}: the fixture no longer decodes: {e}")),
+            Err(e) => self
+                .problems
+                .push(format!("{name}: the fixture no longer decodes: {e}")),
         }
         let fixture_raw = unzstd(&fixture);
         if fixture_raw != raw {
@@ -262,7 +280,10 @@ fn all_cases(c: &mut Checker) {
             docs: vec![
                 DocChanges {
                     doc: "hh-01".into(),
-                    changes: vec![bytes(b"\x85\x6f\x4a\x83change-1"), bytes(b"\x85\x6f\x4a\x83change-2")],
+                    changes: vec![
+                        bytes(b"\x85\x6f\x4a\x83change-1"),
+                        bytes(b"\x85\x6f\x4a\x83change-2"),
+                    ],
                 },
                 DocChanges {
                     doc: "task-01".into(),
@@ -442,12 +463,17 @@ fn every_message_matches_its_byte_fixture() {
 
     // Every serializable type of proto.rs has a fixture of its own or inside a parent's.
     let types = serialized_types_of_proto();
-    assert!(types.contains("PushRequest") && types.contains("ErrorBody"), "{types:?}");
+    assert!(
+        types.contains("PushRequest") && types.contains("ErrorBody"),
+        "{types:?}"
+    );
     for t in &types {
         let nested = NESTED.iter().find(|(n, _)| n == t);
         match nested {
             Some((_, parent)) if c.types.contains(*parent) => {}
-            Some((_, parent)) => c.problems.push(format!("{t}: its parent {parent} has no fixture")),
+            Some((_, parent)) => c
+                .problems
+                .push(format!("{t}: its parent {parent} has no fixture")),
             None if c.types.contains(t) => {}
             None => c.problems.push(format!(
                 "{t} (proto.rs) has no fixture: add a value to all_cases in {}",
@@ -457,7 +483,8 @@ fn every_message_matches_its_byte_fixture() {
     }
     for (n, _) in NESTED {
         if !types.contains(*n) {
-            c.problems.push(format!("{n} is listed in NESTED but not in proto.rs"));
+            c.problems
+                .push(format!("{n} is listed in NESTED but not in proto.rs"));
         }
     }
 
@@ -476,7 +503,8 @@ fn every_message_matches_its_byte_fixture() {
                 std::fs::remove_file(dir().join(&file)).expect("remove stale fixture");
                 c.blessed.push(format!("{file} (removed)"));
             } else {
-                c.problems.push(format!("{file}: a fixture no value stands for"));
+                c.problems
+                    .push(format!("{file}: a fixture no value stands for"));
             }
         }
     }

@@ -251,7 +251,10 @@ pub fn world() -> &'static World {
     static W: OnceLock<World> = OnceLock::new();
     W.get_or_init(|| {
         let mut s = store(DEVICE);
-        let hh = ok(s.create_household(new_household("502", "曾秀英")), "household");
+        let hh = ok(
+            s.create_household(new_household("502", "曾秀英")),
+            "household",
+        );
         let creation: Vec<Vec<u8>> = ok(s.outbox(1_000), "outbox")
             .into_iter()
             .filter(|e| e.doc == hh)
@@ -524,7 +527,10 @@ impl Iterator for Replies<'_> {
         let len = usize::from(u16::from_le_bytes(*len)).min(rest.len());
         let (b, rest) = rest.split_at(len);
         self.0 = rest;
-        Some((STATUSES[usize::from(s) % STATUSES.len()], body(b).into_owned()))
+        Some((
+            STATUSES[usize::from(s) % STATUSES.len()],
+            body(b).into_owned(),
+        ))
     }
 }
 
@@ -681,7 +687,12 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
                 }
             }
             let mut v = body_seeds(&[], &PushRequest { docs: docs.clone() });
-            v.extend(body_seeds(&[], &PushRequest { docs: docs[..1].to_vec() }));
+            v.extend(body_seeds(
+                &[],
+                &PushRequest {
+                    docs: docs[..1].to_vec(),
+                },
+            ));
             v
         }
         "req_repair" => client_messages()
@@ -709,7 +720,11 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
                 v.push(raw);
                 if let Some((typ, chunk)) = unframe(c) {
                     // The framing here must give the same bytes as Automerge's.
-                    assert_eq!(&frame(typ, chunk), c, "frame() differs from Automerge's chunks");
+                    assert_eq!(
+                        &frame(typ, chunk),
+                        c,
+                        "frame() differs from Automerge's chunks"
+                    );
                     let mut framed = vec![mode | 1, typ];
                     framed.extend_from_slice(chunk);
                     v.push(framed);
@@ -735,7 +750,12 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             v.extend(body_seeds(&[3], &pull_response(false)));
             v.extend(body_seeds(&[4], &bundle()));
             v.extend(body_seeds(&[5], &repair_response()));
-            v.extend(body_seeds(&[6], &EscalateResponse { server_time_ms: NOW }));
+            v.extend(body_seeds(
+                &[6],
+                &EscalateResponse {
+                    server_time_ms: NOW,
+                },
+            ));
             v.extend(body_seeds(&[7], &error_body()));
             v
         }
