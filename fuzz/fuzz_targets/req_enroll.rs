@@ -1,0 +1,5 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(init: xiuhua_fuzz::init("req_enroll"), |data: &[u8]| {
+    xiuhua_fuzz::req_enroll(data);
+});
