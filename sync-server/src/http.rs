@@ -47,6 +47,8 @@ pub struct Limits {
     pub access_ttl_ms: i64,
     pub max_push_changes: usize,
     pub max_pull_limit: u32,
+    /// Each device's daily push quota.
+    pub quota: crate::storage::Quota,
 }
 
 impl Limits {
@@ -57,6 +59,10 @@ impl Limits {
                 .unwrap_or(i64::MAX),
             max_push_changes: c.max_push_changes,
             max_pull_limit: c.max_pull_limit,
+            quota: crate::storage::Quota {
+                daily_bytes: c.device_daily_bytes,
+                daily_changes: c.device_daily_changes,
+            },
         }
     }
 }
@@ -195,9 +201,14 @@ async fn healthz(State(st): State<AppState>) -> Response {
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
+    let mut text = st.metrics.render();
+    match st.storage.quarantined().await {
+        Ok(q) => text.push_str(&crate::metrics::quarantined_gauge(q.len())),
+        Err(e) => tracing::error!(error = %e, "listing quarantined documents failed"),
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics.render(),
+        text,
     )
         .into_response()
 }
@@ -408,7 +419,11 @@ async fn push(
         let parsed = tokio::task::spawn_blocking(move || ingest::parse(&device, req, max))
             .await
             .map_err(internal)??;
-        Ok::<_, ApiError>(st.storage.push(&caller, parsed).await?)
+        Ok::<_, ApiError>(
+            st.storage
+                .push_within(&caller, parsed, &st.limits.quota)
+                .await?,
+        )
     }
     .await;
     let outcome = match result {
