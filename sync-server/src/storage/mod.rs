@@ -483,7 +483,8 @@ mod tests {
         assert_eq!(page_cut(&[100, 1], 10, 8), (1, true));
         assert_eq!(page_cut(&[100], 10, 8), (1, false));
         assert_eq!(page_cut(&[], 10, 8), (0, false));
-        assert_eq!(page_cut(&[u64::MAX, u64::MAX], 10, u64::MAX), (1, true));
+        assert_eq!(page_cut(&[u64::MAX, 1], 10, u64::MAX - 1), (1, true));
+        assert_eq!(page_cut(&[u64::MAX, 1], 10, u64::MAX), (2, false));
         // A limit of 0 still sends one.
         assert_eq!(page_cut(&[1, 1], 0, 8), (1, true));
     }

@@ -902,7 +902,7 @@ pub async fn concurrent_same_push(f: &dyn Factory) {
 /// outside row locks and pooled connections).
 pub async fn slow_push_does_not_stall(f: &dyn Factory) {
     const LARGE: usize = 4;
-    const DOCS: usize = 150;
+    const DOCS: usize = 250;
     let s = f.open().await;
     directory(&*s).await;
     let mut large = Vec::new();
@@ -931,8 +931,8 @@ pub async fn slow_push_does_not_stall(f: &dyn Factory) {
             order.lock().unwrap().push(format!("large-{i}"));
         }));
     }
-    // Let the large pushes start their Automerge work.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Let the large pushes read their (new) documents and start their Automerge work.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let started = tokio::time::Instant::now();
     let n = count(&small);
     let o = push(&*s, &small_caller, small).await.unwrap();
