@@ -37,7 +37,7 @@ pub fn verify_bytes(bytes: &[u8], heads: &[u8], kind: &str, grid: &str) -> Resul
         .chunks(32)
         .filter_map(|c| <[u8; 32]>::try_from(c).ok())
         .collect();
-    if heads.len() % 32 != 0 || got != want {
+    if !heads.len().is_multiple_of(32) || got != want {
         return Err(format!(
             "the stored bytes have {} head(s) other than the {} stored with them",
             got.len(),

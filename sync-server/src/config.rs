@@ -11,8 +11,8 @@
 //! | `access_ttl_secs` | `XIUHUA_ACCESS_TTL_SECS` | 900 |
 //! | `max_push_changes` | `XIUHUA_MAX_PUSH_CHANGES` | 10,000 |
 //! | `max_pull_limit` | `XIUHUA_MAX_PULL_LIMIT` | 5,000 |
-//! | `device_daily_bytes` | `XIUHUA_DEVICE_DAILY_BYTES` | 256 MiB of new changes per device per UTC day (0: none) |
-//! | `device_daily_changes` | `XIUHUA_DEVICE_DAILY_CHANGES` | 200,000 new changes per device per UTC day (0: none) |
+//! | `device_daily_bytes` | `XIUHUA_DEVICE_DAILY_BYTES` | 512 MiB of new changes per device per UTC day (0: none) |
+//! | `device_daily_changes` | `XIUHUA_DEVICE_DAILY_CHANGES` | 500,000 new changes per device per UTC day (0: none) |
 //! | `database_url` | `XIUHUA_DATABASE_URL` | none: embedded SQLite in `data_dir`; `postgres://…` or `postgresql://…` selects PostgreSQL |
 //! | `db_max_connections` | `XIUHUA_DB_MAX_CONNECTIONS` | 16 (PostgreSQL pool size per process) |
 //! | `db_statement_timeout_ms` | `XIUHUA_DB_STATEMENT_TIMEOUT_MS` | 10,000 (0: none) |
@@ -97,8 +97,8 @@ impl Default for Config {
             access_ttl_secs: 15 * 60,
             max_push_changes: 10_000,
             max_pull_limit: 5_000,
-            device_daily_bytes: 256 * 1024 * 1024,
-            device_daily_changes: 200_000,
+            device_daily_bytes: 512 * 1024 * 1024,
+            device_daily_changes: 500_000,
             database_url: None,
             db_max_connections: 16,
             db_statement_timeout_ms: 10_000,
@@ -307,6 +307,26 @@ mod tests {
         );
         std::fs::write(&p, "bogus = 1\n").expect("write");
         assert!(Config::load_with(Some(&p), |_| None).is_err());
+    }
+
+    #[test]
+    fn device_quota_from_file_and_env() {
+        let d = Config::load_with(None, |_| None).expect("config");
+        assert_eq!(
+            (d.device_daily_bytes, d.device_daily_changes),
+            (512 * 1024 * 1024, 500_000)
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("q.toml");
+        std::fs::write(&p, "device_daily_bytes = 1000\ndevice_daily_changes = 7\n").expect("write");
+        let c = Config::load_with(Some(&p), |k| {
+            (k == "XIUHUA_DEVICE_DAILY_CHANGES").then(|| "0".to_string())
+        })
+        .expect("config");
+        assert_eq!((c.device_daily_bytes, c.device_daily_changes), (1000, 0));
+        let l = crate::http::Limits::from_config(&c);
+        assert_eq!(l.quota.daily_bytes, 1000);
+        assert_eq!(l.quota.daily_changes, 0);
     }
 
     #[test]

@@ -206,11 +206,7 @@ async fn metrics(State(st): State<AppState>) -> Response {
         Ok(q) => text.push_str(&crate::metrics::quarantined_gauge(q.len())),
         Err(e) => tracing::error!(error = %e, "listing quarantined documents failed"),
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 // ----- bodies -----

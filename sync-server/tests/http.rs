@@ -1164,7 +1164,11 @@ async fn a_quarantined_document_answers_409_and_shows_in_metrics() {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.err);
     let ids: Vec<i64> = a.store.outbox(100).unwrap().iter().map(|e| e.id).collect();
     a.store.ack_outbox(&ids).unwrap();
-    assert!(metrics_text(&h).await.contains("xiuhua_quarantined_documents 0"));
+    assert!(
+        metrics_text(&h)
+            .await
+            .contains("xiuhua_quarantined_documents 0")
+    );
     // Broken bytes written behind the server's back; the check quarantines them.
     let c = rusqlite::Connection::open(h.storage.path()).unwrap();
     c.execute(
@@ -1179,5 +1183,9 @@ async fn a_quarantined_document_answers_409_and_shows_in_metrics() {
     let r = push(&h, &a, &outbox_push(&a.store)).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.err.unwrap().code, "quarantined");
-    assert!(metrics_text(&h).await.contains("xiuhua_quarantined_documents 1"));
+    assert!(
+        metrics_text(&h)
+            .await
+            .contains("xiuhua_quarantined_documents 1")
+    );
 }

@@ -32,8 +32,9 @@ impl Factory for Sqlite {
         Arc::new(SqliteStorage::open(self.0.path()).unwrap())
     }
     async fn overwrite_doc_bytes(&self, doc: &str, bytes: &[u8]) {
-        let c = rusqlite::Connection::open(self.0.path().join(xiuhua_server::storage::sqlite::DB_FILE))
-            .unwrap();
+        let c =
+            rusqlite::Connection::open(self.0.path().join(xiuhua_server::storage::sqlite::DB_FILE))
+                .unwrap();
         c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
         let n = c
             .execute(

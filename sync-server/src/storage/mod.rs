@@ -513,7 +513,11 @@ mod tests {
         assert_eq!(e.kind, RefusalKind::QuotaExceeded);
         assert!(e.message.contains("100 bytes"), "{}", e.message);
         let e = q.check(1, 11, DAY_MS - 5_000).unwrap_err();
-        assert!(e.message.contains("10 changes") && e.message.contains("in 5 s"), "{}", e.message);
+        assert!(
+            e.message.contains("10 changes") && e.message.contains("in 5 s"),
+            "{}",
+            e.message
+        );
         assert!(Quota::UNLIMITED.check(u64::MAX, u64::MAX, 0).is_ok());
         assert_eq!(Quota::day_of(DAY_MS - 1), 0);
         assert_eq!(Quota::day_of(DAY_MS), 1);

@@ -50,7 +50,7 @@ const PUSH_ATTEMPTS: usize = 8;
 const MIGRATIONS: &[(&str, &str)] = &[
     (
         "initial schema",
-    r#"
+        r#"
 CREATE TABLE meta (key TEXT COLLATE "C" PRIMARY KEY, value BYTEA NOT NULL);
 -- reference tables: the directory, users, grants, devices, credentials
 CREATE TABLE districts (id TEXT COLLATE "C" PRIMARY KEY, name TEXT NOT NULL);
@@ -486,7 +486,12 @@ impl PgStorage {
                         .await
                         .map_err(fail)?;
                 }
-                tracing::warn!(doc = id, grid, reason, "stored document broken: quarantined");
+                tracing::warn!(
+                    doc = id,
+                    grid,
+                    reason,
+                    "stored document broken: quarantined"
+                );
                 Err(fail(quarantined_refusal(&id)))
             }
         }
@@ -723,8 +728,7 @@ impl PgStorage {
         let stmt = tx
             .prepare_cached("UPDATE devices SET last_seen_ms = $2 WHERE id = $1")
             .await?;
-        tx.execute(&stmt, &[&caller.device, &now])
-            .await?;
+        tx.execute(&stmt, &[&caller.device, &now]).await?;
         let mut grid_seqs: Vec<(String, u64)> = seqs.into_iter().collect();
         grid_seqs.sort();
         Ok(PushOutcome {

@@ -321,7 +321,11 @@ fn read_push(conn: &Connection, parsed: &Parsed) -> StoreResult<PushRead> {
     })
 }
 
-fn quarantine_rows(conn: &Connection, rows: &[(String, String, String)], now_ms: i64) -> StoreResult<()> {
+fn quarantine_rows(
+    conn: &Connection,
+    rows: &[(String, String, String)],
+    now_ms: i64,
+) -> StoreResult<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO quarantine (doc, grid, reason, since_ms) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (doc) DO UPDATE SET reason = excluded.reason",
@@ -345,7 +349,12 @@ fn after_apply_error(conn: &Connection, read: &PushRead, e: StoreError) -> Store
     };
     match quarantine_rows(conn, &broken, crate::now_ms()) {
         Ok(()) => {
-            tracing::warn!(doc = id, grid, reason, "stored document broken: quarantined");
+            tracing::warn!(
+                doc = id,
+                grid,
+                reason,
+                "stored document broken: quarantined"
+            );
             quarantined_refusal(id).into()
         }
         Err(q) => q,
@@ -370,7 +379,11 @@ fn write_push(
         let mut stmt = tx.prepare_cached("SELECT 1 FROM changes WHERE hash = ?1")?;
         for d in &applied.docs {
             for (h, _) in &d.changes {
-                if stmt.query_row([h.0.to_vec()], |_| Ok(())).optional()?.is_some() {
+                if stmt
+                    .query_row([h.0.to_vec()], |_| Ok(()))
+                    .optional()?
+                    .is_some()
+                {
                     return Ok(None);
                 }
             }
@@ -505,7 +518,8 @@ fn push_attempt(
             Ok(a) => a,
             Err(e) => {
                 let e = after_apply_error(&tx, &read, e);
-                if matches!(&e, StoreError::Refused(r) if r.kind == crate::error::RefusalKind::Quarantined) {
+                if matches!(&e, StoreError::Refused(r) if r.kind == crate::error::RefusalKind::Quarantined)
+                {
                     tx.commit()?;
                 }
                 return Err(e);
@@ -572,7 +586,10 @@ fn push_blocking(
         if let Some(out) = push_attempt(inner, caller, p, quota, last)? {
             return Ok(out);
         }
-        tracing::debug!(attempt, "a pushed document changed while the push applied; redoing");
+        tracing::debug!(
+            attempt,
+            "a pushed document changed while the push applied; redoing"
+        );
     }
     Err(StoreError::Backend("the push did not commit".into()))
 }
@@ -602,7 +619,8 @@ fn pull_tx(
     let since_i = i64::try_from(since).unwrap_or(i64::MAX);
     let bs = buildings_json(scope);
     // First the sizes (no change bytes read), then the changes that fit.
-    let size_of = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, i64)> { Ok((r.get(0)?, r.get(1)?)) };
+    let size_of =
+        |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, i64)> { Ok((r.get(0)?, r.get(1)?)) };
     let sizes: Vec<(i64, i64)> = match &bs {
         None => tx
             .prepare_cached("SELECT seq, length(bytes) FROM changes WHERE grid = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")?
@@ -617,7 +635,10 @@ fn pull_tx(
             .query_map(params![grid, since_i, limit, bs], size_of)?
             .collect::<rusqlite::Result<_>>()?,
     };
-    let lens: Vec<u64> = sizes.iter().map(|s| u64::try_from(s.1).unwrap_or(0)).collect();
+    let lens: Vec<u64> = sizes
+        .iter()
+        .map(|s| u64::try_from(s.1).unwrap_or(0))
+        .collect();
     let (n, _) = page_cut(&lens, limit as usize, max_bytes);
     let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(u64, String, Vec<u8>)> {
         Ok((
@@ -699,7 +720,10 @@ fn bootstrap_tx(
             .query_map(params![grid, after, bs, fetch], size_of)?
             .collect::<rusqlite::Result<_>>()?,
     };
-    let lens: Vec<u64> = sizes.iter().map(|s| u64::try_from(s.1).unwrap_or(0)).collect();
+    let lens: Vec<u64> = sizes
+        .iter()
+        .map(|s| u64::try_from(s.1).unwrap_or(0))
+        .collect();
     let (n, more) = page_cut(&lens, limit as usize, max_bytes);
     let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<BundleRow> {
         Ok(BundleRow {
@@ -750,7 +774,8 @@ fn with_reader<R>(
         None => {
             let c = Connection::open_with_flags(
                 &inner.path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             configure(&c)?;
             c
@@ -1372,8 +1397,9 @@ impl Storage for SqliteStorage {
 
     async fn quarantined(&self) -> StoreResult<Vec<Quarantined>> {
         self.read(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT doc, grid, reason, since_ms FROM quarantine ORDER BY doc")?;
+            let mut stmt = c.prepare_cached(
+                "SELECT doc, grid, reason, since_ms FROM quarantine ORDER BY doc",
+            )?;
             Ok(stmt
                 .query_map([], |r| {
                     Ok(Quarantined {

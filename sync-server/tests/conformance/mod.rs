@@ -1018,7 +1018,10 @@ pub async fn concurrent_same_document(f: &dyn Factory) {
     let (_, bytes) = admin.doc(&hh).await.unwrap().unwrap();
     let mut doc = automerge::AutoCommit::load(&bytes).unwrap();
     let heads: BTreeSet<Vec<u8>> = doc.get_heads().iter().map(|h| h.0.to_vec()).collect();
-    assert_eq!(heads, want_heads, "the stored document holds every device's change");
+    assert_eq!(
+        heads, want_heads,
+        "the stored document holds every device's change"
+    );
     let snap = admin.bootstrap("g1", &Scope::Grid, None, 0).await.unwrap();
     let row = snap.docs.iter().find(|d| d.id == hh).unwrap();
     let stored_heads: BTreeSet<Vec<u8>> = row.heads.chunks(32).map(<[u8]>::to_vec).collect();
@@ -1058,9 +1061,15 @@ pub async fn pages_bounded_by_bytes(f: &dyn Factory) {
             .await
             .unwrap();
         pages += 1;
-        assert!(!p.changes.is_empty() || !p.more, "a page that says more holds something");
+        assert!(
+            !p.changes.is_empty() || !p.more,
+            "a page that says more holds something"
+        );
         let bytes: u64 = p.changes.iter().map(|c| c.2.len() as u64).sum();
-        assert!(bytes <= budget || p.changes.len() == 1, "page of {bytes} bytes");
+        assert!(
+            bytes <= budget || p.changes.len() == 1,
+            "page of {bytes} bytes"
+        );
         seen.extend(p.changes.iter().map(|c| c.0));
         if !p.more {
             assert_eq!(p.next, head);
@@ -1094,7 +1103,10 @@ pub async fn pages_bounded_by_bytes(f: &dyn Factory) {
         pages += 1;
         assert_eq!(p.cursor, head);
         let bytes: u64 = p.docs.iter().map(doc_size).sum();
-        assert!(bytes <= budget || p.docs.len() == 1, "page of {bytes} bytes");
+        assert!(
+            bytes <= budget || p.docs.len() == 1,
+            "page of {bytes} bytes"
+        );
         assert!(p.docs.len() <= 2);
         ids.extend(p.docs.iter().map(|d| d.id.clone()));
         after = p.docs.last().map(|d| d.id.clone());
@@ -1172,13 +1184,19 @@ pub async fn device_quota(f: &dyn Factory) {
     r.description = "很长的描述".repeat(300);
     sc.create_record(r).unwrap();
     let big = drain(&mut sc);
-    let bytes: u64 = big.docs.iter().flat_map(|d| d.changes.iter().map(|c| c.len() as u64)).sum();
+    let bytes: u64 = big
+        .docs
+        .iter()
+        .flat_map(|d| d.changes.iter().map(|c| c.len() as u64))
+        .sum();
     let byte_quota = Quota {
         daily_bytes: bytes - 1,
         daily_changes: 0,
     };
     let before = seq_of(s, "g1").await;
-    let e = push_quota(s, &c, big.clone(), &byte_quota).await.unwrap_err();
+    let e = push_quota(s, &c, big.clone(), &byte_quota)
+        .await
+        .unwrap_err();
     assert_eq!(refusal(e), RefusalKind::QuotaExceeded);
     assert_eq!(seq_of(s, "g1").await, before);
     let byte_quota = Quota {
@@ -1218,18 +1236,28 @@ pub async fn quarantine_broken_documents(f: &dyn Factory) {
         .unwrap();
     assert_eq!(report.checked, 3);
     assert_eq!(
-        report.broken.iter().map(|b| b.0.as_str()).collect::<Vec<_>>(),
+        report
+            .broken
+            .iter()
+            .map(|b| b.0.as_str())
+            .collect::<Vec<_>>(),
         [broken.as_str()]
     );
     let q = s.quarantined().await.unwrap();
     assert_eq!(q.len(), 1);
-    assert_eq!((q[0].id.as_str(), q[0].grid.as_str()), (broken.as_str(), "g1"));
+    assert_eq!(
+        (q[0].id.as_str(), q[0].grid.as_str()),
+        (broken.as_str(), "g1")
+    );
     // Left out of bootstrap; the others are there.
     let snap = s.bootstrap("g1", &Scope::Grid, None, 0).await.unwrap();
     let ids: BTreeSet<&str> = snap.docs.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(ids, [sound.as_str(), later.as_str()].into_iter().collect());
     // Reads and pushes of it are refused as quarantined, not failed.
-    assert_eq!(refusal(s.doc(&broken).await.unwrap_err()), RefusalKind::Quarantined);
+    assert_eq!(
+        refusal(s.doc(&broken).await.unwrap_err()),
+        RefusalKind::Quarantined
+    );
     let seq = seq_of(s, "g1").await;
     st.set_household_note(&broken, "电话已更新").unwrap();
     let e = push(s, &caller, drain(&mut st)).await.unwrap_err();
@@ -1241,11 +1269,18 @@ pub async fn quarantine_broken_documents(f: &dyn Factory) {
 
     // Broken again behind the storage's back, before any check: the push quarantines it.
     let (_, later_bytes) = s.doc(&later).await.unwrap().unwrap();
-    f.overwrite_doc_bytes(&later, b"not an automerge document").await;
+    f.overwrite_doc_bytes(&later, b"not an automerge document")
+        .await;
     st.set_household_note(&later, "搬走").unwrap();
     let e = push(s, &caller, drain(&mut st)).await.unwrap_err();
     assert_eq!(refusal(e), RefusalKind::Quarantined);
-    let q: Vec<String> = s.quarantined().await.unwrap().into_iter().map(|q| q.id).collect();
+    let q: Vec<String> = s
+        .quarantined()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.id)
+        .collect();
     assert_eq!(q, {
         let mut v = vec![broken.clone(), later.clone()];
         v.sort();
@@ -1262,5 +1297,12 @@ pub async fn quarantine_broken_documents(f: &dyn Factory) {
     assert_eq!(report.released.len(), 2);
     assert!(s.quarantined().await.unwrap().is_empty());
     assert!(s.doc(&broken).await.unwrap().is_some());
-    assert_eq!(s.bootstrap("g1", &Scope::Grid, None, 0).await.unwrap().docs.len(), 3);
+    assert_eq!(
+        s.bootstrap("g1", &Scope::Grid, None, 0)
+            .await
+            .unwrap()
+            .docs
+            .len(),
+        3
+    );
 }
