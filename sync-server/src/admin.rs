@@ -248,3 +248,16 @@ pub async fn list(s: &dyn Storage, what: Listing) -> Result<String, StoreError> 
     }
     Ok(out)
 }
+
+/// `xiuhua-server check`: verifies every stored document, quarantining broken ones, and
+/// reports every quarantined document. Returns the report and whether none is quarantined.
+pub async fn check(s: &dyn Storage) -> Result<(String, bool), StoreError> {
+    let report = crate::check::run(s, crate::now_ms()).await?;
+    let mut out = crate::check::render(&report);
+    let all = s.quarantined().await?;
+    out.push_str(&format!("{} document(s) quarantined\n", all.len()));
+    for q in &all {
+        out.push_str(&format!("  {} (grid {}): {}\n", q.id, q.grid, q.reason));
+    }
+    Ok((out, all.is_empty()))
+}

@@ -11,6 +11,8 @@
 //! | `access_ttl_secs` | `XIUHUA_ACCESS_TTL_SECS` | 900 |
 //! | `max_push_changes` | `XIUHUA_MAX_PUSH_CHANGES` | 10,000 |
 //! | `max_pull_limit` | `XIUHUA_MAX_PULL_LIMIT` | 5,000 |
+//! | `device_daily_bytes` | `XIUHUA_DEVICE_DAILY_BYTES` | 512 MiB of new changes per device per UTC day (0: none) |
+//! | `device_daily_changes` | `XIUHUA_DEVICE_DAILY_CHANGES` | 500,000 new changes per device per UTC day (0: none) |
 //! | `database_url` | `XIUHUA_DATABASE_URL` | none: embedded SQLite in `data_dir`; `postgres://…` or `postgresql://…` selects PostgreSQL |
 //! | `db_max_connections` | `XIUHUA_DB_MAX_CONNECTIONS` | 16 (PostgreSQL pool size per process) |
 //! | `db_statement_timeout_ms` | `XIUHUA_DB_STATEMENT_TIMEOUT_MS` | 10,000 (0: none) |
@@ -45,6 +47,8 @@ struct FileConfig {
     access_ttl_secs: Option<u64>,
     max_push_changes: Option<usize>,
     max_pull_limit: Option<u32>,
+    device_daily_bytes: Option<u64>,
+    device_daily_changes: Option<u64>,
     database_url: Option<String>,
     db_max_connections: Option<u64>,
     db_statement_timeout_ms: Option<u64>,
@@ -84,6 +88,10 @@ pub struct Config {
     pub access_ttl_secs: u64,
     pub max_push_changes: usize,
     pub max_pull_limit: u32,
+    /// Bytes of new changes a device may store per UTC day (0: no limit).
+    pub device_daily_bytes: u64,
+    /// New changes a device may store per UTC day (0: no limit).
+    pub device_daily_changes: u64,
     /// `None`: embedded SQLite in `data_dir`; else a `postgres://` URL.
     pub database_url: Option<String>,
     pub db_max_connections: u64,
@@ -135,6 +143,8 @@ impl Default for Config {
             access_ttl_secs: 15 * 60,
             max_push_changes: 10_000,
             max_pull_limit: 5_000,
+            device_daily_bytes: 512 * 1024 * 1024,
+            device_daily_changes: 500_000,
             database_url: None,
             db_max_connections: 16,
             db_statement_timeout_ms: 10_000,
@@ -251,6 +261,16 @@ impl Config {
                 u64::from(d.max_pull_limit),
             )?)
             .map_err(|e| ConfigError(e.to_string()))?,
+            device_daily_bytes: num(
+                "XIUHUA_DEVICE_DAILY_BYTES",
+                f.device_daily_bytes,
+                d.device_daily_bytes,
+            )?,
+            device_daily_changes: num(
+                "XIUHUA_DEVICE_DAILY_CHANGES",
+                f.device_daily_changes,
+                d.device_daily_changes,
+            )?,
             database_url: get("XIUHUA_DATABASE_URL", f.database_url).map(|u| u.trim().to_string()),
             db_max_connections: num(
                 "XIUHUA_DB_MAX_CONNECTIONS",
@@ -516,6 +536,26 @@ mod tests {
             Some("0123456789abcdef0123")
         );
         assert_eq!(Config::default().database_key().unwrap(), None);
+    }
+
+    #[test]
+    fn device_quota_from_file_and_env() {
+        let d = Config::load_with(None, |_| None).expect("config");
+        assert_eq!(
+            (d.device_daily_bytes, d.device_daily_changes),
+            (512 * 1024 * 1024, 500_000)
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("q.toml");
+        std::fs::write(&p, "device_daily_bytes = 1000\ndevice_daily_changes = 7\n").expect("write");
+        let c = Config::load_with(Some(&p), |k| {
+            (k == "XIUHUA_DEVICE_DAILY_CHANGES").then(|| "0".to_string())
+        })
+        .expect("config");
+        assert_eq!((c.device_daily_bytes, c.device_daily_changes), (1000, 0));
+        let l = crate::http::Limits::from_config(&c);
+        assert_eq!(l.quota.daily_bytes, 1000);
+        assert_eq!(l.quota.daily_changes, 0);
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub enum RefusalKind {
     Conflict,
     /// 413: oversized body or batch.
     TooLarge,
+    /// 429 `quota_exceeded`: the device's daily push quota is used up.
+    QuotaExceeded,
+    /// 409 `quarantined`: the document's stored state is broken and set aside.
+    Quarantined,
 }
 
 /// A refused request: nothing was stored.
@@ -125,6 +129,8 @@ impl From<Refusal> for ApiError {
             RefusalKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             RefusalKind::Conflict => (StatusCode::CONFLICT, "conflict"),
             RefusalKind::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            RefusalKind::QuotaExceeded => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
+            RefusalKind::Quarantined => (StatusCode::CONFLICT, "quarantined"),
         };
         ApiError::new(status, code, r.message)
     }

@@ -56,6 +56,8 @@ pub struct Limits {
     pub decode_workers: usize,
     pub enroll_per_ip_per_minute: u32,
     pub enroll_per_minute: u32,
+    /// Each device's daily push quota.
+    pub quota: crate::storage::Quota,
 }
 
 impl Limits {
@@ -71,6 +73,10 @@ impl Limits {
             decode_workers: c.decode_workers,
             enroll_per_ip_per_minute: c.enroll_per_ip_per_minute,
             enroll_per_minute: c.enroll_per_minute,
+            quota: crate::storage::Quota {
+                daily_bytes: c.device_daily_bytes,
+                daily_changes: c.device_daily_changes,
+            },
         }
     }
 
@@ -301,11 +307,12 @@ async fn healthz(State(st): State<AppState>) -> Response {
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics.render(),
-    )
-        .into_response()
+    let mut text = st.metrics.render();
+    match st.storage.quarantined().await {
+        Ok(q) => text.push_str(&crate::metrics::quarantined_gauge(q.len())),
+        Err(e) => tracing::error!(error = %e, "listing quarantined documents failed"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 // ----- bodies -----
@@ -618,7 +625,11 @@ async fn push(
                 ingest::parse(&device, req, max).map_err(ApiError::from)
             })
             .await?;
-        Ok::<_, ApiError>(st.storage.push(&caller, parsed).await?)
+        Ok::<_, ApiError>(
+            st.storage
+                .push_within(&caller, parsed, &st.limits.quota)
+                .await?,
+        )
     }
     .await;
     let outcome = match result {

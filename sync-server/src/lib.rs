@@ -17,6 +17,7 @@
 //! - [`http`]: the axum router: `/v1/*` endpoints, `/healthz`, `/metrics`.
 //! - [`metrics`]: Prometheus text counters.
 //! - [`admin`]: the station's administration commands (directory, users, grants, devices).
+//! - [`check`]: `xiuhua-server check`: verifies every stored document, quarantines broken ones.
 //! - [`edge`]: enrollment attempt limits, long polls per device, connections per address.
 //! - [`server`]: binding, connection limits and timeouts, logging, graceful shutdown.
 //!
@@ -29,6 +30,7 @@
 pub mod access;
 pub mod admin;
 pub mod auth;
+pub mod check;
 pub mod config;
 pub mod demo;
 pub mod edge;

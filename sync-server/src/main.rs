@@ -89,6 +89,9 @@ enum Command {
     RevokeUser { user: String },
     /// Lists users, grids or grants.
     List { what: What },
+    /// Verifies every stored document (loads, has its stored heads); quarantines broken ones
+    /// and lists every quarantined document. Exits 1 when any is quarantined.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -213,6 +216,14 @@ async fn run(cmd: Command, cfg: Config) -> Result<String, String> {
                 What::Grants => Listing::Grants,
             };
             admin::list(s, l).await
+        }
+        Command::Check => {
+            let (out, clean) = admin::check(s).await.map_err(|e| e.to_string())?;
+            if clean {
+                Ok(out)
+            } else {
+                return Err(out.trim_end().to_string());
+            }
         }
     };
     r.map_err(|e| e.to_string())

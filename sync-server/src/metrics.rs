@@ -138,3 +138,10 @@ impl Metrics {
         out
     }
 }
+
+/// The gauge of quarantined documents (read from the storage at each scrape).
+pub fn quarantined_gauge(n: usize) -> String {
+    format!(
+        "# HELP xiuhua_quarantined_documents Stored documents set aside by `xiuhua-server check` or a push (their stored state does not load).\n# TYPE xiuhua_quarantined_documents gauge\nxiuhua_quarantined_documents {n}\n"
+    )
+}

@@ -1438,3 +1438,86 @@ async fn a_malformed_body_is_refused_without_echoing_its_values() {
     let e = r.err.unwrap();
     assert!(!e.message.contains("11010519491231002X"), "{}", e.message);
 }
+
+async fn metrics_text(h: &H) -> String {
+    let resp = h
+        .app
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn a_device_over_its_daily_quota_gets_429_quota_exceeded() {
+    let h = setup_with(Limits {
+        quota: xiuhua_server::storage::Quota {
+            daily_bytes: 0,
+            daily_changes: 2,
+        },
+        ..Limits::default()
+    })
+    .await;
+    let mut a = enroll(&h, "u-grid", Role::GridMember).await;
+    a.store.create_record(record("g1", None)).unwrap();
+    a.store.create_record(record("g1", None)).unwrap();
+    let r = push(&h, &a, &outbox_push(&a.store)).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.err);
+    let ids: Vec<i64> = a.store.outbox(100).unwrap().iter().map(|e| e.id).collect();
+    a.store.ack_outbox(&ids).unwrap();
+    a.store.create_record(record("g1", None)).unwrap();
+    let r = push(&h, &a, &outbox_push(&a.store)).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let e = r.err.unwrap();
+    assert_eq!(e.code, "quota_exceeded");
+    assert!(e.message.contains("daily quota"), "{}", e.message);
+    assert_eq!(grid_seq(&h, "g1").await, 2);
+    // Another device of the same user has its own quota.
+    let mut b = enroll(&h, "u-grid", Role::GridMember).await;
+    b.store.create_record(record("g1", None)).unwrap();
+    let r = push(&h, &b, &outbox_push(&b.store)).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.err);
+}
+
+#[tokio::test]
+async fn a_quarantined_document_answers_409_and_shows_in_metrics() {
+    let h = setup().await;
+    let mut a = enroll(&h, "u-grid", Role::GridMember).await;
+    let hh = a
+        .store
+        .create_household(household("g1", "1号楼", "101", "刘芳"))
+        .unwrap();
+    let r = push(&h, &a, &outbox_push(&a.store)).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.err);
+    let ids: Vec<i64> = a.store.outbox(100).unwrap().iter().map(|e| e.id).collect();
+    a.store.ack_outbox(&ids).unwrap();
+    assert!(
+        metrics_text(&h)
+            .await
+            .contains("xiuhua_quarantined_documents 0")
+    );
+    // Broken bytes written behind the server's back; the check quarantines them.
+    let c = rusqlite::Connection::open(h.storage.path()).unwrap();
+    c.execute(
+        "UPDATE docs SET bytes = x'00010203' WHERE id = ?1",
+        rusqlite::params![hh],
+    )
+    .unwrap();
+    let (report, clean) = admin::check(&h.storage).await.unwrap();
+    assert!(!clean);
+    assert!(report.contains(&hh), "{report}");
+    a.store.set_household_note(&hh, "独居").unwrap();
+    let r = push(&h, &a, &outbox_push(&a.store)).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.err.unwrap().code, "quarantined");
+    assert!(
+        metrics_text(&h)
+            .await
+            .contains("xiuhua_quarantined_documents 1")
+    );
+}

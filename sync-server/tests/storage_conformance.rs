@@ -32,6 +32,19 @@ impl Factory for Sqlite {
     async fn open(&self) -> Arc<dyn Storage> {
         Arc::new(SqliteStorage::open(self.0.path()).unwrap())
     }
+    async fn overwrite_doc_bytes(&self, doc: &str, bytes: &[u8]) {
+        let c =
+            rusqlite::Connection::open(self.0.path().join(xiuhua_server::storage::sqlite::DB_FILE))
+                .unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        let n = c
+            .execute(
+                "UPDATE docs SET bytes = ?2 WHERE id = ?1",
+                rusqlite::params![doc, bytes],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
 }
 
 /// PostgreSQL: every handle is its own pool on one fresh database.
@@ -52,6 +65,19 @@ impl Factory for Postgres {
             ..PgOptions::default()
         };
         Arc::new(PgStorage::open(&self.0.url, &opts).await.unwrap())
+    }
+    async fn overwrite_doc_bytes(&self, doc: &str, bytes: &[u8]) {
+        let (c, conn) = tokio_postgres::connect(&self.0.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let n = c
+            .execute("UPDATE docs SET bytes = $2 WHERE id = $1", &[&doc, &bytes])
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
     }
 }
 
@@ -86,6 +112,11 @@ macro_rules! all_cases {
                 purge_info,
                 concurrent_pushes,
                 concurrent_same_push,
+                slow_push_does_not_stall,
+                concurrent_same_document,
+                pages_bounded_by_bytes,
+                device_quota,
+                quarantine_broken_documents,
             ]
         );
     };

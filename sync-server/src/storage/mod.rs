@@ -2,7 +2,19 @@
 //! processes can follow the embedded SQLite one.
 //!
 //! **Contract for every backend** (what the protocol relies on):
-//! - [`Storage::push`] is one transaction: all of a push or nothing of it.
+//! - [`Storage::push_within`] is one transaction: all of a push or nothing of it. The
+//!   Automerge work of a push ([`crate::ingest::apply`]) runs outside the writer lock (SQLite)
+//!   and outside row locks and pooled connections (PostgreSQL): the touched documents are
+//!   read first, applied with no lock held, and the writing transaction commits only if every
+//!   touched document is still as read ([`DocVersion`]); otherwise the push is redone
+//!   (bounded; the last attempt holds the lock while applying, so a push always ends).
+//! - A device's pushes are counted per UTC day ([`Quota`]); over the quota a push is
+//!   refused ([`crate::error::RefusalKind::QuotaExceeded`]) and stores nothing.
+//! - Pull and bootstrap pages are bounded by count and by bytes ([`page_cut`]), always at
+//!   least one item, so a reply stays under what the client accepts.
+//! - A quarantined document ([`Storage::quarantine`], found by `xiuhua-server check`) is left
+//!   out of bootstrap pages; pushes to it and [`Storage::doc`] are refused
+//!   ([`crate::error::RefusalKind::Quarantined`]), so it never stops other documents syncing.
 //! - Per-grid sequence numbers are assigned under a per-grid lock held until commit
 //!   (SQLite: the IMMEDIATE transaction; PostgreSQL: `SELECT … FROM grid_seqs … FOR UPDATE`, which
 //!   row-locks the grid), so seqs of a grid become visible in order and a pull never skips
@@ -26,7 +38,7 @@ use xiuhua_core::doc::DocKind;
 use xiuhua_core::model::{Role, Tier};
 
 use crate::access::{Caller, GrantRow, Scope};
-use crate::error::StoreError;
+use crate::error::{Refusal, RefusalKind, StoreError};
 use crate::ingest::Parsed;
 
 /// Result of storage calls.
@@ -142,6 +154,142 @@ pub fn bootstrap_page_limit(limit: u32) -> u32 {
     }
 }
 
+/// Bytes of document (or change) data a pull or bootstrap page holds at most, besides its
+/// first item: half of what the client accepts ([`xiuhua_core::sync::proto::MAX_BODY_BYTES`],
+/// decompressed), leaving room for ids, projection rows' framing and the rest of the reply.
+pub const PAGE_MAX_BYTES: u64 = (xiuhua_core::sync::proto::MAX_BODY_BYTES / 2) as u64;
+
+/// How many of a page's candidate items to send, given each one's size in bytes (in page
+/// order; at most `limit + 1` of them): at most `limit` items whose sizes add up to at most
+/// `max_bytes`, and always the first one. Returns the count and whether items follow it.
+pub fn page_cut(sizes: &[u64], limit: usize, max_bytes: u64) -> (usize, bool) {
+    let mut total: u64 = 0;
+    let mut n = 0;
+    for &size in sizes.iter().take(limit.max(1)) {
+        let next = total.saturating_add(size);
+        if n > 0 && next > max_bytes {
+            break;
+        }
+        total = next;
+        n += 1;
+    }
+    (n, n < sizes.len())
+}
+
+/// Where a pull page ends: `fetched` changes were read (at most `limit`, the last one at
+/// seq `last_fetched`), `taken` of them are sent (the last one at seq `last_taken`), the
+/// grid is at `max`. Returns (`next`, `more`).
+pub fn pull_page_end(
+    since: u64,
+    limit: u32,
+    fetched: usize,
+    taken: usize,
+    last_taken: Option<u64>,
+    max: u64,
+) -> (u64, bool) {
+    match last_taken {
+        // Cut short by bytes: more follow the last change sent.
+        Some(last) if taken < fetched => (last, true),
+        Some(last) if fetched >= limit as usize => (last, last < max),
+        _ => (since.max(max), false),
+    }
+}
+
+/// A device's daily allowance of pushed data (0: no limit). Days are UTC days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Quota {
+    /// Bytes of new changes a device may store per day.
+    pub daily_bytes: u64,
+    /// New changes a device may store per day.
+    pub daily_changes: u64,
+}
+
+/// Milliseconds in a quota day.
+pub const DAY_MS: i64 = 86_400_000;
+
+impl Quota {
+    /// No limit.
+    pub const UNLIMITED: Quota = Quota {
+        daily_bytes: 0,
+        daily_changes: 0,
+    };
+
+    /// The quota day of a time.
+    pub fn day_of(now_ms: i64) -> i64 {
+        now_ms.div_euclid(DAY_MS)
+    }
+
+    /// Checks a device's use of the day, this push included.
+    pub fn check(&self, used_bytes: u64, used_changes: u64, now_ms: i64) -> Result<(), Refusal> {
+        let over_bytes = self.daily_bytes > 0 && used_bytes > self.daily_bytes;
+        let over_changes = self.daily_changes > 0 && used_changes > self.daily_changes;
+        if !(over_bytes || over_changes) {
+            return Ok(());
+        }
+        let left_s = (DAY_MS - now_ms.rem_euclid(DAY_MS)) / 1000;
+        let what = if over_bytes {
+            format!("{} bytes of changes", self.daily_bytes)
+        } else {
+            format!("{} changes", self.daily_changes)
+        };
+        Err(Refusal::new(
+            RefusalKind::QuotaExceeded,
+            format!(
+                "this device's daily quota ({what}) is used up; nothing was stored; it renews in {left_s} s (at 00:00 UTC), or ask the station to raise it"
+            ),
+        ))
+    }
+}
+
+/// What a push's commit compares with what its Automerge work read: the document's heads
+/// (32 bytes each, concatenated, as stored) and its recorded tier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocVersion {
+    pub heads: Vec<u8>,
+    pub tier: String,
+}
+
+/// Whether every document a push read is still as it was (and none appeared): the
+/// condition of committing a push whose Automerge work ran with no lock held.
+pub fn unchanged(
+    read: &std::collections::HashMap<String, DocVersion>,
+    now: &std::collections::HashMap<String, DocVersion>,
+) -> bool {
+    read == now
+}
+
+/// The refusal of a push to, or a read of, a quarantined document.
+pub fn quarantined_refusal(id: &str) -> Refusal {
+    Refusal::new(
+        RefusalKind::Quarantined,
+        format!(
+            "document {id} is quarantined on the server (its stored state does not load; see `xiuhua-server check`): it is not synced until the station repairs it; other documents sync normally"
+        ),
+    )
+}
+
+/// A quarantined document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    pub id: String,
+    pub grid: String,
+    /// Why, for the station's staff (no document content).
+    pub reason: String,
+    pub since_ms: i64,
+}
+
+/// A stored document as `xiuhua-server check` verifies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredForCheck {
+    pub id: String,
+    pub grid: String,
+    pub kind: String,
+    /// As stored: 32 bytes per head, concatenated.
+    pub heads: Vec<u8>,
+    pub bytes: Vec<u8>,
+    pub quarantined: bool,
+}
+
 /// A registered document's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocMeta {
@@ -237,29 +385,78 @@ pub trait Storage: Send + Sync + 'static {
     ) -> StoreResult<DeviceStanding>;
 
     // ----- sync -----
-    /// Checks and stores a push in one transaction (see [`crate::ingest`]).
-    async fn push(&self, caller: &Caller, parsed: Parsed) -> StoreResult<PushOutcome>;
+    /// Checks and stores a push in one transaction (see [`crate::ingest`]), counting it
+    /// against the device's daily `quota`.
+    async fn push_within(
+        &self,
+        caller: &Caller,
+        parsed: Parsed,
+        quota: &Quota,
+    ) -> StoreResult<PushOutcome>;
+    /// [`Storage::push_within`] with no quota (tests, the demo, tools).
+    async fn push(&self, caller: &Caller, parsed: Parsed) -> StoreResult<PushOutcome> {
+        self.push_within(caller, parsed, &Quota::UNLIMITED).await
+    }
     /// Records that a device holds a grid (for purge).
     async fn mark_held(&self, device: &str, grid: &str) -> StoreResult<()>;
-    /// A page of a grid's feed after `since`, filtered by `scope`.
+    /// A page of a grid's feed after `since`, filtered by `scope`: at most `limit` changes
+    /// whose bytes add up to at most `max_bytes` (always at least one; [`page_cut`]).
+    async fn pull_within(
+        &self,
+        grid: &str,
+        since: u64,
+        limit: u32,
+        max_bytes: u64,
+        scope: &Scope,
+    ) -> StoreResult<PullPage>;
+    /// [`Storage::pull_within`] bounded by [`PAGE_MAX_BYTES`].
     async fn pull(
         &self,
         grid: &str,
         since: u64,
         limit: u32,
         scope: &Scope,
-    ) -> StoreResult<PullPage>;
+    ) -> StoreResult<PullPage> {
+        self.pull_within(grid, since, limit, PAGE_MAX_BYTES, scope)
+            .await
+    }
     /// A page of a grid's snapshot, filtered by `scope`: the documents with an id after
-    /// `after` (all when none), ordered by id, at most [`bootstrap_page_limit`]`(limit)`.
+    /// `after` (all when none), ordered by id, at most [`bootstrap_page_limit`]`(limit)` of
+    /// them whose bytes and rows add up to at most `max_bytes` (always at least one).
+    /// Quarantined documents are left out.
+    async fn bootstrap_within(
+        &self,
+        grid: &str,
+        scope: &Scope,
+        after: Option<&str>,
+        limit: u32,
+        max_bytes: u64,
+    ) -> StoreResult<Snapshot>;
+    /// [`Storage::bootstrap_within`] bounded by [`PAGE_MAX_BYTES`].
     async fn bootstrap(
         &self,
         grid: &str,
         scope: &Scope,
         after: Option<&str>,
         limit: u32,
-    ) -> StoreResult<Snapshot>;
-    /// A registered document's metadata and `save_nocompress()` bytes.
+    ) -> StoreResult<Snapshot> {
+        self.bootstrap_within(grid, scope, after, limit, PAGE_MAX_BYTES)
+            .await
+    }
+    /// A registered document's metadata and `save_nocompress()` bytes; refused
+    /// ([`quarantined_refusal`]) for a quarantined document.
     async fn doc(&self, id: &str) -> StoreResult<Option<(DocMeta, Vec<u8>)>>;
+
+    // ----- check and quarantine -----
+    /// Stored documents in id order after `after` (all when none), at most `limit`, for
+    /// `xiuhua-server check`.
+    async fn scan_docs(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<StoredForCheck>>;
+    /// Quarantines a registered document (or updates its reason); false if unknown.
+    async fn quarantine(&self, id: &str, reason: &str, now_ms: i64) -> StoreResult<bool>;
+    /// Lifts a document's quarantine; false if it was not quarantined.
+    async fn release(&self, id: &str) -> StoreResult<bool>;
+    /// The quarantined documents, by id.
+    async fn quarantined(&self) -> StoreResult<Vec<Quarantined>>;
     /// Moves a task from tier `from` to `to` if it still is at `from`; false otherwise.
     async fn set_tier(
         &self,
@@ -268,4 +465,61 @@ pub trait Storage: Send + Sync + 'static {
         to: Tier,
         unit: Option<&str>,
     ) -> StoreResult<bool>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_cut_by_count_and_bytes_never_empty() {
+        // By count: limit items, more when a candidate is left.
+        assert_eq!(page_cut(&[1, 1, 1, 1], 3, 100), (3, true));
+        assert_eq!(page_cut(&[1, 1, 1], 3, 100), (3, false));
+        // By bytes: as many as fit, exactly at the bound included.
+        assert_eq!(page_cut(&[4, 4, 4], 10, 8), (2, true));
+        assert_eq!(page_cut(&[4, 4, 4], 10, 7), (1, true));
+        // Always the first item, however large.
+        assert_eq!(page_cut(&[100, 1], 10, 8), (1, true));
+        assert_eq!(page_cut(&[100], 10, 8), (1, false));
+        assert_eq!(page_cut(&[], 10, 8), (0, false));
+        assert_eq!(page_cut(&[u64::MAX, 1], 10, u64::MAX - 1), (1, true));
+        assert_eq!(page_cut(&[u64::MAX, 1], 10, u64::MAX), (2, false));
+        // A limit of 0 still sends one.
+        assert_eq!(page_cut(&[1, 1], 0, 8), (1, true));
+    }
+
+    #[test]
+    fn pull_pages_end_where_they_were_cut() {
+        // Cut by bytes: more, from the last change sent.
+        assert_eq!(pull_page_end(0, 10, 10, 4, Some(7), 50), (7, true));
+        assert_eq!(pull_page_end(0, 10, 5, 4, Some(7), 50), (7, true));
+        // Full by count: more while below the head.
+        assert_eq!(pull_page_end(0, 3, 3, 3, Some(9), 50), (9, true));
+        assert_eq!(pull_page_end(0, 3, 3, 3, Some(50), 50), (50, false));
+        // Short: the head.
+        assert_eq!(pull_page_end(0, 10, 2, 2, Some(9), 50), (50, false));
+        assert_eq!(pull_page_end(60, 10, 0, 0, None, 50), (60, false));
+    }
+
+    #[test]
+    fn quota_counts_the_day_and_names_what_ran_out() {
+        let q = Quota {
+            daily_bytes: 100,
+            daily_changes: 10,
+        };
+        assert!(q.check(100, 10, 0).is_ok());
+        let e = q.check(101, 1, 0).unwrap_err();
+        assert_eq!(e.kind, RefusalKind::QuotaExceeded);
+        assert!(e.message.contains("100 bytes"), "{}", e.message);
+        let e = q.check(1, 11, DAY_MS - 5_000).unwrap_err();
+        assert!(
+            e.message.contains("10 changes") && e.message.contains("in 5 s"),
+            "{}",
+            e.message
+        );
+        assert!(Quota::UNLIMITED.check(u64::MAX, u64::MAX, 0).is_ok());
+        assert_eq!(Quota::day_of(DAY_MS - 1), 0);
+        assert_eq!(Quota::day_of(DAY_MS), 1);
+    }
 }

@@ -42,13 +42,15 @@ use crate::ingest::{self, Parsed, ParsedDoc, StoredDoc};
 pub const CHANNEL: &str = "xiuhua_grid";
 /// Advisory lock key held while migrating ("XHSV").
 const MIGRATION_LOCK: i64 = 0x5848_5356;
-/// Attempts of a push that hit a concurrent insert of the same change or document.
+/// Attempts of a push that hit a concurrent insert of the same change or document, or
+/// whose documents changed while it applied them.
 const PUSH_ATTEMPTS: usize = 8;
 
 /// Each entry migrates from version `i` to `i + 1`: (description, SQL).
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "initial schema",
-    r#"
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "initial schema",
+        r#"
 CREATE TABLE meta (key TEXT COLLATE "C" PRIMARY KEY, value BYTEA NOT NULL);
 -- reference tables: the directory, users, grants, devices, credentials
 CREATE TABLE districts (id TEXT COLLATE "C" PRIMARY KEY, name TEXT NOT NULL);
@@ -98,7 +100,20 @@ CREATE TABLE changes (
     PRIMARY KEY (grid, seq));
 CREATE UNIQUE INDEX changes_hash ON changes(hash);
 "#,
-)];
+    ),
+    (
+        "quarantine and per-device daily usage",
+        r#"
+CREATE TABLE quarantine (
+    doc TEXT COLLATE "C" PRIMARY KEY, grid TEXT COLLATE "C" NOT NULL,
+    reason TEXT NOT NULL, since_ms BIGINT NOT NULL);
+CREATE TABLE device_usage (
+    device TEXT COLLATE "C" NOT NULL, day BIGINT NOT NULL,
+    bytes BIGINT NOT NULL, changes BIGINT NOT NULL,
+    PRIMARY KEY (device, day));
+"#,
+    ),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -359,31 +374,50 @@ impl PgStorage {
         Ok(self.pool.get().await?)
     }
 
-    async fn push_once(&self, caller: &Caller, parsed: Parsed) -> Result<PushOutcome, Attempt> {
-        let mut client = self.client().await.map_err(fail)?;
-        let tx = client.transaction().await?;
+    /// Reads what a push's Automerge work needs: the registered touched documents and their
+    /// versions (refusing a quarantined one), and which of its hashes are stored. `lock`:
+    /// the documents' rows are locked (in id order) until the transaction ends.
+    async fn read_push(
+        tx: &deadpool_postgres::Transaction<'_>,
+        parsed: &Parsed,
+        lock: bool,
+    ) -> Result<PushRead, Attempt> {
         let ids = parsed.doc_ids();
         let hashes: Vec<Vec<u8>> = parsed.hashes().iter().map(|h| h.0.to_vec()).collect();
-        // Lock the touched documents (in id order): a concurrent push of the same document
-        // waits here and then sees this one's result.
+        let sql = if lock {
+            "SELECT d.id, d.grid, d.kind, d.building, d.tier, d.unit, d.bytes, d.heads, q.doc IS NOT NULL
+             FROM docs d LEFT JOIN quarantine q ON q.doc = d.id
+             WHERE d.id = ANY($1) ORDER BY d.id FOR UPDATE OF d"
+        } else {
+            "SELECT d.id, d.grid, d.kind, d.building, d.tier, d.unit, d.bytes, d.heads, q.doc IS NOT NULL
+             FROM docs d LEFT JOIN quarantine q ON q.doc = d.id
+             WHERE d.id = ANY($1)"
+        };
+        let stmt = tx.prepare_cached(sql).await?;
         let mut stored = HashMap::new();
-        let stmt = tx
-            .prepare_cached(
-                "SELECT id, grid, kind, building, tier, unit, bytes FROM docs
-                 WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-            )
-            .await?;
+        let mut versions = HashMap::new();
         for r in tx.query(&stmt, &[&ids]).await? {
             let id: String = r.try_get(0)?;
+            if r.try_get::<_, bool>(8)? {
+                return Err(fail(quarantined_refusal(&id)));
+            }
+            let tier: String = r.try_get(4)?;
             let d = StoredDoc {
                 id: id.clone(),
                 grid: r.try_get(1)?,
                 kind: parse_kind(r.try_get(2)?).map_err(fail)?,
                 building: r.try_get(3)?,
-                tier: parse_tier(r.try_get(4)?).map_err(fail)?,
+                tier: parse_tier(&tier).map_err(fail)?,
                 unit: r.try_get(5)?,
                 bytes: r.try_get(6)?,
             };
+            versions.insert(
+                id.clone(),
+                DocVersion {
+                    heads: r.try_get(7)?,
+                    tier,
+                },
+            );
             stored.insert(id, d);
         }
         let stmt = tx
@@ -396,11 +430,135 @@ impl PgStorage {
                 known.insert(automerge::ChangeHash(a));
             }
         }
-        // Loading and applying changes is CPU work: off the async threads.
+        Ok(PushRead {
+            stored,
+            versions,
+            known,
+        })
+    }
+
+    /// Locks the registered documents among `ids` (in id order, until the transaction ends)
+    /// and returns their versions; refuses a quarantined one.
+    async fn lock_versions(
+        tx: &deadpool_postgres::Transaction<'_>,
+        ids: &[String],
+    ) -> Result<HashMap<String, DocVersion>, Attempt> {
+        let stmt = tx
+            .prepare_cached(
+                "SELECT d.id, d.heads, d.tier, q.doc IS NOT NULL
+                 FROM docs d LEFT JOIN quarantine q ON q.doc = d.id
+                 WHERE d.id = ANY($1) ORDER BY d.id FOR UPDATE OF d",
+            )
+            .await?;
+        let mut out = HashMap::new();
+        for r in tx.query(&stmt, &[&ids]).await? {
+            let id: String = r.try_get(0)?;
+            if r.try_get::<_, bool>(3)? {
+                return Err(fail(quarantined_refusal(&id)));
+            }
+            out.insert(
+                id,
+                DocVersion {
+                    heads: r.try_get(1)?,
+                    tier: r.try_get(2)?,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// The Automerge work of a push, off the async threads; a failure that is not a
+    /// refusal quarantines the broken stored documents it touched, if any.
+    async fn apply(&self, parsed: Parsed, read: &PushRead) -> Result<ingest::Applied, Attempt> {
+        let (stored, known) = (read.stored.clone(), read.known.clone());
         let applied = tokio::task::spawn_blocking(move || ingest::apply(parsed, &stored, &known))
             .await
-            .map_err(|e| fail(StoreError::Backend(format!("push task failed: {e}"))))?
-            .map_err(fail)?;
+            .map_err(|e| fail(StoreError::Backend(format!("push task failed: {e}"))))?;
+        match applied {
+            Ok(a) => Ok(a),
+            Err(e @ StoreError::Refused(_)) => Err(fail(e)),
+            Err(e) => {
+                let (stored, versions) = (read.stored.clone(), read.versions.clone());
+                let broken = tokio::task::spawn_blocking(move || {
+                    crate::check::broken_among(&stored, &versions)
+                })
+                .await
+                .unwrap_or_default();
+                let Some((id, grid, reason)) = broken.first().cloned() else {
+                    return Err(fail(e));
+                };
+                for (id, _, reason) in &broken {
+                    self.quarantine(id, reason, crate::now_ms())
+                        .await
+                        .map_err(fail)?;
+                }
+                tracing::warn!(
+                    doc = id,
+                    grid,
+                    reason,
+                    "stored document broken: quarantined"
+                );
+                Err(fail(quarantined_refusal(&id)))
+            }
+        }
+    }
+
+    /// One attempt of a push. Optimistic (`locked` false): read in a read-only snapshot on a
+    /// pooled connection that goes back to the pool before the Automerge work, apply holding
+    /// no connection and no lock, then write in a transaction that locks the documents' rows
+    /// and commits only if they are as read (`Attempt::Retry` otherwise). Locked: the rows are
+    /// locked while applying, so the attempt cannot be overtaken.
+    async fn push_once(
+        &self,
+        caller: &Caller,
+        parsed: Parsed,
+        quota: &Quota,
+        locked: bool,
+    ) -> Result<PushOutcome, Attempt> {
+        if locked {
+            let mut client = self.client().await.map_err(fail)?;
+            let tx = client.transaction().await?;
+            let read = Self::read_push(&tx, &parsed, true).await?;
+            let applied = self.apply(parsed, &read).await?;
+            let out = Self::write_push(&tx, caller, applied, quota).await?;
+            tx.commit().await?;
+            return Ok(out);
+        }
+        let ids = parsed.doc_ids();
+        let read = {
+            let mut client = self.client().await.map_err(fail)?;
+            let tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let r = Self::read_push(&tx, &parsed, false).await?;
+            tx.commit().await?;
+            r
+        };
+        let applied = self.apply(parsed, &read).await?;
+        let mut client = self.client().await.map_err(fail)?;
+        let tx = client.transaction().await?;
+        if !unchanged(&read.versions, &Self::lock_versions(&tx, &ids).await?) {
+            return Err(Attempt::Retry(
+                "a pushed document changed while the push applied".into(),
+            ));
+        }
+        let out = Self::write_push(&tx, caller, applied, quota).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Authorizes an applied push and writes it in `tx` (the documents' rows locked or new),
+    /// counting it against the device's quota.
+    async fn write_push(
+        tx: &deadpool_postgres::Transaction<'_>,
+        caller: &Caller,
+        applied: ingest::Applied,
+        quota: &Quota,
+    ) -> Result<PushOutcome, Attempt> {
+        let now = crate::now_ms();
         let needed = applied.households_needed();
         let mut households = HashMap::new();
         if !needed.is_empty() {
@@ -500,6 +658,36 @@ impl PgStorage {
         }
         let stored_count = plan.change_count();
         if stored_count > 0 {
+            let bytes: u64 = plan
+                .docs
+                .iter()
+                .flat_map(|d| d.changes.iter().map(|(_, b)| b.len() as u64))
+                .sum();
+            let day = Quota::day_of(now);
+            let stmt = tx
+                .prepare_cached(
+                    "INSERT INTO device_usage (device, day, bytes, changes) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (device, day) DO UPDATE
+                     SET bytes = device_usage.bytes + excluded.bytes,
+                         changes = device_usage.changes + excluded.changes
+                     RETURNING bytes, changes",
+                )
+                .await?;
+            let r = tx
+                .query_one(
+                    &stmt,
+                    &[&caller.device, &day, &i64_of(bytes), &i64_of(stored_count)],
+                )
+                .await?;
+            quota
+                .check(u64_of(r.try_get(0)?), u64_of(r.try_get(1)?), now)
+                .map_err(fail)?;
+            let stmt = tx
+                .prepare_cached("DELETE FROM device_usage WHERE device = $1 AND day < $2")
+                .await?;
+            tx.execute(&stmt, &[&caller.device, &(day - 7)]).await?;
+        }
+        if stored_count > 0 {
             let n = usize::try_from(stored_count).unwrap_or(0);
             let (mut c_grid, mut c_seq, mut c_doc, mut c_hash, mut c_bytes) = (
                 Vec::with_capacity(n),
@@ -546,9 +734,7 @@ impl PgStorage {
         let stmt = tx
             .prepare_cached("UPDATE devices SET last_seen_ms = $2 WHERE id = $1")
             .await?;
-        tx.execute(&stmt, &[&caller.device, &crate::now_ms()])
-            .await?;
-        tx.commit().await?;
+        tx.execute(&stmt, &[&caller.device, &now]).await?;
         let mut grid_seqs: Vec<(String, u64)> = seqs.into_iter().collect();
         grid_seqs.sort();
         Ok(PushOutcome {
@@ -557,6 +743,13 @@ impl PgStorage {
             grid_seqs,
         })
     }
+}
+
+/// What a push's Automerge work reads.
+struct PushRead {
+    stored: HashMap<String, StoredDoc>,
+    versions: HashMap<String, DocVersion>,
+    known: HashSet<automerge::ChangeHash>,
 }
 
 async fn migrate(client: &mut tokio_postgres::Client) -> StoreResult<()> {
@@ -1222,10 +1415,20 @@ impl Storage for PgStorage {
         }))
     }
 
-    async fn push(&self, caller: &Caller, parsed: Parsed) -> StoreResult<PushOutcome> {
+    async fn push_within(
+        &self,
+        caller: &Caller,
+        parsed: Parsed,
+        quota: &Quota,
+    ) -> StoreResult<PushOutcome> {
         let mut last = String::new();
         for attempt in 0..PUSH_ATTEMPTS {
-            match self.push_once(caller, clone_parsed(&parsed)).await {
+            // The last attempt locks the documents while applying: a push always ends.
+            let locked = attempt + 1 == PUSH_ATTEMPTS;
+            match self
+                .push_once(caller, clone_parsed(&parsed), quota, locked)
+                .await
+            {
                 Ok(o) => return Ok(o),
                 Err(Attempt::Fail(e)) => return Err(e),
                 Err(Attempt::Retry(why)) => {
@@ -1252,59 +1455,101 @@ impl Storage for PgStorage {
         Ok(())
     }
 
-    async fn pull(
+    async fn pull_within(
         &self,
         grid: &str,
         since: u64,
         limit: u32,
+        max_bytes: u64,
         scope: &Scope,
     ) -> StoreResult<PullPage> {
-        let c = self.client().await?;
-        // One statement: the grid's seq and the page come from one snapshot.
         let since_i = i64_of(since);
         let limit_i = i64::from(limit);
-        let rows = match scope {
-            Scope::Grid => {
-                let stmt = c
+        let mut c = self.client().await?;
+        // One snapshot: the grid's seq, the sizes of the candidate changes (no bytes read),
+        // then the changes that fit.
+        let tx = c
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let max = match tx
+            .query_opt("SELECT seq FROM grid_seqs WHERE grid = $1", &[&grid])
+            .await?
+        {
+            Some(r) => u64_of(r.try_get(0)?),
+            None => 0,
+        };
+        let bs: Option<&Vec<String>> = match scope {
+            Scope::Grid => None,
+            Scope::Buildings(bs) => Some(bs),
+        };
+        let sizes = match bs {
+            None => {
+                let stmt = tx
                     .prepare_cached(
-                        "SELECT g.seq, c.seq, c.doc, c.bytes FROM grid_seqs g
-                         LEFT JOIN LATERAL (
-                            SELECT seq, doc, bytes FROM changes
-                            WHERE grid = g.grid AND seq > $2 ORDER BY seq LIMIT $3) c ON true
-                         WHERE g.grid = $1 ORDER BY c.seq",
+                        "SELECT seq, octet_length(bytes)::int8 FROM changes
+                         WHERE grid = $1 AND seq > $2 ORDER BY seq LIMIT $3",
                     )
                     .await?;
-                c.query(&stmt, &[&grid, &since_i, &limit_i]).await?
+                tx.query(&stmt, &[&grid, &since_i, &limit_i]).await?
             }
-            Scope::Buildings(bs) => {
-                let stmt = c
+            Some(bs) => {
+                let stmt = tx
                     .prepare_cached(
-                        "SELECT g.seq, c.seq, c.doc, c.bytes FROM grid_seqs g
-                         LEFT JOIN LATERAL (
-                            SELECT ch.seq, ch.doc, ch.bytes FROM changes ch
-                            JOIN docs d ON d.grid = ch.grid AND d.id = ch.doc
-                            WHERE ch.grid = g.grid AND ch.seq > $2 AND d.building = ANY($4)
-                            ORDER BY ch.seq LIMIT $3) c ON true
-                         WHERE g.grid = $1 ORDER BY c.seq",
+                        "SELECT ch.seq, octet_length(ch.bytes)::int8 FROM changes ch
+                         JOIN docs d ON d.grid = ch.grid AND d.id = ch.doc
+                         WHERE ch.grid = $1 AND ch.seq > $2 AND d.building = ANY($4)
+                         ORDER BY ch.seq LIMIT $3",
                     )
                     .await?;
-                c.query(&stmt, &[&grid, &since_i, &limit_i, bs]).await?
+                tx.query(&stmt, &[&grid, &since_i, &limit_i, bs]).await?
             }
         };
-        let mut max = 0;
+        let mut seqs = Vec::with_capacity(sizes.len());
+        let mut lens = Vec::with_capacity(sizes.len());
+        for r in &sizes {
+            seqs.push(r.try_get::<_, i64>(0)?);
+            lens.push(u64_of(r.try_get(1)?));
+        }
+        let (n, _) = page_cut(&lens, limit as usize, max_bytes);
+        let rows = match (n.checked_sub(1).map(|i| seqs[i]), bs) {
+            (None, _) => Vec::new(),
+            (Some(upto), None) => {
+                let stmt = tx
+                    .prepare_cached(
+                        "SELECT seq, doc, bytes FROM changes
+                         WHERE grid = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+                    )
+                    .await?;
+                tx.query(&stmt, &[&grid, &since_i, &upto]).await?
+            }
+            (Some(upto), Some(bs)) => {
+                let stmt = tx
+                    .prepare_cached(
+                        "SELECT ch.seq, ch.doc, ch.bytes FROM changes ch
+                         JOIN docs d ON d.grid = ch.grid AND d.id = ch.doc
+                         WHERE ch.grid = $1 AND ch.seq > $2 AND ch.seq <= $3 AND d.building = ANY($4)
+                         ORDER BY ch.seq",
+                    )
+                    .await?;
+                tx.query(&stmt, &[&grid, &since_i, &upto, bs]).await?
+            }
+        };
+        tx.commit().await?;
         let mut changes = Vec::with_capacity(rows.len());
         for r in &rows {
-            max = u64_of(r.try_get(0)?);
-            let seq: Option<i64> = r.try_get(1)?;
-            if let Some(seq) = seq {
-                changes.push((u64_of(seq), r.try_get(2)?, r.try_get(3)?));
-            }
+            changes.push((u64_of(r.try_get(0)?), r.try_get(1)?, r.try_get(2)?));
         }
-        let full = changes.len() >= limit as usize;
-        let (next, more) = match changes.last() {
-            Some((last, _, _)) if full => (*last, *last < max),
-            _ => (since.max(max), false),
-        };
+        let (next, more) = pull_page_end(
+            since,
+            limit,
+            seqs.len(),
+            changes.len(),
+            changes.last().map(|c: &(u64, String, Vec<u8>)| c.0),
+            max,
+        );
         Ok(PullPage {
             changes,
             next,
@@ -1312,16 +1557,18 @@ impl Storage for PgStorage {
         })
     }
 
-    async fn bootstrap(
+    async fn bootstrap_within(
         &self,
         grid: &str,
         scope: &Scope,
         after: Option<&str>,
         limit: u32,
+        max_bytes: u64,
     ) -> StoreResult<Snapshot> {
         let limit = bootstrap_page_limit(limit);
         // One more than the page, to know whether more follow. Ids are `COLLATE "C"`: byte
-        // order, as in SQLite. `after` none = from the start.
+        // order, as in SQLite. `after` none = from the start. First the sizes (no bytes
+        // read), then the documents that fit, in one snapshot.
         let fetch = i64::from(limit) + 1;
         let after = after.unwrap_or("");
         let mut c = self.client().await?;
@@ -1338,29 +1585,59 @@ impl Storage for PgStorage {
             Some(r) => r.try_get(0)?,
             None => 0,
         };
-        let rows = match scope {
+        let sizes = match scope {
             Scope::Grid => {
                 tx.query(
-                    "SELECT id, kind, heads, bytes, rows FROM docs
-                     WHERE grid = $1 AND id > $2 ORDER BY id LIMIT $3",
+                    "SELECT id, (octet_length(bytes) + octet_length(rows))::int8 FROM docs
+                     WHERE grid = $1 AND id > $2 AND id NOT IN (SELECT doc FROM quarantine)
+                     ORDER BY id LIMIT $3",
                     &[&grid, &after, &fetch],
                 )
                 .await?
             }
             Scope::Buildings(bs) => {
                 tx.query(
-                    "SELECT id, kind, heads, bytes, rows FROM docs
-                     WHERE grid = $1 AND id > $2 AND building = ANY($3) ORDER BY id LIMIT $4",
+                    "SELECT id, (octet_length(bytes) + octet_length(rows))::int8 FROM docs
+                     WHERE grid = $1 AND id > $2 AND building = ANY($3)
+                       AND id NOT IN (SELECT doc FROM quarantine)
+                     ORDER BY id LIMIT $4",
                     &[&grid, &after, bs, &fetch],
                 )
                 .await?
             }
         };
+        let mut ids: Vec<String> = Vec::with_capacity(sizes.len());
+        let mut lens = Vec::with_capacity(sizes.len());
+        for r in &sizes {
+            ids.push(r.try_get(0)?);
+            lens.push(u64_of(r.try_get(1)?));
+        }
+        let (n, more) = page_cut(&lens, limit as usize, max_bytes);
+        let rows = match (n.checked_sub(1).map(|i| ids[i].as_str()), scope) {
+            (None, _) => Vec::new(),
+            (Some(upto), Scope::Grid) => {
+                tx.query(
+                    "SELECT id, kind, heads, bytes, rows FROM docs
+                     WHERE grid = $1 AND id > $2 AND id <= $3 AND id NOT IN (SELECT doc FROM quarantine)
+                     ORDER BY id",
+                    &[&grid, &after, &upto],
+                )
+                .await?
+            }
+            (Some(upto), Scope::Buildings(bs)) => {
+                tx.query(
+                    "SELECT id, kind, heads, bytes, rows FROM docs
+                     WHERE grid = $1 AND id > $2 AND id <= $3 AND building = ANY($4)
+                       AND id NOT IN (SELECT doc FROM quarantine)
+                     ORDER BY id",
+                    &[&grid, &after, &upto, bs],
+                )
+                .await?
+            }
+        };
         tx.commit().await?;
-        let more = rows.len() > limit as usize;
         let docs = rows
             .iter()
-            .take(limit as usize)
             .map(|r| {
                 Ok(BundleRow {
                     id: r.try_get(0)?,
@@ -1382,13 +1659,18 @@ impl Storage for PgStorage {
         let c = self.client().await?;
         let Some(r) = c
             .query_opt(
-                "SELECT grid, kind, building, tier, unit, bytes FROM docs WHERE id = $1",
+                "SELECT grid, kind, building, tier, unit, bytes,
+                        EXISTS (SELECT 1 FROM quarantine q WHERE q.doc = docs.id)
+                 FROM docs WHERE id = $1",
                 &[&id],
             )
             .await?
         else {
             return Ok(None);
         };
+        if r.try_get::<_, bool>(6)? {
+            return Err(quarantined_refusal(id).into());
+        }
         Ok(Some((
             DocMeta {
                 id: id.to_string(),
@@ -1400,6 +1682,69 @@ impl Storage for PgStorage {
             },
             r.try_get(5)?,
         )))
+    }
+
+    async fn scan_docs(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<StoredForCheck>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT id, grid, kind, heads, bytes, EXISTS (SELECT 1 FROM quarantine q WHERE q.doc = docs.id)
+                 FROM docs WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after.unwrap_or(""), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredForCheck {
+                    id: r.try_get(0)?,
+                    grid: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    heads: r.try_get(3)?,
+                    bytes: r.try_get(4)?,
+                    quarantined: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn quarantine(&self, id: &str, reason: &str, now_ms: i64) -> StoreResult<bool> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "INSERT INTO quarantine (doc, grid, reason, since_ms)
+                 SELECT id, grid, $2, $3 FROM docs WHERE id = $1
+                 ON CONFLICT (doc) DO UPDATE SET reason = excluded.reason",
+                &[&id, &reason, &now_ms],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn release(&self, id: &str) -> StoreResult<bool> {
+        let c = self.client().await?;
+        Ok(c.execute("DELETE FROM quarantine WHERE doc = $1", &[&id])
+            .await?
+            == 1)
+    }
+
+    async fn quarantined(&self) -> StoreResult<Vec<Quarantined>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT doc, grid, reason, since_ms FROM quarantine ORDER BY doc",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Quarantined {
+                    id: r.try_get(0)?,
+                    grid: r.try_get(1)?,
+                    reason: r.try_get(2)?,
+                    since_ms: r.try_get(3)?,
+                })
+            })
+            .collect()
     }
 
     async fn set_tier(

@@ -74,6 +74,14 @@ CREATE TABLE device_grids (
     r#"
 CREATE INDEX docs_grid_id ON docs(grid, id);
 "#,
+    // 3: documents set aside by `xiuhua-server check`; each device's pushes per UTC day.
+    r#"
+CREATE TABLE quarantine (
+    doc TEXT PRIMARY KEY, grid TEXT NOT NULL, reason TEXT NOT NULL, since_ms INTEGER NOT NULL) STRICT;
+CREATE TABLE device_usage (
+    device TEXT NOT NULL, day INTEGER NOT NULL, bytes INTEGER NOT NULL, changes INTEGER NOT NULL,
+    PRIMARY KEY (device, day)) STRICT, WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this build writes.
@@ -302,8 +310,8 @@ fn refuse_duplicate(conn: &Connection, table: &str, id: &str, what: &str) -> Sto
     }
 }
 
-fn load_stored(tx: &Transaction<'_>, id: &str) -> StoreResult<Option<StoredDoc>> {
-    let row = tx
+fn load_stored(conn: &Connection, id: &str) -> StoreResult<Option<StoredDoc>> {
+    let row = conn
         .prepare_cached("SELECT grid, kind, building, tier, unit, bytes FROM docs WHERE id = ?1")?
         .query_row([id], |r| {
             Ok(StoredDoc {
@@ -320,28 +328,137 @@ fn load_stored(tx: &Transaction<'_>, id: &str) -> StoreResult<Option<StoredDoc>>
     Ok(row)
 }
 
-fn push_tx(conn: &mut Connection, caller: &Caller, parsed: Parsed) -> StoreResult<PushOutcome> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+fn is_quarantined(conn: &Connection, id: &str) -> StoreResult<bool> {
+    exists(conn, "SELECT 1 FROM quarantine WHERE doc = ?1", id)
+}
+
+/// Attempts of a push whose documents changed while it applied them; the last one holds the
+/// writer while applying, so a push always ends.
+const PUSH_ATTEMPTS: usize = 6;
+
+/// What a push's Automerge work reads.
+struct PushRead {
+    stored: HashMap<String, StoredDoc>,
+    versions: HashMap<String, DocVersion>,
+    known: HashSet<automerge::ChangeHash>,
+}
+
+/// The versions of the registered documents among `ids`; refuses a quarantined one.
+fn versions_of(conn: &Connection, ids: &[String]) -> StoreResult<HashMap<String, DocVersion>> {
+    let mut out = HashMap::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT heads, tier, EXISTS (SELECT 1 FROM quarantine q WHERE q.doc = docs.id)
+         FROM docs WHERE id = ?1",
+    )?;
+    for id in ids {
+        let row: Option<(Vec<u8>, String, bool)> = stmt
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        if let Some((heads, tier, quarantined)) = row {
+            if quarantined {
+                return Err(quarantined_refusal(id).into());
+            }
+            out.insert(id.clone(), DocVersion { heads, tier });
+        }
+    }
+    Ok(out)
+}
+
+fn read_push(conn: &Connection, parsed: &Parsed) -> StoreResult<PushRead> {
+    let ids = parsed.doc_ids();
+    let versions = versions_of(conn, &ids)?;
     let mut stored = HashMap::new();
-    for id in parsed.doc_ids() {
-        if let Some(d) = load_stored(&tx, &id)? {
-            stored.insert(id, d);
+    for id in versions.keys() {
+        if let Some(d) = load_stored(conn, id)? {
+            stored.insert(id.clone(), d);
         }
     }
     let mut known = HashSet::new();
+    let mut stmt = conn.prepare_cached("SELECT 1 FROM changes WHERE hash = ?1")?;
+    for h in parsed.hashes() {
+        if stmt
+            .query_row([h.0.to_vec()], |_| Ok(()))
+            .optional()?
+            .is_some()
+        {
+            known.insert(h);
+        }
+    }
+    Ok(PushRead {
+        stored,
+        versions,
+        known,
+    })
+}
+
+fn quarantine_rows(
+    conn: &Connection,
+    rows: &[(String, String, String)],
+    now_ms: i64,
+) -> StoreResult<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO quarantine (doc, grid, reason, since_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (doc) DO UPDATE SET reason = excluded.reason",
+    )?;
+    for (id, grid, reason) in rows {
+        stmt.execute(params![id, grid, reason, now_ms])?;
+    }
+    Ok(())
+}
+
+/// Applying a push failed without a refusal: if a stored document it touched is broken,
+/// quarantine it and refuse the push with that reason (a 409 the client skips past) instead
+/// of failing every push that touches the document.
+fn after_apply_error(conn: &Connection, read: &PushRead, e: StoreError) -> StoreError {
+    if matches!(e, StoreError::Refused(_)) {
+        return e;
+    }
+    let broken = crate::check::broken_among(&read.stored, &read.versions);
+    let Some((id, grid, reason)) = broken.first() else {
+        return e;
+    };
+    match quarantine_rows(conn, &broken, crate::now_ms()) {
+        Ok(()) => {
+            tracing::warn!(
+                doc = id,
+                grid,
+                reason,
+                "stored document broken: quarantined"
+            );
+            quarantined_refusal(id).into()
+        }
+        Err(q) => q,
+    }
+}
+
+/// Writes an applied push in the writer's transaction if the documents it read are
+/// unchanged; `None` when they changed (redo the push).
+fn write_push(
+    tx: &Transaction<'_>,
+    caller: &Caller,
+    ids: &[String],
+    applied: ingest::Applied,
+    read: &HashMap<String, DocVersion>,
+    quota: &Quota,
+) -> StoreResult<Option<PushOutcome>> {
+    if !unchanged(read, &versions_of(tx, ids)?) {
+        return Ok(None);
+    }
     {
+        // The same change pushed concurrently under another document id.
         let mut stmt = tx.prepare_cached("SELECT 1 FROM changes WHERE hash = ?1")?;
-        for h in parsed.hashes() {
-            if stmt
-                .query_row([h.0.to_vec()], |_| Ok(()))
-                .optional()?
-                .is_some()
-            {
-                known.insert(h);
+        for d in &applied.docs {
+            for (h, _) in &d.changes {
+                if stmt
+                    .query_row([h.0.to_vec()], |_| Ok(()))
+                    .optional()?
+                    .is_some()
+                {
+                    return Ok(None);
+                }
             }
         }
     }
-    let applied = ingest::apply(parsed, &stored, &known)?;
     let mut households = HashMap::new();
     {
         let mut stmt =
@@ -363,6 +480,38 @@ fn push_tx(conn: &mut Connection, caller: &Caller, parsed: Parsed) -> StoreResul
         seqs.insert(grid.clone(), u64::try_from(s).unwrap_or(0));
     }
     let stored_count = plan.change_count();
+    let now = crate::now_ms();
+    if stored_count > 0 {
+        let bytes: u64 = plan
+            .docs
+            .iter()
+            .flat_map(|d| d.changes.iter().map(|(_, b)| b.len() as u64))
+            .sum();
+        let day = Quota::day_of(now);
+        let (used_bytes, used_changes): (i64, i64) = tx
+            .prepare_cached(
+                "INSERT INTO device_usage (device, day, bytes, changes) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (device, day) DO UPDATE
+                 SET bytes = bytes + excluded.bytes, changes = changes + excluded.changes
+                 RETURNING bytes, changes",
+            )?
+            .query_row(
+                params![
+                    caller.device,
+                    day,
+                    i64::try_from(bytes).unwrap_or(i64::MAX),
+                    i64::try_from(stored_count).unwrap_or(i64::MAX)
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+        quota.check(
+            u64::try_from(used_bytes).unwrap_or(0),
+            u64::try_from(used_changes).unwrap_or(0),
+            now,
+        )?;
+        tx.prepare_cached("DELETE FROM device_usage WHERE device = ?1 AND day < ?2")?
+            .execute(params![caller.device, day - 7])?;
+    }
     {
         let mut ins = tx.prepare_cached(
             "INSERT INTO changes (grid, seq, doc, hash, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -409,16 +558,110 @@ fn push_tx(conn: &mut Connection, caller: &Caller, parsed: Parsed) -> StoreResul
             upd_grid.execute(params![grid, *seq as i64])?;
         }
         tx.prepare_cached("UPDATE devices SET last_seen_ms = ?2 WHERE id = ?1")?
-            .execute(params![caller.device, crate::now_ms()])?;
+            .execute(params![caller.device, now])?;
     }
-    tx.commit()?;
     let mut grid_seqs: Vec<(String, u64)> = seqs.into_iter().collect();
     grid_seqs.sort();
-    Ok(PushOutcome {
+    Ok(Some(PushOutcome {
         stored: stored_count,
         duplicates: plan.duplicates,
         grid_seqs,
-    })
+    }))
+}
+
+/// One attempt of a push. Optimistic (`locked` false): read on a reader, apply with no lock
+/// held, then commit in the writer's transaction if nothing changed (`None` otherwise).
+/// Locked: all of it in the writer's transaction.
+fn push_attempt(
+    inner: &Inner,
+    caller: &Caller,
+    parsed: Parsed,
+    quota: &Quota,
+    locked: bool,
+) -> StoreResult<Option<PushOutcome>> {
+    let ids = parsed.doc_ids();
+    if locked {
+        let mut w = lock(&inner.writer);
+        let tx = w.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let read = read_push(&tx, &parsed)?;
+        let applied = match ingest::apply(parsed, &read.stored, &read.known) {
+            Ok(a) => a,
+            Err(e) => {
+                let e = after_apply_error(&tx, &read, e);
+                if matches!(&e, StoreError::Refused(r) if r.kind == crate::error::RefusalKind::Quarantined)
+                {
+                    tx.commit()?;
+                }
+                return Err(e);
+            }
+        };
+        let out = write_push(&tx, caller, &ids, applied, &read.versions, quota)?;
+        tx.commit()?;
+        return Ok(out);
+    }
+    let read = with_reader(inner, |c| {
+        let tx = c.transaction()?;
+        let r = read_push(&tx, &parsed);
+        tx.commit()?;
+        r
+    })?;
+    let applied = match ingest::apply(parsed, &read.stored, &read.known) {
+        Ok(a) => a,
+        Err(e) => {
+            if matches!(e, StoreError::Refused(_)) {
+                return Err(e);
+            }
+            let w = lock(&inner.writer);
+            return Err(after_apply_error(&w, &read, e));
+        }
+    };
+    let mut w = lock(&inner.writer);
+    let tx = w.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let out = write_push(&tx, caller, &ids, applied, &read.versions, quota)?;
+    if out.is_some() {
+        tx.commit()?;
+    }
+    Ok(out)
+}
+
+fn clone_parsed(p: &Parsed) -> Parsed {
+    Parsed {
+        docs: p
+            .docs
+            .iter()
+            .map(|d| ingest::ParsedDoc {
+                id: d.id.clone(),
+                changes: d.changes.clone(),
+            })
+            .collect(),
+        duplicates: p.duplicates,
+    }
+}
+
+fn push_blocking(
+    inner: &Inner,
+    caller: &Caller,
+    parsed: Parsed,
+    quota: &Quota,
+) -> StoreResult<PushOutcome> {
+    let mut parsed = Some(parsed);
+    for attempt in 0..PUSH_ATTEMPTS {
+        let last = attempt + 1 == PUSH_ATTEMPTS;
+        let p = if last {
+            parsed.take()
+        } else {
+            parsed.as_ref().map(clone_parsed)
+        };
+        let Some(p) = p else { break };
+        if let Some(out) = push_attempt(inner, caller, p, quota, last)? {
+            return Ok(out);
+        }
+        tracing::debug!(
+            attempt,
+            "a pushed document changed while the push applied; redoing"
+        );
+    }
+    Err(StoreError::Backend("the push did not commit".into()))
 }
 
 fn buildings_json(scope: &Scope) -> Option<String> {
@@ -433,6 +676,7 @@ fn pull_tx(
     grid: &str,
     since: u64,
     limit: u32,
+    max_bytes: u64,
     scope: &Scope,
 ) -> StoreResult<PullPage> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
@@ -443,6 +687,29 @@ fn pull_tx(
         .unwrap_or(0);
     let max = u64::try_from(max).unwrap_or(0);
     let since_i = i64::try_from(since).unwrap_or(i64::MAX);
+    let bs = buildings_json(scope);
+    // First the sizes (no change bytes read), then the changes that fit.
+    let size_of =
+        |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, i64)> { Ok((r.get(0)?, r.get(1)?)) };
+    let sizes: Vec<(i64, i64)> = match &bs {
+        None => tx
+            .prepare_cached("SELECT seq, length(bytes) FROM changes WHERE grid = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")?
+            .query_map(params![grid, since_i, limit], size_of)?
+            .collect::<rusqlite::Result<_>>()?,
+        Some(bs) => tx
+            .prepare_cached(
+                "SELECT c.seq, length(c.bytes) FROM changes c JOIN docs d ON d.id = c.doc
+                 WHERE c.grid = ?1 AND c.seq > ?2 AND d.building IN (SELECT value FROM json_each(?4))
+                 ORDER BY c.seq LIMIT ?3",
+            )?
+            .query_map(params![grid, since_i, limit, bs], size_of)?
+            .collect::<rusqlite::Result<_>>()?,
+    };
+    let lens: Vec<u64> = sizes
+        .iter()
+        .map(|s| u64::try_from(s.1).unwrap_or(0))
+        .collect();
+    let (n, _) = page_cut(&lens, limit as usize, max_bytes);
     let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(u64, String, Vec<u8>)> {
         Ok((
             u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
@@ -450,26 +717,31 @@ fn pull_tx(
             r.get(2)?,
         ))
     };
-    let changes: Vec<(u64, String, Vec<u8>)> = match buildings_json(scope) {
-        None => tx
-            .prepare_cached("SELECT seq, doc, bytes FROM changes WHERE grid = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")?
-            .query_map(params![grid, since_i, limit], map)?
+    let changes: Vec<(u64, String, Vec<u8>)> = match (n.checked_sub(1).map(|i| sizes[i].0), &bs) {
+        (None, _) => Vec::new(),
+        (Some(upto), None) => tx
+            .prepare_cached("SELECT seq, doc, bytes FROM changes WHERE grid = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq")?
+            .query_map(params![grid, since_i, upto], map)?
             .collect::<rusqlite::Result<_>>()?,
-        Some(bs) => tx
+        (Some(upto), Some(bs)) => tx
             .prepare_cached(
                 "SELECT c.seq, c.doc, c.bytes FROM changes c JOIN docs d ON d.id = c.doc
-                 WHERE c.grid = ?1 AND c.seq > ?2 AND d.building IN (SELECT value FROM json_each(?4))
-                 ORDER BY c.seq LIMIT ?3",
+                 WHERE c.grid = ?1 AND c.seq > ?2 AND c.seq <= ?3
+                   AND d.building IN (SELECT value FROM json_each(?4))
+                 ORDER BY c.seq",
             )?
-            .query_map(params![grid, since_i, limit, bs], map)?
+            .query_map(params![grid, since_i, upto, bs], map)?
             .collect::<rusqlite::Result<_>>()?,
     };
     tx.commit()?;
-    let full = changes.len() >= limit as usize;
-    let (next, more) = match changes.last() {
-        Some((last, _, _)) if full => (*last, *last < max),
-        _ => (since.max(max), false),
-    };
+    let (next, more) = pull_page_end(
+        since,
+        limit,
+        sizes.len(),
+        changes.len(),
+        changes.last().map(|c| c.0),
+        max,
+    );
     Ok(PullPage {
         changes,
         next,
@@ -483,6 +755,7 @@ fn bootstrap_tx(
     scope: &Scope,
     after: Option<&str>,
     limit: u32,
+    max_bytes: u64,
 ) -> StoreResult<Snapshot> {
     let limit = bootstrap_page_limit(limit);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
@@ -491,6 +764,37 @@ fn bootstrap_tx(
         .query_row([grid], |r| r.get(0))
         .optional()?
         .unwrap_or(0);
+    // One more than the page, to know whether more follow. `after` none = from the start
+    // (every id sorts after the empty string). First the sizes, then the documents that fit.
+    let after = after.unwrap_or("");
+    let fetch = i64::from(limit) + 1;
+    let bs = buildings_json(scope);
+    let size_of =
+        |r: &rusqlite::Row<'_>| -> rusqlite::Result<(String, i64)> { Ok((r.get(0)?, r.get(1)?)) };
+    let sizes: Vec<(String, i64)> = match &bs {
+        None => tx
+            .prepare_cached(
+                "SELECT id, length(bytes) + length(rows) FROM docs
+                 WHERE grid = ?1 AND id > ?2 AND id NOT IN (SELECT doc FROM quarantine)
+                 ORDER BY id LIMIT ?3",
+            )?
+            .query_map(params![grid, after, fetch], size_of)?
+            .collect::<rusqlite::Result<_>>()?,
+        Some(bs) => tx
+            .prepare_cached(
+                "SELECT id, length(bytes) + length(rows) FROM docs
+                 WHERE grid = ?1 AND id > ?2 AND building IN (SELECT value FROM json_each(?3))
+                   AND id NOT IN (SELECT doc FROM quarantine)
+                 ORDER BY id LIMIT ?4",
+            )?
+            .query_map(params![grid, after, bs, fetch], size_of)?
+            .collect::<rusqlite::Result<_>>()?,
+    };
+    let lens: Vec<u64> = sizes
+        .iter()
+        .map(|s| u64::try_from(s.1).unwrap_or(0))
+        .collect();
+    let (n, more) = page_cut(&lens, limit as usize, max_bytes);
     let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<BundleRow> {
         Ok(BundleRow {
             id: r.get(0)?,
@@ -500,35 +804,60 @@ fn bootstrap_tx(
             rows: r.get(4)?,
         })
     };
-    // One more than the page, to know whether more follow. `after` none = from the start
-    // (every id sorts after the empty string).
-    let after = after.unwrap_or("");
-    let fetch = i64::from(limit) + 1;
-    let mut docs: Vec<BundleRow> = match buildings_json(scope) {
-        None => tx
+    let docs: Vec<BundleRow> = match (n.checked_sub(1).map(|i| sizes[i].0.as_str()), &bs) {
+        (None, _) => Vec::new(),
+        (Some(upto), None) => tx
             .prepare_cached(
                 "SELECT id, kind, heads, bytes, rows FROM docs
-                 WHERE grid = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                 WHERE grid = ?1 AND id > ?2 AND id <= ?3 AND id NOT IN (SELECT doc FROM quarantine)
+                 ORDER BY id",
             )?
-            .query_map(params![grid, after, fetch], map)?
+            .query_map(params![grid, after, upto], map)?
             .collect::<rusqlite::Result<_>>()?,
-        Some(bs) => tx
+        (Some(upto), Some(bs)) => tx
             .prepare_cached(
                 "SELECT id, kind, heads, bytes, rows FROM docs
-                 WHERE grid = ?1 AND id > ?2 AND building IN (SELECT value FROM json_each(?3))
-                 ORDER BY id LIMIT ?4",
+                 WHERE grid = ?1 AND id > ?2 AND id <= ?3
+                   AND building IN (SELECT value FROM json_each(?4))
+                   AND id NOT IN (SELECT doc FROM quarantine)
+                 ORDER BY id",
             )?
-            .query_map(params![grid, after, bs, fetch], map)?
+            .query_map(params![grid, after, upto, bs], map)?
             .collect::<rusqlite::Result<_>>()?,
     };
     tx.commit()?;
-    let more = docs.len() > limit as usize;
-    docs.truncate(limit as usize);
     Ok(Snapshot {
         cursor: u64::try_from(cursor).unwrap_or(0),
         docs,
         more,
     })
+}
+
+/// Runs `f` on a pooled reader connection (opened read-only when none is free).
+fn with_reader<R>(
+    inner: &Inner,
+    f: impl FnOnce(&mut Connection) -> StoreResult<R>,
+) -> StoreResult<R> {
+    let pooled = lock(&inner.readers).pop();
+    let mut conn = match pooled {
+        Some(c) => c,
+        None => {
+            let c = Connection::open_with_flags(
+                &inner.path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            apply_key(&c, inner.key.as_deref())?;
+            configure(&c)?;
+            c
+        }
+    };
+    let r = f(&mut conn);
+    let mut pool = lock(&inner.readers);
+    if pool.len() < READERS {
+        pool.push(conn);
+    }
+    r
 }
 
 impl SqliteStorage {
@@ -595,30 +924,9 @@ impl SqliteStorage {
         f: impl FnOnce(&mut Connection) -> StoreResult<R> + Send + 'static,
     ) -> StoreResult<R> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let pooled = lock(&inner.readers).pop();
-            let mut conn = match pooled {
-                Some(c) => c,
-                None => {
-                    let c = Connection::open_with_flags(
-                        &inner.path,
-                        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                    )?;
-                    apply_key(&c, inner.key.as_deref())?;
-                    configure(&c)?;
-                    c
-                }
-            };
-            let r = f(&mut conn);
-            let mut pool = lock(&inner.readers);
-            if pool.len() < READERS {
-                pool.push(conn);
-            }
-            r
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("storage task failed: {e}")))?
+        tokio::task::spawn_blocking(move || with_reader(&inner, f))
+            .await
+            .map_err(|e| StoreError::Backend(format!("storage task failed: {e}")))?
     }
 }
 
@@ -1046,9 +1354,17 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn push(&self, caller: &Caller, parsed: Parsed) -> StoreResult<PushOutcome> {
-        let caller = caller.clone();
-        self.write(move |c| push_tx(c, &caller, parsed)).await
+    async fn push_within(
+        &self,
+        caller: &Caller,
+        parsed: Parsed,
+        quota: &Quota,
+    ) -> StoreResult<PushOutcome> {
+        let (caller, quota) = (caller.clone(), *quota);
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || push_blocking(&inner, &caller, parsed, &quota))
+            .await
+            .map_err(|e| StoreError::Backend(format!("storage task failed: {e}")))?
     }
 
     async fn mark_held(&self, device: &str, grid: &str) -> StoreResult<()> {
@@ -1063,28 +1379,30 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn pull(
+    async fn pull_within(
         &self,
         grid: &str,
         since: u64,
         limit: u32,
+        max_bytes: u64,
         scope: &Scope,
     ) -> StoreResult<PullPage> {
         let (grid, scope) = (grid.to_string(), scope.clone());
-        self.read(move |c| pull_tx(c, &grid, since, limit, &scope))
+        self.read(move |c| pull_tx(c, &grid, since, limit, max_bytes, &scope))
             .await
     }
 
-    async fn bootstrap(
+    async fn bootstrap_within(
         &self,
         grid: &str,
         scope: &Scope,
         after: Option<&str>,
         limit: u32,
+        max_bytes: u64,
     ) -> StoreResult<Snapshot> {
         let (grid, scope) = (grid.to_string(), scope.clone());
         let after = after.map(str::to_string);
-        self.read(move |c| bootstrap_tx(c, &grid, &scope, after.as_deref(), limit))
+        self.read(move |c| bootstrap_tx(c, &grid, &scope, after.as_deref(), limit, max_bytes))
             .await
     }
 
@@ -1092,6 +1410,9 @@ impl Storage for SqliteStorage {
         let id = id.to_string();
         self.read(move |c| {
             let tx = c.transaction()?;
+            if is_quarantined(&tx, &id)? {
+                return Err(quarantined_refusal(&id).into());
+            }
             let d = load_stored(&tx, &id)?;
             tx.commit()?;
             Ok(d.map(|d| {
@@ -1107,6 +1428,67 @@ impl Storage for SqliteStorage {
                     d.bytes,
                 )
             }))
+        })
+        .await
+    }
+
+    async fn scan_docs(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<StoredForCheck>> {
+        let after = after.unwrap_or("").to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, grid, kind, heads, bytes, EXISTS (SELECT 1 FROM quarantine q WHERE q.doc = docs.id)
+                 FROM docs WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            Ok(stmt
+                .query_map(params![after, limit], |r| {
+                    Ok(StoredForCheck {
+                        id: r.get(0)?,
+                        grid: r.get(1)?,
+                        kind: r.get(2)?,
+                        heads: r.get(3)?,
+                        bytes: r.get(4)?,
+                        quarantined: r.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn quarantine(&self, id: &str, reason: &str, now_ms: i64) -> StoreResult<bool> {
+        let (id, reason) = (id.to_string(), reason.to_string());
+        self.write(move |c| {
+            let grid: Option<String> = c
+                .query_row("SELECT grid FROM docs WHERE id = ?1", [&id], |r| r.get(0))
+                .optional()?;
+            let Some(grid) = grid else { return Ok(false) };
+            quarantine_rows(c, &[(id, grid, reason)], now_ms)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn release(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.write(move |c| Ok(c.execute("DELETE FROM quarantine WHERE doc = ?1", [&id])? == 1))
+            .await
+    }
+
+    async fn quarantined(&self) -> StoreResult<Vec<Quarantined>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT doc, grid, reason, since_ms FROM quarantine ORDER BY doc",
+            )?;
+            Ok(stmt
+                .query_map([], |r| {
+                    Ok(Quarantined {
+                        id: r.get(0)?,
+                        grid: r.get(1)?,
+                        reason: r.get(2)?,
+                        since_ms: r.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?)
         })
         .await
     }

@@ -19,12 +19,15 @@ use xiuhua_core::sync::proto::{DocChanges, PushRequest};
 use xiuhua_server::access::{Caller, Scope};
 use xiuhua_server::error::{RefusalKind, StoreError};
 use xiuhua_server::ingest;
-use xiuhua_server::storage::{DeviceStanding, RefreshOutcome, Storage};
+use xiuhua_server::storage::{DeviceStanding, Quota, RefreshOutcome, Storage};
 
 /// Opens handles on one database.
 #[async_trait]
 pub trait Factory: Send + Sync {
     async fn open(&self) -> Arc<dyn Storage>;
+    /// Overwrites a stored document's bytes behind the storage's back, as a bug or a disk
+    /// fault would (for the check and quarantine cases).
+    async fn overwrite_doc_bytes(&self, doc: &str, bytes: &[u8]);
 }
 
 const FAR: i64 = i64::MAX / 2;
@@ -163,6 +166,16 @@ pub async fn push(
 ) -> Result<xiuhua_server::storage::PushOutcome, StoreError> {
     let parsed = ingest::parse(&caller.device, req, 100_000).map_err(StoreError::from)?;
     s.push(caller, parsed).await
+}
+
+pub async fn push_quota(
+    s: &dyn Storage,
+    caller: &Caller,
+    req: PushRequest,
+    quota: &Quota,
+) -> Result<xiuhua_server::storage::PushOutcome, StoreError> {
+    let parsed = ingest::parse(&caller.device, req, 100_000).map_err(StoreError::from)?;
+    s.push_within(caller, parsed, quota).await
 }
 
 async fn seq_of(s: &dyn Storage, grid: &str) -> u64 {
@@ -881,4 +894,415 @@ pub async fn concurrent_same_push(f: &dyn Factory) {
     assert_eq!(stored, n);
     assert_eq!(dups, 3 * n);
     assert_eq!(seq_of(&*admin, "g1").await, n);
+}
+
+/// A slow push does not hold up the others: while four large pushes (as many as a
+/// PostgreSQL handle's pool has connections) do their Automerge work, a small push to another
+/// document completes first (SQLite: the work runs outside the writer lock; PostgreSQL:
+/// outside row locks and pooled connections).
+pub async fn slow_push_does_not_stall(f: &dyn Factory) {
+    const LARGE: usize = 4;
+    const DOCS: usize = 250;
+    let s = f.open().await;
+    directory(&*s).await;
+    let mut large = Vec::new();
+    for d in 0..LARGE {
+        let dev = format!("dev-big-{d}");
+        let caller = device(&*s, "u-grid", &dev).await;
+        let mut st = store("u-grid", "王伟", Role::GridMember, &dev);
+        for i in 0..DOCS {
+            st.create_household(household("g1", "1号楼", &format!("{d}{i:03}")))
+                .unwrap();
+        }
+        large.push((caller, drain(&mut st)));
+    }
+    let small_caller = device(&*s, "u-grid", "dev-small").await;
+    let mut st = store("u-grid", "王伟", Role::GridMember, "dev-small");
+    st.create_record(record("g2", None, 1)).unwrap();
+    let small = drain(&mut st);
+    let order = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut tasks = Vec::new();
+    for (i, (caller, req)) in large.into_iter().enumerate() {
+        let (s, order) = (s.clone(), order.clone());
+        tasks.push(tokio::spawn(async move {
+            let n = count(&req);
+            let o = push(&*s, &caller, req).await.unwrap();
+            assert_eq!(o.stored, n);
+            order.lock().unwrap().push(format!("large-{i}"));
+        }));
+    }
+    // Let the large pushes read their (new) documents and start their Automerge work.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = tokio::time::Instant::now();
+    let n = count(&small);
+    let o = push(&*s, &small_caller, small).await.unwrap();
+    let small_took = started.elapsed();
+    assert_eq!(o.stored, n);
+    order.lock().unwrap().push("small".into());
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let order = order.lock().unwrap().clone();
+    assert_eq!(
+        order.first().map(String::as_str),
+        Some("small"),
+        "the small push waited for a large one (took {small_took:?}; completion order {order:?})"
+    );
+    assert_eq!(seq_of(&*s, "g2").await, n);
+}
+
+/// Pushes to the SAME document racing from several handles and devices: each is applied on
+/// what it read and redone when another committed first, so every change is stored once and
+/// the stored document holds all of them (its heads are every device's last change).
+pub async fn concurrent_same_document(f: &dyn Factory) {
+    const DEVICES: usize = 6;
+    let admin = f.open().await;
+    directory(&*admin).await;
+    let first = device(&*admin, "u-grid", "dev-0").await;
+    let mut st0 = store("u-grid", "王伟", Role::GridMember, "dev-0");
+    let hh = st0
+        .create_household(household("g1", "1号楼", "101"))
+        .unwrap();
+    push(&*admin, &first, drain(&mut st0)).await.unwrap();
+    let base = admin.pull("g1", 0, 1000, &Scope::Grid).await.unwrap();
+    let remote: Vec<xiuhua_core::RemoteChange> = base
+        .changes
+        .iter()
+        .map(|(_, doc, change)| xiuhua_core::RemoteChange {
+            doc: doc.clone(),
+            change: change.clone(),
+        })
+        .collect();
+    let mut work = Vec::new();
+    let mut want_heads = BTreeSet::new();
+    let mut want_changes = base.changes.len() as u64;
+    for d in 1..=DEVICES {
+        let dev = format!("dev-{d}");
+        let caller = device(&*admin, "u-grid", &dev).await;
+        let mut st = store("u-grid", "王伟", Role::GridMember, &dev);
+        st.apply_remote(&remote).unwrap();
+        st.add_visit(
+            &hh,
+            NewVisit {
+                purpose: "走访".into(),
+                note: format!("第{d}次"),
+                follow_up: None,
+            },
+        )
+        .unwrap();
+        let req = drain(&mut st);
+        let last = req.docs[0].changes.last().unwrap();
+        want_heads.insert(
+            automerge::Change::try_from(last.as_slice())
+                .unwrap()
+                .hash()
+                .0
+                .to_vec(),
+        );
+        want_changes += count(&req);
+        work.push((caller, req));
+    }
+    let mut tasks = Vec::new();
+    for (caller, req) in work {
+        let s = f.open().await;
+        tasks.push(tokio::spawn(async move {
+            let n = count(&req);
+            let o = push(&*s, &caller, req).await.unwrap();
+            assert_eq!(o.stored, n, "every change of {} stored", caller.device);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(seq_of(&*admin, "g1").await, want_changes);
+    let (_, bytes) = admin.doc(&hh).await.unwrap().unwrap();
+    let mut doc = automerge::AutoCommit::load(&bytes).unwrap();
+    let heads: BTreeSet<Vec<u8>> = doc.get_heads().iter().map(|h| h.0.to_vec()).collect();
+    assert_eq!(
+        heads, want_heads,
+        "the stored document holds every device's change"
+    );
+    let snap = admin.bootstrap("g1", &Scope::Grid, None, 0).await.unwrap();
+    let row = snap.docs.iter().find(|d| d.id == hh).unwrap();
+    let stored_heads: BTreeSet<Vec<u8>> = row.heads.chunks(32).map(<[u8]>::to_vec).collect();
+    assert_eq!(stored_heads, want_heads, "the stored heads match the bytes");
+    let all = admin.pull("g1", 0, 1000, &Scope::Grid).await.unwrap();
+    assert_eq!(all.changes.len() as u64, want_changes);
+}
+
+/// Pull and bootstrap pages are bounded by bytes as well as by count, always hold at least
+/// one item, and still hand out every change and document exactly once, in order.
+pub async fn pages_bounded_by_bytes(f: &dyn Factory) {
+    let s = f.open().await;
+    let s = &*s;
+    directory(s).await;
+    let caller = device(s, "u-grid", "dev-a").await;
+    let mut st = store("u-grid", "王伟", Role::GridMember, "dev-a");
+    let long = "楼道堆放杂物，".repeat(280); // 1,960 characters, about 5.9 KB
+    let mut want = BTreeSet::new();
+    for n in 0..9 {
+        let mut r = record("g1", None, n);
+        r.description = format!("{long}{n}");
+        want.insert(st.create_record(r).unwrap());
+    }
+    push(s, &caller, drain(&mut st)).await.unwrap();
+    let head = seq_of(s, "g1").await;
+    let all = s.pull("g1", 0, 1000, &Scope::Grid).await.unwrap();
+    let biggest = all.changes.iter().map(|c| c.2.len() as u64).max().unwrap();
+    assert!(biggest > 5_000, "large changes ({biggest} bytes)");
+    // Pull: at most ~3 large changes' bytes per page.
+    let budget = 3 * biggest;
+    let mut since = 0;
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let p = s
+            .pull_within("g1", since, 1000, budget, &Scope::Grid)
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(
+            !p.changes.is_empty() || !p.more,
+            "a page that says more holds something"
+        );
+        let bytes: u64 = p.changes.iter().map(|c| c.2.len() as u64).sum();
+        assert!(
+            bytes <= budget || p.changes.len() == 1,
+            "page of {bytes} bytes"
+        );
+        seen.extend(p.changes.iter().map(|c| c.0));
+        if !p.more {
+            assert_eq!(p.next, head);
+            break;
+        }
+        assert_eq!(p.next, p.changes.last().unwrap().0);
+        since = p.next;
+        assert!(pages < 100, "paging does not end");
+    }
+    assert_eq!(seen, (1..=head).collect::<Vec<_>>());
+    assert!(pages >= 3, "the byte bound cut the pages ({pages})");
+    // A bound smaller than any change: one change per page, never none.
+    let p = s.pull_within("g1", 0, 1000, 1, &Scope::Grid).await.unwrap();
+    assert_eq!(p.changes.len(), 1);
+    assert!(p.more);
+    assert_eq!(p.next, 1);
+    // Bootstrap: pages of documents whose bytes and rows fit the bound.
+    let snap = s.bootstrap("g1", &Scope::Grid, None, 0).await.unwrap();
+    assert_eq!(snap.docs.len(), 9);
+    let doc_size = |d: &xiuhua_server::storage::BundleRow| (d.bytes.len() + d.rows.len()) as u64;
+    let largest = snap.docs.iter().map(doc_size).max().unwrap();
+    let budget = 2 * largest;
+    let mut after: Option<String> = None;
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    loop {
+        let p = s
+            .bootstrap_within("g1", &Scope::Grid, after.as_deref(), 0, budget)
+            .await
+            .unwrap();
+        pages += 1;
+        assert_eq!(p.cursor, head);
+        let bytes: u64 = p.docs.iter().map(doc_size).sum();
+        assert!(
+            bytes <= budget || p.docs.len() == 1,
+            "page of {bytes} bytes"
+        );
+        assert!(p.docs.len() <= 2);
+        ids.extend(p.docs.iter().map(|d| d.id.clone()));
+        after = p.docs.last().map(|d| d.id.clone());
+        if !p.more {
+            break;
+        }
+        assert!(!p.docs.is_empty());
+        assert!(pages < 100, "paging does not end");
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ordered, none twice");
+    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), want);
+    assert!(pages >= 5, "the byte bound cut the pages ({pages})");
+    let p = s
+        .bootstrap_within("g1", &Scope::Grid, None, 0, 1)
+        .await
+        .unwrap();
+    assert_eq!(p.docs.len(), 1);
+    assert!(p.more);
+    // The count bound still applies with a generous byte bound.
+    let p = s
+        .bootstrap_within("g1", &Scope::Grid, None, 4, u64::MAX)
+        .await
+        .unwrap();
+    assert_eq!((p.docs.len(), p.more), (4, true));
+}
+
+/// A device's daily quota of new changes and bytes: a push beyond it is refused with
+/// `QuotaExceeded` and stores nothing; duplicates cost nothing; other devices are not held.
+pub async fn device_quota(f: &dyn Factory) {
+    let s = f.open().await;
+    let s = &*s;
+    directory(s).await;
+    let a = device(s, "u-grid", "dev-a").await;
+    let b = device(s, "u-grid", "dev-b").await;
+    let mut sa = store("u-grid", "王伟", Role::GridMember, "dev-a");
+    for n in 0..3 {
+        sa.create_record(record("g1", None, n)).unwrap();
+    }
+    let first = drain(&mut sa);
+    let n1 = count(&first);
+    let quota = Quota {
+        daily_bytes: 0,
+        daily_changes: n1 + 1,
+    };
+    let again = first.clone();
+    assert_eq!(push_quota(s, &a, first, &quota).await.unwrap().stored, n1);
+    // The same push again: duplicates only, not counted.
+    let o = push_quota(s, &a, again, &quota).await.unwrap();
+    assert_eq!((o.stored, o.duplicates), (0, n1));
+    // Two more changes exceed the quota: refused, nothing stored.
+    sa.create_record(record("g1", None, 10)).unwrap();
+    sa.create_record(record("g1", None, 11)).unwrap();
+    let over = drain(&mut sa);
+    let e = push_quota(s, &a, over.clone(), &quota).await.unwrap_err();
+    assert_eq!(refusal(e), RefusalKind::QuotaExceeded);
+    assert_eq!(seq_of(s, "g1").await, n1);
+    // Another device has its own quota.
+    let mut sb = store("u-grid", "王伟", Role::GridMember, "dev-b");
+    sb.create_record(record("g1", None, 20)).unwrap();
+    let rb = drain(&mut sb);
+    let nb = count(&rb);
+    assert_eq!(push_quota(s, &b, rb, &quota).await.unwrap().stored, nb);
+    // Without a quota the refused push goes through (nothing of it was counted).
+    assert_eq!(
+        push_quota(s, &a, over.clone(), &Quota::UNLIMITED)
+            .await
+            .unwrap()
+            .stored,
+        count(&over)
+    );
+    // A byte quota.
+    let mut sc = store("u-grid", "王伟", Role::GridMember, "dev-c");
+    let c = device(s, "u-grid", "dev-c").await;
+    let mut r = record("g1", None, 30);
+    r.description = "很长的描述".repeat(300);
+    sc.create_record(r).unwrap();
+    let big = drain(&mut sc);
+    let bytes: u64 = big
+        .docs
+        .iter()
+        .flat_map(|d| d.changes.iter().map(|c| c.len() as u64))
+        .sum();
+    let byte_quota = Quota {
+        daily_bytes: bytes - 1,
+        daily_changes: 0,
+    };
+    let before = seq_of(s, "g1").await;
+    let e = push_quota(s, &c, big.clone(), &byte_quota)
+        .await
+        .unwrap_err();
+    assert_eq!(refusal(e), RefusalKind::QuotaExceeded);
+    assert_eq!(seq_of(s, "g1").await, before);
+    let byte_quota = Quota {
+        daily_bytes: bytes,
+        daily_changes: 0,
+    };
+    assert!(push_quota(s, &c, big, &byte_quota).await.is_ok());
+}
+
+/// A stored document broken behind the storage's back: `check` quarantines it; it leaves
+/// bootstrap, pushes to it and reads of it are refused with `Quarantined` (not a failure),
+/// and the rest of the grid syncs. A push touching a broken document that no check has seen
+/// yet quarantines it too. Sound bytes again: the next check lifts the quarantine.
+pub async fn quarantine_broken_documents(f: &dyn Factory) {
+    let s = f.open().await;
+    let s = &*s;
+    directory(s).await;
+    let caller = device(s, "u-grid", "dev-a").await;
+    let mut st = store("u-grid", "王伟", Role::GridMember, "dev-a");
+    let broken = st
+        .create_household(household("g1", "1号楼", "101"))
+        .unwrap();
+    let sound = st
+        .create_household(household("g1", "1号楼", "102"))
+        .unwrap();
+    let later = st
+        .create_household(household("g1", "1号楼", "103"))
+        .unwrap();
+    push(s, &caller, drain(&mut st)).await.unwrap();
+    let (_, good_bytes) = s.doc(&broken).await.unwrap().unwrap();
+    let mut cut = good_bytes.clone();
+    cut.truncate(good_bytes.len() - 10);
+    f.overwrite_doc_bytes(&broken, &cut).await;
+
+    let report = xiuhua_server::check::run(s, xiuhua_server::now_ms())
+        .await
+        .unwrap();
+    assert_eq!(report.checked, 3);
+    assert_eq!(
+        report
+            .broken
+            .iter()
+            .map(|b| b.0.as_str())
+            .collect::<Vec<_>>(),
+        [broken.as_str()]
+    );
+    let q = s.quarantined().await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(
+        (q[0].id.as_str(), q[0].grid.as_str()),
+        (broken.as_str(), "g1")
+    );
+    // Left out of bootstrap; the others are there.
+    let snap = s.bootstrap("g1", &Scope::Grid, None, 0).await.unwrap();
+    let ids: BTreeSet<&str> = snap.docs.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, [sound.as_str(), later.as_str()].into_iter().collect());
+    // Reads and pushes of it are refused as quarantined, not failed.
+    assert_eq!(
+        refusal(s.doc(&broken).await.unwrap_err()),
+        RefusalKind::Quarantined
+    );
+    let seq = seq_of(s, "g1").await;
+    st.set_household_note(&broken, "电话已更新").unwrap();
+    let e = push(s, &caller, drain(&mut st)).await.unwrap_err();
+    assert_eq!(refusal(e), RefusalKind::Quarantined);
+    assert_eq!(seq_of(s, "g1").await, seq);
+    // The rest of the grid syncs.
+    st.set_household_note(&sound, "独居").unwrap();
+    assert!(push(s, &caller, drain(&mut st)).await.unwrap().stored > 0);
+
+    // Broken again behind the storage's back, before any check: the push quarantines it.
+    let (_, later_bytes) = s.doc(&later).await.unwrap().unwrap();
+    f.overwrite_doc_bytes(&later, b"not an automerge document")
+        .await;
+    st.set_household_note(&later, "搬走").unwrap();
+    let e = push(s, &caller, drain(&mut st)).await.unwrap_err();
+    assert_eq!(refusal(e), RefusalKind::Quarantined);
+    let q: Vec<String> = s
+        .quarantined()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.id)
+        .collect();
+    assert_eq!(q, {
+        let mut v = vec![broken.clone(), later.clone()];
+        v.sort();
+        v
+    });
+
+    // Repaired: the next check lifts both quarantines.
+    f.overwrite_doc_bytes(&broken, &good_bytes).await;
+    f.overwrite_doc_bytes(&later, &later_bytes).await;
+    let report = xiuhua_server::check::run(s, xiuhua_server::now_ms())
+        .await
+        .unwrap();
+    assert!(report.broken.is_empty());
+    assert_eq!(report.released.len(), 2);
+    assert!(s.quarantined().await.unwrap().is_empty());
+    assert!(s.doc(&broken).await.unwrap().is_some());
+    assert_eq!(
+        s.bootstrap("g1", &Scope::Grid, None, 0)
+            .await
+            .unwrap()
+            .docs
+            .len(),
+        3
+    );
 }
