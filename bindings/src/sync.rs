@@ -121,6 +121,9 @@ pub struct SyncReport {
     pub bytes_received: u64,
     pub duration_ms: u64,
     pub bootstrapped_docs: u64,
+    /// The refresh token was refused while the access token still worked: the sync ran,
+    /// and the device must be enrolled again (its data is kept) before long.
+    pub refresh_refused: Option<String>,
 }
 
 impl From<core::sync::SyncReport> for SyncReport {
@@ -136,6 +139,7 @@ impl From<core::sync::SyncReport> for SyncReport {
             bytes_received: r.bytes_received,
             duration_ms: r.duration_ms,
             bootstrapped_docs: r.bootstrapped_docs,
+            refresh_refused: r.refresh_refused,
         }
     }
 }

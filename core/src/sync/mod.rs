@@ -68,6 +68,9 @@ pub struct SyncStatus {
     /// Documents whose changes the server refused at the last finished sync: (document,
     /// reason). Their changes stay in the outbox.
     pub refused_docs: Vec<(String, String)>,
+    /// Local changes kept aside because the grant covering their document was lost
+    /// ([`Store::set_aside`]): not pushed, not lost.
+    pub set_aside_changes: i64,
 }
 
 /// An escalation recorded on this device, waiting to be sent to `/v1/escalate`.

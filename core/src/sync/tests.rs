@@ -33,6 +33,9 @@ enum Fault {
 #[derive(Default)]
 struct FakeServer {
     now_ms: i64,
+    /// Who `/v1/session` says the device is.
+    device: String,
+    user: String,
     /// grid → (seq, doc, change)
     feed: BTreeMap<String, Vec<(u64, String, Vec<u8>)>>,
     hashes: HashSet<[u8; 32]>,
@@ -59,6 +62,17 @@ struct FakeServer {
     /// Pushes stored right after the first page of a paged bootstrap is answered (another
     /// device syncing meanwhile).
     between_pages: Vec<proto::PushRequest>,
+    /// The grants `/v1/session` answers; `None`: a server without `/v1/session` (404).
+    grants: Option<Vec<proto::Grant>>,
+}
+
+/// The building a document is filed under (households and records; tasks: none here).
+fn building_of(id: &str, doc: &AutoCommit) -> Option<String> {
+    match rows_of(id, doc).ok()?? {
+        crate::store::Rows::Household { household, .. } => Some(household.building),
+        crate::store::Rows::Record(r) => r.building,
+        crate::store::Rows::Task(_) => None,
+    }
 }
 
 fn reply<T: serde::Serialize>(v: &T) -> (u16, Vec<u8>) {
@@ -80,12 +94,23 @@ impl FakeServer {
     fn new() -> FakeServer {
         FakeServer {
             now_ms: NOW,
+            device: "dev-a".into(),
+            user: "u-wang".into(),
             access: "acc-1".into(),
             access_expires_ms: NOW + 15 * 60_000,
             refresh: "ref-1".into(),
             projection_version: PROJECTION_VERSION,
             ..FakeServer::default()
         }
+    }
+
+    /// The buildings the session's grant limits a grid to (a 楼门长), if any.
+    fn scope(&self, grid: &str) -> Option<Vec<String>> {
+        self.grants
+            .as_ref()?
+            .iter()
+            .find(|g| g.grid == grid && g.role == "楼门长")
+            .map(|g| g.buildings.clone())
     }
 
     fn seq(&self, grid: &str) -> u64 {
@@ -125,6 +150,28 @@ impl FakeServer {
             return error(401, "unauthorized", vec![]);
         }
         match path {
+            "/v1/session" => match &self.grants {
+                None => error(404, "not_found", vec![]),
+                Some(grants) => {
+                    let _: proto::SessionRequest = proto::decode(body).unwrap();
+                    #[derive(serde::Serialize)]
+                    struct WithPurge {
+                        #[serde(flatten)]
+                        body: proto::SessionResponse,
+                        purge_grids: Vec<String>,
+                    }
+                    reply(&WithPurge {
+                        body: proto::SessionResponse {
+                            server_time_ms: self.now_ms,
+                            device: self.device.clone(),
+                            user: self.user.clone(),
+                            user_name: "王伟".into(),
+                            grants: grants.clone(),
+                        },
+                        purge_grids: self.revoked.iter().cloned().collect(),
+                    })
+                }
+            },
             "/v1/push" => self.push(proto::decode(body).unwrap()),
             "/v1/pull" => {
                 let p: proto::PullRequest = proto::decode(body).unwrap();
@@ -138,6 +185,18 @@ impl FakeServer {
                 let next = page
                     .last()
                     .map_or(p.since.max(self.seq(&p.grid)), |(s, _, _)| *s);
+                let scope = self.scope(&p.grid);
+                let page: Vec<_> = page
+                    .into_iter()
+                    .filter(|(_, d, _)| {
+                        scope.as_ref().is_none_or(|bs| {
+                            self.docs
+                                .get(d)
+                                .and_then(|(_, doc)| building_of(d, doc))
+                                .is_some_and(|b| bs.contains(&b))
+                        })
+                    })
+                    .collect();
                 reply(&proto::PullResponse {
                     server_time_ms: self.now_ms,
                     grid: p.grid.clone(),
@@ -165,15 +224,26 @@ impl FakeServer {
                     n => n.min(proto::BOOTSTRAP_MAX_PAGE),
                 } as usize;
                 let after = b.after.clone().unwrap_or_default();
+                let scope = self.scope(&b.grid);
+                let wanted = |id: &str, g: &str, doc: &AutoCommit| {
+                    let building = building_of(id, doc);
+                    g == b.grid
+                        && id > after.as_str()
+                        && (b.buildings.is_empty()
+                            || building.as_ref().is_some_and(|x| b.buildings.contains(x)))
+                        && scope
+                            .as_ref()
+                            .is_none_or(|bs| building.as_ref().is_some_and(|x| bs.contains(x)))
+                };
                 let matching = self
                     .docs
                     .iter()
-                    .filter(|(id, (g, _))| *g == b.grid && **id > after)
+                    .filter(|(id, (g, doc))| wanted(id, g, doc))
                     .count();
                 let docs: Vec<proto::BundleDoc> = self
                     .docs
                     .iter_mut()
-                    .filter(|(id, (g, _))| *g == b.grid && **id > after)
+                    .filter(|(id, (g, doc))| wanted(id, g, doc))
                     .take(limit)
                     .map(|(id, (_, doc))| proto::BundleDoc {
                         id: id.clone(),
@@ -703,6 +773,7 @@ fn a_bundle_with_rows_of_another_grid_or_kind_is_refused_whole() {
                 grid: G1.into(),
                 after: None,
                 limit: 0,
+                buildings: Vec::new(),
             }),
             Some("acc-1"),
         );
@@ -745,6 +816,7 @@ fn a_bundle_merges_into_documents_held_here() {
                 grid: G1.into(),
                 after: None,
                 limit: 0,
+                buildings: Vec::new(),
             }),
             Some("acc-1"),
         );
@@ -894,13 +966,50 @@ fn an_expiring_token_is_refreshed_first_and_a_401_refreshes_once() {
     let r = run(&mut a, &net).unwrap();
     assert_eq!(r.pushed, 1);
     let paths: Vec<String> = net.server().log.iter().map(|(p, _)| p.clone()).collect();
-    assert_eq!(&paths[..3], &["/v1/push", "/v1/refresh", "/v1/push"]);
+    assert_eq!(
+        &paths[..4],
+        &["/v1/session", "/v1/refresh", "/v1/session", "/v1/push"]
+    );
 
     // A refresh token that no longer works: Unauthorized, recorded.
     net.server().refresh = "other".into();
     net.server().access = "other".into();
     let e = run(&mut a, &net).unwrap_err();
     assert!(matches!(e, crate::Error::Unauthorized(_)), "{e}");
+}
+
+/// Issue 9 item 1: a proactive refresh refused while the access token still works does
+/// not end the sync; a refusal after a 401 does.
+#[test]
+fn a_refused_refresh_while_the_access_token_works_does_not_end_the_sync() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    household(&mut a, G1, "101");
+    let later = NOW + 14 * 60_000 + 30_000; // the token expires in 30 s: refresh first
+    net.server().now_ms = later;
+    a.set_time_source(move || later);
+    net.server().refresh = "spent-elsewhere".into();
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.pushed, 1);
+    assert!(
+        r.refresh_refused
+            .as_deref()
+            .is_some_and(|why| why.starts_with("unauthorized")),
+        "{r:?}"
+    );
+    assert_eq!(net.server().log[0].0, "/v1/refresh");
+    assert_eq!(a.sync_status().unwrap().last_error, None);
+    // The saved tokens are untouched.
+    assert_eq!(a.credentials().unwrap().unwrap().refresh_token, "ref-1");
+
+    // Once the access token is refused too, the sync ends with Unauthorized, no loop.
+    net.server().access = "acc-revoked".into();
+    household(&mut a, G1, "102");
+    net.server().log.clear();
+    let e = run(&mut a, &net).unwrap_err();
+    assert!(matches!(e, crate::Error::Unauthorized(_)), "{e}");
+    let paths: Vec<String> = net.server().log.iter().map(|(p, _)| p.clone()).collect();
+    assert_eq!(paths, ["/v1/refresh", "/v1/session"]);
 }
 
 #[test]
