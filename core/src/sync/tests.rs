@@ -214,8 +214,16 @@ impl FakeServer {
             }
             "/v1/bootstrap" => {
                 let b: proto::BootstrapRequest = proto::decode(body).unwrap();
-                self.log.last_mut().unwrap().1 =
-                    format!("{} after {}", b.grid, b.after.as_deref().unwrap_or("-"));
+                self.log.last_mut().unwrap().1 = format!(
+                    "{} after {}{}",
+                    b.grid,
+                    b.after.as_deref().unwrap_or("-"),
+                    if b.buildings.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" in {}", b.buildings.join(","))
+                    }
+                );
                 if self.revoked.contains(&b.grid) {
                     return error(403, "purge", vec![b.grid]);
                 }
@@ -328,6 +336,13 @@ impl FakeServer {
         self.log.last_mut().unwrap().1 = docs.join(",");
         if docs.iter().any(|d| self.refuse_docs.contains(d)) {
             return error(403, "forbidden", vec![]);
+        }
+        for d in &docs {
+            if let Some((grid, _)) = self.docs.get(d)
+                && self.revoked.contains(grid)
+            {
+                return error(403, "purge", vec![grid.clone()]);
+            }
         }
         let (mut stored, mut duplicates) = (0, 0);
         let mut grids = HashSet::new();
@@ -1388,4 +1403,168 @@ fn repair_brings_the_changes_a_local_copy_misses() {
     assert!(repair_document(&mut c, &mut t, &h).unwrap() >= 4);
     assert_eq!(c.household(&h).unwrap().visits.len(), 3);
     assert!(repair_document(&mut c, &mut t, "no-such-doc").is_err());
+}
+
+// ----- grants follow the directory (issue 9 item 3) -----
+
+fn household_in(s: &mut Store, grid: &str, building: &str, room: &str) -> String {
+    s.create_household(NewHousehold {
+        address: Address::new(grid, building, "1单元", room).unwrap(),
+        members: vec![NewMember {
+            name: "李秀英".into(),
+            gender: Gender::Female,
+            birth_year: 1958,
+            phone: None,
+            id_number: None,
+            relation: Relation::Head,
+            tags: vec![],
+        }],
+        tags: vec![],
+        note: "".into(),
+    })
+    .unwrap()
+}
+
+fn member_grant(grid: &str) -> proto::Grant {
+    proto::Grant {
+        grid: grid.into(),
+        role: "网格员".into(),
+        buildings: vec![],
+    }
+}
+
+/// Syncs the seeding phone while the fake's `/v1/session` answers nothing (it answers as
+/// the phone under test only).
+fn seed_sync(seed: &mut Store, net: &Net) {
+    let grants = net.server().grants.take();
+    run(seed, net).unwrap();
+    net.server().grants = grants;
+}
+
+fn lead_grant(buildings: &[&str]) -> Vec<proto::Grant> {
+    vec![proto::Grant {
+        grid: G1.into(),
+        role: "楼门长".into(),
+        buildings: buildings.iter().map(|b| b.to_string()).collect(),
+    }]
+}
+
+#[test]
+fn a_grid_granted_after_enrollment_is_bootstrapped_at_the_next_sync() {
+    let net = Net::new();
+    let mut seed = device(&net, "u-seed", "dev-s");
+    household(&mut seed, G2, "201");
+    seed_sync(&mut seed, &net);
+
+    let mut a = device(&net, "u-wang", "dev-a");
+    a.save_grants(&[member_grant(G1)]).unwrap();
+    net.server().grants = Some(vec![member_grant(G1)]);
+    run(&mut a, &net).unwrap();
+    assert_eq!(a.grid_doc_count(G2).unwrap(), 0);
+
+    // `grant u-wang --grid G2` at the station: the next sync learns it and bootstraps G2.
+    net.server().grants = Some(vec![member_grant(G1), member_grant(G2)]);
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.bootstrapped_docs, 1);
+    assert_eq!(a.grid_doc_count(G2).unwrap(), 1);
+    assert_eq!(a.grants().unwrap().len(), 2);
+}
+
+#[test]
+fn a_building_added_to_a_building_leader_comes_by_a_scope_bootstrap() {
+    let net = Net::new();
+    let mut seed = device(&net, "u-seed", "dev-s");
+    household_in(&mut seed, G1, "1号楼", "101");
+    let h2 = household_in(&mut seed, G1, "2号楼", "201");
+    seed_sync(&mut seed, &net);
+
+    net.server().grants = Some(lead_grant(&["1号楼"]));
+    let mut a = device(&net, "u-wang", "dev-a");
+    a.save_grants(&lead_grant(&["1号楼"])).unwrap();
+    assert_eq!(run(&mut a, &net).unwrap().bootstrapped_docs, 1);
+    let cursor = a.sync_cursor(G1).unwrap();
+    assert!(cursor > 0);
+
+    // 2号楼 is added to the grant; its household was edited since (before our cursor).
+    visit(&mut seed, &h2, "走访");
+    seed_sync(&mut seed, &net);
+    net.server().grants = Some(lead_grant(&["1号楼", "2号楼"]));
+    // The first try is cut off at the bootstrap: the scope bootstrap stays queued.
+    net.fault("/v1/bootstrap", 1, Fault::Drop);
+    assert!(run(&mut a, &net).is_err());
+    assert_eq!(a.scope_bootstrap(G1).unwrap(), Some(vec!["2号楼".to_string()]));
+
+    net.server().log.clear();
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.bootstrapped_docs, 1, "{r:?}");
+    let boots: Vec<String> = net
+        .server()
+        .paths()
+        .into_iter()
+        .filter(|p| p.starts_with("/v1/bootstrap"))
+        .collect();
+    assert_eq!(boots, [format!("/v1/bootstrap {G1} after - in 2号楼")]);
+    assert_eq!(a.households_in(G1, "2号楼", None).unwrap().len(), 1);
+    assert_eq!(a.scope_bootstrap(G1).unwrap(), None);
+    // The household's later edits arrive by pull, not waiting for anything.
+    visit(&mut seed, &h2, "再访");
+    seed_sync(&mut seed, &net);
+    run(&mut a, &net).unwrap();
+    seed_sync(&mut seed, &net);
+    assert_eq!(a.projection_dump().unwrap(), seed.projection_dump().unwrap());
+}
+
+#[test]
+fn a_narrowed_grant_removes_what_it_no_longer_covers_and_sets_the_work_aside() {
+    let net = Net::new();
+    let mut seed = device(&net, "u-seed", "dev-s");
+    let h1 = household_in(&mut seed, G1, "1号楼", "101");
+    household_in(&mut seed, G1, "2号楼", "201");
+    seed_sync(&mut seed, &net);
+    net.server().grants = Some(lead_grant(&["1号楼", "2号楼"]));
+    let mut a = device(&net, "u-wang", "dev-a");
+    a.save_grants(&lead_grant(&["1号楼", "2号楼"])).unwrap();
+    run(&mut a, &net).unwrap();
+    assert_eq!(a.grid_doc_count(G1).unwrap(), 2);
+
+    // A visit recorded offline in 1号楼, then the station takes 1号楼 off the grant.
+    visit(&mut a, &h1, "离线走访");
+    assert_eq!(a.outbox_len().unwrap(), 1);
+    net.server().grants = Some(lead_grant(&["2号楼"]));
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!((r.dropped_docs, r.set_aside, r.pushed), (1, 1, 0), "{r:?}");
+    assert!(a.households_in(G1, "1号楼", None).unwrap().is_empty());
+    assert_eq!(a.households_in(G1, "2号楼", None).unwrap().len(), 1);
+    assert_eq!(a.outbox_len().unwrap(), 0);
+    // The work is kept, listed, and goes only when the user says so.
+    let aside = a.set_aside().unwrap();
+    assert_eq!(aside.len(), 1);
+    assert_eq!((aside[0].doc.as_str(), aside[0].changes), (h1.as_str(), 1));
+    assert_eq!(a.set_aside_changes(&h1).unwrap().len(), 1);
+    assert_eq!(a.sync_status().unwrap().set_aside_changes, 1);
+    assert_eq!(a.discard_set_aside(&h1).unwrap(), 1);
+    assert_eq!(a.sync_status().unwrap().set_aside_changes, 0);
+}
+
+#[test]
+fn a_withdrawn_grid_sets_its_work_aside_and_only_a_revoked_device_wipes() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    let h = household(&mut a, G2, "301");
+    let h1 = household(&mut a, G1, "101");
+    run(&mut a, &net).unwrap();
+    visit(&mut a, &h, "离线走访");
+    net.server().revoked.insert(G2.into());
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.purged_grids, [G2.to_string()]);
+    assert_eq!(a.grid_doc_count(G2).unwrap(), 0);
+    assert_eq!(a.set_aside().unwrap().len(), 1);
+
+    // The device itself is revoked: everything goes, nothing is set aside.
+    visit(&mut a, &h1, "离线走访");
+    net.server().device_revoked = true;
+    assert!(run(&mut a, &net).is_err());
+    assert_eq!(a.grid_doc_count(G1).unwrap(), 0);
+    assert_eq!(a.outbox_len().unwrap(), 0);
+    assert!(a.set_aside().unwrap().iter().all(|x| x.doc != h1));
 }
