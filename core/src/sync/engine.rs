@@ -366,6 +366,16 @@ impl SyncEngine {
         e
     }
 
+    /// The sync is cancelled between requests (nothing in flight): it ends here, with
+    /// every reply so far applied. Records that it did not finish and returns the error.
+    pub fn cancelled(&mut self, store: &mut Store) -> Error {
+        let e = super::cancelled_error();
+        self.failed = true;
+        self.in_flight = None;
+        let _ = store.record_sync_error(&e);
+        e
+    }
+
     /// Ends a complete sync: records the success (and the documents the server refused) in
     /// the store and returns the report. A sync that is not complete is refused, and never
     /// recorded as a success.

@@ -1568,3 +1568,74 @@ fn a_withdrawn_grid_sets_its_work_aside_and_only_a_revoked_device_wipes() {
     assert_eq!(a.outbox_len().unwrap(), 0);
     assert!(a.set_aside().unwrap().iter().all(|x| x.doc != h1));
 }
+
+// ----- the one sync loop: cancellation (issue 9 item 7) -----
+
+/// Cancels `flag` once `left` requests went through.
+struct CancelAfter {
+    net: Net,
+    left: usize,
+    flag: CancelFlag,
+}
+
+impl Transport for CancelAfter {
+    fn post(
+        &mut self,
+        path: &str,
+        body: Vec<u8>,
+        bearer: Option<&str>,
+    ) -> Result<(u16, Vec<u8>), TransportError> {
+        let r = self.net.post(path, body, bearer);
+        self.left = self.left.saturating_sub(1);
+        if self.left == 0 {
+            self.flag.cancel();
+        }
+        r
+    }
+}
+
+#[test]
+fn a_cancelled_sync_stops_at_the_next_request_and_leaves_a_consistent_store() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    for i in 0..6 {
+        household(&mut a, G1, &format!("{}", 101 + i));
+    }
+    let total = a.outbox_len().unwrap();
+    let cancel = CancelFlag::new();
+    // The session and the first push batch go through; then the app cancels.
+    let mut t = CancelAfter {
+        net: net.clone(),
+        left: 2,
+        flag: cancel.clone(),
+    };
+    let creds = a.credentials().unwrap().unwrap();
+    let opts = SyncOptions {
+        push_max_changes: 2,
+        ..SyncOptions::default()
+    };
+    let e = drive(
+        &mut |step| step(&mut a),
+        &mut t,
+        None,
+        &creds,
+        opts,
+        Some(&cancel),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, crate::Error::Sync { code, .. } if code == "cancelled"),
+        "{e:?}"
+    );
+    assert_eq!(net.server().log.len(), 2, "{:?}", net.server().paths());
+    // The acknowledged batch left the outbox; the rest waits; the status says it failed.
+    assert_eq!(a.outbox_len().unwrap(), total - 2);
+    assert_eq!(net.server().total_changes() as i64, 2);
+    let st = a.sync_status().unwrap();
+    assert!(st.last_error.is_some_and(|m| m.contains("cancelled")));
+    assert_eq!(st.last_success_ms, None);
+    // The next sync finishes the work.
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.pushed as i64, total - 2);
+    assert_eq!(a.outbox_len().unwrap(), 0);
+}
