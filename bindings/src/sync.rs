@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use xiuhua_core as core;
-use xiuhua_core::sync::http::HttpTransport;
 use xiuhua_core::sync::SyncOptions;
+use xiuhua_core::sync::http::HttpTransport;
 
 use crate::error::{Result, XiuhuaError};
 use crate::store::{ChangeEvent, ChangeOrigin, XiuhuaStore, open_core};
@@ -352,7 +352,9 @@ impl XiuhuaStore {
                 }
             },
             &mut transport,
-            listener.as_ref().map(|l| l as &dyn core::sync::SyncProgress),
+            listener
+                .as_ref()
+                .map(|l| l as &dyn core::sync::SyncProgress),
             &creds,
             SyncOptions::default(),
             Some(&self.cancel),

@@ -98,7 +98,9 @@ pub const REVOKED_CODE: &str = "revoked";
 pub enum RefreshDecision {
     /// Spend the token (`used_ms` = now), revoke the unused siblings (the other unused
     /// children of `parent`, when given) and store the new token as its child.
-    Rotate { parent: Option<String> },
+    Rotate {
+        parent: Option<String>,
+    },
     /// A retry after a lost reply: store the new token as one more child of the spent one.
     Reissue,
     /// Revoke every refresh token of the device and mark the device reset; answer
@@ -305,7 +307,10 @@ mod tests {
             ..d.clone()
         };
         assert_eq!(decide_standing(Some(&reset), "u"), Standing::Reset);
-        let revoked = DeviceRow { revoked: true, ..reset };
+        let revoked = DeviceRow {
+            revoked: true,
+            ..reset
+        };
         assert_eq!(decide_standing(Some(&revoked), "u"), Standing::Revoked);
     }
 }

@@ -29,9 +29,9 @@ use xiuhua_core::sync::proto::{self, *};
 
 use crate::access::{self, Caller, Scope};
 use crate::auth::{self, Secret};
+use crate::credentials::{self, CredentialRefusal};
 use crate::error::{ApiError, Refusal};
 use crate::metrics::Metrics;
-use crate::credentials::{self, CredentialRefusal};
 use crate::storage::{DeviceStanding, RefreshOutcome, Storage};
 use crate::{ingest, now_ms};
 

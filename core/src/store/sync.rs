@@ -457,7 +457,11 @@ impl Store {
             set_aside += tx.execute(
                 "INSERT INTO set_aside (doc, grid, hash, change, reason, at_ms)
                  SELECT doc, grid, hash, change, ?2, ?3 FROM outbox WHERE doc = ?1 ORDER BY id",
-                params![id, "the grant no longer covers this document's building", now],
+                params![
+                    id,
+                    "the grant no longer covers this document's building",
+                    now
+                ],
             )?;
             for (table, col) in [
                 ("doc_chunks", "doc"),

@@ -263,18 +263,19 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_secs(3));
             drop(conn);
         });
-        let mut t = HttpTransport::with_timeouts(
-            &url,
-            Duration::from_secs(1),
-            Duration::from_millis(300),
-        )
-        .unwrap();
+        let mut t =
+            HttpTransport::with_timeouts(&url, Duration::from_secs(1), Duration::from_millis(300))
+                .unwrap();
         let started = std::time::Instant::now();
         assert!(matches!(
             t.post("/v1/pull", vec![], None),
             Err(TransportError::Timeout(_))
         ));
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
         server.join().unwrap();
     }
 

@@ -147,7 +147,14 @@ pub fn sync_with(
     creds: &Credentials,
     options: SyncOptions,
 ) -> Result<SyncReport> {
-    drive(&mut |step| step(store), transport, progress, creds, options, None)
+    drive(
+        &mut |step| step(store),
+        transport,
+        progress,
+        creds,
+        options,
+        None,
+    )
 }
 
 /// Gives one step of a sync the store: `step` runs with it, and whatever lock guards the

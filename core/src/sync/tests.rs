@@ -1492,7 +1492,10 @@ fn a_building_added_to_a_building_leader_comes_by_a_scope_bootstrap() {
     // The first try is cut off at the bootstrap: the scope bootstrap stays queued.
     net.fault("/v1/bootstrap", 1, Fault::Drop);
     assert!(run(&mut a, &net).is_err());
-    assert_eq!(a.scope_bootstrap(G1).unwrap(), Some(vec!["2号楼".to_string()]));
+    assert_eq!(
+        a.scope_bootstrap(G1).unwrap(),
+        Some(vec!["2号楼".to_string()])
+    );
 
     net.server().log.clear();
     let r = run(&mut a, &net).unwrap();
@@ -1511,7 +1514,10 @@ fn a_building_added_to_a_building_leader_comes_by_a_scope_bootstrap() {
     seed_sync(&mut seed, &net);
     run(&mut a, &net).unwrap();
     seed_sync(&mut seed, &net);
-    assert_eq!(a.projection_dump().unwrap(), seed.projection_dump().unwrap());
+    assert_eq!(
+        a.projection_dump().unwrap(),
+        seed.projection_dump().unwrap()
+    );
 }
 
 #[test]

@@ -1157,11 +1157,8 @@ impl Storage for PgStorage {
             .await?
         {
             let device: String = r.try_get(0)?;
-            tx.execute(
-                "SELECT 1 FROM devices WHERE id = $1 FOR UPDATE",
-                &[&device],
-            )
-            .await?;
+            tx.execute("SELECT 1 FROM devices WHERE id = $1 FOR UPDATE", &[&device])
+                .await?;
         }
         let row = tx
             .query_opt(

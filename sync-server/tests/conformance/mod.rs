@@ -17,9 +17,9 @@ use xiuhua_core::Store;
 use xiuhua_core::model::*;
 use xiuhua_core::sync::proto::{DocChanges, PushRequest};
 use xiuhua_server::access::{Caller, Scope};
+use xiuhua_server::credentials::CredentialRefusal;
 use xiuhua_server::error::{RefusalKind, StoreError};
 use xiuhua_server::ingest;
-use xiuhua_server::credentials::CredentialRefusal;
 use xiuhua_server::storage::{DeviceStanding, RefreshOutcome, Storage};
 
 /// Opens handles on one database.
