@@ -92,6 +92,10 @@ pub struct XiuhuaStore {
     next_observer: Mutex<u64>,
     /// Held for the whole of a sync or an enrollment: one at a time.
     pub(crate) sync_lock: Mutex<()>,
+    /// Set by `cancel_sync`: the running sync stops at its next request boundary.
+    pub(crate) cancel: core::sync::CancelFlag,
+    /// (connect, whole request) timeouts of sync requests in ms; 0 = the defaults.
+    pub(crate) timeouts_ms: Mutex<(u64, u64)>,
 }
 
 impl std::fmt::Debug for XiuhuaStore {
@@ -166,6 +170,8 @@ impl XiuhuaStore {
             observers: Mutex::new(Vec::new()),
             next_observer: Mutex::new(1),
             sync_lock: Mutex::new(()),
+            cancel: core::sync::CancelFlag::new(),
+            timeouts_ms: Mutex::new((0, 0)),
         })
     }
 

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use xiuhua_core as core;
+use xiuhua_core::sync::SyncOptions;
 use xiuhua_core::sync::http::HttpTransport;
-use xiuhua_core::sync::{SyncEngine, SyncOptions, Transport};
 
 use crate::error::{Result, XiuhuaError};
 use crate::store::{ChangeEvent, ChangeOrigin, XiuhuaStore, open_core};
@@ -83,6 +83,16 @@ pub struct Refusal {
     pub reason: String,
 }
 
+impl XiuhuaStore {
+    fn timeouts(&self) -> (std::time::Duration, std::time::Duration) {
+        let (c, r) = self.timeouts_ms.lock().map_or((0, 0), |t| *t);
+        (
+            std::time::Duration::from_millis(c),
+            std::time::Duration::from_millis(r),
+        )
+    }
+}
+
 fn refusals(v: Vec<(String, String)>) -> Vec<Refusal> {
     v.into_iter()
         .map(|(doc, reason)| Refusal { doc, reason })
@@ -105,6 +115,20 @@ pub struct SyncStatus {
     pub refused: Vec<Refusal>,
     /// A sync is running now.
     pub running: bool,
+    /// Local changes kept aside because the grant covering their document was lost: not
+    /// pushed, not lost ([`XiuhuaStore::set_aside`]).
+    pub set_aside_changes: i64,
+}
+
+/// Local changes of one document kept aside because its grant was lost (a grid
+/// withdrawn, a building taken off a 楼门长).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SetAside {
+    pub doc: String,
+    pub grid: String,
+    pub reason: String,
+    pub changes: i64,
+    pub at_ms: i64,
 }
 
 /// What one sync did.
@@ -121,6 +145,13 @@ pub struct SyncReport {
     pub bytes_received: u64,
     pub duration_ms: u64,
     pub bootstrapped_docs: u64,
+    /// The refresh token was refused while the access token still worked: the sync ran,
+    /// and the device must be enrolled again (its data is kept) before long.
+    pub refresh_refused: Option<String>,
+    /// Documents removed because a narrowed grant no longer covers them.
+    pub dropped_docs: u64,
+    /// Local changes kept aside because their grant was lost (see `set_aside`).
+    pub set_aside: u64,
 }
 
 impl From<core::sync::SyncReport> for SyncReport {
@@ -136,7 +167,20 @@ impl From<core::sync::SyncReport> for SyncReport {
             bytes_received: r.bytes_received,
             duration_ms: r.duration_ms,
             bootstrapped_docs: r.bootstrapped_docs,
+            refresh_refused: r.refresh_refused,
+            dropped_docs: r.dropped_docs,
+            set_aside: r.set_aside,
         }
+    }
+}
+
+/// The app's listener as the core's progress trait.
+struct Listener(Arc<dyn SyncProgressListener>);
+
+impl core::sync::SyncProgress for Listener {
+    fn on_progress(&self, phase: core::sync::SyncPhase, done: u64, total: Option<u64>) {
+        // An exception thrown by the app's listener is ignored.
+        let _ = self.0.on_progress(phase.into(), done, total);
     }
 }
 
@@ -230,6 +274,41 @@ impl XiuhuaStore {
         self.with(|s| s.clear_credentials())
     }
 
+    /// Changes kept aside because their grant was lost, one entry per document.
+    pub fn set_aside(&self) -> Result<Vec<SetAside>> {
+        let v = self.with(|s| s.set_aside())?;
+        Ok(v.into_iter()
+            .map(|a| SetAside {
+                doc: a.doc,
+                grid: a.grid,
+                reason: a.reason,
+                changes: a.changes,
+                at_ms: a.at_ms,
+            })
+            .collect())
+    }
+
+    /// Forgets the changes kept aside for `doc` (after the user confirmed). Returns how many.
+    pub fn discard_set_aside(&self, doc: String) -> Result<u64> {
+        let n = self.with(|s| s.discard_set_aside(&doc))?;
+        Ok(u64::try_from(n).unwrap_or(u64::MAX))
+    }
+
+    /// Stops the running sync, if any, at its next request boundary (Kotlin coroutine and
+    /// Swift task cancellation call this): it ends with a `cancelled` error, keeping what
+    /// it received, and the status records that it did not finish. No effect otherwise.
+    pub fn cancel_sync(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Sets the connect and whole-request timeouts of the following syncs, in ms (0 = the
+    /// defaults: 10 s to connect, 120 s per request).
+    pub fn set_sync_timeouts(&self, connect_ms: u64, request_ms: u64) {
+        if let Ok(mut t) = self.timeouts_ms.lock() {
+            *t = (connect_ms, request_ms);
+        }
+    }
+
     /// What the sync screen shows.
     pub fn sync_status(&self) -> Result<SyncStatus> {
         let running = self.sync_lock.try_lock().is_err();
@@ -243,46 +322,52 @@ impl XiuhuaStore {
             last_error_ms: status.last_error_ms,
             refused: refusals(status.refused_docs),
             running,
+            set_aside_changes: status.set_aside_changes,
         })
     }
 
-    /// Runs one whole sync with the station's server: push, escalate, bootstrap, pull.
-    /// Blocking; call it from a background thread. Either it finishes and is recorded as a
-    /// success, or it returns the error, recorded in the status (never a success).
+    /// Runs one whole sync with the station's server: session, push, escalate, bootstrap,
+    /// pull — the core's one sync loop (`xiuhua_core::sync::drive`), holding the store's
+    /// lock only between requests. Blocking; call it from a background thread. Either it
+    /// finishes and is recorded as a success, or it returns the error, recorded in the
+    /// status (never a success). [`XiuhuaStore::cancel_sync`] stops it at the next request.
     pub fn sync(&self, progress: Option<Arc<dyn SyncProgressListener>>) -> Result<SyncReport> {
         let _sync = self.sync_lock.try_lock().map_err(|_| busy())?;
+        self.cancel.reset();
         let creds = self
             .with(|s| s.credentials())?
             .ok_or_else(|| XiuhuaError::Unauthorized {
                 detail: "not authorized: this device is not enrolled".into(),
             })?;
-        let mut transport = HttpTransport::new(&creds.server_url)?;
-        let mut engine = SyncEngine::new(&creds, SyncOptions::default());
-        loop {
-            let request = {
-                let mut store = self.lock()?;
-                engine.next_request(&mut store)?
-            };
-            let Some(request) = request else { break };
-            if let Some(p) = &progress {
-                let (phase, done, total) = engine.progress();
-                let _ = p.on_progress(phase.into(), done, total);
-            }
-            let reply = transport.post(request.path, request.body, request.bearer.as_deref());
-            let mut store = self.lock()?;
-            match reply {
-                Ok((status, body)) => engine.handle_response(&mut store, status, &body)?,
-                Err(e) => return Err(engine.transport_failed(&mut store, e).into()),
-            }
-        }
-        let report = {
-            let mut store = self.lock()?;
-            engine.finish(&mut store)?
+        let (connect, request) = self.timeouts();
+        let mut transport = HttpTransport::with_timeouts(&creds.server_url, connect, request)?;
+        let listener = progress.map(Listener);
+        let mut unusable: Option<XiuhuaError> = None;
+        let report = core::sync::drive(
+            &mut |step| match self.lock() {
+                Ok(mut store) => step(&mut store),
+                Err(e) => {
+                    unusable = Some(e);
+                    Err(core::Error::invalid("store", "unusable"))
+                }
+            },
+            &mut transport,
+            listener
+                .as_ref()
+                .map(|l| l as &dyn core::sync::SyncProgress),
+            &creds,
+            SyncOptions::default(),
+            Some(&self.cancel),
+        );
+        let report = match (report, unusable) {
+            (_, Some(e)) => return Err(e),
+            (r, None) => r?,
         };
-        if let Some(p) = &progress {
-            let _ = p.on_progress(SyncPhase::Done, report.pushed + report.pulled, None);
-        }
-        if report.pulled > 0 || report.bootstrapped_docs > 0 || !report.purged_grids.is_empty() {
+        if report.pulled > 0
+            || report.bootstrapped_docs > 0
+            || report.dropped_docs > 0
+            || !report.purged_grids.is_empty()
+        {
             // The core's report does not list the documents that changed: refresh all.
             self.notify(ChangeEvent {
                 origin: ChangeOrigin::Remote,

@@ -38,6 +38,16 @@ impl Scope {
         }
     }
 
+    /// The scope limited to `buildings` (a scope bootstrap); unchanged when empty. Never
+    /// wider than `self`.
+    pub fn narrowed_to(self, buildings: &[String]) -> Scope {
+        if buildings.is_empty() {
+            return self;
+        }
+        let wanted = buildings.iter().filter(|b| self.covers(Some(b.as_str())));
+        Scope::Buildings(wanted.cloned().collect())
+    }
+
     /// Whether a document with this building is in scope.
     pub fn covers(&self, building: Option<&str>) -> bool {
         match self {
@@ -172,6 +182,21 @@ mod tests {
         assert_eq!(c.purge_grids(), vec!["g2".to_string()]);
         let m = caller(Role::GridMember, &[]);
         assert!(m.check_write("h", "g1", None, None).is_ok());
+    }
+
+    #[test]
+    fn a_scope_bootstrap_never_widens_the_scope() {
+        let b = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let lead = Scope::Buildings(b(&["1号楼", "2号楼"]));
+        assert_eq!(lead.clone().narrowed_to(&[]), lead);
+        assert_eq!(
+            lead.narrowed_to(&b(&["2号楼", "9号楼"])),
+            Scope::Buildings(b(&["2号楼"]))
+        );
+        assert_eq!(
+            Scope::Grid.narrowed_to(&b(&["9号楼"])),
+            Scope::Buildings(b(&["9号楼"]))
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@ use xiuhua_core::sync::proto::{self, *};
 use crate::access::{self, Caller, Scope};
 use crate::auth::{self, Secret};
 use crate::edge::{EnrollGuard, LongPolls};
+use crate::credentials::{self, CredentialRefusal};
 use crate::error::{ApiError, Refusal};
 use crate::metrics::Metrics;
 use crate::storage::{DeviceStanding, RefreshOutcome, Storage};
@@ -228,6 +229,7 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/v1/enroll", post(enroll))
         .route("/v1/refresh", post(refresh))
+        .route("/v1/session", post(session))
         .route("/v1/push", post(push))
         .route("/v1/pull", post(pull))
         .route("/v1/bootstrap", post(bootstrap))
@@ -453,15 +455,26 @@ async fn authenticate(st: &AppState, headers: &HeaderMap) -> Result<Caller, ApiE
 async fn standing(st: &AppState, device: &str, user: &str) -> Result<Caller, ApiError> {
     let now = now_ms();
     match st.storage.device_standing(device, user, now).await? {
-        DeviceStanding::Unknown => {
-            Err(Refusal::unauthorized(format!("device {device} is not enrolled")).into())
-        }
-        DeviceStanding::Revoked { held_grids } => Err(ApiError::from(Refusal::unauthorized(
-            format!("device {device} has been revoked: delete its data"),
-        ))
-        .with_purge(&held_grids)),
+        DeviceStanding::Unknown => Err(credential_refused(CredentialRefusal::NotEnrolled)),
+        DeviceStanding::Reset => Err(credential_refused(CredentialRefusal::DeviceReset)),
+        DeviceStanding::Revoked { held_grids } => Err(revoked(&held_grids)),
         DeviceStanding::Active(c) => Ok(c),
     }
+}
+
+/// `401` with code `reenroll`: only a new enrollment mends it; the phone keeps its data.
+fn credential_refused(why: CredentialRefusal) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, why.code(), why.message())
+}
+
+/// `401` with code `revoked` and the grids to purge: the device must delete its data.
+fn revoked(held_grids: &[String]) -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        credentials::REVOKED_CODE,
+        credentials::REVOKED_MESSAGE,
+    )
+    .with_purge(held_grids)
 }
 
 fn tokens(st: &AppState, device: &str, user: &str, refresh_token: String) -> TokenResponse {
@@ -558,11 +571,7 @@ async fn enroll_checked(st: &AppState, body: Body) -> Result<Response, ApiError>
             now,
         )
         .await?
-        .ok_or_else(|| {
-            ApiError::from(Refusal::unauthorized(
-                "unknown, used or expired enrollment code; ask the station for a new one",
-            ))
-        })?;
+        .ok_or_else(|| ApiError::from(Refusal::unauthorized(credentials::ENROLL_REFUSED)))?;
     Metrics::add(&st.metrics.enrollments, 1);
     tracing::info!(device, user = enrolled.user, "device enrolled");
     let resp = EnrollResponse {
@@ -570,15 +579,7 @@ async fn enroll_checked(st: &AppState, body: Body) -> Result<Response, ApiError>
         device,
         user: enrolled.user,
         user_name: enrolled.user_name,
-        grants: enrolled
-            .grants
-            .into_iter()
-            .map(|g| Grant {
-                grid: g.grid,
-                role: g.role.as_str().to_string(),
-                buildings: g.buildings,
-            })
-            .collect(),
+        grants: enrolled.grants.iter().map(grant_of).collect(),
     };
     Ok(wire(&resp, None))
 }
@@ -600,11 +601,37 @@ async fn refresh(State(st): State<AppState>, body: Body) -> Result<Response, Api
         RefreshOutcome::Rotated { device, user } => {
             Ok(wire(&tokens(&st, &device, &user, new), None))
         }
-        RefreshOutcome::Refused(why) => Err(Refusal::unauthorized(why).into()),
-        RefreshOutcome::Revoked { held_grids } => Err(ApiError::from(Refusal::unauthorized(
-            "this device has been revoked: delete its data",
-        ))
-        .with_purge(&held_grids)),
+        RefreshOutcome::Refused(why) => Err(credential_refused(why)),
+        RefreshOutcome::Revoked { held_grids } => Err(revoked(&held_grids)),
+    }
+}
+
+/// Who the device is now and its current grants (the first request of every sync); the
+/// reply names the grids to purge like every other.
+async fn session(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&st, &headers).await?;
+    let _: SessionRequest = read_body(&st, body)
+        .await
+        .map_err(|e| e.with_purge(&caller.purge_grids()))?;
+    let resp = SessionResponse {
+        server_time_ms: now_ms(),
+        device: caller.device.clone(),
+        user: caller.user.clone(),
+        user_name: caller.user_name.clone(),
+        grants: caller.grants.iter().map(grant_of).collect(),
+    };
+    Ok(wire(&resp, Some(&caller)))
+}
+
+fn grant_of(g: &access::GrantRow) -> Grant {
+    Grant {
+        grid: g.grid.clone(),
+        role: g.role.as_str().to_string(),
+        buildings: g.buildings.clone(),
     }
 }
 
@@ -824,6 +851,8 @@ async fn bootstrap(
         req,
         scope,
     } = grid_read::<BootstrapRequest>(&st, &headers, body, |r| &r.grid).await?;
+    // A scope bootstrap (newly granted buildings) reads only those, within the grant.
+    let scope = scope.narrowed_to(&req.buildings);
     let snap = st
         .storage
         .bootstrap(&req.grid, &scope, req.after.as_deref(), req.limit)

@@ -8,6 +8,8 @@
 //! Module map:
 //! - [`config`]: configuration from a TOML file plus `XIUHUA_*` environment variables.
 //! - [`auth`]: secrets, enrollment codes, HMAC-signed access tokens, refresh-token hashes.
+//! - [`credentials`]: the refresh, enrollment and device-standing rules, pure functions
+//!   both storage backends call.
 //! - [`access`]: who may read or write which document (grants by grid and building) and
 //!   who may escalate; pure functions.
 //! - [`ingest`]: the checks of a push (decoding, actor pinning, dependencies, model
@@ -32,6 +34,7 @@ pub mod admin;
 pub mod auth;
 pub mod check;
 pub mod config;
+pub mod credentials;
 pub mod demo;
 pub mod edge;
 pub mod error;

@@ -104,6 +104,8 @@ macro_rules! all_cases {
             [
                 directory_and_grants,
                 devices_and_tokens,
+                refresh_rotation_rules,
+                concurrent_refreshes_of_siblings,
                 ordering_dedup_paging,
                 bootstrap_and_scope,
                 bootstrap_pages,

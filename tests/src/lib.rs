@@ -617,6 +617,7 @@ pub fn bootstrap_docs(
             grid: grid.into(),
             after: None,
             limit: 0,
+            buildings: Vec::new(),
         },
     );
     match r.ok {

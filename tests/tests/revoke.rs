@@ -64,7 +64,8 @@ fn a_revoked_grant_purges_that_grid_only() {
     let r = zhao.sync().unwrap();
     assert_eq!(r.bootstrapped_docs, 2);
     assert_eq!(doc_ids(&zhao.store, "g2"), vec![h2.clone()]);
-    // Work in g2 not yet pushed is lost with the grant: the device may not keep it.
+    // Work in g2 not yet pushed leaves the outbox with the grant, but is set aside on the
+    // phone, not lost (only a revoked device wipes).
     zhao.store
         .create_record(record("g2", Some("1号楼"), "电梯停运"))
         .unwrap();
@@ -78,6 +79,8 @@ fn a_revoked_grant_purges_that_grid_only() {
     assert!(zhao.store.grants().unwrap().iter().all(|g| g.grid != "g2"));
     assert!(!zhao.store.sync_grids().unwrap().contains(&"g2".to_string()));
     assert_eq!(zhao.store.outbox_len().unwrap(), 0);
+    assert_eq!(zhao.store.set_aside().unwrap().len(), 1);
+    assert_eq!(zhao.store.sync_status().unwrap().set_aside_changes, 1);
     // Nothing of g2 comes back at the following sync, and the feed of g2 is as it was.
     assert_eq!(server.grid_seq("g2"), 1);
     // The server names g2 in `purge_grids` again at later syncs (`device_grids` keeps it);

@@ -23,6 +23,7 @@ pub use projection::{
 };
 pub use query::*;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+pub use sync::{GrantChange, SetAside};
 
 use crate::doc::{self, DocKind, FieldConflict, HistoryEntry};
 use crate::error::{Error, Result};

@@ -130,6 +130,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX pending_escalations_task ON pending_escalations(task);
     "#,
+    // 4: local changes of documents whose grant was lost (grid revoked, building taken off a
+    // 楼门长): out of the outbox, never pushed, kept and listed until the user discards them.
+    r#"
+    CREATE TABLE set_aside (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        doc TEXT NOT NULL,
+        grid TEXT NOT NULL,
+        hash BLOB NOT NULL,
+        change BLOB NOT NULL,
+        reason TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX set_aside_doc ON set_aside(doc);
+    "#,
 ];
 
 /// The schema version this build writes.

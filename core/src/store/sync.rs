@@ -5,7 +5,7 @@
 //! Sync state lives in the `meta` table under `sync.*` keys (text or JSON values), and
 //! pending escalations in their own table (migration 3).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use automerge::AutoCommit;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
@@ -22,6 +22,33 @@ const K_LAST_SUCCESS: &str = "sync.last_success_ms";
 const K_LAST_ERROR: &str = "sync.last_error";
 const K_LAST_ERROR_MS: &str = "sync.last_error_ms";
 const K_REFUSED: &str = "sync.refused_docs";
+const K_SCOPE_BOOTSTRAPS: &str = "sync.scope_bootstraps";
+
+/// The buildings a grant limits the device to: `None` for a whole-grid role.
+fn grant_scope(g: &proto::Grant) -> Option<Vec<String>> {
+    (g.role == crate::model::Role::BuildingLeader.as_str()).then(|| g.buildings.clone())
+}
+
+/// What applying a session's grants did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrantChange {
+    /// Documents removed because the narrowed grant no longer covers them.
+    pub dropped_docs: u64,
+    /// Local changes of those documents, kept aside.
+    pub set_aside: u64,
+}
+
+/// Local changes of one document kept aside because the grant covering it was lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    pub doc: String,
+    pub grid: String,
+    pub reason: String,
+    /// How many changes.
+    pub changes: i64,
+    /// When they were set aside.
+    pub at_ms: i64,
+}
 
 /// Checks that shipped rows belong to document `id` of `kind` in `grid`.
 fn check_rows(rows: &Rows, id: &str, kind: DocKind, grid: &str) -> Result<()> {
@@ -327,11 +354,24 @@ impl Store {
 
     // ----- purge -----
 
-    /// Deletes everything this device holds of `grid` (its grant was revoked): documents,
+    /// Deletes everything this device holds of `grid` (the device was revoked): documents,
     /// chunks, projection rows, outbox entries, held changes, pending escalations and the
     /// cursor, in one transaction; the grid leaves the granted list. Returns how many
     /// documents were deleted.
     pub fn purge_grid(&mut self, grid: &str) -> Result<usize> {
+        self.purge_grid_with(grid, None).map(|(docs, _)| docs)
+    }
+
+    /// Like [`Store::purge_grid`] for a grid whose *grant* was lost (the device is still
+    /// good): the outbox entries of the grid are moved aside ([`Store::set_aside`]) in the
+    /// same transaction instead of deleted, so the work is not lost. Returns (documents
+    /// deleted, changes set aside).
+    pub fn drop_grid(&mut self, grid: &str) -> Result<(usize, usize)> {
+        self.purge_grid_with(grid, Some("the grant of this grid was withdrawn"))
+    }
+
+    fn purge_grid_with(&mut self, grid: &str, keep_work: Option<&str>) -> Result<(usize, usize)> {
+        let now = self.now_ms();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -339,6 +379,14 @@ impl Store {
             .prepare("SELECT id FROM docs WHERE grid = ?1")?
             .query_map([grid], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
+        let set_aside = match keep_work {
+            Some(reason) => tx.execute(
+                "INSERT INTO set_aside (doc, grid, hash, change, reason, at_ms)
+                 SELECT doc, grid, hash, change, ?2, ?3 FROM outbox WHERE grid = ?1 ORDER BY id",
+                params![grid, reason, now],
+            )?,
+            None => 0,
+        };
         tx.execute(
             "DELETE FROM doc_chunks WHERE doc IN (SELECT id FROM docs WHERE grid = ?1)",
             [grid],
@@ -374,7 +422,207 @@ impl Store {
         for id in &ids {
             self.cache.remove(id);
         }
-        Ok(ids.len())
+        Ok((ids.len(), set_aside))
+    }
+
+    /// Removes from this phone the documents of `grid` a 楼门长's narrowed grant no longer
+    /// covers (their building, or their household's, is not one of `keep`); their outbox
+    /// entries are set aside, not lost. One transaction. Returns (documents removed,
+    /// changes set aside).
+    pub fn drop_out_of_scope(&mut self, grid: &str, keep: &[String]) -> Result<(usize, usize)> {
+        let now = self.now_ms();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let docs: Vec<(String, Option<String>)> = tx
+            .prepare(
+                "SELECT d.id, COALESCE(h.building, r.building, rh.building, th.building)
+                 FROM docs d
+                 LEFT JOIN households h ON h.id = d.id
+                 LEFT JOIN records r ON r.id = d.id
+                 LEFT JOIN tasks t ON t.id = d.id
+                 LEFT JOIN households rh ON rh.id = r.household
+                 LEFT JOIN households th ON th.id = t.household
+                 WHERE d.grid = ?1",
+            )?
+            .query_map([grid], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let gone: Vec<String> = docs
+            .into_iter()
+            .filter(|(_, b)| !b.as_ref().is_some_and(|b| keep.contains(b)))
+            .map(|(id, _)| id)
+            .collect();
+        let mut set_aside = 0;
+        for id in &gone {
+            set_aside += tx.execute(
+                "INSERT INTO set_aside (doc, grid, hash, change, reason, at_ms)
+                 SELECT doc, grid, hash, change, ?2, ?3 FROM outbox WHERE doc = ?1 ORDER BY id",
+                params![
+                    id,
+                    "the grant no longer covers this document's building",
+                    now
+                ],
+            )?;
+            for (table, col) in [
+                ("doc_chunks", "doc"),
+                ("pending_changes", "doc"),
+                ("households", "id"),
+                ("residents", "household"),
+                ("records", "id"),
+                ("tasks", "id"),
+                ("outbox", "doc"),
+                ("pending_escalations", "task"),
+                ("docs", "id"),
+            ] {
+                tx.execute(&format!("DELETE FROM {table} WHERE {col} = ?1"), [id])?;
+            }
+        }
+        let refused: Vec<(String, String)> = meta_json(&tx, K_REFUSED)?.unwrap_or_default();
+        if refused.iter().any(|(d, _)| gone.contains(d)) {
+            let kept: Vec<&(String, String)> =
+                refused.iter().filter(|(d, _)| !gone.contains(d)).collect();
+            meta_put(&tx, K_REFUSED, &to_json(&kept)?)?;
+        }
+        tx.commit()?;
+        for id in &gone {
+            self.cache.remove(id);
+        }
+        Ok((gone.len(), set_aside))
+    }
+
+    /// Local changes kept aside because their grant was lost, oldest first: never pushed,
+    /// kept until [`Store::discard_set_aside`]. The station can recover them from the phone.
+    pub fn set_aside(&self) -> Result<Vec<SetAside>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT doc, grid, reason, count(*), min(at_ms) FROM set_aside
+             GROUP BY doc ORDER BY min(id)",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(SetAside {
+                doc: r.get(0)?,
+                grid: r.get(1)?,
+                reason: r.get(2)?,
+                changes: r.get(3)?,
+                at_ms: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The raw changes kept aside for `doc` (Automerge change bytes, oldest first).
+    pub fn set_aside_changes(&self, doc: &str) -> Result<Vec<Vec<u8>>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT change FROM set_aside WHERE doc = ?1 ORDER BY id")?;
+        let rows = stmt.query_map([doc], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Forgets the changes kept aside for `doc` (the user confirmed). Returns how many.
+    pub fn discard_set_aside(&mut self, doc: &str) -> Result<usize> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM set_aside WHERE doc = ?1", [doc])?)
+    }
+
+    // ----- grants follow the directory -----
+
+    /// Takes the grants a sync's `/v1/session` answered and acts on what changed, for grids
+    /// this phone holds: buildings taken off a 楼门长 (or a whole-grid role narrowed to
+    /// 楼门长) remove the documents no longer covered ([`Store::drop_out_of_scope`]);
+    /// buildings added (or a 楼门长 widened to a whole-grid role) queue a scope bootstrap
+    /// ([`Store::scope_bootstrap`]), kept until it completes. Grids not held yet need
+    /// nothing (the pull bootstraps them); grids no longer granted are purged by the
+    /// server's `purge_grids` ([`Store::drop_grid`]). Then the grants are saved.
+    pub fn apply_grants(&mut self, grants: &[proto::Grant]) -> Result<GrantChange> {
+        let old = self.grants()?;
+        let mut pending: BTreeMap<String, Vec<String>> =
+            meta_json(&self.conn, K_SCOPE_BOOTSTRAPS)?.unwrap_or_default();
+        let mut change = GrantChange::default();
+        for g in grants {
+            let held = self.sync_cursor(&g.grid)? > 0 || self.grid_doc_count(&g.grid)? > 0;
+            if !held {
+                pending.remove(&g.grid);
+                continue;
+            }
+            let now = grant_scope(g);
+            let was = match old.iter().find(|o| o.grid == g.grid) {
+                Some(o) => grant_scope(o),
+                // Held but not granted before (documents left from an earlier grant): bring
+                // what the grant covers.
+                None => Some(Vec::new()),
+            };
+            match (was, now) {
+                (None, None) => {}
+                (None, Some(keep)) => {
+                    let (d, a) = self.drop_out_of_scope(&g.grid, &keep)?;
+                    change.dropped_docs += d as u64;
+                    change.set_aside += a as u64;
+                    pending.remove(&g.grid);
+                }
+                (Some(_), None) => {
+                    pending.insert(g.grid.clone(), Vec::new());
+                }
+                (Some(before), Some(keep)) => {
+                    if before.iter().any(|b| !keep.contains(b)) {
+                        let (d, a) = self.drop_out_of_scope(&g.grid, &keep)?;
+                        change.dropped_docs += d as u64;
+                        change.set_aside += a as u64;
+                    }
+                    let added: Vec<String> = keep
+                        .iter()
+                        .filter(|b| !before.contains(b))
+                        .cloned()
+                        .collect();
+                    let entry = pending.entry(g.grid.clone());
+                    match entry {
+                        std::collections::btree_map::Entry::Occupied(mut o) => {
+                            if !o.get().is_empty() {
+                                let v = o.get_mut();
+                                v.extend(added);
+                                v.retain(|b| keep.contains(b));
+                                v.sort();
+                                v.dedup();
+                                if v.is_empty() {
+                                    o.remove();
+                                }
+                            }
+                        }
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            if !added.is_empty() {
+                                v.insert(added);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        pending.retain(|grid, _| grants.iter().any(|g| &g.grid == grid));
+        let tx = self.conn.transaction()?;
+        meta_put(&tx, K_GRANTS, &to_json(&grants)?)?;
+        meta_put(&tx, K_SCOPE_BOOTSTRAPS, &to_json(&pending)?)?;
+        tx.commit()?;
+        Ok(change)
+    }
+
+    /// The scope bootstrap waiting for `grid`: the buildings whose documents a sync
+    /// fetches (empty: everything the grant covers), when one is queued.
+    pub fn scope_bootstrap(&self, grid: &str) -> Result<Option<Vec<String>>> {
+        let pending: BTreeMap<String, Vec<String>> =
+            meta_json(&self.conn, K_SCOPE_BOOTSTRAPS)?.unwrap_or_default();
+        Ok(pending.get(grid).cloned())
+    }
+
+    /// A scope bootstrap of `grid` for `buildings` completed: forget it (unless another
+    /// one was queued meanwhile).
+    pub fn complete_scope_bootstrap(&mut self, grid: &str, buildings: &[String]) -> Result<()> {
+        let mut pending: BTreeMap<String, Vec<String>> =
+            meta_json(&self.conn, K_SCOPE_BOOTSTRAPS)?.unwrap_or_default();
+        if pending.get(grid).is_some_and(|b| b == buildings) {
+            pending.remove(grid);
+            meta_put(&self.conn, K_SCOPE_BOOTSTRAPS, &to_json(&pending)?)?;
+        }
+        Ok(())
     }
 
     // ----- escalation -----
@@ -562,6 +810,10 @@ impl Store {
             last_error: meta_get(&self.conn, K_LAST_ERROR)?,
             last_error_ms: meta_get(&self.conn, K_LAST_ERROR_MS)?,
             refused_docs: meta_json(&self.conn, K_REFUSED)?.unwrap_or_default(),
+            set_aside_changes: self
+                .conn
+                .prepare_cached("SELECT count(*) FROM set_aside")?
+                .query_row([], |r| r.get(0))?,
         })
     }
 

@@ -5,8 +5,11 @@
 //! # The sequence
 //! 1. **Authenticate**: when the access token expires within
 //!    [`SyncOptions::refresh_margin_ms`] (on the clock-anchored "now"), `/v1/refresh` first.
-//!    The rotated tokens are saved at once (the old refresh token is revoked by then). A
-//!    `401` on any later request triggers one refresh and a resend of that request.
+//!    The rotated tokens are saved at once (the server keeps the old refresh token usable
+//!    until the new one is presented, so a lost reply is retried with it). A `401` on any
+//!    later request triggers one refresh and a resend of that request. A refused refresh
+//!    while the access token is still valid does not end the sync: it runs on the access
+//!    token and says so in [`SyncReport::refresh_refused`].
 //! 2. **Push** the outbox oldest first, in batches of at most
 //!    [`SyncOptions::push_max_changes`] changes and [`SyncOptions::push_max_bytes`] bytes,
 //!    grouped per document. Entries are acknowledged (deleted) only after a `2xx`.
@@ -23,7 +26,14 @@
 //!    at the page it stopped at.
 //! 5. **Finish**: [`SyncEngine::finish`] records the success. Every reply's
 //!    `server_time_ms` anchors the clock; every grid a reply lists in `purge_grids` is
-//!    purged at once ([`Store::purge_grid`]), whatever the status.
+//!    purged at once, whatever the status: wiped ([`Store::purge_grid`]) when the device is
+//!    revoked (a `401`), else with its unpushed work set aside ([`Store::drop_grid`]).
+//!
+//! Right after authenticating, `/v1/session` brings the device's current grants
+//! ([`Store::apply_grants`]): new grids are bootstrapped by the pull, buildings added to a
+//! 楼门长 are fetched by a *scope bootstrap* (a bootstrap filtered to those buildings, which
+//! keeps the grid's cursor), and documents a narrowed grant no longer covers leave the
+//! phone, their unpushed changes set aside ([`Store::set_aside`]).
 //!
 //! # Decisions
 //! - **A refused push batch never loses the outbox.** A `4xx` (other than `401`, `426`,
@@ -144,12 +154,22 @@ pub struct SyncReport {
     pub duration_ms: u64,
     /// Documents stored from bootstrap bundles.
     pub bootstrapped_docs: u64,
+    /// Documents removed from this phone because a narrowed grant no longer covers them.
+    pub dropped_docs: u64,
+    /// Local changes kept aside (not pushed, not lost) because the grant that covered
+    /// their document is gone: [`Store::set_aside`].
+    pub set_aside: u64,
+    /// The refresh token was refused (`code: message`) while the access token still
+    /// worked: this sync ran on the access token; the device needs a new enrollment
+    /// before that expires.
+    pub refresh_refused: Option<String>,
 }
 
 /// What the request in flight was.
 #[derive(Debug, Clone)]
 enum InFlight {
     Refresh,
+    Session,
     Push(Vec<OutboxEntry>),
     Escalate {
         id: i64,
@@ -159,10 +179,14 @@ enum InFlight {
     },
     /// A page of a grid's bundle: the first (`after` none) or the one after document
     /// `after`, with the first page's `cursor`.
+    ///
+    /// With `scope`, a scope bootstrap: only those buildings (empty: the whole grid) of a
+    /// grid already held, whose cursor is kept.
     Bootstrap {
         grid: String,
         after: Option<String>,
         cursor: Option<u64>,
+        scope: Option<Vec<String>>,
     },
     Pull {
         grid: String,
@@ -172,6 +196,7 @@ enum InFlight {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
+    Session,
     Push,
     Escalate,
     Pull,
@@ -271,7 +296,7 @@ impl SyncEngine {
             refreshed: false,
             retry: None,
             in_flight: None,
-            stage: Stage::Push,
+            stage: Stage::Session,
             push_after: 0,
             push_retry: VecDeque::new(),
             push_total: 0,
@@ -337,6 +362,16 @@ impl SyncEngine {
         self.in_flight = None;
         let e = Error::from(error);
         self.failed = true;
+        let _ = store.record_sync_error(&e);
+        e
+    }
+
+    /// The sync is cancelled between requests (nothing in flight): it ends here, with
+    /// every reply so far applied. Records that it did not finish and returns the error.
+    pub fn cancelled(&mut self, store: &mut Store) -> Error {
+        let e = super::cancelled_error();
+        self.failed = true;
+        self.in_flight = None;
         let _ = store.record_sync_error(&e);
         e
     }
@@ -413,12 +448,20 @@ impl SyncEngine {
                 }),
                 self.bearer(),
             ),
-            InFlight::Bootstrap { grid, after, .. } => (
+            InFlight::Session => (
+                "/v1/session",
+                proto::encode(&proto::SessionRequest {}),
+                self.bearer(),
+            ),
+            InFlight::Bootstrap {
+                grid, after, scope, ..
+            } => (
                 "/v1/bootstrap",
                 proto::encode(&proto::BootstrapRequest {
                     grid: grid.clone(),
                     after: after.clone(),
                     limit: self.opts.bootstrap_page,
+                    buildings: scope.clone().unwrap_or_default(),
                 }),
                 self.bearer(),
             ),
@@ -465,6 +508,10 @@ impl SyncEngine {
         }
         loop {
             match self.stage {
+                Stage::Session => {
+                    self.progress = (SyncPhase::Authenticate, 0, None);
+                    return Ok(Some(self.send(InFlight::Session)));
+                }
                 Stage::Push => {
                     if let Some(batch) = self.next_push_batch(store)? {
                         self.progress = (
@@ -517,6 +564,17 @@ impl SyncEngine {
                                 grid,
                                 after: None,
                                 cursor: None,
+                                scope: None,
+                            })));
+                        }
+                        if let Some(buildings) = store.scope_bootstrap(&grid)? {
+                            // Newly granted buildings of a grid held here: their documents.
+                            self.progress = (SyncPhase::Bootstrap, 0, None);
+                            return Ok(Some(self.send(InFlight::Bootstrap {
+                                grid,
+                                after: None,
+                                cursor: None,
+                                scope: Some(buildings),
                             })));
                         }
                     }
@@ -619,7 +677,9 @@ impl SyncEngine {
         Ok(None)
     }
 
-    fn purge(&mut self, store: &mut Store, grids: &[String]) -> Result<()> {
+    /// Purges the grids a reply names. `wipe`: the device is revoked, everything goes;
+    /// otherwise a grant was withdrawn and the grid's unpushed work is set aside.
+    fn purge(&mut self, store: &mut Store, grids: &[String], wipe: bool) -> Result<()> {
         for g in grids {
             if g.is_empty() || self.purged.contains(g) {
                 continue;
@@ -629,7 +689,12 @@ impl SyncEngine {
             let held = store.grid_doc_count(g)? > 0
                 || store.sync_cursor(g)? > 0
                 || store.grants()?.iter().any(|x| &x.grid == g);
-            store.purge_grid(g)?;
+            if wipe {
+                store.purge_grid(g)?;
+            } else {
+                let (_, aside) = store.drop_grid(g)?;
+                self.report.set_aside += aside as u64;
+            }
             self.purged.insert(g.clone());
             if held {
                 self.report.purged_grids.push(g.clone());
@@ -660,20 +725,38 @@ impl SyncEngine {
                 && let Ok(p) = proto::decode::<PurgeOnly>(body)
                 && !p.purge_grids.is_empty()
             {
-                self.purge(store, &p.purge_grids)?;
+                self.purge(store, &p.purge_grids, false)?;
             }
             return self.handle_success(store, sent, status, body);
         }
         let eb: Option<ErrorBody> = proto::decode(body).ok();
         if let Some(eb) = &eb {
-            self.purge(store, &eb.purge_grids)?;
+            // Only a revoked device is answered 401 with grids to purge: it wipes them.
+            self.purge(store, &eb.purge_grids, status == 401)?;
         }
         let reason = eb.as_ref().map_or_else(
             || format!("HTTP status {status}"),
             |e| format!("{}: {}", e.code, e.message),
         );
         match sent {
+            InFlight::Refresh
+                if status == 401
+                    && self.retry.is_none()
+                    && self.creds.access_expires_ms > store.now_ms() =>
+            {
+                // A proactive refresh was refused while the access token still works:
+                // sync on it (the refused token needs a new enrollment; the report says so).
+                self.need_refresh = false;
+                self.refreshed = true;
+                self.report.refresh_refused = Some(reason);
+                Ok(())
+            }
             InFlight::Refresh => Err(error_from_reply(status, body)),
+            InFlight::Session if status == 404 => {
+                // A server without `/v1/session`: the grants stay as they are.
+                self.stage = Stage::Push;
+                Ok(())
+            }
             other if status == 401 && !self.refreshed => {
                 // The access token was refused before it expired by our clock: refresh once.
                 self.need_refresh = true;
@@ -766,6 +849,21 @@ impl SyncEngine {
                 self.need_refresh = false;
                 self.refreshed = true;
             }
+            InFlight::Session => {
+                let r: proto::SessionResponse =
+                    proto::decode(body).map_err(|e| bad_reply(status, e))?;
+                if r.device != self.creds.device || r.user != self.creds.user {
+                    return Err(bad_reply(
+                        status,
+                        "the session is of another device or user than the credentials",
+                    ));
+                }
+                store.anchor_clock(r.server_time_ms)?;
+                let change = store.apply_grants(&r.grants)?;
+                self.report.dropped_docs += change.dropped_docs;
+                self.report.set_aside += change.set_aside;
+                self.stage = Stage::Push;
+            }
             InFlight::Push(batch) => {
                 let r: proto::PushResponse =
                     proto::decode(body).map_err(|e| bad_reply(status, e))?;
@@ -795,6 +893,7 @@ impl SyncEngine {
                 grid,
                 after,
                 cursor,
+                scope,
             } => {
                 let bundle: proto::Bundle =
                     proto::decode(body).map_err(|e| bad_reply(status, e))?;
@@ -821,7 +920,15 @@ impl SyncEngine {
                 // The first page's cursor is kept, and stored only with the last page: later
                 // pages may be newer, and pulling from the first re-delivers harmlessly.
                 let cursor = cursor.unwrap_or(bundle.cursor);
-                let n = store.import_bundle_page(&bundle, (!bundle.more).then_some(cursor))?;
+                // A scope bootstrap keeps the grid's cursor: the pull that follows goes on
+                // from it (re-delivering changes of the bundle's documents is harmless).
+                let set_cursor = (!bundle.more && scope.is_none()).then_some(cursor);
+                let n = store.import_bundle_page(&bundle, set_cursor)?;
+                if !bundle.more
+                    && let Some(buildings) = &scope
+                {
+                    store.complete_scope_bootstrap(&grid, buildings)?;
+                }
                 self.report.bootstrapped_docs += n as u64;
                 self.grid_pulled += n as u64;
                 let total = (!bundle.more).then_some(self.grid_pulled);
@@ -831,6 +938,7 @@ impl SyncEngine {
                         grid,
                         after: last,
                         cursor: Some(cursor),
+                        scope,
                     });
                 } else {
                     self.grid_pulled = 0;

@@ -57,10 +57,31 @@ impl HttpTransport {
         )
     }
 
+    /// A transport with its own connect and whole-request timeouts (the bindings set them
+    /// from the app; zero means the default).
+    pub fn with_timeouts(
+        base_url: &str,
+        connect: Duration,
+        request: Duration,
+    ) -> Result<HttpTransport> {
+        let base = check_url(base_url)?;
+        Self::build_with(base, reqwest::blocking::Client::builder(), connect, request)
+    }
+
     fn build(base: String, builder: reqwest::blocking::ClientBuilder) -> Result<HttpTransport> {
+        Self::build_with(base, builder, CONNECT_TIMEOUT, REQUEST_TIMEOUT)
+    }
+
+    fn build_with(
+        base: String,
+        builder: reqwest::blocking::ClientBuilder,
+        connect: Duration,
+        request: Duration,
+    ) -> Result<HttpTransport> {
+        let or = |d: Duration, default: Duration| if d.is_zero() { default } else { d };
         let client = builder
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(or(connect, CONNECT_TIMEOUT))
+            .timeout(or(request, REQUEST_TIMEOUT))
             // A redirect would carry the bearer token and the body somewhere else: the
             // station's address is configured, never learned from a reply.
             .redirect(reqwest::redirect::Policy::none())
@@ -259,6 +280,32 @@ mod tests {
         probe.write_all(b"GET /probe HTTP/1.1\r\n\r\n").unwrap();
         let (head, _) = hit.join().unwrap();
         assert_eq!(head[0], "GET /probe HTTP/1.1", "the redirect was followed");
+    }
+
+    #[test]
+    fn the_request_timeout_set_by_the_app_applies() {
+        // A server that accepts and never answers.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            drop(conn);
+        });
+        let mut t =
+            HttpTransport::with_timeouts(&url, Duration::from_secs(1), Duration::from_millis(300))
+                .unwrap();
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            t.post("/v1/pull", vec![], None),
+            Err(TransportError::Timeout(_))
+        ));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        server.join().unwrap();
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub struct SyncStatus {
     /// Documents whose changes the server refused at the last finished sync: (document,
     /// reason). Their changes stay in the outbox.
     pub refused_docs: Vec<(String, String)>,
+    /// Local changes kept aside because the grant covering their document was lost
+    /// ([`Store::set_aside`]): not pushed, not lost.
+    pub set_aside_changes: i64,
 }
 
 /// An escalation recorded on this device, waiting to be sent to `/v1/escalate`.
@@ -144,21 +147,112 @@ pub fn sync_with(
     creds: &Credentials,
     options: SyncOptions,
 ) -> Result<SyncReport> {
-    let mut engine = SyncEngine::new(creds, options);
+    drive(
+        &mut |step| step(store),
+        transport,
+        progress,
+        creds,
+        options,
+        None,
+    )
+}
+
+/// Gives one step of a sync the store: `step` runs with it, and whatever lock guards the
+/// store is taken for the step only. The bindings lock their shared store here, so that
+/// the screens keep working while a request is on the network.
+pub type WithStore<'a> = dyn FnMut(&mut dyn FnMut(&mut Store) -> Result<()>) -> Result<()> + 'a;
+
+/// Stops a running sync from another thread (a cancelled coroutine or task): the sync
+/// ends at the next request boundary, before sending anything more, with the store
+/// consistent (every reply received so far is applied, nothing half-applied) and the
+/// status recording that it did not finish. A flag shared by clones.
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl CancelFlag {
+    pub fn new() -> CancelFlag {
+        CancelFlag::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    /// Clears the flag (at the start of a sync).
+    pub fn reset(&self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The error of a cancelled sync (`Error::Sync` with code `cancelled`).
+pub fn cancelled_error() -> Error {
+    Error::Sync {
+        status: 0,
+        code: "cancelled".into(),
+        message: "the sync was cancelled; what was received so far is kept".into(),
+    }
+}
+
+/// The one sync loop, for every caller (core's [`sync`], the bindings): runs the engine,
+/// reaching the store only through `with_store` for each step and never while a request is
+/// on the network, and checks `cancel` before every request.
+pub fn drive(
+    with_store: &mut WithStore<'_>,
+    transport: &mut dyn Transport,
+    progress: Option<&dyn SyncProgress>,
+    creds: &Credentials,
+    options: SyncOptions,
+    cancel: Option<&CancelFlag>,
+) -> Result<SyncReport> {
+    let mut engine = Some(SyncEngine::new(creds, options));
     loop {
-        let Some(request) = engine.next_request(store)? else {
-            break;
-        };
-        if let Some(p) = progress {
-            let (phase, done, total) = engine.progress();
+        let mut request = None;
+        let mut stopped = None;
+        with_store(&mut |store| {
+            let Some(e) = engine.as_mut() else {
+                return Err(Error::invalid("sync", "the sync already ended"));
+            };
+            if cancel.is_some_and(CancelFlag::is_cancelled) {
+                stopped = Some(e.cancelled(store));
+                return Ok(());
+            }
+            request = e.next_request(store)?;
+            Ok(())
+        })?;
+        if let Some(e) = stopped {
+            return Err(e);
+        }
+        let Some(request) = request else { break };
+        if let (Some(p), Some(e)) = (progress, engine.as_ref()) {
+            let (phase, done, total) = e.progress();
             p.on_progress(phase, done, total);
         }
         match transport.post(request.path, request.body, request.bearer.as_deref()) {
-            Ok((status, body)) => engine.handle_response(store, status, &body)?,
-            Err(e) => return Err(engine.transport_failed(store, e)),
+            Ok((status, body)) => with_store(&mut |store| match engine.as_mut() {
+                Some(e) => e.handle_response(store, status, &body),
+                None => Err(Error::invalid("sync", "the sync already ended")),
+            })?,
+            Err(t) => {
+                let mut failed = None;
+                with_store(&mut |store| {
+                    if let Some(e) = engine.as_mut() {
+                        failed = Some(e.transport_failed(store, t.clone()));
+                    }
+                    Ok(())
+                })?;
+                return Err(failed.unwrap_or_else(|| Error::from(t)));
+            }
         }
     }
-    let report = engine.finish(store)?;
+    let mut report = None;
+    with_store(&mut |store| {
+        if let Some(e) = engine.take() {
+            report = Some(e.finish(store)?);
+        }
+        Ok(())
+    })?;
+    let report = report.ok_or_else(|| Error::invalid("sync", "the sync already ended"))?;
     if let Some(p) = progress {
         p.on_progress(SyncPhase::Done, report.pushed + report.pulled, None);
     }

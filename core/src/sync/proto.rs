@@ -151,6 +151,27 @@ pub struct BootstrapRequest {
     /// ([`BOOTSTRAP_MAX_PAGE`]).
     #[serde(default)]
     pub limit: u32,
+    /// A scope bootstrap: only the documents of these buildings (within the caller's
+    /// grant), for buildings newly granted on a grid the device holds. Empty = every
+    /// document the caller may read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buildings: Vec<String>,
+}
+
+/// `POST /v1/session` (authenticated, sent at the start of every sync): who the device is
+/// now and what it may do. The grants follow the directory: a sync bootstraps new grids
+/// and buildings and drops what a narrowed grant no longer covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRequest {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionResponse {
+    pub server_time_ms: i64,
+    pub device: String,
+    pub user: String,
+    pub user_name: String,
+    /// The user's current grants.
+    pub grants: Vec<Grant>,
 }
 
 /// The default and largest number of documents in one bootstrap page.
@@ -442,6 +463,7 @@ mod tests {
             grid: "g".into(),
             after: Some("hh-9".into()),
             limit: 100,
+            buildings: vec!["1号楼".into()],
         });
         round_trip(Bundle {
             server_time_ms: 1,

@@ -33,6 +33,9 @@ enum Fault {
 #[derive(Default)]
 struct FakeServer {
     now_ms: i64,
+    /// Who `/v1/session` says the device is.
+    device: String,
+    user: String,
     /// grid → (seq, doc, change)
     feed: BTreeMap<String, Vec<(u64, String, Vec<u8>)>>,
     hashes: HashSet<[u8; 32]>,
@@ -59,6 +62,17 @@ struct FakeServer {
     /// Pushes stored right after the first page of a paged bootstrap is answered (another
     /// device syncing meanwhile).
     between_pages: Vec<proto::PushRequest>,
+    /// The grants `/v1/session` answers; `None`: a server without `/v1/session` (404).
+    grants: Option<Vec<proto::Grant>>,
+}
+
+/// The building a document is filed under (households and records; tasks: none here).
+fn building_of(id: &str, doc: &AutoCommit) -> Option<String> {
+    match rows_of(id, doc).ok()?? {
+        crate::store::Rows::Household { household, .. } => Some(household.building),
+        crate::store::Rows::Record(r) => r.building,
+        crate::store::Rows::Task(_) => None,
+    }
 }
 
 fn reply<T: serde::Serialize>(v: &T) -> (u16, Vec<u8>) {
@@ -80,12 +94,23 @@ impl FakeServer {
     fn new() -> FakeServer {
         FakeServer {
             now_ms: NOW,
+            device: "dev-a".into(),
+            user: "u-wang".into(),
             access: "acc-1".into(),
             access_expires_ms: NOW + 15 * 60_000,
             refresh: "ref-1".into(),
             projection_version: PROJECTION_VERSION,
             ..FakeServer::default()
         }
+    }
+
+    /// The buildings the session's grant limits a grid to (a 楼门长), if any.
+    fn scope(&self, grid: &str) -> Option<Vec<String>> {
+        self.grants
+            .as_ref()?
+            .iter()
+            .find(|g| g.grid == grid && g.role == "楼门长")
+            .map(|g| g.buildings.clone())
     }
 
     fn seq(&self, grid: &str) -> u64 {
@@ -125,6 +150,28 @@ impl FakeServer {
             return error(401, "unauthorized", vec![]);
         }
         match path {
+            "/v1/session" => match &self.grants {
+                None => error(404, "not_found", vec![]),
+                Some(grants) => {
+                    let _: proto::SessionRequest = proto::decode(body).unwrap();
+                    #[derive(serde::Serialize)]
+                    struct WithPurge {
+                        #[serde(flatten)]
+                        body: proto::SessionResponse,
+                        purge_grids: Vec<String>,
+                    }
+                    reply(&WithPurge {
+                        body: proto::SessionResponse {
+                            server_time_ms: self.now_ms,
+                            device: self.device.clone(),
+                            user: self.user.clone(),
+                            user_name: "王伟".into(),
+                            grants: grants.clone(),
+                        },
+                        purge_grids: self.revoked.iter().cloned().collect(),
+                    })
+                }
+            },
             "/v1/push" => self.push(proto::decode(body).unwrap()),
             "/v1/pull" => {
                 let p: proto::PullRequest = proto::decode(body).unwrap();
@@ -138,6 +185,18 @@ impl FakeServer {
                 let next = page
                     .last()
                     .map_or(p.since.max(self.seq(&p.grid)), |(s, _, _)| *s);
+                let scope = self.scope(&p.grid);
+                let page: Vec<_> = page
+                    .into_iter()
+                    .filter(|(_, d, _)| {
+                        scope.as_ref().is_none_or(|bs| {
+                            self.docs
+                                .get(d)
+                                .and_then(|(_, doc)| building_of(d, doc))
+                                .is_some_and(|b| bs.contains(&b))
+                        })
+                    })
+                    .collect();
                 reply(&proto::PullResponse {
                     server_time_ms: self.now_ms,
                     grid: p.grid.clone(),
@@ -155,8 +214,16 @@ impl FakeServer {
             }
             "/v1/bootstrap" => {
                 let b: proto::BootstrapRequest = proto::decode(body).unwrap();
-                self.log.last_mut().unwrap().1 =
-                    format!("{} after {}", b.grid, b.after.as_deref().unwrap_or("-"));
+                self.log.last_mut().unwrap().1 = format!(
+                    "{} after {}{}",
+                    b.grid,
+                    b.after.as_deref().unwrap_or("-"),
+                    if b.buildings.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" in {}", b.buildings.join(","))
+                    }
+                );
                 if self.revoked.contains(&b.grid) {
                     return error(403, "purge", vec![b.grid]);
                 }
@@ -165,15 +232,26 @@ impl FakeServer {
                     n => n.min(proto::BOOTSTRAP_MAX_PAGE),
                 } as usize;
                 let after = b.after.clone().unwrap_or_default();
+                let scope = self.scope(&b.grid);
+                let wanted = |id: &str, g: &str, doc: &AutoCommit| {
+                    let building = building_of(id, doc);
+                    g == b.grid
+                        && id > after.as_str()
+                        && (b.buildings.is_empty()
+                            || building.as_ref().is_some_and(|x| b.buildings.contains(x)))
+                        && scope
+                            .as_ref()
+                            .is_none_or(|bs| building.as_ref().is_some_and(|x| bs.contains(x)))
+                };
                 let matching = self
                     .docs
                     .iter()
-                    .filter(|(id, (g, _))| *g == b.grid && **id > after)
+                    .filter(|(id, (g, doc))| wanted(id, g, doc))
                     .count();
                 let docs: Vec<proto::BundleDoc> = self
                     .docs
                     .iter_mut()
-                    .filter(|(id, (g, _))| *g == b.grid && **id > after)
+                    .filter(|(id, (g, doc))| wanted(id, g, doc))
                     .take(limit)
                     .map(|(id, (_, doc))| proto::BundleDoc {
                         id: id.clone(),
@@ -258,6 +336,13 @@ impl FakeServer {
         self.log.last_mut().unwrap().1 = docs.join(",");
         if docs.iter().any(|d| self.refuse_docs.contains(d)) {
             return error(403, "forbidden", vec![]);
+        }
+        for d in &docs {
+            if let Some((grid, _)) = self.docs.get(d)
+                && self.revoked.contains(grid)
+            {
+                return error(403, "purge", vec![grid.clone()]);
+            }
         }
         let (mut stored, mut duplicates) = (0, 0);
         let mut grids = HashSet::new();
@@ -703,6 +788,7 @@ fn a_bundle_with_rows_of_another_grid_or_kind_is_refused_whole() {
                 grid: G1.into(),
                 after: None,
                 limit: 0,
+                buildings: Vec::new(),
             }),
             Some("acc-1"),
         );
@@ -745,6 +831,7 @@ fn a_bundle_merges_into_documents_held_here() {
                 grid: G1.into(),
                 after: None,
                 limit: 0,
+                buildings: Vec::new(),
             }),
             Some("acc-1"),
         );
@@ -894,13 +981,50 @@ fn an_expiring_token_is_refreshed_first_and_a_401_refreshes_once() {
     let r = run(&mut a, &net).unwrap();
     assert_eq!(r.pushed, 1);
     let paths: Vec<String> = net.server().log.iter().map(|(p, _)| p.clone()).collect();
-    assert_eq!(&paths[..3], &["/v1/push", "/v1/refresh", "/v1/push"]);
+    assert_eq!(
+        &paths[..4],
+        &["/v1/session", "/v1/refresh", "/v1/session", "/v1/push"]
+    );
 
     // A refresh token that no longer works: Unauthorized, recorded.
     net.server().refresh = "other".into();
     net.server().access = "other".into();
     let e = run(&mut a, &net).unwrap_err();
     assert!(matches!(e, crate::Error::Unauthorized(_)), "{e}");
+}
+
+/// Issue 9 item 1: a proactive refresh refused while the access token still works does
+/// not end the sync; a refusal after a 401 does.
+#[test]
+fn a_refused_refresh_while_the_access_token_works_does_not_end_the_sync() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    household(&mut a, G1, "101");
+    let later = NOW + 14 * 60_000 + 30_000; // the token expires in 30 s: refresh first
+    net.server().now_ms = later;
+    a.set_time_source(move || later);
+    net.server().refresh = "spent-elsewhere".into();
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.pushed, 1);
+    assert!(
+        r.refresh_refused
+            .as_deref()
+            .is_some_and(|why| why.starts_with("unauthorized")),
+        "{r:?}"
+    );
+    assert_eq!(net.server().log[0].0, "/v1/refresh");
+    assert_eq!(a.sync_status().unwrap().last_error, None);
+    // The saved tokens are untouched.
+    assert_eq!(a.credentials().unwrap().unwrap().refresh_token, "ref-1");
+
+    // Once the access token is refused too, the sync ends with Unauthorized, no loop.
+    net.server().access = "acc-revoked".into();
+    household(&mut a, G1, "102");
+    net.server().log.clear();
+    let e = run(&mut a, &net).unwrap_err();
+    assert!(matches!(e, crate::Error::Unauthorized(_)), "{e}");
+    let paths: Vec<String> = net.server().log.iter().map(|(p, _)| p.clone()).collect();
+    assert_eq!(paths, ["/v1/refresh", "/v1/session"]);
 }
 
 #[test]
@@ -1279,4 +1403,245 @@ fn repair_brings_the_changes_a_local_copy_misses() {
     assert!(repair_document(&mut c, &mut t, &h).unwrap() >= 4);
     assert_eq!(c.household(&h).unwrap().visits.len(), 3);
     assert!(repair_document(&mut c, &mut t, "no-such-doc").is_err());
+}
+
+// ----- grants follow the directory (issue 9 item 3) -----
+
+fn household_in(s: &mut Store, grid: &str, building: &str, room: &str) -> String {
+    s.create_household(NewHousehold {
+        address: Address::new(grid, building, "1单元", room).unwrap(),
+        members: vec![NewMember {
+            name: "李秀英".into(),
+            gender: Gender::Female,
+            birth_year: 1958,
+            phone: None,
+            id_number: None,
+            relation: Relation::Head,
+            tags: vec![],
+        }],
+        tags: vec![],
+        note: "".into(),
+    })
+    .unwrap()
+}
+
+fn member_grant(grid: &str) -> proto::Grant {
+    proto::Grant {
+        grid: grid.into(),
+        role: "网格员".into(),
+        buildings: vec![],
+    }
+}
+
+/// Syncs the seeding phone while the fake's `/v1/session` answers nothing (it answers as
+/// the phone under test only).
+fn seed_sync(seed: &mut Store, net: &Net) {
+    let grants = net.server().grants.take();
+    run(seed, net).unwrap();
+    net.server().grants = grants;
+}
+
+fn lead_grant(buildings: &[&str]) -> Vec<proto::Grant> {
+    vec![proto::Grant {
+        grid: G1.into(),
+        role: "楼门长".into(),
+        buildings: buildings.iter().map(|b| b.to_string()).collect(),
+    }]
+}
+
+#[test]
+fn a_grid_granted_after_enrollment_is_bootstrapped_at_the_next_sync() {
+    let net = Net::new();
+    let mut seed = device(&net, "u-seed", "dev-s");
+    household(&mut seed, G2, "201");
+    seed_sync(&mut seed, &net);
+
+    let mut a = device(&net, "u-wang", "dev-a");
+    a.save_grants(&[member_grant(G1)]).unwrap();
+    net.server().grants = Some(vec![member_grant(G1)]);
+    run(&mut a, &net).unwrap();
+    assert_eq!(a.grid_doc_count(G2).unwrap(), 0);
+
+    // `grant u-wang --grid G2` at the station: the next sync learns it and bootstraps G2.
+    net.server().grants = Some(vec![member_grant(G1), member_grant(G2)]);
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.bootstrapped_docs, 1);
+    assert_eq!(a.grid_doc_count(G2).unwrap(), 1);
+    assert_eq!(a.grants().unwrap().len(), 2);
+}
+
+#[test]
+fn a_building_added_to_a_building_leader_comes_by_a_scope_bootstrap() {
+    let net = Net::new();
+    let mut seed = device(&net, "u-seed", "dev-s");
+    household_in(&mut seed, G1, "1号楼", "101");
+    let h2 = household_in(&mut seed, G1, "2号楼", "201");
+    seed_sync(&mut seed, &net);
+
+    net.server().grants = Some(lead_grant(&["1号楼"]));
+    let mut a = device(&net, "u-wang", "dev-a");
+    a.save_grants(&lead_grant(&["1号楼"])).unwrap();
+    assert_eq!(run(&mut a, &net).unwrap().bootstrapped_docs, 1);
+    let cursor = a.sync_cursor(G1).unwrap();
+    assert!(cursor > 0);
+
+    // 2号楼 is added to the grant; its household was edited since (before our cursor).
+    visit(&mut seed, &h2, "走访");
+    seed_sync(&mut seed, &net);
+    net.server().grants = Some(lead_grant(&["1号楼", "2号楼"]));
+    // The first try is cut off at the bootstrap: the scope bootstrap stays queued.
+    net.fault("/v1/bootstrap", 1, Fault::Drop);
+    assert!(run(&mut a, &net).is_err());
+    assert_eq!(
+        a.scope_bootstrap(G1).unwrap(),
+        Some(vec!["2号楼".to_string()])
+    );
+
+    net.server().log.clear();
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.bootstrapped_docs, 1, "{r:?}");
+    let boots: Vec<String> = net
+        .server()
+        .paths()
+        .into_iter()
+        .filter(|p| p.starts_with("/v1/bootstrap"))
+        .collect();
+    assert_eq!(boots, [format!("/v1/bootstrap {G1} after - in 2号楼")]);
+    assert_eq!(a.households_in(G1, "2号楼", None).unwrap().len(), 1);
+    assert_eq!(a.scope_bootstrap(G1).unwrap(), None);
+    // The household's later edits arrive by pull, not waiting for anything.
+    visit(&mut seed, &h2, "再访");
+    seed_sync(&mut seed, &net);
+    run(&mut a, &net).unwrap();
+    seed_sync(&mut seed, &net);
+    assert_eq!(
+        a.projection_dump().unwrap(),
+        seed.projection_dump().unwrap()
+    );
+}
+
+#[test]
+fn a_narrowed_grant_removes_what_it_no_longer_covers_and_sets_the_work_aside() {
+    let net = Net::new();
+    let mut seed = device(&net, "u-seed", "dev-s");
+    let h1 = household_in(&mut seed, G1, "1号楼", "101");
+    household_in(&mut seed, G1, "2号楼", "201");
+    seed_sync(&mut seed, &net);
+    net.server().grants = Some(lead_grant(&["1号楼", "2号楼"]));
+    let mut a = device(&net, "u-wang", "dev-a");
+    a.save_grants(&lead_grant(&["1号楼", "2号楼"])).unwrap();
+    run(&mut a, &net).unwrap();
+    assert_eq!(a.grid_doc_count(G1).unwrap(), 2);
+
+    // A visit recorded offline in 1号楼, then the station takes 1号楼 off the grant.
+    visit(&mut a, &h1, "离线走访");
+    assert_eq!(a.outbox_len().unwrap(), 1);
+    net.server().grants = Some(lead_grant(&["2号楼"]));
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!((r.dropped_docs, r.set_aside, r.pushed), (1, 1, 0), "{r:?}");
+    assert!(a.households_in(G1, "1号楼", None).unwrap().is_empty());
+    assert_eq!(a.households_in(G1, "2号楼", None).unwrap().len(), 1);
+    assert_eq!(a.outbox_len().unwrap(), 0);
+    // The work is kept, listed, and goes only when the user says so.
+    let aside = a.set_aside().unwrap();
+    assert_eq!(aside.len(), 1);
+    assert_eq!((aside[0].doc.as_str(), aside[0].changes), (h1.as_str(), 1));
+    assert_eq!(a.set_aside_changes(&h1).unwrap().len(), 1);
+    assert_eq!(a.sync_status().unwrap().set_aside_changes, 1);
+    assert_eq!(a.discard_set_aside(&h1).unwrap(), 1);
+    assert_eq!(a.sync_status().unwrap().set_aside_changes, 0);
+}
+
+#[test]
+fn a_withdrawn_grid_sets_its_work_aside_and_only_a_revoked_device_wipes() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    let h = household(&mut a, G2, "301");
+    let h1 = household(&mut a, G1, "101");
+    run(&mut a, &net).unwrap();
+    visit(&mut a, &h, "离线走访");
+    net.server().revoked.insert(G2.into());
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.purged_grids, [G2.to_string()]);
+    assert_eq!(a.grid_doc_count(G2).unwrap(), 0);
+    assert_eq!(a.set_aside().unwrap().len(), 1);
+
+    // The device itself is revoked: everything goes, nothing is set aside.
+    visit(&mut a, &h1, "离线走访");
+    net.server().device_revoked = true;
+    assert!(run(&mut a, &net).is_err());
+    assert_eq!(a.grid_doc_count(G1).unwrap(), 0);
+    assert_eq!(a.outbox_len().unwrap(), 0);
+    assert!(a.set_aside().unwrap().iter().all(|x| x.doc != h1));
+}
+
+// ----- the one sync loop: cancellation (issue 9 item 7) -----
+
+/// Cancels `flag` once `left` requests went through.
+struct CancelAfter {
+    net: Net,
+    left: usize,
+    flag: CancelFlag,
+}
+
+impl Transport for CancelAfter {
+    fn post(
+        &mut self,
+        path: &str,
+        body: Vec<u8>,
+        bearer: Option<&str>,
+    ) -> Result<(u16, Vec<u8>), TransportError> {
+        let r = self.net.post(path, body, bearer);
+        self.left = self.left.saturating_sub(1);
+        if self.left == 0 {
+            self.flag.cancel();
+        }
+        r
+    }
+}
+
+#[test]
+fn a_cancelled_sync_stops_at_the_next_request_and_leaves_a_consistent_store() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    for i in 0..6 {
+        household(&mut a, G1, &format!("{}", 101 + i));
+    }
+    let total = a.outbox_len().unwrap();
+    let cancel = CancelFlag::new();
+    // The session and the first push batch go through; then the app cancels.
+    let mut t = CancelAfter {
+        net: net.clone(),
+        left: 2,
+        flag: cancel.clone(),
+    };
+    let creds = a.credentials().unwrap().unwrap();
+    let opts = SyncOptions {
+        push_max_changes: 2,
+        ..SyncOptions::default()
+    };
+    let e = drive(
+        &mut |step| step(&mut a),
+        &mut t,
+        None,
+        &creds,
+        opts,
+        Some(&cancel),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, crate::Error::Sync { code, .. } if code == "cancelled"),
+        "{e:?}"
+    );
+    assert_eq!(net.server().log.len(), 2, "{:?}", net.server().paths());
+    // The acknowledged batch left the outbox; the rest waits; the status says it failed.
+    assert_eq!(a.outbox_len().unwrap(), total - 2);
+    assert_eq!(net.server().total_changes() as i64, 2);
+    let st = a.sync_status().unwrap();
+    assert!(st.last_error.is_some_and(|m| m.contains("cancelled")));
+    assert_eq!(st.last_success_ms, None);
+    // The next sync finishes the work.
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.pushed as i64, total - 2);
+    assert_eq!(a.outbox_len().unwrap(), 0);
 }

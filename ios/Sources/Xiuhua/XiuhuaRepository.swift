@@ -113,10 +113,22 @@ public final class XiuhuaRepository: @unchecked Sendable {
     public func actor() async throws -> Actor { try await call { try $0.actor() } }
 
     /// Runs one whole sync. `onProgress` is called on the syncing thread: hop to the main
-    /// actor before touching the UI. Runs to its end even if the task is cancelled.
+    /// actor before touching the UI. Cancelling the task stops the sync at its next request
+    /// boundary (`cancelSync`): what was received is kept and the status says the sync did
+    /// not finish; the call then throws a `Sync` error of code `cancelled`.
     public func sync(onProgress: @escaping @Sendable (SyncPhase, UInt64, UInt64?) -> Void = { _, _, _ in }) async throws -> SyncReport {
         let listener = ProgressListener(onProgress)
-        return try await call { try $0.sync(progress: listener) }
+        let store = self.store
+        return try await withTaskCancellationHandler {
+            try await call { try $0.sync(progress: listener) }
+        } onCancel: {
+            store.cancelSync()
+        }
+    }
+
+    /// Connect and whole-request timeouts of the following syncs, in ms (0 = defaults).
+    public func setSyncTimeouts(connectMs: UInt64, requestMs: UInt64) async throws {
+        try await call { $0.setSyncTimeouts(connectMs: connectMs, requestMs: requestMs) }
     }
 }
 

@@ -38,6 +38,7 @@ use xiuhua_core::doc::DocKind;
 use xiuhua_core::model::{Role, Tier};
 
 use crate::access::{Caller, GrantRow, Scope};
+use crate::credentials::CredentialRefusal;
 use crate::error::{Refusal, RefusalKind, StoreError};
 use crate::ingest::Parsed;
 
@@ -82,21 +83,25 @@ pub struct Enrolled {
     pub grants: Vec<GrantRow>,
 }
 
-/// The outcome of presenting a refresh token.
+/// The outcome of presenting a refresh token (the rule: [`crate::credentials::decide_refresh`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshOutcome {
-    /// Rotated: the old token is spent, the new one stored.
+    /// Rotated: the old token is spent (or was, and this is a retry after a lost reply),
+    /// the new one stored as its child.
     Rotated { device: String, user: String },
-    /// Unknown, already used, or expired.
-    Refused(String),
+    /// Unknown, expired, or reused (then every token of the device is revoked now).
+    Refused(CredentialRefusal),
     /// The device or its user is revoked: it must delete these grids.
     Revoked { held_grids: Vec<String> },
 }
 
-/// A device's standing at a request.
+/// A device's standing at a request (the rule: [`crate::credentials::decide_standing`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceStanding {
     Unknown,
+    /// Its tokens were revoked after a refresh-token reuse: it must enroll again (and
+    /// keeps its data).
+    Reset,
     /// Revoked (the device or its user): it must delete these grids.
     Revoked {
         held_grids: Vec<String>,
@@ -368,7 +373,8 @@ pub trait Storage: Send + Sync + 'static {
         refresh_expires_ms: i64,
         now_ms: i64,
     ) -> StoreResult<Option<Enrolled>>;
-    /// Rotates a refresh token.
+    /// Rotates a refresh token, per [`crate::credentials::decide_refresh`], in one
+    /// transaction that locks the presented token's row.
     async fn refresh(
         &self,
         old_hash: &str,

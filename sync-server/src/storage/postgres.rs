@@ -35,6 +35,9 @@ use xiuhua_core::store::{PROJECTION_VERSION, rows_of};
 
 use super::*;
 use crate::access::{Caller, GrantRow, Scope};
+use crate::credentials::{
+    self, CodeRow, CredentialRefusal, DeviceRow, RefreshDecision, RefreshRow, Standing,
+};
 use crate::error::{Refusal, StoreError};
 use crate::ingest::{self, Parsed, ParsedDoc, StoredDoc};
 
@@ -111,6 +114,14 @@ CREATE TABLE device_usage (
     device TEXT COLLATE "C" NOT NULL, day BIGINT NOT NULL,
     bytes BIGINT NOT NULL, changes BIGINT NOT NULL,
     PRIMARY KEY (device, day));
+"#,
+    ),
+    (
+        "refresh-token parents and device resets",
+        r#"
+ALTER TABLE refresh_tokens ADD COLUMN parent TEXT;
+CREATE INDEX refresh_tokens_parent ON refresh_tokens(parent);
+ALTER TABLE devices ADD COLUMN reset_ms BIGINT;
 "#,
     ),
 ];
@@ -1275,18 +1286,36 @@ impl Storage for PgStorage {
     ) -> StoreResult<Option<Enrolled>> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
-        // Spending the code is the first write: a concurrent use of it waits, then finds it spent.
+        // The code's row is locked first: a concurrent use of it waits, then finds it spent.
         let row = tx
             .query_opt(
-                "UPDATE enroll_codes e SET used_ms = $2, device = $3 FROM users u
-                 WHERE e.hash = $1 AND u.id = e.user_id AND e.used_ms IS NULL
-                   AND e.expires_ms > $2 AND u.revoked_ms IS NULL
-                 RETURNING e.user_id, u.name",
-                &[&code_hash, &now_ms, &device],
+                "SELECT e.user_id, u.name, e.expires_ms, e.used_ms, u.revoked_ms IS NOT NULL
+                 FROM enroll_codes e JOIN users u ON u.id = e.user_id
+                 WHERE e.hash = $1 FOR UPDATE OF e",
+                &[&code_hash],
             )
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let (user, user_name): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            .await?
+            .map(|r| -> StoreResult<CodeRow> {
+                Ok(CodeRow {
+                    user: r.try_get(0)?,
+                    user_name: r.try_get(1)?,
+                    expires_ms: r.try_get(2)?,
+                    used_ms: r.try_get(3)?,
+                    user_revoked: r.try_get(4)?,
+                })
+            })
+            .transpose()?;
+        let Some(CodeRow {
+            user, user_name, ..
+        }) = row.filter(|r| credentials::may_enroll(Some(r), now_ms))
+        else {
+            return Ok(None);
+        };
+        tx.execute(
+            "UPDATE enroll_codes SET used_ms = $2, device = $3 WHERE hash = $1",
+            &[&code_hash, &now_ms, &device],
+        )
+        .await?;
         tx.execute(
             "INSERT INTO devices (id, user_id, name, created_ms, last_seen_ms) VALUES ($1, $2, $3, $4, $4)",
             &[&device, &user, &device_name, &now_ms],
@@ -1315,49 +1344,94 @@ impl Storage for PgStorage {
     ) -> StoreResult<RefreshOutcome> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
-        let row = tx
+        // The refreshes of one device are serialized on its row (locked first, then the token
+        // read in a fresh snapshot), so that two children of one token cannot both win.
+        if let Some(r) = tx
             .query_opt(
-                "SELECT r.device, r.expires_ms, r.used_ms, r.revoked_ms, d.user_id,
-                        d.revoked_ms IS NOT NULL OR u.revoked_ms IS NOT NULL
-                 FROM refresh_tokens r JOIN devices d ON d.id = r.device JOIN users u ON u.id = d.user_id
-                 WHERE r.hash = $1 FOR UPDATE OF r",
+                "SELECT device FROM refresh_tokens WHERE hash = $1",
                 &[&old_hash],
             )
-            .await?;
-        let Some(row) = row else {
-            return Ok(RefreshOutcome::Refused(
-                "unknown refresh token; enroll the device again".into(),
-            ));
+            .await?
+        {
+            let device: String = r.try_get(0)?;
+            tx.execute("SELECT 1 FROM devices WHERE id = $1 FOR UPDATE", &[&device])
+                .await?;
+        }
+        let row = tx
+            .query_opt(
+                "SELECT r.device, d.user_id, r.expires_ms, r.used_ms, r.revoked_ms,
+                        d.revoked_ms IS NOT NULL OR u.revoked_ms IS NOT NULL, d.reset_ms IS NOT NULL,
+                        r.parent,
+                        EXISTS (SELECT 1 FROM refresh_tokens c WHERE c.parent = r.hash AND c.used_ms IS NOT NULL)
+                 FROM refresh_tokens r JOIN devices d ON d.id = r.device JOIN users u ON u.id = d.user_id
+                 WHERE r.hash = $1",
+                &[&old_hash],
+            )
+            .await?
+            .map(|r| -> StoreResult<RefreshRow> {
+                Ok(RefreshRow {
+                    device: r.try_get(0)?,
+                    user: r.try_get(1)?,
+                    expires_ms: r.try_get(2)?,
+                    used_ms: r.try_get(3)?,
+                    revoked_ms: r.try_get(4)?,
+                    device_revoked: r.try_get(5)?,
+                    device_reset: r.try_get(6)?,
+                    parent: r.try_get(7)?,
+                    child_used: r.try_get(8)?,
+                })
+            })
+            .transpose()?;
+        let decision = credentials::decide_refresh(row.as_ref(), now_ms);
+        let (device, user) = match (row, &decision) {
+            (Some(r), RefreshDecision::Rotate { .. } | RefreshDecision::Reissue) => {
+                (r.device, r.user)
+            }
+            (Some(r), RefreshDecision::Revoked) => {
+                return Ok(RefreshOutcome::Revoked {
+                    held_grids: held_grids(&*tx, &r.device).await?,
+                });
+            }
+            (Some(r), RefreshDecision::Theft) => {
+                tx.execute(
+                    "UPDATE refresh_tokens SET revoked_ms = $2 WHERE device = $1 AND revoked_ms IS NULL",
+                    &[&r.device, &now_ms],
+                )
+                .await?;
+                tx.execute(
+                    "UPDATE devices SET reset_ms = $2 WHERE id = $1",
+                    &[&r.device, &now_ms],
+                )
+                .await?;
+                tx.commit().await?;
+                tracing::warn!(
+                    device = r.device,
+                    "refresh token reused: every token of the device revoked"
+                );
+                return Ok(RefreshOutcome::Refused(CredentialRefusal::TokenReused));
+            }
+            (_, RefreshDecision::Refuse(why)) => return Ok(RefreshOutcome::Refused(*why)),
+            (None, _) => return Ok(RefreshOutcome::Refused(CredentialRefusal::UnknownToken)),
         };
-        let device: String = row.try_get(0)?;
-        let expires: i64 = row.try_get(1)?;
-        let used: Option<i64> = row.try_get(2)?;
-        let revoked: Option<i64> = row.try_get(3)?;
-        let user: String = row.try_get(4)?;
-        let device_revoked: bool = row.try_get(5)?;
-        if device_revoked {
-            return Ok(RefreshOutcome::Revoked {
-                held_grids: held_grids(&*tx, &device).await?,
-            });
-        }
-        if used.is_some() {
-            return Ok(RefreshOutcome::Refused(
-                "this refresh token was already used (tokens rotate on every refresh)".into(),
-            ));
-        }
-        if revoked.is_some() || expires <= now_ms {
-            return Ok(RefreshOutcome::Refused(
-                "refresh token revoked or expired; enroll the device again".into(),
-            ));
+        if let RefreshDecision::Rotate { parent } = &decision {
+            tx.execute(
+                "UPDATE refresh_tokens SET used_ms = $2 WHERE hash = $1",
+                &[&old_hash, &now_ms],
+            )
+            .await?;
+            if let Some(parent) = parent {
+                // The first child presented wins: its unused siblings die.
+                tx.execute(
+                    "UPDATE refresh_tokens SET revoked_ms = $3
+                     WHERE parent = $1 AND hash != $2 AND used_ms IS NULL AND revoked_ms IS NULL",
+                    &[parent, &old_hash, &now_ms],
+                )
+                .await?;
+            }
         }
         tx.execute(
-            "UPDATE refresh_tokens SET used_ms = $2 WHERE hash = $1",
-            &[&old_hash, &now_ms],
-        )
-        .await?;
-        tx.execute(
-            "INSERT INTO refresh_tokens (hash, device, issued_ms, expires_ms) VALUES ($1, $2, $3, $4)",
-            &[&new_hash, &device, &now_ms, &new_expires_ms],
+            "INSERT INTO refresh_tokens (hash, device, issued_ms, expires_ms, parent) VALUES ($1, $2, $3, $4, $5)",
+            &[&new_hash, &device, &now_ms, &new_expires_ms, &old_hash],
         )
         .await?;
         tx.execute(
@@ -1378,23 +1452,31 @@ impl Storage for PgStorage {
         let c = self.client().await?;
         let stmt = c
             .prepare_cached(
-                "SELECT d.user_id, d.revoked_ms IS NOT NULL OR u.revoked_ms IS NOT NULL, u.name,
+                "SELECT d.user_id, u.name, d.revoked_ms IS NOT NULL OR u.revoked_ms IS NOT NULL,
+                        d.reset_ms IS NOT NULL,
                         COALESCE((SELECT array_agg(g.grid ORDER BY g.grid) FROM device_grids g WHERE g.device = d.id), '{}')
                  FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = $1",
             )
             .await?;
-        let Some(row) = c.query_opt(&stmt, &[&device]).await? else {
-            return Ok(DeviceStanding::Unknown);
+        let fetched = c.query_opt(&stmt, &[&device]).await?;
+        let (row, held): (Option<DeviceRow>, Vec<String>) = match &fetched {
+            None => (None, Vec::new()),
+            Some(r) => (
+                Some(DeviceRow {
+                    owner: r.try_get(0)?,
+                    user_name: r.try_get(1)?,
+                    revoked: r.try_get(2)?,
+                    reset: r.try_get(3)?,
+                }),
+                r.try_get(4)?,
+            ),
         };
-        let owner: String = row.try_get(0)?;
-        if owner != user {
-            return Ok(DeviceStanding::Unknown);
-        }
-        let revoked: bool = row.try_get(1)?;
-        let held: Vec<String> = row.try_get(3)?;
-        if revoked {
-            return Ok(DeviceStanding::Revoked { held_grids: held });
-        }
+        let user_name = match (credentials::decide_standing(row.as_ref(), user), row) {
+            (Standing::Active, Some(r)) => r.user_name,
+            (Standing::Revoked, _) => return Ok(DeviceStanding::Revoked { held_grids: held }),
+            (Standing::Reset, _) => return Ok(DeviceStanding::Reset),
+            (Standing::Unknown | Standing::Active, _) => return Ok(DeviceStanding::Unknown),
+        };
         let stmt = c
             .prepare_cached(
                 "SELECT user_id, grid, role, buildings FROM grants WHERE user_id = $1 ORDER BY grid",
@@ -1409,7 +1491,7 @@ impl Storage for PgStorage {
         Ok(DeviceStanding::Active(Caller {
             device: device.to_string(),
             user: user.to_string(),
-            user_name: row.try_get(2)?,
+            user_name,
             grants,
             held_grids: held,
         }))

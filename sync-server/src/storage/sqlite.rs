@@ -15,6 +15,7 @@ use xiuhua_core::store::{PROJECTION_VERSION, rows_of};
 
 use super::*;
 use crate::access::{Caller, GrantRow, Scope};
+use crate::credentials::{self, CodeRow, DeviceRow, RefreshDecision, RefreshRow, Standing};
 use crate::error::{Refusal, StoreError};
 use crate::ingest::{self, Parsed, StoredDoc};
 
@@ -81,6 +82,13 @@ CREATE TABLE quarantine (
 CREATE TABLE device_usage (
     device TEXT NOT NULL, day INTEGER NOT NULL, bytes INTEGER NOT NULL, changes INTEGER NOT NULL,
     PRIMARY KEY (device, day)) STRICT, WITHOUT ROWID;
+"#,
+    // 4: refresh tokens name their parent (a retry after a lost reply); a device whose
+    // refresh token was reused is reset (credentials module).
+    r#"
+ALTER TABLE refresh_tokens ADD COLUMN parent TEXT;
+CREATE INDEX refresh_tokens_parent ON refresh_tokens(parent);
+ALTER TABLE devices ADD COLUMN reset_ms INTEGER;
 "#,
 ];
 
@@ -1248,15 +1256,27 @@ impl Storage for SqliteStorage {
         );
         self.write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let row: Option<(String, String)> = tx
+            let row: Option<CodeRow> = tx
                 .query_row(
-                    "SELECT e.user, u.name FROM enroll_codes e JOIN users u ON u.id = e.user
-                     WHERE e.hash = ?1 AND e.used_ms IS NULL AND e.expires_ms > ?2 AND u.revoked_ms IS NULL",
-                    params![code_hash, now_ms],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    "SELECT e.user, u.name, e.expires_ms, e.used_ms, u.revoked_ms IS NOT NULL
+                     FROM enroll_codes e JOIN users u ON u.id = e.user WHERE e.hash = ?1",
+                    [&code_hash],
+                    |r| {
+                        Ok(CodeRow {
+                            user: r.get(0)?,
+                            user_name: r.get(1)?,
+                            expires_ms: r.get(2)?,
+                            used_ms: r.get(3)?,
+                            user_revoked: r.get(4)?,
+                        })
+                    },
                 )
                 .optional()?;
-            let Some((user, user_name)) = row else { return Ok(None) };
+            let Some(CodeRow { user, user_name, .. }) =
+                row.filter(|r| credentials::may_enroll(Some(r), now_ms))
+            else {
+                return Ok(None);
+            };
             tx.execute("UPDATE enroll_codes SET used_ms = ?2, device = ?3 WHERE hash = ?1", params![code_hash, now_ms, device])?;
             tx.execute(
                 "INSERT INTO devices (id, user, name, created_ms, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
@@ -1283,33 +1303,63 @@ impl Storage for SqliteStorage {
         let (old_hash, new_hash) = (old_hash.to_string(), new_hash.to_string());
         self.write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            type Row = (String, i64, Option<i64>, Option<i64>, String, bool);
-            let row: Option<Row> = tx
+            let row: Option<RefreshRow> = tx
                 .query_row(
-                    "SELECT r.device, r.expires_ms, r.used_ms, r.revoked_ms, d.user,
-                            d.revoked_ms IS NOT NULL OR u.revoked_ms IS NOT NULL
+                    "SELECT r.device, d.user, r.expires_ms, r.used_ms, r.revoked_ms,
+                            d.revoked_ms IS NOT NULL OR u.revoked_ms IS NOT NULL, d.reset_ms IS NOT NULL,
+                            r.parent,
+                            EXISTS (SELECT 1 FROM refresh_tokens c WHERE c.parent = r.hash AND c.used_ms IS NOT NULL)
                      FROM refresh_tokens r JOIN devices d ON d.id = r.device JOIN users u ON u.id = d.user
                      WHERE r.hash = ?1",
                     [&old_hash],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                    |r| {
+                        Ok(RefreshRow {
+                            device: r.get(0)?,
+                            user: r.get(1)?,
+                            expires_ms: r.get(2)?,
+                            used_ms: r.get(3)?,
+                            revoked_ms: r.get(4)?,
+                            device_revoked: r.get(5)?,
+                            device_reset: r.get(6)?,
+                            parent: r.get(7)?,
+                            child_used: r.get(8)?,
+                        })
+                    },
                 )
                 .optional()?;
-            let Some((device, expires, used, revoked, user, device_revoked)) = row else {
-                return Ok(RefreshOutcome::Refused("unknown refresh token; enroll the device again".into()));
+            let decision = credentials::decide_refresh(row.as_ref(), now_ms);
+            let (device, user) = match (row, &decision) {
+                (Some(r), RefreshDecision::Rotate { .. } | RefreshDecision::Reissue) => (r.device, r.user),
+                (Some(r), RefreshDecision::Revoked) => {
+                    return Ok(RefreshOutcome::Revoked { held_grids: held_grids(&tx, &r.device)? });
+                }
+                (Some(r), RefreshDecision::Theft) => {
+                    tx.execute(
+                        "UPDATE refresh_tokens SET revoked_ms = ?2 WHERE device = ?1 AND revoked_ms IS NULL",
+                        params![r.device, now_ms],
+                    )?;
+                    tx.execute("UPDATE devices SET reset_ms = ?2 WHERE id = ?1", params![r.device, now_ms])?;
+                    tx.commit()?;
+                    tracing::warn!(device = r.device, "refresh token reused: every token of the device revoked");
+                    return Ok(RefreshOutcome::Refused(credentials::CredentialRefusal::TokenReused));
+                }
+                (_, RefreshDecision::Refuse(why)) => return Ok(RefreshOutcome::Refused(*why)),
+                (None, _) => return Ok(RefreshOutcome::Refused(credentials::CredentialRefusal::UnknownToken)),
             };
-            if device_revoked {
-                return Ok(RefreshOutcome::Revoked { held_grids: held_grids(&tx, &device)? });
+            if let RefreshDecision::Rotate { parent } = &decision {
+                tx.execute("UPDATE refresh_tokens SET used_ms = ?2 WHERE hash = ?1", params![old_hash, now_ms])?;
+                if let Some(parent) = parent {
+                    // The first child presented wins: its unused siblings die.
+                    tx.execute(
+                        "UPDATE refresh_tokens SET revoked_ms = ?3
+                         WHERE parent = ?1 AND hash != ?2 AND used_ms IS NULL AND revoked_ms IS NULL",
+                        params![parent, old_hash, now_ms],
+                    )?;
+                }
             }
-            if used.is_some() {
-                return Ok(RefreshOutcome::Refused("this refresh token was already used (tokens rotate on every refresh)".into()));
-            }
-            if revoked.is_some() || expires <= now_ms {
-                return Ok(RefreshOutcome::Refused("refresh token revoked or expired; enroll the device again".into()));
-            }
-            tx.execute("UPDATE refresh_tokens SET used_ms = ?2 WHERE hash = ?1", params![old_hash, now_ms])?;
             tx.execute(
-                "INSERT INTO refresh_tokens (hash, device, issued_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![new_hash, device, now_ms, new_expires_ms],
+                "INSERT INTO refresh_tokens (hash, device, issued_ms, expires_ms, parent) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![new_hash, device, now_ms, new_expires_ms, old_hash],
             )?;
             tx.execute("UPDATE devices SET last_seen_ms = ?2 WHERE id = ?1", params![device, now_ms])?;
             tx.commit()?;
@@ -1326,30 +1376,27 @@ impl Storage for SqliteStorage {
     ) -> StoreResult<DeviceStanding> {
         let (device, user) = (device.to_string(), user.to_string());
         self.read(move |c| {
-            let row: Option<(String, bool, String)> = c
+            let row: Option<DeviceRow> = c
                 .prepare_cached(
-                    "SELECT d.user, d.revoked_ms IS NOT NULL OR u.revoked_ms IS NOT NULL, u.name
+                    "SELECT d.user, u.name, d.revoked_ms IS NOT NULL OR u.revoked_ms IS NOT NULL, d.reset_ms IS NOT NULL
                      FROM devices d JOIN users u ON u.id = d.user WHERE d.id = ?1",
                 )?
-                .query_row([&device], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .query_row([&device], |r| {
+                    Ok(DeviceRow { owner: r.get(0)?, user_name: r.get(1)?, revoked: r.get(2)?, reset: r.get(3)? })
+                })
                 .optional()?;
-            let Some((owner, revoked, user_name)) = row else {
-                return Ok(DeviceStanding::Unknown);
-            };
-            if owner != user {
-                return Ok(DeviceStanding::Unknown);
+            match (credentials::decide_standing(row.as_ref(), &user), row) {
+                (Standing::Active, Some(r)) => Ok(DeviceStanding::Active(Caller {
+                    held_grids: held_grids(c, &device)?,
+                    device,
+                    grants: grants_of(c, &user)?,
+                    user,
+                    user_name: r.user_name,
+                })),
+                (Standing::Revoked, _) => Ok(DeviceStanding::Revoked { held_grids: held_grids(c, &device)? }),
+                (Standing::Reset, _) => Ok(DeviceStanding::Reset),
+                (Standing::Unknown | Standing::Active, _) => Ok(DeviceStanding::Unknown),
             }
-            let held = held_grids(c, &device)?;
-            if revoked {
-                return Ok(DeviceStanding::Revoked { held_grids: held });
-            }
-            Ok(DeviceStanding::Active(Caller {
-                device,
-                grants: grants_of(c, &user)?,
-                user,
-                user_name,
-                held_grids: held,
-            }))
         })
         .await
     }

@@ -45,6 +45,13 @@ import kotlinx.coroutines.flow.flowOn
 import kotlinx.coroutines.flow.map
 import kotlinx.coroutines.flow.onStart
 import kotlinx.coroutines.withContext
+import kotlinx.coroutines.CoroutineStart
+import kotlinx.coroutines.NonCancellable
+import kotlinx.coroutines.awaitCancellation
+import kotlinx.coroutines.coroutineScope
+import kotlinx.coroutines.ensureActive
+import kotlinx.coroutines.isActive
+import kotlinx.coroutines.launch
 
 /**
  * The app's one entry to the Xiuhua core: every call is a `suspend` function that runs the
@@ -203,17 +210,42 @@ class XiuhuaRepository(
 
     /**
      * Runs one whole sync on [io]. [onProgress] is called on that thread: post to the UI.
-     * The sync runs to its end even if the calling coroutine is cancelled (a blocking call
-     * cannot be interrupted); its outcome is then in [syncStatus].
+     * Cancelling the calling coroutine stops the sync at its next request boundary
+     * (`cancelSync`): what was received is kept, the status says the sync did not finish,
+     * and the blocking call returns with a `Sync` error of code `cancelled`, after which
+     * the coroutine's CancellationException is thrown.
      */
     suspend fun sync(onProgress: (phase: SyncPhase, done: Long, total: Long?) -> Unit = { _, _, _ -> }): SyncReport =
-        call {
-            sync(object : SyncProgressListener {
-                override fun onProgress(phase: SyncPhase, done: ULong, total: ULong?) {
-                    onProgress(phase, done.toLong(), total?.toLong())
+        coroutineScope {
+            // Cancelled with the caller, it stops the sync; cancelled at the end, nothing.
+            val scope = this
+            val watcher = launch(start = CoroutineStart.UNDISPATCHED) {
+                try {
+                    awaitCancellation()
+                } finally {
+                    if (!scope.isActive) store.cancelSync()
                 }
-            })
+            }
+            val outcome = try {
+                runCatching {
+                    withContext(io + NonCancellable) {
+                        store.sync(object : SyncProgressListener {
+                            override fun onProgress(phase: SyncPhase, done: ULong, total: ULong?) {
+                                onProgress(phase, done.toLong(), total?.toLong())
+                            }
+                        })
+                    }
+                }
+            } finally {
+                watcher.cancel()
+            }
+            ensureActive() // cancelled: CancellationException, whatever the sync answered
+            outcome.getOrThrow()
         }
+
+    /** Connect and whole-request timeouts of the following syncs, in ms (0 = defaults). */
+    suspend fun setSyncTimeouts(connectMs: Long, requestMs: Long) =
+        call { setSyncTimeouts(connectMs.toULong(), requestMs.toULong()) }
 }
 
 /** The readable text of the error (the core's message), for a toast or a form field. */
