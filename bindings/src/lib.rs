@@ -10,6 +10,7 @@
 //! [`XiuhuaError`] (see `tests/bad_input.rs`).
 
 mod error;
+mod status;
 mod store;
 mod sync;
 mod types;
@@ -18,6 +19,7 @@ pub use error::XiuhuaError;
 pub use store::{
     ChangeEvent, ChangeOrigin, ChangedDoc, MergeSummary, RemoteChange, StoreObserver, XiuhuaStore,
 };
+pub use status::{LastSync, RefusedChange, TimeSource};
 pub use sync::{
     Enrollment, Grant, Refusal, SyncPhase, SyncProgressListener, SyncReport, SyncStatus,
 };

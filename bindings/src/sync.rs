@@ -105,6 +105,15 @@ pub struct SyncStatus {
     pub refused: Vec<Refusal>,
     /// A sync is running now.
     pub running: bool,
+    /// The last sync started and neither finished nor failed (the app was killed during
+    /// it): say "the last sync did not finish". Nothing is lost; sync again.
+    pub interrupted: bool,
+    /// Remote changes waiting for changes they depend on, and their documents (repaired
+    /// from the server automatically after a few syncs).
+    pub waiting_changes: i64,
+    pub waiting_docs: i64,
+    /// What the last sync that ended did, finished or failed.
+    pub last_sync: Option<crate::status::LastSync>,
 }
 
 /// What one sync did.
@@ -121,6 +130,12 @@ pub struct SyncReport {
     pub bytes_received: u64,
     pub duration_ms: u64,
     pub bootstrapped_docs: u64,
+    /// Remote changes still waiting for their dependencies when the sync ended.
+    pub waiting_changes: u64,
+    /// Documents repaired from the server during this sync.
+    pub repaired_docs: u64,
+    /// Refused documents no longer sent (see `XiuhuaStore::refused_changes`).
+    pub held_docs: Vec<String>,
 }
 
 impl From<core::sync::SyncReport> for SyncReport {
@@ -136,6 +151,9 @@ impl From<core::sync::SyncReport> for SyncReport {
             bytes_received: r.bytes_received,
             duration_ms: r.duration_ms,
             bootstrapped_docs: r.bootstrapped_docs,
+            waiting_changes: r.waiting_changes,
+            repaired_docs: r.repaired_docs,
+            held_docs: r.held_docs,
         }
     }
 }
@@ -218,7 +236,7 @@ impl XiuhuaStore {
         self.with(|s| {
             let mut creds = s
                 .credentials()?
-                .ok_or_else(|| core::Error::Unauthorized("this device is not enrolled".into()))?;
+                .ok_or(core::Error::NotEnrolled)?;
             creds.server_url = url;
             s.save_credentials(&creds)
         })
@@ -243,6 +261,10 @@ impl XiuhuaStore {
             last_error_ms: status.last_error_ms,
             refused: refusals(status.refused_docs),
             running,
+            interrupted: !running && status.unfinished_since_ms.is_some(),
+            waiting_changes: status.waiting_changes,
+            waiting_docs: status.waiting_docs,
+            last_sync: status.last_sync.map(crate::status::LastSync::from),
         })
     }
 
@@ -253,9 +275,7 @@ impl XiuhuaStore {
         let _sync = self.sync_lock.try_lock().map_err(|_| busy())?;
         let creds = self
             .with(|s| s.credentials())?
-            .ok_or_else(|| XiuhuaError::Unauthorized {
-                detail: "not authorized: this device is not enrolled".into(),
-            })?;
+            .ok_or_else(|| XiuhuaError::from(core::Error::NotEnrolled))?;
         let mut transport = HttpTransport::new(&creds.server_url)?;
         let mut engine = SyncEngine::new(&creds, SyncOptions::default());
         loop {
@@ -282,7 +302,11 @@ impl XiuhuaStore {
         if let Some(p) = &progress {
             let _ = p.on_progress(SyncPhase::Done, report.pushed + report.pulled, None);
         }
-        if report.pulled > 0 || report.bootstrapped_docs > 0 || !report.purged_grids.is_empty() {
+        if report.pulled > 0
+            || report.bootstrapped_docs > 0
+            || report.repaired_changes > 0
+            || !report.purged_grids.is_empty()
+        {
             // The core's report does not list the documents that changed: refresh all.
             self.notify(ChangeEvent {
                 origin: ChangeOrigin::Remote,
