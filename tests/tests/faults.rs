@@ -205,6 +205,9 @@ impl Run {
             store.create_household(new).unwrap();
         } else if roll < 85 {
             store.create_record(record(grid, Some(building), &m)).unwrap();
+        } else if store.actor().role == xiuhua_core::Role::Secretary {
+            // A 社区书记 does not order tasks: a record instead.
+            store.create_record(record(grid, None, &m)).unwrap();
         } else {
             store.create_task(task(grid, None, &m)).unwrap();
         }
@@ -298,6 +301,7 @@ impl Run {
         let wait = Duration::from_millis(self.rng.below(400));
         let dev = &mut self.phones[i].dev;
         let before = dev.store.sync_status().unwrap();
+        let requests_before = self.proxy.requests();
         dev.close_store();
         let mut child = Command::new(env!("CARGO_BIN_EXE_fault-phone"))
             .args(phone_args(dev))
@@ -336,8 +340,9 @@ impl Run {
         self.kills += 1;
         let progressed = st.last_success_ms != before.last_success_ms
             || st.last_error_ms != before.last_error_ms;
-        if text.contains("started") && !progressed {
-            // Killed between its first request and its end: the status must say so.
+        if self.proxy.requests() > requests_before && !progressed {
+            // Killed between its first request (which marks the sync as started) and its
+            // end: the status must say so.
             assert!(
                 st.unfinished_since_ms.is_some(),
                 "{label}: killed mid-sync, yet the status does not say the sync did not finish: {st:?}"
@@ -388,6 +393,14 @@ fn run_mode(mode: Mode, default_seed: u64) {
                 run.server.admin(&["revoke-grant", "u-wang", "--grid", "g2"]);
             }
         }
+        if step % 20 == 0 {
+            eprintln!(
+                "step {step}: {:.1} s, {} ok, {} failed",
+                t0.elapsed().as_secs_f64(),
+                run.ok,
+                run.failed
+            );
+        }
         let i = run.rng.below(run.phones.len() as u64) as usize;
         for _ in 0..run.rng.below(4) {
             run.edit(i);
@@ -423,13 +436,22 @@ fn run_mode(mode: Mode, default_seed: u64) {
     // Every phone shows the same rows, and every edit is on every phone.
     let reference = run.phones[0].dev.store.projection_dump().unwrap();
     for p in &run.phones {
-        assert_eq!(
-            p.dev.store.projection_dump().unwrap(),
-            reference,
-            "{} differs from {} (seed {seed})",
-            p.label,
-            run.phones[0].label
-        );
+        let dump = p.dev.store.projection_dump().unwrap();
+        if dump != reference {
+            let mine: BTreeSet<&str> = dump.lines().collect();
+            let theirs: BTreeSet<&str> = reference.lines().collect();
+            let extra: Vec<&&str> = mine.difference(&theirs).take(3).collect();
+            let lacking: Vec<&&str> = theirs.difference(&mine).take(3).collect();
+            panic!(
+                "{} differs from {} (seed {seed}): {} rows vs {}; {} only: {extra:?}; {} lacks: {lacking:?}",
+                p.label,
+                run.phones[0].label,
+                mine.len(),
+                theirs.len(),
+                p.label,
+                p.label
+            );
+        }
     }
     for p in &mut run.phones {
         for grid in p.holds.clone() {
