@@ -16,10 +16,10 @@ mod sync;
 mod types;
 
 pub use error::XiuhuaError;
+pub use status::{LastSync, RefusedChange, TimeSource};
 pub use store::{
     ChangeEvent, ChangeOrigin, ChangedDoc, MergeSummary, RemoteChange, StoreObserver, XiuhuaStore,
 };
-pub use status::{LastSync, RefusedChange, TimeSource};
 pub use sync::{
     Enrollment, Grant, Refusal, SyncPhase, SyncProgressListener, SyncReport, SyncStatus,
 };

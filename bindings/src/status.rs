@@ -89,7 +89,10 @@ impl XiuhuaStore {
 
     /// What the last sync that ended did (finished or failed); none before the first.
     pub fn last_sync(&self) -> Result<Option<LastSync>> {
-        Ok(self.with(|s| s.sync_status())?.last_sync.map(LastSync::from))
+        Ok(self
+            .with(|s| s.sync_status())?
+            .last_sync
+            .map(LastSync::from))
     }
 
     /// The documents whose changes the server refused, with the reason.

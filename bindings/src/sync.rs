@@ -234,9 +234,7 @@ impl XiuhuaStore {
     pub fn set_server_url(&self, server_url: String) -> Result<()> {
         let url = HttpTransport::new(&server_url)?.base_url().to_string();
         self.with(|s| {
-            let mut creds = s
-                .credentials()?
-                .ok_or(core::Error::NotEnrolled)?;
+            let mut creds = s.credentials()?.ok_or(core::Error::NotEnrolled)?;
             creds.server_url = url;
             s.save_credentials(&creds)
         })

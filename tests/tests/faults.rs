@@ -60,7 +60,14 @@ fn markers(store: &mut Store, grid: &str) -> BTreeSet<String> {
         out.extend(d.visits.iter().map(|v| v.purpose.clone()));
     }
     for r in store.records(grid, None, None, 100_000).unwrap() {
-        out.insert(store.record(&r.id).unwrap().description.as_str().to_string());
+        out.insert(
+            store
+                .record(&r.id)
+                .unwrap()
+                .description
+                .as_str()
+                .to_string(),
+        );
     }
     for t in store.tasks(grid, None, None, 100_000).unwrap() {
         out.insert(store.task(&t.id).unwrap().task.title);
@@ -200,11 +207,18 @@ impl Run {
                 )
                 .unwrap();
         } else if roll < 65 {
-            let mut new = household(grid, building, &format!("{}", 1000 + self.next_marker), "张桂兰");
+            let mut new = household(
+                grid,
+                building,
+                &format!("{}", 1000 + self.next_marker),
+                "张桂兰",
+            );
             new.note = m;
             store.create_household(new).unwrap();
         } else if roll < 85 {
-            store.create_record(record(grid, Some(building), &m)).unwrap();
+            store
+                .create_record(record(grid, Some(building), &m))
+                .unwrap();
         } else if store.actor().role == xiuhua_core::Role::Secretary {
             // A 社区书记 does not order tasks: a record instead.
             store.create_record(record(grid, None, &m)).unwrap();
@@ -223,7 +237,10 @@ impl Run {
             0,
             "{label}: a sync said success with changes left in the outbox"
         );
-        assert!(st.last_error.is_none(), "{label}: success with an error: {st:?}");
+        assert!(
+            st.last_error.is_none(),
+            "{label}: success with an error: {st:?}"
+        );
         assert!(
             st.unfinished_since_ms.is_none(),
             "{label}: success but the status says unfinished"
@@ -283,7 +300,12 @@ impl Run {
 
     /// One sync of phone `i` in this process.
     fn sync(&mut self, i: usize) {
-        let before = self.phones[i].dev.store.sync_status().unwrap().last_success_ms;
+        let before = self.phones[i]
+            .dev
+            .store
+            .sync_status()
+            .unwrap()
+            .last_success_ms;
         match self.phones[i].dev.sync() {
             Ok(_) => {
                 self.ok += 1;
@@ -390,7 +412,8 @@ fn run_mode(mode: Mode, default_seed: u64) {
                     .admin(&["grant", "u-wang", "--grid", "g2", "--role", "网格员"]);
             }
             if step == n * 6 / 10 {
-                run.server.admin(&["revoke-grant", "u-wang", "--grid", "g2"]);
+                run.server
+                    .admin(&["revoke-grant", "u-wang", "--grid", "g2"]);
             }
         }
         if step % 20 == 0 {
@@ -420,7 +443,12 @@ fn run_mode(mode: Mode, default_seed: u64) {
         let mut moved = false;
         for i in 0..run.phones.len() {
             let label = run.phones[i].label;
-            let before = run.phones[i].dev.store.sync_status().unwrap().last_success_ms;
+            let before = run.phones[i]
+                .dev
+                .store
+                .sync_status()
+                .unwrap()
+                .last_success_ms;
             let r = run.phones[i].dev.sync().unwrap_or_else(|e| {
                 panic!("{label}: a clean sync failed after the faults: {e} (seed {seed})")
             });
@@ -480,7 +508,12 @@ fn run_mode(mode: Mode, default_seed: u64) {
             "the run never injected {f:?}: {faults:?}"
         );
     }
-    assert!(run.failed > 0 && run.ok > 0, "ok {} failed {}", run.ok, run.failed);
+    assert!(
+        run.failed > 0 && run.ok > 0,
+        "ok {} failed {}",
+        run.ok,
+        run.failed
+    );
     if mode.kill {
         assert!(
             run.kills_mid_sync > 0,

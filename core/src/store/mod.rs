@@ -24,8 +24,8 @@ pub use projection::{
 };
 pub use query::*;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
-pub use status::{LastSync, REFUSED_RETRY_SYNCS, REPAIR_AFTER_SYNCS, RefusedDoc};
 pub(crate) use status::FinishedSync;
+pub use status::{LastSync, REFUSED_RETRY_SYNCS, REPAIR_AFTER_SYNCS, RefusedDoc};
 
 use crate::doc::{self, DocKind, FieldConflict, HistoryEntry};
 use crate::error::{Error, Result};

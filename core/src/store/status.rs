@@ -147,7 +147,11 @@ impl Store {
         let waiting: BTreeMap<String, u32> = waiting_now
             .into_iter()
             .map(|d| {
-                let n = waiting_before.get(&d).copied().unwrap_or(0).saturating_add(1);
+                let n = waiting_before
+                    .get(&d)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_add(1);
                 (d, n)
             })
             .collect();

@@ -105,7 +105,11 @@ pub(super) fn meta_get<T: rusqlite::types::FromSql>(
         .optional()?)
 }
 
-pub(super) fn meta_put(conn: &rusqlite::Connection, key: &str, value: &dyn rusqlite::ToSql) -> Result<()> {
+pub(super) fn meta_put(
+    conn: &rusqlite::Connection,
+    key: &str,
+    value: &dyn rusqlite::ToSql,
+) -> Result<()> {
     conn.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
         .execute(params![key, value])?;
     Ok(())
@@ -512,9 +516,7 @@ impl Store {
     /// Replaces the tokens after a refresh (the old refresh token is revoked by then: this
     /// is written at once).
     pub fn save_tokens(&mut self, tokens: &proto::TokenResponse) -> Result<()> {
-        let mut creds = self
-            .credentials()?
-            .ok_or(Error::NotEnrolled)?;
+        let mut creds = self.credentials()?.ok_or(Error::NotEnrolled)?;
         creds.access_token = tokens.access_token.clone();
         creds.access_expires_ms = tokens.access_expires_ms;
         creds.refresh_token = tokens.refresh_token.clone();

@@ -398,7 +398,9 @@ impl SyncEngine {
         if self.in_flight.is_some() {
             return Err(Error::invalid("sync", "a request is still in flight"));
         }
-        let r = self.load_status(store).and_then(|()| self.next_inner(store));
+        let r = self
+            .load_status(store)
+            .and_then(|()| self.next_inner(store));
         self.record_if_failed(store, r)
     }
 

@@ -194,9 +194,7 @@ pub fn repair_document(
     transport: &mut dyn Transport,
     doc: &str,
 ) -> Result<usize> {
-    let creds = store
-        .credentials()?
-        .ok_or(Error::NotEnrolled)?;
+    let creds = store.credentials()?.ok_or(Error::NotEnrolled)?;
     let mut state = automerge::sync::State::new();
     let mut applied = 0;
     for _ in 0..REPAIR_MAX_ROUNDS {

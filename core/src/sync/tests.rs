@@ -1301,21 +1301,42 @@ fn refusals_are_classified_by_what_an_app_does_about_them() {
     let e = classify_refusal(426, Some(&body("unsupported_protocol", "v9", &[])), c);
     assert!(matches!(e, Error::UpgradeRequired(_)), "{e}");
     let e = classify_refusal(401, Some(&body("unauthorized", "expired", &["g1"])), c);
-    assert!(matches!(e, Error::Revoked(_)), "401 with grids to purge: {e}");
+    assert!(
+        matches!(e, Error::Revoked(_)),
+        "401 with grids to purge: {e}"
+    );
     let e = classify_refusal(
         401,
-        Some(&body("unauthorized", "device d has been revoked: delete its data", &[])),
+        Some(&body(
+            "unauthorized",
+            "device d has been revoked: delete its data",
+            &[],
+        )),
         c,
     );
     assert!(matches!(e, Error::Revoked(_)), "{e}");
     let e = classify_refusal(401, Some(&body("device_revoked", "gone", &[])), c);
     assert!(matches!(e, Error::Revoked(_)), "{e}");
-    let e = classify_refusal(401, Some(&body("unauthorized", "refresh token expired", &[])), c);
-    assert!(matches!(e, Error::Unauthorized(_)) && e.needs_enrollment(), "{e}");
+    let e = classify_refusal(
+        401,
+        Some(&body("unauthorized", "refresh token expired", &[])),
+        c,
+    );
+    assert!(
+        matches!(e, Error::Unauthorized(_)) && e.needs_enrollment(),
+        "{e}"
+    );
     let e = classify_refusal(401, None, c);
     assert!(matches!(e, Error::Unauthorized(_)), "{e}");
-    let e = classify_refusal(401, Some(&body("unauthorized", "used code", &[])), Asked::Enroll);
-    assert!(matches!(&e, Error::Invalid { field, .. } if field == "code"), "{e}");
+    let e = classify_refusal(
+        401,
+        Some(&body("unauthorized", "used code", &[])),
+        Asked::Enroll,
+    );
+    assert!(
+        matches!(&e, Error::Invalid { field, .. } if field == "code"),
+        "{e}"
+    );
     let e = classify_refusal(403, Some(&body("forbidden", "other building", &[])), c);
     assert!(
         matches!(&e, Error::Sync { status: 403, code, .. } if code == "forbidden"),
@@ -1361,7 +1382,11 @@ fn a_failed_sync_still_says_what_it_pushed_and_purged() {
     assert_eq!(last.purged_grids, vec![G1.to_string()]);
     assert_eq!(a.grid_doc_count(G1).unwrap(), 0, "the purge happened");
     assert!(st.unfinished_since_ms.is_none(), "it ended, badly");
-    assert_eq!(st.last_success_ms, Some(first.ended_ms), "the old success stays");
+    assert_eq!(
+        st.last_success_ms,
+        Some(first.ended_ms),
+        "the old success stays"
+    );
 }
 
 #[test]
@@ -1396,7 +1421,9 @@ fn a_refused_document_is_held_after_a_few_syncs_and_can_be_discarded() {
     // A document the server never had, and a visit to one it has: both refused for good.
     let fresh = household(&mut a, G1, "102");
     visit(&mut a, &known, "越界走访");
-    net.server().refuse_docs.extend([fresh.clone(), known.clone()]);
+    net.server()
+        .refuse_docs
+        .extend([fresh.clone(), known.clone()]);
     for n in 1..=crate::store::REFUSED_RETRY_SYNCS {
         let r = run(&mut a, &net).unwrap();
         assert_eq!(r.rejected.len(), 2, "sync {n} sends them again");
@@ -1404,7 +1431,10 @@ fn a_refused_document_is_held_after_a_few_syncs_and_can_be_discarded() {
     }
     let refused = a.refused_changes().unwrap();
     assert_eq!(refused.len(), 2);
-    assert!(refused.iter().all(|r| r.held && r.changes == 1), "{refused:?}");
+    assert!(
+        refused.iter().all(|r| r.held && r.changes == 1),
+        "{refused:?}"
+    );
     assert!(refused.iter().all(|r| r.grid.as_deref() == Some(G1)));
 
     // Held: no longer sent, still listed.
@@ -1416,7 +1446,10 @@ fn a_refused_document_is_held_after_a_few_syncs_and_can_be_discarded() {
     want.sort();
     assert_eq!(held, want);
     assert!(
-        !net.server().paths().iter().any(|p| p.starts_with("/v1/push")),
+        !net.server()
+            .paths()
+            .iter()
+            .any(|p| p.starts_with("/v1/push")),
         "{:?}",
         net.server().paths()
     );
@@ -1542,7 +1575,10 @@ fn a_clock_that_jumps_back_after_a_sync_never_stamps_before_it() {
     a.set_time_source(|| 0);
     let h = household(&mut a, G1, "101");
     let stamped = a.history(&h).unwrap()[0].at_ms;
-    assert!(stamped >= later, "stamped {stamped} before the anchor {later}");
+    assert!(
+        stamped >= later,
+        "stamped {stamped} before the anchor {later}"
+    );
     assert!(a.clock().last.wall_ms() >= later as u64);
 }
 
