@@ -47,10 +47,34 @@ pub enum XiuhuaError {
     /// The server could not be reached or the connection broke: retry later; nothing is lost.
     #[error("{detail}")]
     Network { detail: String },
-    /// The server refused this device (not enrolled, revoked, code used): enroll again.
+    /// This device holds no credentials: show the enrollment screen (a code from the
+    /// station). Nothing was sent.
     #[error("{detail}")]
-    Unauthorized { detail: String },
-    /// Sync failed for another reason (the server refused a change, protocol mismatch …).
+    NotEnrolled { detail: String },
+    /// The server no longer accepts this device's credentials (refresh token expired or used
+    /// up, device unknown): enroll again with a new code for the same user. Keep the store:
+    /// its data and outbox stay and sync after re-enrollment.
+    #[error("{detail}")]
+    ReenrollmentNeeded { detail: String },
+    /// The device was revoked (lost or stolen): delete the store (the grids the server named
+    /// were purged already) and show the enrollment screen.
+    #[error("{detail}")]
+    Revoked { detail: String },
+    /// The server speaks a newer protocol (HTTP 426): ask the user to update the app.
+    /// Nothing was lost.
+    #[error("{detail}")]
+    UpgradeRequired { detail: String },
+    /// The server refused or failed a request: `status` is the HTTP status, `code` the
+    /// server's stable code (`forbidden`, `too_large`, `internal` …). A `5xx` is worth a
+    /// retry later; nothing unacknowledged was deleted.
+    #[error("{detail}")]
+    ServerRefused {
+        detail: String,
+        status: u16,
+        code: String,
+    },
+    /// This store cannot sync now (a sync or an enrollment is already running, or an
+    /// unfinished sync state): wait and try again.
     #[error("{detail}")]
     Sync { detail: String },
     /// A bug or an unusable state (e.g. an earlier call panicked while holding the store).
@@ -94,8 +118,15 @@ impl From<CoreError> for XiuhuaError {
                 supported,
             },
             CoreError::Network(_) => XiuhuaError::Network { detail },
-            CoreError::Unauthorized(_) => XiuhuaError::Unauthorized { detail },
-            CoreError::Sync { .. } => XiuhuaError::Sync { detail },
+            CoreError::NotEnrolled => XiuhuaError::NotEnrolled { detail },
+            CoreError::Unauthorized(_) => XiuhuaError::ReenrollmentNeeded { detail },
+            CoreError::Revoked(_) => XiuhuaError::Revoked { detail },
+            CoreError::UpgradeRequired(_) => XiuhuaError::UpgradeRequired { detail },
+            CoreError::Sync { status, code, .. } => XiuhuaError::ServerRefused {
+                detail,
+                status,
+                code,
+            },
             CoreError::BadDocument { .. } | CoreError::Storage(_) | CoreError::Automerge(_) => {
                 XiuhuaError::Storage { detail }
             }

@@ -10,11 +10,13 @@
 //! [`XiuhuaError`] (see `tests/bad_input.rs`).
 
 mod error;
+mod status;
 mod store;
 mod sync;
 mod types;
 
 pub use error::XiuhuaError;
+pub use status::{LastSync, RefusedChange, TimeSource};
 pub use store::{
     ChangeEvent, ChangeOrigin, ChangedDoc, MergeSummary, RemoteChange, StoreObserver, XiuhuaStore,
 };

@@ -118,6 +118,15 @@ pub struct SyncStatus {
     /// Local changes kept aside because the grant covering their document was lost: not
     /// pushed, not lost ([`XiuhuaStore::set_aside`]).
     pub set_aside_changes: i64,
+    /// The last sync started and neither finished nor failed (the app was killed during
+    /// it): say "the last sync did not finish". Nothing is lost; sync again.
+    pub interrupted: bool,
+    /// Remote changes waiting for changes they depend on, and their documents (repaired
+    /// from the server automatically after a few syncs).
+    pub waiting_changes: i64,
+    pub waiting_docs: i64,
+    /// What the last sync that ended did, finished or failed.
+    pub last_sync: Option<crate::status::LastSync>,
 }
 
 /// Local changes of one document kept aside because its grant was lost (a grid
@@ -152,6 +161,12 @@ pub struct SyncReport {
     pub dropped_docs: u64,
     /// Local changes kept aside because their grant was lost (see `set_aside`).
     pub set_aside: u64,
+    /// Remote changes still waiting for their dependencies when the sync ended.
+    pub waiting_changes: u64,
+    /// Documents repaired from the server during this sync.
+    pub repaired_docs: u64,
+    /// Refused documents no longer sent (see `XiuhuaStore::refused_changes`).
+    pub held_docs: Vec<String>,
 }
 
 impl From<core::sync::SyncReport> for SyncReport {
@@ -170,6 +185,9 @@ impl From<core::sync::SyncReport> for SyncReport {
             refresh_refused: r.refresh_refused,
             dropped_docs: r.dropped_docs,
             set_aside: r.set_aside,
+            waiting_changes: r.waiting_changes,
+            repaired_docs: r.repaired_docs,
+            held_docs: r.held_docs,
         }
     }
 }
@@ -260,9 +278,7 @@ impl XiuhuaStore {
     pub fn set_server_url(&self, server_url: String) -> Result<()> {
         let url = HttpTransport::new(&server_url)?.base_url().to_string();
         self.with(|s| {
-            let mut creds = s
-                .credentials()?
-                .ok_or_else(|| core::Error::Unauthorized("this device is not enrolled".into()))?;
+            let mut creds = s.credentials()?.ok_or(core::Error::NotEnrolled)?;
             creds.server_url = url;
             s.save_credentials(&creds)
         })
@@ -323,6 +339,10 @@ impl XiuhuaStore {
             refused: refusals(status.refused_docs),
             running,
             set_aside_changes: status.set_aside_changes,
+            interrupted: !running && status.unfinished_since_ms.is_some(),
+            waiting_changes: status.waiting_changes,
+            waiting_docs: status.waiting_docs,
+            last_sync: status.last_sync.map(crate::status::LastSync::from),
         })
     }
 
@@ -336,9 +356,7 @@ impl XiuhuaStore {
         self.cancel.reset();
         let creds = self
             .with(|s| s.credentials())?
-            .ok_or_else(|| XiuhuaError::Unauthorized {
-                detail: "not authorized: this device is not enrolled".into(),
-            })?;
+            .ok_or_else(|| XiuhuaError::from(core::Error::NotEnrolled))?;
         let (connect, request) = self.timeouts();
         let mut transport = HttpTransport::with_timeouts(&creds.server_url, connect, request)?;
         let listener = progress.map(Listener);
@@ -366,6 +384,7 @@ impl XiuhuaStore {
         if report.pulled > 0
             || report.bootstrapped_docs > 0
             || report.dropped_docs > 0
+            || report.repaired_changes > 0
             || !report.purged_grids.is_empty()
         {
             // The core's report does not list the documents that changed: refresh all.

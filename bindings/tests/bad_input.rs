@@ -512,7 +512,7 @@ fn conflicts_history_merge_and_sync_with_bad_input_are_errors() {
 
     // Sync before enrollment, and enrollment against nothing.
     let e = err("sync not enrolled", || s.sync(None));
-    assert!(matches!(e, XiuhuaError::Unauthorized { .. }), "{e:?}");
+    assert!(matches!(e, XiuhuaError::NotEnrolled { .. }), "{e:?}");
     err("bad server url", || {
         s.enroll("ftp://x".into(), "CODE".into(), "phone".into())
     });

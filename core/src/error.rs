@@ -38,10 +38,23 @@ pub enum Error {
     /// was lost: what was not acknowledged is still in the outbox; sync again later.
     #[error("network: {0}")]
     Network(String),
-    /// The server no longer accepts this device's credentials (never enrolled, device or
-    /// user revoked, refresh token expired): the device must be enrolled again.
+    /// This device holds no credentials: enroll it with a code from the station. Nothing
+    /// was sent.
+    #[error("this device is not enrolled: enroll it with a code from the station")]
+    NotEnrolled,
+    /// The server no longer accepts this device's credentials (its refresh token expired or
+    /// was used up, or the server does not know the device): enroll again with a new code
+    /// for the same user. The store and its outbox are kept and sync after re-enrollment.
     #[error("not authorized: {0}")]
     Unauthorized(String),
+    /// The device was revoked (lost or stolen): everything it held of the server's data must
+    /// be deleted; the grids the server named were purged already.
+    #[error("this device has been revoked: {0}")]
+    Revoked(String),
+    /// The server speaks a protocol version this app does not (HTTP 426): update the app.
+    /// Nothing was lost.
+    #[error("the server needs a newer app: {0}")]
+    UpgradeRequired(String),
     /// The sync server refused or failed a request (`code` is the server's stable
     /// [`crate::sync::proto::ErrorBody`] code, `status` the HTTP status).
     #[error("sync server answered {status} {code}: {message}")]
@@ -60,6 +73,12 @@ impl Error {
             reason: reason.into(),
         }
     }
+    /// Whether an app should enroll this device again (with a code for the same user) to
+    /// sync: not enrolled, or the server refused its credentials.
+    pub fn needs_enrollment(&self) -> bool {
+        matches!(self, Error::NotEnrolled | Error::Unauthorized(_))
+    }
+
     pub(crate) fn bad_doc(doc: impl Into<String>, reason: impl std::fmt::Display) -> Self {
         Error::BadDocument {
             doc: doc.into(),

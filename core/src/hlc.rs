@@ -197,7 +197,11 @@ impl ClockState {
     /// time and the device reading taken at (about) the same moment.
     ///
     /// `last` is never moved backwards, because stamps already issued (and
-    /// perhaps already synced) must stay ordered before any new stamp.
+    /// perhaps already synced) must stay ordered before any new stamp; it is
+    /// raised to the server's time, so whatever the device clock does later
+    /// (a battery swap back to 1970, a manual setting a year back) no stamp
+    /// is ever issued before the anchor, and everything the server held at
+    /// that moment sorts before this device's next stamp.
     ///
     /// Trade-off: a device whose clock ran, say, a year ahead before its
     /// first anchor has pushed `last` a year into the future. After the
@@ -212,6 +216,13 @@ impl ClockState {
     pub fn anchor(&mut self, server_ms: i64, device_ms: i64) {
         self.offset_ms = server_ms.saturating_sub(device_ms);
         self.anchored = true;
+        let server = Hlc::new(u64::try_from(server_ms).unwrap_or(0), 0);
+        self.last = self.last.max(server);
+    }
+
+    /// Whether the clock was ever anchored to a server's time.
+    pub fn is_anchored(&self) -> bool {
+        self.anchored
     }
 
     /// "Now" for deadline checks (is a task overdue?).
@@ -451,6 +462,26 @@ mod tests {
         assert_eq!(h.wall_ms(), (T2026 + 1_000) as u64);
         assert!(h.to_string().starts_with("2026-11-26T15:04:06.123Z"));
         assert_eq!(state.now_ms(7_000), (T2026 + 1_000) as u64);
+    }
+
+    #[test]
+    fn anchor_raises_last_and_a_clock_jumping_back_never_stamps_before_it() {
+        let mut state = ClockState::default();
+        // Anchored at T2026 by a device whose clock was right.
+        state.anchor(T2026, T2026);
+        assert!(state.last >= Hlc::new(T2026 as u64, 0));
+        // The battery is swapped: the device clock reads 1970 from now on.
+        let mut prev = Hlc::ZERO;
+        for i in 0..1000 {
+            let h = state.tick(i);
+            assert!(h.wall_ms() >= T2026 as u64, "stamp {h} before the anchor");
+            assert!(h > prev);
+            prev = h;
+        }
+        // A negative server time cannot move anything backwards.
+        let before = state.last;
+        state.anchor(-5, 0);
+        assert_eq!(state.last, before);
     }
 
     #[test]

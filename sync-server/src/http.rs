@@ -575,6 +575,7 @@ async fn enroll_checked(st: &AppState, body: Body) -> Result<Response, ApiError>
     Metrics::add(&st.metrics.enrollments, 1);
     tracing::info!(device, user = enrolled.user, "device enrolled");
     let resp = EnrollResponse {
+        server_time_ms: now_ms(),
         tokens: tokens(&st, &device, &enrolled.user, refresh),
         device,
         user: enrolled.user,

@@ -827,3 +827,45 @@ pub fn connect_from(from: [u8; 4], addr: &str) -> std::io::Result<std::net::TcpS
     s.connect_timeout(&to.into(), Duration::from_secs(5))?;
     Ok(s.into())
 }
+
+// ----- the fault suite's helpers (tests/faults.rs) -----
+
+pub mod proxy;
+
+impl Device {
+    /// The store's file.
+    pub fn db_path(&self) -> PathBuf {
+        self._dir.path().join("device.db")
+    }
+
+    /// Closes the store's file (an in-memory store stands in) so that another process can
+    /// use it; [`Device::reopen_store`] opens it again.
+    pub fn close_store(&mut self) {
+        let actor = self.store.actor().clone();
+        self.store = Store::open_in_memory(actor).expect("an in-memory store");
+    }
+
+    /// Opens the store's file again (after [`Device::close_store`], or to see what a
+    /// restarted app sees).
+    pub fn reopen_store(&mut self) {
+        let actor = self.store.actor().clone();
+        self.close_store();
+        self.store = Store::open(self.db_path(), actor).expect("the store reopens");
+    }
+}
+
+/// The phone binary of the fault suite: one sync of a store file in its own process, so
+/// that a test can kill it mid-sync (`CARGO_BIN_EXE_fault-phone`).
+///
+/// Arguments: store path, server URL, user, user name, role, device id.
+pub fn phone_args(d: &Device) -> Vec<String> {
+    let a = d.store.actor();
+    vec![
+        d.db_path().display().to_string(),
+        d.url.clone(),
+        a.user.clone(),
+        a.name.clone(),
+        a.role.as_str().to_string(),
+        a.device.clone(),
+    ]
+}

@@ -27,7 +27,7 @@ fn a_revoked_device_purges_everything_at_its_next_sync() {
     server.admin(&["revoke-device", &wang.id]);
 
     let e = wang.sync().unwrap_err();
-    assert!(matches!(e, Error::Unauthorized(_)), "{e:?}");
+    assert!(matches!(e, Error::Revoked(_)), "{e:?}");
     assert!(doc_ids(&wang.store, "g1").is_empty());
     assert_eq!(wang.store.grid_doc_count("g1").unwrap(), 0);
     assert_eq!(wang.store.outbox_len().unwrap(), 0);

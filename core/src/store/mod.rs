@@ -9,6 +9,7 @@ mod codec;
 mod projection;
 mod query;
 pub(crate) mod schema;
+mod status;
 mod sync;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -24,6 +25,8 @@ pub use projection::{
 pub use query::*;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use sync::{GrantChange, SetAside};
+pub(crate) use status::FinishedSync;
+pub use status::{LastSync, REFUSED_RETRY_SYNCS, REPAIR_AFTER_SYNCS, RefusedDoc};
 
 use crate::doc::{self, DocKind, FieldConflict, HistoryEntry};
 use crate::error::{Error, Result};
@@ -218,7 +221,14 @@ impl Store {
         self.clock
     }
 
-    /// Anchors the clock to a server's time (done at every sync).
+    /// Whether the clock was ever anchored to a server's time (at enrollment or a sync).
+    /// Until then stamps and "overdue" follow the device's own clock.
+    pub fn clock_anchored(&self) -> bool {
+        self.clock.is_anchored()
+    }
+
+    /// Anchors the clock to a server's time (done at every sync); also raises the last
+    /// issued stamp to it, so no later stamp sorts before the anchor.
     pub fn anchor_clock(&mut self, server_ms: i64) -> Result<()> {
         let mut c = self.clock;
         c.anchor(server_ms, (self.time)());

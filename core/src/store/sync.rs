@@ -10,18 +10,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use automerge::AutoCommit;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
+use super::status::K_REFUSED;
 use super::{PROJECTION_VERSION, Rows, Store, TaskDetail, projection, rows_of};
 use crate::doc::{self, DocKind};
 use crate::error::{Error, Result};
 use crate::model::{TaskAction, Tier};
-use crate::sync::{Credentials, PendingEscalation, SyncStatus, proto};
+use crate::sync::{Credentials, PendingEscalation, proto};
 
 const K_CREDENTIALS: &str = "sync.credentials";
 const K_GRANTS: &str = "sync.grants";
-const K_LAST_SUCCESS: &str = "sync.last_success_ms";
-const K_LAST_ERROR: &str = "sync.last_error";
-const K_LAST_ERROR_MS: &str = "sync.last_error_ms";
-const K_REFUSED: &str = "sync.refused_docs";
 const K_SCOPE_BOOTSTRAPS: &str = "sync.scope_bootstraps";
 
 /// The buildings a grant limits the device to: `None` for a whole-grid role.
@@ -91,6 +88,16 @@ fn check_rows(rows: &Rows, id: &str, kind: DocKind, grid: &str) -> Result<()> {
     Ok(())
 }
 
+/// The newest time a document's rows carry (its last visit, its report, its creation), in
+/// ms; 0 when none.
+fn rows_time(rows: &Rows) -> i64 {
+    match rows {
+        Rows::Household { household, .. } => household.last_visit_at.unwrap_or(0),
+        Rows::Record(r) => r.reported_at,
+        Rows::Task(t) => t.created_at,
+    }
+}
+
 /// Loads bundle bytes and computes the document's rows, checking its kind and grid.
 fn rows_from_bytes(id: &str, kind: DocKind, grid: &str, bytes: &[u8]) -> Result<Rows> {
     let doc = crate::doc::load_doc(bytes).map_err(|e| Error::bad_doc(id, e))?;
@@ -115,7 +122,7 @@ fn rows_checked(id: &str, kind: DocKind, grid: &str, doc: &AutoCommit) -> Result
     rows_of(id, doc)?.ok_or_else(|| Error::bad_doc(id, "empty document"))
 }
 
-fn meta_get<T: rusqlite::types::FromSql>(
+pub(super) fn meta_get<T: rusqlite::types::FromSql>(
     conn: &rusqlite::Connection,
     key: &str,
 ) -> Result<Option<T>> {
@@ -125,13 +132,17 @@ fn meta_get<T: rusqlite::types::FromSql>(
         .optional()?)
 }
 
-fn meta_put(conn: &rusqlite::Connection, key: &str, value: &dyn rusqlite::ToSql) -> Result<()> {
+pub(super) fn meta_put(
+    conn: &rusqlite::Connection,
+    key: &str,
+    value: &dyn rusqlite::ToSql,
+) -> Result<()> {
     conn.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
         .execute(params![key, value])?;
     Ok(())
 }
 
-fn meta_json<T: serde::de::DeserializeOwned>(
+pub(super) fn meta_json<T: serde::de::DeserializeOwned>(
     conn: &rusqlite::Connection,
     key: &str,
 ) -> Result<Option<T>> {
@@ -143,7 +154,7 @@ fn meta_json<T: serde::de::DeserializeOwned>(
     }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::invalid("json", e.to_string()))
 }
 
@@ -213,6 +224,8 @@ impl Store {
             rows.collect::<rusqlite::Result<_>>()?
         };
         let mut n = 0;
+        // The newest time the documents carry feeds the clock (as pulled changes do).
+        let mut newest: i64 = 0;
         for (i, (d, kind)) in bundle.docs.iter().zip(&kinds).enumerate() {
             match held.get(&d.id) {
                 Some(g) if g.as_str() != grid => {
@@ -229,6 +242,7 @@ impl Store {
                         .load_incremental(&d.bytes)
                         .map_err(|e| Error::bad_doc(&d.id, e))?;
                     let rows = rows_checked(&d.id, *kind, grid, &local)?;
+                    newest = newest.max(rows_time(&rows));
                     tx.prepare_cached("UPDATE docs SET snapshot = ?2, chunks = 0 WHERE id = ?1")?
                         .execute(params![d.id, self.codec.save(&mut local)?])?;
                     tx.prepare_cached("DELETE FROM doc_chunks WHERE doc = ?1")?
@@ -249,6 +263,7 @@ impl Store {
                             .ok_or_else(|| Error::bad_doc(&d.id, "rows missing"))?,
                         None => &d.rows,
                     };
+                    newest = newest.max(rows_time(rows));
                     // A new document has no rows yet (rows only exist beside their document).
                     projection::write_rows(&tx, rows, false)?;
                 }
@@ -261,7 +276,13 @@ impl Store {
             )?
             .execute(params![grid, cursor.to_string()])?;
         }
+        let mut clock = self.clock;
+        if let Ok(ms) = u64::try_from(newest) {
+            clock.observe(crate::hlc::Hlc::new(ms, 0), (self.time)());
+        }
+        Self::save_clock(&tx, &clock)?;
         tx.commit()?;
+        self.clock = clock;
         for d in &bundle.docs {
             self.cache.remove(&d.id);
         }
@@ -743,9 +764,7 @@ impl Store {
     /// Replaces the tokens after a refresh (the old refresh token is revoked by then: this
     /// is written at once).
     pub fn save_tokens(&mut self, tokens: &proto::TokenResponse) -> Result<()> {
-        let mut creds = self
-            .credentials()?
-            .ok_or_else(|| Error::Unauthorized("this device is not enrolled".into()))?;
+        let mut creds = self.credentials()?.ok_or(Error::NotEnrolled)?;
         creds.access_token = tokens.access_token.clone();
         creds.access_expires_ms = tokens.access_expires_ms;
         creds.refresh_token = tokens.refresh_token.clone();
@@ -777,7 +796,13 @@ impl Store {
             refresh_token: enrolled.tokens.refresh_token.clone(),
         };
         self.save_credentials(&creds)?;
-        self.save_grants(&enrolled.grants)
+        self.save_grants(&enrolled.grants)?;
+        // The server's time anchors the clock before the first write (a phone enrolled with
+        // its clock at 1970 stamps its first visit right).
+        if enrolled.server_time_ms > 0 {
+            self.anchor_clock(enrolled.server_time_ms)?;
+        }
+        Ok(())
     }
 
     /// Replaces the grants the device knows of.
@@ -798,48 +823,6 @@ impl Store {
             grids.insert(g?);
         }
         Ok(grids.into_iter().collect())
-    }
-
-    // ----- status -----
-
-    /// What the UI shows about sync.
-    pub fn sync_status(&self) -> Result<SyncStatus> {
-        Ok(SyncStatus {
-            pending_outbox: self.outbox_len()?,
-            last_success_ms: meta_get(&self.conn, K_LAST_SUCCESS)?,
-            last_error: meta_get(&self.conn, K_LAST_ERROR)?,
-            last_error_ms: meta_get(&self.conn, K_LAST_ERROR_MS)?,
-            refused_docs: meta_json(&self.conn, K_REFUSED)?.unwrap_or_default(),
-            set_aside_changes: self
-                .conn
-                .prepare_cached("SELECT count(*) FROM set_aside")?
-                .query_row([], |r| r.get(0))?,
-        })
-    }
-
-    /// Records a sync that finished: its time, the documents the server refused, and
-    /// clears the last error.
-    pub(crate) fn record_sync_success(&mut self, refused: &[(String, String)]) -> Result<()> {
-        let now = self.now_ms();
-        let tx = self.conn.transaction()?;
-        meta_put(&tx, K_LAST_SUCCESS, &now)?;
-        meta_put(&tx, K_REFUSED, &to_json(&refused)?)?;
-        tx.execute(
-            "DELETE FROM meta WHERE key IN (?1, ?2)",
-            [K_LAST_ERROR, K_LAST_ERROR_MS],
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Records a sync that failed. The last success stays what it was.
-    pub(crate) fn record_sync_error(&mut self, error: &Error) -> Result<()> {
-        let now = self.now_ms();
-        let tx = self.conn.transaction()?;
-        meta_put(&tx, K_LAST_ERROR, &error.to_string())?;
-        meta_put(&tx, K_LAST_ERROR_MS, &now)?;
-        tx.commit()?;
-        Ok(())
     }
 }
 

@@ -24,7 +24,12 @@
 //!    [`SyncOptions::pull_limit`] until `more == false`; each page is applied and its cursor
 //!    stored in one transaction ([`Store::apply_pulled`]), so an interrupted pull resumes
 //!    at the page it stopped at.
-//! 5. **Finish**: [`SyncEngine::finish`] records the success. Every reply's
+//! 5. **Repair** the documents whose remote changes waited for their dependencies through
+//!    [`crate::store::REPAIR_AFTER_SYNCS`] finished syncs, and those whose refused changes
+//!    the user discarded ([`Store::discard_refused`]): Automerge's sync protocol over
+//!    `/v1/repair`, at most [`super::REPAIR_MAX_ROUNDS`] rounds each (a `403`/`404` means
+//!    the server has no copy this device may read: nothing to repair).
+//! 6. **Finish**: [`SyncEngine::finish`] records the success. Every reply's
 //!    `server_time_ms` anchors the clock; every grid a reply lists in `purge_grids` is
 //!    purged at once, whatever the status: wiped ([`Store::purge_grid`]) when the device is
 //!    revoked (a `401`), else with its unpushed work set aside ([`Store::drop_grid`]).
@@ -44,6 +49,17 @@
 //!   pushed and pulled, and the sync finishes. A `413` to one document's batch splits its
 //!   changes, in order. A `5xx`, a `401` after a refresh, a `426` or a network error ends
 //!   the sync with an error; nothing unacknowledged is deleted.
+//! - **Refusals are not retried forever.** A refused document is sent again at the next
+//!   syncs, up to [`crate::store::REFUSED_RETRY_SYNCS`] finished syncs; then its changes are
+//!   held (not sent, listed in [`SyncReport::held_docs`] and [`Store::refused_changes`])
+//!   until the user discards them ([`Store::discard_refused`]) or retries
+//!   ([`Store::retry_refused`]).
+//! - **The status tells the truth about an unfinished sync.** The first request marks the
+//!   sync as started in the store; finishing or failing clears the mark, so after a kill the
+//!   status says the last sync did not finish. A failed sync records what it did before
+//!   failing (its partial [`SyncReport`], as [`crate::store::LastSync`]).
+//! - **Errors say what to do** ([`classify_refusal`]): revoked (wipe), re-enroll
+//!   ([`Error::Unauthorized`]), upgrade (`426`), or the server's status and code.
 //! - **Escalation** uses a `pending_escalations` table written in the same transaction as
 //!   the `escalate` event, rather than scanning outbox changes for new events: the request
 //!   survives restarts and is sent exactly before the event. A refused escalation (`4xx`)
@@ -163,6 +179,18 @@ pub struct SyncReport {
     /// worked: this sync ran on the access token; the device needs a new enrollment
     /// before that expires.
     pub refresh_refused: Option<String>,
+    /// Remote changes still waiting here for changes they depend on when the sync ended,
+    /// and their documents (also in [`super::SyncStatus`]).
+    pub waiting_changes: u64,
+    pub waiting_docs: u64,
+    /// Documents repaired from the server (`/v1/repair`): changes that waited too long for
+    /// their dependencies, or copies whose refused changes the user discarded; and the
+    /// changes that brought.
+    pub repaired_docs: u64,
+    pub repaired_changes: u64,
+    /// Documents the server refused at [`crate::store::REFUSED_RETRY_SYNCS`] syncs: not sent
+    /// any more until the user discards or retries them.
+    pub held_docs: Vec<String>,
 }
 
 /// What the request in flight was.
@@ -192,6 +220,8 @@ enum InFlight {
         grid: String,
         since: u64,
     },
+    /// A round of repairing the document `repair_current` names, with its encoded request.
+    Repair(Vec<u8>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,6 +230,7 @@ enum Stage {
     Push,
     Escalate,
     Pull,
+    Repair,
     Done,
 }
 
@@ -248,6 +279,12 @@ pub struct SyncEngine {
     refused: Vec<(String, String)>,
     report: SyncReport,
     progress: (SyncPhase, u64, Option<u64>),
+    // status: refusals counted over syncs, and the repair of waiting or discarded documents
+    status_loaded: bool,
+    refused_syncs: std::collections::BTreeMap<String, u32>,
+    held: HashSet<String>,
+    repair_queue: VecDeque<String>,
+    repair_current: Option<(String, automerge::sync::State, usize)>,
 }
 
 impl std::fmt::Debug for SyncEngine {
@@ -267,21 +304,60 @@ fn bad_reply(status: u16, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// The error a non-2xx reply stands for.
-pub(crate) fn error_from_reply(status: u16, body: &[u8]) -> Error {
-    let eb: Option<ErrorBody> = proto::decode(body).ok();
-    let (code, message) = match eb {
-        Some(e) => (e.code, e.message),
+/// Which request a refusal answers: it decides what a `401` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// `/v1/enroll`: a `401` is a wrong, used or expired code.
+    Enroll,
+    /// `/v1/refresh` or a request with the access token: a `401` means the credentials are
+    /// dead (enroll again), unless the server says the device was revoked.
+    Credentials,
+}
+
+/// The error a refusal stands for, as an app acts on it (one place for the rule):
+/// - `426` → [`Error::UpgradeRequired`] (update the app);
+/// - `401` naming grids to purge, or with the code `revoked`/`device_revoked`, or a message
+///   saying the device was revoked → [`Error::Revoked`] (wipe);
+/// - any other `401` → [`Error::Unauthorized`] (enroll again, the work is kept), or for an
+///   enrollment an invalid `code`;
+/// - everything else → [`Error::Sync`] with the server's status and code.
+pub fn classify_refusal(status: u16, body: Option<&ErrorBody>, asked: Asked) -> Error {
+    let (code, message) = match body {
+        Some(e) => (e.code.clone(), e.message.clone()),
         None => (String::from("http"), format!("HTTP status {status}")),
     };
-    if status == 401 {
-        return Error::Unauthorized(message);
+    match status {
+        426 => Error::UpgradeRequired(message),
+        401 => {
+            let revoked = matches!(code.as_str(), "revoked" | "device_revoked")
+                || body.is_some_and(|b| !b.purge_grids.is_empty())
+                || message.contains("revoked");
+            if revoked {
+                Error::Revoked(message)
+            } else if asked == Asked::Enroll {
+                Error::invalid("code", message)
+            } else {
+                Error::Unauthorized(message)
+            }
+        }
+        _ => Error::Sync {
+            status,
+            code,
+            message,
+        },
     }
-    Error::Sync {
-        status,
-        code,
-        message,
-    }
+}
+
+/// The error a non-2xx reply to a request with credentials stands for.
+pub(crate) fn error_from_reply(status: u16, body: &[u8]) -> Error {
+    let eb: Option<ErrorBody> = proto::decode(body).ok();
+    classify_refusal(status, eb.as_ref(), Asked::Credentials)
+}
+
+/// The error a non-2xx reply to `/v1/enroll` stands for.
+pub(crate) fn error_from_enroll_reply(status: u16, body: &[u8]) -> Error {
+    let eb: Option<ErrorBody> = proto::decode(body).ok();
+    classify_refusal(status, eb.as_ref(), Asked::Enroll)
 }
 
 impl SyncEngine {
@@ -316,6 +392,11 @@ impl SyncEngine {
             refused: Vec::new(),
             report: SyncReport::default(),
             progress: (SyncPhase::Authenticate, 0, None),
+            status_loaded: false,
+            refused_syncs: std::collections::BTreeMap::new(),
+            held: HashSet::new(),
+            repair_queue: VecDeque::new(),
+            repair_current: None,
         }
     }
 
@@ -342,7 +423,9 @@ impl SyncEngine {
         if self.in_flight.is_some() {
             return Err(Error::invalid("sync", "a request is still in flight"));
         }
-        let r = self.next_inner(store);
+        let r = self
+            .load_status(store)
+            .and_then(|()| self.next_inner(store));
         self.record_if_failed(store, r)
     }
 
@@ -362,7 +445,7 @@ impl SyncEngine {
         self.in_flight = None;
         let e = Error::from(error);
         self.failed = true;
-        let _ = store.record_sync_error(&e);
+        let _ = store.record_sync_failure(&e, Some(&self.report));
         e
     }
 
@@ -385,7 +468,27 @@ impl SyncEngine {
         }
         self.report.duration_ms =
             u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        store.record_sync_success(&self.refused)?;
+        let (changes, docs) = store.waiting_changes()?;
+        self.report.waiting_changes = u64::try_from(changes).unwrap_or(0);
+        self.report.waiting_docs = u64::try_from(docs).unwrap_or(0);
+        let refused = self
+            .refused
+            .iter()
+            .map(|(doc, why)| {
+                let before = self.refused_syncs.get(doc).copied().unwrap_or(0);
+                // A held document was not sent: its count stays.
+                let n = if self.held.contains(doc) {
+                    before
+                } else {
+                    before.saturating_add(1)
+                };
+                (doc.clone(), why.clone(), n)
+            })
+            .collect();
+        store.record_sync_success(&crate::store::FinishedSync {
+            refused,
+            report: Some(&self.report),
+        })?;
         self.progress = (
             SyncPhase::Done,
             self.report.pushed + self.report.pulled,
@@ -398,9 +501,31 @@ impl SyncEngine {
         if let Err(e) = &r {
             self.failed = true;
             self.in_flight = None;
-            let _ = store.record_sync_error(e);
+            let _ = store.record_sync_failure(e, Some(&self.report));
         }
         r
+    }
+
+    /// Once per sync, before the first request: marks the sync as started in the store
+    /// (so a kill shows as a sync that did not finish), holds back the documents refused at
+    /// too many syncs, and queues the documents due for repair.
+    fn load_status(&mut self, store: &mut Store) -> Result<()> {
+        if self.status_loaded {
+            return Ok(());
+        }
+        self.status_loaded = true;
+        store.mark_sync_started()?;
+        self.refused_syncs = store.refused_syncs()?;
+        for r in store.refused_changes()? {
+            if r.held && r.changes > 0 {
+                self.skip_docs.insert(r.doc.clone());
+                self.held.insert(r.doc.clone());
+                self.report.held_docs.push(r.doc.clone());
+                self.refused.push((r.doc, r.reason));
+            }
+        }
+        self.repair_queue = store.repair_due()?.into();
+        Ok(())
     }
 
     fn bearer(&self) -> Option<String> {
@@ -475,6 +600,7 @@ impl SyncEngine {
                 }),
                 self.bearer(),
             ),
+            InFlight::Repair(body) => ("/v1/repair", body.clone(), self.bearer()),
         };
         self.report.bytes_sent += body.len() as u64;
         self.in_flight = Some(what);
@@ -544,7 +670,7 @@ impl SyncEngine {
                 }
                 Stage::Pull => {
                     let Some(grid) = self.grids.get(self.grid_idx).cloned() else {
-                        self.stage = Stage::Done;
+                        self.stage = Stage::Repair;
                         continue;
                     };
                     if self.purged.contains(&grid) {
@@ -585,9 +711,53 @@ impl SyncEngine {
                     self.progress = (SyncPhase::Pull, self.grid_pulled, total);
                     return Ok(Some(self.send(InFlight::Pull { grid, since })));
                 }
+                Stage::Repair => {
+                    if let Some(request) = self.next_repair(store)? {
+                        return Ok(Some(request));
+                    }
+                    self.stage = Stage::Done;
+                }
                 Stage::Done => return Ok(None),
             }
         }
+    }
+
+    /// The next `/v1/repair` round: of the document being repaired, else of the next one
+    /// queued. A document whose copy matches (no message to send), or that needed more than
+    /// [`super::REPAIR_MAX_ROUNDS`] rounds, leaves the queue (the latter is tried again
+    /// after more syncs).
+    fn next_repair(&mut self, store: &mut Store) -> Result<Option<Request>> {
+        loop {
+            let (doc, mut state, rounds) = match self.repair_current.take() {
+                Some(c) => c,
+                None => match self.repair_queue.pop_front() {
+                    None => return Ok(None),
+                    Some(doc) => (doc, automerge::sync::State::new(), 0),
+                },
+            };
+            if rounds >= super::REPAIR_MAX_ROUNDS {
+                store.repair_finished(&doc)?;
+                continue;
+            }
+            let Some(message) = store.repair_message(&doc, &mut state)? else {
+                self.repair_done(store, &doc)?;
+                continue;
+            };
+            let body = proto::encode(&proto::RepairRequest {
+                doc: doc.clone(),
+                message: serde_bytes::ByteBuf::from(message),
+            });
+            self.repair_current = Some((doc, state, rounds + 1));
+            self.progress = (SyncPhase::Pull, self.report.repaired_docs, None);
+            return Ok(Some(self.send(InFlight::Repair(body))));
+        }
+    }
+
+    /// A document's repair ended: its copy matches the server's (or the server has none).
+    fn repair_done(&mut self, store: &mut Store, doc: &str) -> Result<()> {
+        store.repair_finished(doc)?;
+        self.report.repaired_docs += 1;
+        Ok(())
     }
 
     fn next_grid(&mut self) {
@@ -794,6 +964,18 @@ impl SyncEngine {
                 self.next_grid();
                 Ok(())
             }
+            InFlight::Repair(_) if [403, 404].contains(&status) => {
+                // The server has no copy (404: the copy here is gone, as the server's), or
+                // none this device may read (403): nothing to repair from.
+                if let Some((doc, _, _)) = self.repair_current.take() {
+                    if status == 404 {
+                        self.repair_done(store, &doc)?;
+                    } else {
+                        store.repair_finished(&doc)?;
+                    }
+                }
+                Ok(())
+            }
             _ => Err(error_from_reply(status, body)),
         }
     }
@@ -942,6 +1124,24 @@ impl SyncEngine {
                     });
                 } else {
                     self.grid_pulled = 0;
+                }
+            }
+            InFlight::Repair(_) => {
+                let r: proto::RepairResponse =
+                    proto::decode(body).map_err(|e| bad_reply(status, e))?;
+                let Some((doc, mut state, rounds)) = self.repair_current.take() else {
+                    return Ok(());
+                };
+                let applied = match r.message {
+                    None => None,
+                    Some(m) => store.apply_repair_message(&doc, &mut state, &m)?,
+                };
+                match applied {
+                    None => self.repair_done(store, &doc)?,
+                    Some(merge) => {
+                        self.report.repaired_changes += merge.applied as u64;
+                        self.repair_current = Some((doc, state, rounds));
+                    }
                 }
             }
             InFlight::Pull { grid, .. } if self.purged.contains(&grid) => {

@@ -66,11 +66,24 @@ pub struct SyncStatus {
     pub last_error: Option<String>,
     pub last_error_ms: Option<i64>,
     /// Documents whose changes the server refused at the last finished sync: (document,
-    /// reason). Their changes stay in the outbox.
+    /// reason). Their changes stay in the outbox until discarded
+    /// ([`Store::refused_changes`], [`Store::discard_refused`]).
     pub refused_docs: Vec<(String, String)>,
     /// Local changes kept aside because the grant covering their document was lost
     /// ([`Store::set_aside`]): not pushed, not lost.
     pub set_aside_changes: i64,
+    /// Remote changes waiting here for changes they depend on, and their documents. A
+    /// document waiting through [`crate::store::REPAIR_AFTER_SYNCS`] finished syncs is
+    /// repaired from the server at the next one.
+    pub waiting_changes: i64,
+    pub waiting_docs: i64,
+    /// A sync started at this time and neither finished nor failed: when no sync is running
+    /// now, the last one was interrupted (the app was killed). Nothing is lost: what was not
+    /// acknowledged is still in the outbox.
+    pub unfinished_since_ms: Option<i64>,
+    /// What the last sync that ended did, finished or failed (a failed sync still says what
+    /// it pushed, pulled and purged).
+    pub last_sync: Option<crate::store::LastSync>,
 }
 
 /// An escalation recorded on this device, waiting to be sent to `/v1/escalate`.
@@ -131,7 +144,7 @@ pub fn sync(
     let creds = match store.credentials()? {
         Some(c) => c,
         None => {
-            let e = Error::Unauthorized("this device is not enrolled".into());
+            let e = Error::NotEnrolled;
             store.record_sync_error(&e)?;
             return Err(e);
         }
@@ -275,9 +288,7 @@ pub fn repair_document(
     transport: &mut dyn Transport,
     doc: &str,
 ) -> Result<usize> {
-    let creds = store
-        .credentials()?
-        .ok_or_else(|| Error::Unauthorized("this device is not enrolled".into()))?;
+    let creds = store.credentials()?.ok_or(Error::NotEnrolled)?;
     let mut state = automerge::sync::State::new();
     let mut applied = 0;
     for _ in 0..REPAIR_MAX_ROUNDS {
@@ -337,5 +348,5 @@ pub fn enroll(
             message: e.to_string(),
         });
     }
-    Err(engine::error_from_reply(status, &reply))
+    Err(engine::error_from_enroll_reply(status, &reply))
 }

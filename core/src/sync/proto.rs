@@ -61,6 +61,10 @@ pub struct EnrollResponse {
     pub user_name: String,
     pub grants: Vec<Grant>,
     pub tokens: TokenResponse,
+    /// The server's time when it enrolled the device (ms since the epoch; 0 from a server
+    /// that predates the field): anchors the new device's clock before its first write.
+    #[serde(default)]
+    pub server_time_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -426,6 +430,7 @@ mod tests {
                 access_expires_ms: 5,
                 refresh_token: "r".into(),
             },
+            server_time_ms: 7,
         });
         round_trip(PushRequest {
             docs: vec![DocChanges {

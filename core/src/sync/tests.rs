@@ -465,6 +465,7 @@ fn device(net: &Net, user: &str, device: &str) -> Store {
                 access_expires_ms: srv.access_expires_ms,
                 refresh_token: srv.refresh.clone(),
             },
+            server_time_ms: NOW,
         },
     )
     .unwrap();
@@ -901,7 +902,7 @@ fn a_revoked_device_is_purged_and_the_sync_fails() {
     run(&mut b, &net).unwrap();
     net.server().device_revoked = true;
     let e = run(&mut b, &net).unwrap_err();
-    assert!(matches!(e, crate::Error::Unauthorized(_)), "{e}");
+    assert!(matches!(e, crate::Error::Revoked(_)), "{e}");
     assert_eq!(b.projection_dump().unwrap(), "");
     assert!(b.sync_status().unwrap().last_error.is_some());
 }
@@ -1133,6 +1134,7 @@ fn enroll_saves_credentials_for_the_right_device_only() {
                     access_expires_ms: NOW,
                     refresh_token: "r".into(),
                 },
+                server_time_ms: NOW,
             }))
         }
     }
@@ -1163,7 +1165,7 @@ fn enroll_saves_credentials_for_the_right_device_only() {
             .unwrap();
     assert!(matches!(
         sync(&mut bare, &mut Enroller, None),
-        Err(crate::Error::Unauthorized(_))
+        Err(crate::Error::NotEnrolled)
     ));
     assert!(bare.sync_status().unwrap().last_error.is_some());
 }
@@ -1644,4 +1646,323 @@ fn a_cancelled_sync_stops_at_the_next_request_and_leaves_a_consistent_store() {
     let r = run(&mut a, &net).unwrap();
     assert_eq!(r.pushed as i64, total - 2);
     assert_eq!(a.outbox_len().unwrap(), 0);
+}
+
+// ----- errors an app acts on, honest status, refusals, waiting changes, clocks -----
+
+fn body(code: &str, message: &str, purge: &[&str]) -> ErrorBody {
+    ErrorBody {
+        code: code.into(),
+        message: message.into(),
+        purge_grids: purge.iter().map(|g| g.to_string()).collect(),
+    }
+}
+
+#[test]
+fn refusals_are_classified_by_what_an_app_does_about_them() {
+    use super::engine::{Asked, classify_refusal};
+    use crate::Error;
+    let c = Asked::Credentials;
+    let e = classify_refusal(426, Some(&body("unsupported_protocol", "v9", &[])), c);
+    assert!(matches!(e, Error::UpgradeRequired(_)), "{e}");
+    let e = classify_refusal(401, Some(&body("unauthorized", "expired", &["g1"])), c);
+    assert!(
+        matches!(e, Error::Revoked(_)),
+        "401 with grids to purge: {e}"
+    );
+    let e = classify_refusal(
+        401,
+        Some(&body(
+            "unauthorized",
+            "device d has been revoked: delete its data",
+            &[],
+        )),
+        c,
+    );
+    assert!(matches!(e, Error::Revoked(_)), "{e}");
+    let e = classify_refusal(401, Some(&body("device_revoked", "gone", &[])), c);
+    assert!(matches!(e, Error::Revoked(_)), "{e}");
+    let e = classify_refusal(
+        401,
+        Some(&body("unauthorized", "refresh token expired", &[])),
+        c,
+    );
+    assert!(
+        matches!(e, Error::Unauthorized(_)) && e.needs_enrollment(),
+        "{e}"
+    );
+    let e = classify_refusal(401, None, c);
+    assert!(matches!(e, Error::Unauthorized(_)), "{e}");
+    let e = classify_refusal(
+        401,
+        Some(&body("unauthorized", "used code", &[])),
+        Asked::Enroll,
+    );
+    assert!(
+        matches!(&e, Error::Invalid { field, .. } if field == "code"),
+        "{e}"
+    );
+    let e = classify_refusal(403, Some(&body("forbidden", "other building", &[])), c);
+    assert!(
+        matches!(&e, Error::Sync { status: 403, code, .. } if code == "forbidden"),
+        "{e}"
+    );
+    assert!(Error::NotEnrolled.needs_enrollment());
+    assert!(!Error::Revoked(String::new()).needs_enrollment());
+
+    // Through the engine: a 426 on the first request ends the sync with UpgradeRequired.
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    household(&mut a, G1, "101");
+    net.fault("/v1/push", 1, Fault::Status(426, "unsupported_protocol"));
+    let e = run(&mut a, &net).unwrap_err();
+    assert!(matches!(e, crate::Error::UpgradeRequired(_)), "{e}");
+    assert_eq!(a.outbox_len().unwrap(), 1, "nothing lost");
+}
+
+#[test]
+fn a_failed_sync_still_says_what_it_pushed_and_purged() {
+    let net = Net::new();
+    let mut seed = device(&net, "u-seed", "dev-s");
+    household(&mut seed, G1, "101");
+    household(&mut seed, G2, "201");
+    run(&mut seed, &net).unwrap();
+    let mut a = device(&net, "u-wang", "dev-a");
+    run(&mut a, &net).unwrap();
+    assert_eq!(a.grid_doc_count(G1).unwrap(), 1);
+    let first = a.sync_status().unwrap().last_sync.unwrap();
+    assert!(first.finished && first.error.is_none() && first.bootstrapped_docs == 2);
+
+    // The push goes through, G1 (pulled first) is revoked and purged, then G2's pull breaks.
+    household(&mut a, G2, "202");
+    net.server().revoked.insert(G1.into());
+    net.fault("/v1/pull", 2, Fault::Drop);
+    let e = run(&mut a, &net).unwrap_err();
+    assert!(matches!(e, crate::Error::Network(_)), "{e}");
+    let st = a.sync_status().unwrap();
+    let last = st.last_sync.unwrap();
+    assert!(!last.finished);
+    assert!(last.error.unwrap().contains("connection reset"));
+    assert_eq!(last.pushed, 1);
+    assert_eq!(last.purged_grids, vec![G1.to_string()]);
+    assert_eq!(a.grid_doc_count(G1).unwrap(), 0, "the purge happened");
+    assert!(st.unfinished_since_ms.is_none(), "it ended, badly");
+    assert_eq!(
+        st.last_success_ms,
+        Some(first.ended_ms),
+        "the old success stays"
+    );
+}
+
+#[test]
+fn a_sync_that_never_ended_shows_as_unfinished() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    household(&mut a, G1, "101");
+    assert_eq!(a.sync_status().unwrap().unfinished_since_ms, None);
+    // The app is killed after the push was answered: no finish, no failure recorded.
+    {
+        let creds = a.credentials().unwrap().unwrap();
+        let mut engine = SyncEngine::new(&creds, SyncOptions::default());
+        let req = engine.next_request(&mut a).unwrap().unwrap();
+        let mut t = net.clone();
+        let (status, reply) = t.post(req.path, req.body, req.bearer.as_deref()).unwrap();
+        engine.handle_response(&mut a, status, &reply).unwrap();
+    }
+    let st = a.sync_status().unwrap();
+    assert_eq!(st.unfinished_since_ms, Some(NOW));
+    assert_eq!(st.last_success_ms, None);
+    assert_eq!(st.pending_outbox, 0, "the acknowledged push is kept");
+    run(&mut a, &net).unwrap();
+    assert_eq!(a.sync_status().unwrap().unfinished_since_ms, None);
+}
+
+#[test]
+fn a_refused_document_is_held_after_a_few_syncs_and_can_be_discarded() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    let known = household(&mut a, G1, "101");
+    run(&mut a, &net).unwrap();
+    // A document the server never had, and a visit to one it has: both refused for good.
+    let fresh = household(&mut a, G1, "102");
+    visit(&mut a, &known, "越界走访");
+    net.server()
+        .refuse_docs
+        .extend([fresh.clone(), known.clone()]);
+    for n in 1..=crate::store::REFUSED_RETRY_SYNCS {
+        let r = run(&mut a, &net).unwrap();
+        assert_eq!(r.rejected.len(), 2, "sync {n} sends them again");
+        assert!(r.held_docs.is_empty());
+    }
+    let refused = a.refused_changes().unwrap();
+    assert_eq!(refused.len(), 2);
+    assert!(
+        refused.iter().all(|r| r.held && r.changes == 1),
+        "{refused:?}"
+    );
+    assert!(refused.iter().all(|r| r.grid.as_deref() == Some(G1)));
+
+    // Held: no longer sent, still listed.
+    net.server().log.clear();
+    let r = run(&mut a, &net).unwrap();
+    let mut held = r.held_docs.clone();
+    held.sort();
+    let mut want = vec![fresh.clone(), known.clone()];
+    want.sort();
+    assert_eq!(held, want);
+    assert!(
+        !net.server()
+            .paths()
+            .iter()
+            .any(|p| p.starts_with("/v1/push")),
+        "{:?}",
+        net.server().paths()
+    );
+    assert_eq!(a.sync_status().unwrap().refused_docs.len(), 2);
+    assert_eq!(a.outbox_len().unwrap(), 2);
+
+    // Discarded: the changes leave the outbox and the copies go; the next sync fetches the
+    // server's copy of the known household (without the refused visit), nothing of the
+    // other.
+    assert!(a.discard_refused("hh-none").is_err());
+    assert_eq!(a.discard_refused(&fresh).unwrap(), 1);
+    assert_eq!(a.discard_refused(&known).unwrap(), 1);
+    assert_eq!(a.outbox_len().unwrap(), 0);
+    assert!(a.household(&known).is_err());
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.repaired_docs, 2);
+    assert!(r.repaired_changes >= 1);
+    assert!(a.household(&fresh).is_err());
+    assert!(a.household(&known).unwrap().visits.is_empty());
+    assert!(a.refused_changes().unwrap().is_empty());
+    assert!(a.sync_status().unwrap().refused_docs.is_empty());
+    let before = a.projection_dump().unwrap();
+    a.rebuild_projection().unwrap();
+    assert_eq!(a.projection_dump().unwrap(), before);
+
+    // A held document can be retried (the station fixed the grant).
+    let other = household(&mut a, G1, "103");
+    net.server().refuse_docs.insert(other.clone());
+    for _ in 0..crate::store::REFUSED_RETRY_SYNCS {
+        run(&mut a, &net).unwrap();
+    }
+    assert!(a.refused_changes().unwrap()[0].held);
+    net.server().refuse_docs.clear();
+    a.retry_refused(&other).unwrap();
+    let r = run(&mut a, &net).unwrap();
+    assert_eq!(r.pushed, 1);
+    assert!(a.refused_changes().unwrap().is_empty());
+}
+
+#[test]
+fn changes_waiting_for_their_dependencies_are_counted_then_repaired() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    let h = household(&mut a, G1, "101");
+    visit(&mut a, &h, "走访一");
+    visit(&mut a, &h, "走访二");
+    run(&mut a, &net).unwrap();
+    let feed = net.server().feed[G1].clone();
+    assert_eq!(feed.len(), 3);
+    let seq = feed[2].0;
+    // B got the household and the second visit, not the first (a feed it could not see).
+    let mut b = device(&net, "u-zhao", "dev-b");
+    let partial: Vec<RemoteChange> = [&feed[0], &feed[2]]
+        .iter()
+        .map(|(_, doc, change)| RemoteChange {
+            doc: doc.clone(),
+            change: change.clone(),
+        })
+        .collect();
+    b.apply_pulled(G1, seq, &partial).unwrap();
+    assert_eq!(b.waiting_changes().unwrap(), (1, 1));
+    for n in 1..=crate::store::REPAIR_AFTER_SYNCS {
+        let r = run(&mut b, &net).unwrap();
+        assert_eq!((r.waiting_changes, r.waiting_docs), (1, 1), "sync {n}");
+        assert_eq!(r.repaired_docs, 0, "sync {n} does not repair yet");
+        let st = b.sync_status().unwrap();
+        assert_eq!((st.waiting_changes, st.waiting_docs), (1, 1));
+    }
+    let r = run(&mut b, &net).unwrap();
+    assert_eq!(r.repaired_docs, 1);
+    assert_eq!(r.waiting_changes, 0);
+    assert_eq!(b.sync_status().unwrap().waiting_changes, 0);
+    assert_eq!(b.household(&h).unwrap().visits.len(), 2);
+    assert_eq!(b.projection_dump().unwrap(), a.projection_dump().unwrap());
+    // Nothing more to repair.
+    let r = run(&mut b, &net).unwrap();
+    assert_eq!(r.repaired_docs, 0);
+}
+
+#[test]
+fn a_phone_enrolled_at_1970_stamps_after_the_servers_time() {
+    let net = Net::new();
+    // The phone's clock reads 1970 from the start, before enrollment.
+    let actor = Actor::new("u-wang", "王伟", Role::GridMember, "dev-70").unwrap();
+    let mut s = Store::open_in_memory(actor).unwrap();
+    s.set_time_source(|| 5_000);
+    assert!(!s.clock_anchored());
+    let srv = net.server();
+    let enrolled = proto::EnrollResponse {
+        device: "dev-70".into(),
+        user: "u-wang".into(),
+        user_name: "王伟".into(),
+        grants: vec![proto::Grant {
+            grid: G1.into(),
+            role: "网格员".into(),
+            buildings: vec![],
+        }],
+        tokens: proto::TokenResponse {
+            access_token: srv.access.clone(),
+            access_expires_ms: i64::MAX,
+            refresh_token: srv.refresh.clone(),
+        },
+        server_time_ms: NOW,
+    };
+    drop(srv);
+    s.save_enrollment("http://fake", &enrolled).unwrap();
+    assert!(s.clock_anchored());
+    let h = household(&mut s, G1, "101");
+    let created = s.history(&h).unwrap()[0].at_ms;
+    assert!(created >= NOW, "stamped {created}, the server said {NOW}");
+    assert!(s.household(&h).unwrap().created_at >= NOW);
+}
+
+#[test]
+fn a_clock_that_jumps_back_after_a_sync_never_stamps_before_it() {
+    let net = Net::new();
+    let mut a = device(&net, "u-wang", "dev-a");
+    net.server().access_expires_ms = i64::MAX;
+    let later = NOW + 3_600_000;
+    net.server().now_ms = later;
+    run(&mut a, &net).unwrap();
+    // A battery swap: the phone reads 1970 now (its stale offset is 0).
+    a.set_time_source(|| 0);
+    let h = household(&mut a, G1, "101");
+    let stamped = a.history(&h).unwrap()[0].at_ms;
+    assert!(
+        stamped >= later,
+        "stamped {stamped} before the anchor {later}"
+    );
+    assert!(a.clock().last.wall_ms() >= later as u64);
+}
+
+#[test]
+fn bootstrapped_documents_feed_the_clock() {
+    let net = Net::new();
+    // A phone whose clock runs an hour ahead (within the drift allowed) writes a record.
+    let ahead = NOW + 3_600_000;
+    let mut a = device(&net, "u-wang", "dev-a");
+    a.set_time_source(move || ahead);
+    record(&mut a, G1, "楼道灯坏");
+    run(&mut a, &net).unwrap();
+    // Another phone bootstraps it: its clock must not issue a stamp before the record's.
+    let mut b = device(&net, "u-zhao", "dev-b");
+    let r = run(&mut b, &net).unwrap();
+    assert_eq!(r.bootstrapped_docs, 1);
+    assert!(
+        b.clock().last.wall_ms() >= ahead as u64,
+        "last {} after bootstrapping a record of {ahead}",
+        b.clock().last.wall_ms()
+    );
 }

@@ -9,6 +9,7 @@ import cn.xiuhua.ffi.Grant
 import cn.xiuhua.ffi.HistoryEntry
 import cn.xiuhua.ffi.Household
 import cn.xiuhua.ffi.HouseholdSummary
+import cn.xiuhua.ffi.LastSync
 import cn.xiuhua.ffi.Ledger
 import cn.xiuhua.ffi.MergeSummary
 import cn.xiuhua.ffi.NewHousehold
@@ -18,6 +19,7 @@ import cn.xiuhua.ffi.NewTask
 import cn.xiuhua.ffi.NewVisit
 import cn.xiuhua.ffi.RecordDetail
 import cn.xiuhua.ffi.RecordSummary
+import cn.xiuhua.ffi.RefusedChange
 import cn.xiuhua.ffi.RemoteChange
 import cn.xiuhua.ffi.ResidentHit
 import cn.xiuhua.ffi.StoreObserver
@@ -28,6 +30,7 @@ import cn.xiuhua.ffi.SyncStatus
 import cn.xiuhua.ffi.TaskAction
 import cn.xiuhua.ffi.TaskDetail
 import cn.xiuhua.ffi.TaskSummary
+import cn.xiuhua.ffi.TimeSource
 import cn.xiuhua.ffi.TimelineEntry
 import cn.xiuhua.ffi.Vocabulary
 import cn.xiuhua.ffi.XiuhuaException
@@ -208,6 +211,28 @@ class XiuhuaRepository(
     suspend fun signOut() = call { signOut() }
     suspend fun nowMs(): Long = call { nowMs() }
 
+    /** Whether the clock was anchored to the server's time (at enrollment or a sync). */
+    suspend fun clockAnchored(): Boolean = call { clockAnchored() }
+
+    /** Replaces the phone's wall clock (tests, simulations, a trusted network time). */
+    suspend fun setTimeSource(nowMs: () -> Long) = call {
+        setTimeSource(object : TimeSource {
+            override fun nowMs(): Long = nowMs()
+        })
+    }
+
+    /** What the last sync that ended did, finished or failed. */
+    suspend fun lastSync(): LastSync? = call { lastSync() }
+
+    /** The documents whose changes the server refused (show them; let the user discard). */
+    suspend fun refusedChanges(): List<RefusedChange> = call { refusedChanges() }
+
+    /** Drops what the server refused of [doc]; the next sync fetches the server's copy. */
+    suspend fun discardRefused(doc: String): Long = call { discardRefused(doc).toLong() }
+
+    /** Sends a held refused document again at the next sync. */
+    suspend fun retryRefused(doc: String) = call { retryRefused(doc) }
+
     /**
      * Runs one whole sync on [io]. [onProgress] is called on that thread: post to the UI.
      * Cancelling the calling coroutine stops the sync at its next request boundary
@@ -259,7 +284,46 @@ val XiuhuaException.readableMessage: String
         is XiuhuaException.SchemaTooNew -> detail
         is XiuhuaException.Storage -> detail
         is XiuhuaException.Network -> detail
-        is XiuhuaException.Unauthorized -> detail
+        is XiuhuaException.NotEnrolled -> detail
+        is XiuhuaException.ReenrollmentNeeded -> detail
+        is XiuhuaException.Revoked -> detail
+        is XiuhuaException.UpgradeRequired -> detail
+        is XiuhuaException.ServerRefused -> detail
         is XiuhuaException.Sync -> detail
         is XiuhuaException.Internal -> detail
+    }
+
+/** What the app does about a failed sync or enrollment. */
+enum class SyncAction {
+    /** Nothing is lost: show the error, sync again later (network, server busy or down). */
+    RETRY_LATER,
+    /** Show the enrollment screen (a code from the station). */
+    ENROLL,
+    /** Enroll again with a new code for the same user; keep the store, its work syncs after. */
+    REENROLL,
+    /** The device was revoked: delete the store, then show the enrollment screen. */
+    WIPE,
+    /** Ask the user to update the app (the server speaks a newer protocol). */
+    UPDATE_APP,
+    /** The server refused this request for good: show the reason (and any refused changes). */
+    SHOW_REFUSAL,
+    /** Fix the input the error names (e.g. a mistyped enrollment code in `field`). */
+    FIX_INPUT,
+    /** Not a sync problem (storage, a bug): show the message. */
+    SHOW_ERROR,
+}
+
+/** The one place that maps an error to what the sync screen does. */
+val XiuhuaException.syncAction: SyncAction
+    get() = when (this) {
+        is XiuhuaException.Network -> SyncAction.RETRY_LATER
+        is XiuhuaException.Sync -> SyncAction.RETRY_LATER
+        is XiuhuaException.NotEnrolled -> SyncAction.ENROLL
+        is XiuhuaException.ReenrollmentNeeded -> SyncAction.REENROLL
+        is XiuhuaException.Revoked -> SyncAction.WIPE
+        is XiuhuaException.UpgradeRequired -> SyncAction.UPDATE_APP
+        is XiuhuaException.ServerRefused ->
+            if (status.toInt() >= 500 || status.toInt() == 429) SyncAction.RETRY_LATER else SyncAction.SHOW_REFUSAL
+        is XiuhuaException.InvalidInput -> SyncAction.FIX_INPUT
+        else -> SyncAction.SHOW_ERROR
     }

@@ -1,6 +1,7 @@
 package cn.xiuhua
 
 import cn.xiuhua.ffi.NewRecord
+import cn.xiuhua.ffi.RefusedChange
 import cn.xiuhua.ffi.SyncPhase
 import cn.xiuhua.ffi.XiuhuaException
 import kotlinx.coroutines.Dispatchers
@@ -98,15 +99,21 @@ object SyncWithServerTest {
         var wang = XiuhuaRepository.open(dir.resolve("wang.db").toString(), "k-wang", provisional)
         val li = XiuhuaRepository.open(dir.resolve("li.db").toString(), "k-li", provisional)
         try {
-            val notEnrolled = expectThrows<XiuhuaException.Unauthorized>("sync before enrollment") {
+            val notEnrolled = expectThrows<XiuhuaException.NotEnrolled>("sync before enrollment") {
                 runBlocking { wang.sync() }
             }
             check(notEnrolled.readableMessage.contains("not enrolled")) { notEnrolled.readableMessage }
-            expectThrows<XiuhuaException.Unauthorized>("a wrong code") {
+            checkEq(SyncAction.ENROLL, notEnrolled.syncAction, "not enrolled: show enrollment")
+            check(!wang.clockAnchored()) { "no server time before enrollment" }
+            expectThrows<XiuhuaException.InvalidInput>("a wrong code") {
                 runBlocking { wang.enroll(station.url, "WRONG-CODE", "王伟的手机") }
-            }.also { check(it.readableMessage.isNotBlank()) { "readable: $it" } }
+            }.also {
+                checkEq("code", it.field, "the code field is the one to fix")
+                check(it.readableMessage.isNotBlank()) { "readable: $it" }
+            }
 
             val enrolled = wang.enroll(station.url, codeWang, "王伟的手机")
+            check(wang.clockAnchored()) { "enrollment anchors the clock to the server's time" }
             checkEq("u-wang", enrolled.user, "enrolled user")
             checkEq(listOf(GRID), enrolled.grants.map { it.grid }, "grants")
             checkEq(enrolled.device, wang.store.actor().device, "the store acts as the enrolled device")
@@ -161,10 +168,14 @@ object SyncWithServerTest {
             wang.addVisit(hh, "回访")
             val down = expectThrows<XiuhuaException.Network>("server down") { runBlocking { wang.sync() } }
             check(down.readableMessage.isNotBlank()) { "readable: $down" }
+            checkEq(SyncAction.RETRY_LATER, down.syncAction, "a network error: retry later")
             val failed = wang.syncStatus()
             checkEq(before, failed.lastSuccessMs, "a failed sync is not a success")
             check(failed.lastError != null) { "last error shown: $failed" }
+            check(!failed.interrupted) { "it ended, badly: not interrupted" }
+            check(failed.lastSync?.finished == false) { "the last sync says it did not finish: $failed" }
             checkEq(1L, failed.pendingChanges, "the visit waits in the outbox")
+            checkEq(emptyList<RefusedChange>(), wang.refusedChanges(), "nothing refused")
         } finally {
             wang.close()
             li.close()
