@@ -242,7 +242,7 @@ fn all_cases(c: &mut Checker) {
     c.check(
         "full",
         EnrollRequest {
-            code: "1044-9428".into(),
+            code: "7K3M-Q9XD-2HPA".into(),
             device_name: "王伟的手机".into(),
         },
     );
@@ -265,6 +265,22 @@ fn all_cases(c: &mut Checker) {
                 },
             ],
             tokens: tokens(),
+            server_time_ms: NOW,
+        },
+    );
+    c.check("empty", SessionRequest {});
+    c.check(
+        "full",
+        SessionResponse {
+            server_time_ms: NOW,
+            device: "dev-7f3a".into(),
+            user: "u-wang".into(),
+            user_name: "王伟".into(),
+            grants: vec![Grant {
+                grid: "东城-02".into(),
+                role: "楼门长".into(),
+                buildings: vec!["3号楼".into()],
+            }],
         },
     );
     c.check(
@@ -340,6 +356,7 @@ fn all_cases(c: &mut Checker) {
             grid: "东城-01".into(),
             after: None,
             limit: 0,
+            buildings: vec![],
         },
     );
     c.check(
@@ -348,6 +365,16 @@ fn all_cases(c: &mut Checker) {
             grid: "东城-01".into(),
             after: Some("hh-01".into()),
             limit: 500,
+            buildings: vec![],
+        },
+    );
+    c.check(
+        "scoped",
+        BootstrapRequest {
+            grid: "东城-01".into(),
+            after: None,
+            limit: 0,
+            buildings: vec!["5号楼".into()],
         },
     );
     c.check(

@@ -615,7 +615,7 @@ async fn session(
     body: Body,
 ) -> Result<Response, ApiError> {
     let caller = authenticate(&st, &headers).await?;
-    let _: SessionRequest = read_body(&st, body)
+    let _: SessionRequest = read_body(&st, body, Endpoint::Read)
         .await
         .map_err(|e| e.with_purge(&caller.purge_grids()))?;
     let resp = SessionResponse {
