@@ -30,8 +30,8 @@ use xiuhua_core::sync::proto::{self, *};
 
 use crate::access::{self, Caller, Scope};
 use crate::auth::{self, Secret};
-use crate::edge::{EnrollGuard, LongPolls};
 use crate::credentials::{self, CredentialRefusal};
+use crate::edge::{EnrollGuard, LongPolls};
 use crate::error::{ApiError, Refusal};
 use crate::metrics::Metrics;
 use crate::storage::{DeviceStanding, RefreshOutcome, Storage};

@@ -24,9 +24,9 @@ pub use projection::{
 };
 pub use query::*;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
-pub use sync::{GrantChange, SetAside};
 pub(crate) use status::FinishedSync;
 pub use status::{LastSync, REFUSED_RETRY_SYNCS, REPAIR_AFTER_SYNCS, RefusedDoc};
+pub use sync::{GrantChange, SetAside};
 
 use crate::doc::{self, DocKind, FieldConflict, HistoryEntry};
 use crate::error::{Error, Result};

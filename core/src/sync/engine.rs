@@ -329,9 +329,11 @@ pub fn classify_refusal(status: u16, body: Option<&ErrorBody>, asked: Asked) -> 
     match status {
         426 => Error::UpgradeRequired(message),
         401 => {
-            let revoked = matches!(code.as_str(), "revoked" | "device_revoked")
-                || body.is_some_and(|b| !b.purge_grids.is_empty())
-                || message.contains("revoked");
+            // The server's stable codes decide (`revoked`: wipe; `reenroll`: enroll again,
+            // keep the data); a 401 naming grids to purge is a revocation whatever its code.
+            let revoked = code != "reenroll"
+                && (matches!(code.as_str(), "revoked" | "device_revoked")
+                    || body.is_some_and(|b| !b.purge_grids.is_empty()));
             if revoked {
                 Error::Revoked(message)
             } else if asked == Asked::Enroll {

@@ -1673,13 +1673,16 @@ fn refusals_are_classified_by_what_an_app_does_about_them() {
     let e = classify_refusal(
         401,
         Some(&body(
-            "unauthorized",
-            "device d has been revoked: delete its data",
+            "reenroll",
+            "this device's tokens were revoked after a refresh token was reused",
             &[],
         )),
         c,
     );
-    assert!(matches!(e, Error::Revoked(_)), "{e}");
+    assert!(
+        matches!(e, Error::Unauthorized(_)),
+        "re-enroll, keep the data: {e}"
+    );
     let e = classify_refusal(401, Some(&body("device_revoked", "gone", &[])), c);
     assert!(matches!(e, Error::Revoked(_)), "{e}");
     let e = classify_refusal(
@@ -1764,10 +1767,17 @@ fn a_sync_that_never_ended_shows_as_unfinished() {
     {
         let creds = a.credentials().unwrap().unwrap();
         let mut engine = SyncEngine::new(&creds, SyncOptions::default());
-        let req = engine.next_request(&mut a).unwrap().unwrap();
         let mut t = net.clone();
-        let (status, reply) = t.post(req.path, req.body, req.bearer.as_deref()).unwrap();
-        engine.handle_response(&mut a, status, &reply).unwrap();
+        // The session, then the push.
+        loop {
+            let req = engine.next_request(&mut a).unwrap().unwrap();
+            let path = req.path;
+            let (status, reply) = t.post(req.path, req.body, req.bearer.as_deref()).unwrap();
+            engine.handle_response(&mut a, status, &reply).unwrap();
+            if path == "/v1/push" {
+                break;
+            }
+        }
     }
     let st = a.sync_status().unwrap();
     assert_eq!(st.unfinished_since_ms, Some(NOW));
