@@ -1142,6 +1142,29 @@ mod tests {
         authorize_at(applied, caller, households, NOW)
     }
 
+    /// Commits what `doc` holds uncommitted as 王伟 (u1, device d1) at `at_ms`, and returns
+    /// the changes after `heads`.
+    fn commit_as_u1(
+        doc: &mut AutoCommit,
+        heads: &[ChangeHash],
+        at_ms: i64,
+        what: &str,
+    ) -> Vec<Vec<u8>> {
+        let note = serde_json::to_string(&ChangeNote {
+            user: "u1".into(),
+            name: "王伟".into(),
+            device: "d1".into(),
+            hlc: hlc(at_ms).as_i64(),
+            what: what.into(),
+        })
+        .unwrap();
+        doc.commit_with(automerge::transaction::CommitOptions::default().with_message(note));
+        doc.get_changes(heads)
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect()
+    }
+
     fn message(r: Result<Plan, StoreError>) -> String {
         match r {
             Err(StoreError::Refused(r)) => r.message,
@@ -1487,20 +1510,7 @@ mod tests {
             follow_up: None,
         });
         autosurgeon::reconcile(&mut doc, &h).unwrap();
-        let note = serde_json::to_string(&ChangeNote {
-            user: "u1".into(),
-            name: "王伟".into(),
-            device: "d1".into(),
-            hlc: hlc(NOW - 10).as_i64(),
-            what: "add visit".into(),
-        })
-        .unwrap();
-        doc.commit_with(automerge::transaction::CommitOptions::default().with_message(note));
-        let new: Vec<Vec<u8>> = doc
-            .get_changes(&heads)
-            .iter()
-            .map(|c| c.raw_bytes().to_vec())
-            .collect();
+        let new = commit_as_u1(&mut doc, &heads, NOW - 10, "add visit");
         let m = message(push(&c, req("hh-1", new), &stored, &HashMap::new()));
         assert!(m.contains("visit v-1") && m.contains("another user"), "{m}");
 
@@ -1518,20 +1528,7 @@ mod tests {
             e.role = Role::Secretary.as_str().into();
         }
         autosurgeon::reconcile(&mut tdoc, &t).unwrap();
-        let note = serde_json::to_string(&ChangeNote {
-            user: "u1".into(),
-            name: "王伟".into(),
-            device: "d1".into(),
-            hlc: hlc(NOW - 5).as_i64(),
-            what: "edit".into(),
-        })
-        .unwrap();
-        tdoc.commit_with(automerge::transaction::CommitOptions::default().with_message(note));
-        let new: Vec<Vec<u8>> = tdoc
-            .get_changes(&heads)
-            .iter()
-            .map(|c| c.raw_bytes().to_vec())
-            .collect();
+        let new = commit_as_u1(&mut tdoc, &heads, NOW - 5, "edit");
         let m = message(push(&c, req("task-1", new), &stored, &HashMap::new()));
         assert!(m.contains("append-only"), "{m}");
     }
@@ -1605,21 +1602,10 @@ mod tests {
 
         let mut doc =
             build_document(&household("hh-2", "1号楼"), &me, hlc(NOW - 1000), "reg").unwrap();
-        let heads = doc.get_heads();
         doc.put(automerge::ROOT, "junk", "x".repeat(1000)).unwrap();
-        let note = serde_json::to_string(&ChangeNote {
-            user: "u1".into(),
-            name: "王伟".into(),
-            device: "d1".into(),
-            hlc: hlc(NOW - 5).as_i64(),
-            what: "junk".into(),
-        })
-        .unwrap();
-        doc.commit_with(automerge::transaction::CommitOptions::default().with_message(note));
-        let _ = heads;
         let m = message(push(
             &c,
-            req("hh-2", changes_of(&mut doc)),
+            req("hh-2", commit_as_u1(&mut doc, &[], NOW - 5, "junk")),
             &HashMap::new(),
             &HashMap::new(),
         ));
