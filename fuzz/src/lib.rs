@@ -554,6 +554,7 @@ fn client(sc: u8) -> Store {
                 device: DEVICE.into(),
                 user: USER.into(),
                 user_name: "模糊测试".into(),
+                server_time_ms: NOW,
                 grants: vec![Grant {
                     grid: GRID.into(),
                     role: "网格员".into(),
@@ -665,6 +666,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
                 grid: grid(),
                 after: Some("hh-1".into()),
                 limit: 500,
+                buildings: vec![BUILDING.into()],
             },
         ),
         "req_escalate" => body_seeds(
@@ -828,6 +830,7 @@ fn enroll_response() -> EnrollResponse {
         device: DEVICE.into(),
         user: USER.into(),
         user_name: "模糊测试".into(),
+        server_time_ms: NOW,
         grants: vec![Grant {
             grid: GRID.into(),
             role: "楼门长".into(),
