@@ -73,6 +73,20 @@ pub enum XiuhuaError {
         status: u16,
         code: String,
     },
+    /// The action would delete work not yet sent to the station (sign-out, or an
+    /// enrollment code for another user: a handover); nothing was changed. Tell the user
+    /// how much (`changes`, `documents`) and offer to sync first; a sign-out can be
+    /// confirmed with `force`, which deletes that work.
+    #[error("{detail}")]
+    UnsyncedWork {
+        detail: String,
+        changes: u64,
+        documents: u64,
+    },
+    /// The store file is already open in this app: use the open `XiuhuaStore` (a bug in
+    /// the app's wiring; two stores over one file would overwrite each other).
+    #[error("{detail}")]
+    AlreadyOpen { detail: String },
     /// This store cannot sync now (a sync or an enrollment is already running, or an
     /// unfinished sync state): wait and try again.
     #[error("{detail}")]
@@ -127,6 +141,14 @@ impl From<CoreError> for XiuhuaError {
                 status,
                 code,
             },
+            CoreError::UnsyncedWork {
+                changes, documents, ..
+            } => XiuhuaError::UnsyncedWork {
+                detail,
+                changes,
+                documents,
+            },
+            CoreError::AlreadyOpen(_) => XiuhuaError::AlreadyOpen { detail },
             CoreError::BadDocument { .. } | CoreError::Storage(_) | CoreError::Automerge(_) => {
                 XiuhuaError::Storage { detail }
             }

@@ -76,18 +76,10 @@ pub struct MergeSummary {
     pub newly_rejected: Vec<String>,
 }
 
-/// How the store was opened, so that enrollment can reopen it as the enrolled device.
-#[derive(Debug, Clone)]
-pub(crate) enum Location {
-    File { path: String, key: Option<String> },
-    Memory,
-}
-
 /// One device's store. Open it once per process and share it.
 #[derive(uniffi::Object)]
 pub struct XiuhuaStore {
     pub(crate) inner: Mutex<Store>,
-    pub(crate) location: Location,
     observers: Mutex<Vec<(u64, Arc<dyn StoreObserver>)>>,
     next_observer: Mutex<u64>,
     /// Held for the whole of a sync or an enrollment: one at a time.
@@ -131,42 +123,10 @@ fn non_empty(field: &str, s: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn open_core(location: &Location, actor: core::Actor) -> Result<Store> {
-    Ok(match location {
-        Location::File {
-            path,
-            key: Some(key),
-        } => Store::open_encrypted(path, key, actor)?,
-        Location::File { path, key: None } => Store::open(path, actor)?,
-        Location::Memory => Store::open_in_memory(actor)?,
-    })
-}
-
-/// An enrolled store acts as the device and user it was enrolled as, whatever actor the app
-/// passed (the server pins changes to the enrolled device): reopens it so when they differ.
-fn adopt_enrolled_identity(store: Store, location: &Location) -> Result<Store> {
-    let Some(creds) = store.credentials()? else {
-        return Ok(store);
-    };
-    let current = store.actor().clone();
-    let role = store
-        .grants()?
-        .first()
-        .and_then(|g| g.role.parse::<core::Role>().ok())
-        .unwrap_or(current.role);
-    let enrolled = core::Actor::new(&creds.user, &creds.user_name, role, &creds.device)?;
-    if enrolled == current {
-        return Ok(store);
-    }
-    drop(store);
-    open_core(location, enrolled)
-}
-
 impl XiuhuaStore {
-    fn new(store: Store, location: Location) -> Arc<Self> {
+    fn new(store: Store) -> Arc<Self> {
         Arc::new(XiuhuaStore {
             inner: Mutex::new(store),
-            location,
             observers: Mutex::new(Vec::new()),
             next_observer: Mutex::new(1),
             sync_lock: Mutex::new(()),
@@ -204,6 +164,16 @@ impl XiuhuaStore {
         });
     }
 
+    /// Tells the observers that anything may have changed (an enrollment or a sign-out
+    /// that erased the store, a sync that does not list what it changed).
+    pub(crate) fn notify_all(&self) {
+        self.notify(ChangeEvent {
+            origin: ChangeOrigin::Remote,
+            docs: Vec::new(),
+            everything: true,
+        });
+    }
+
     pub(crate) fn notify(&self, event: ChangeEvent) {
         let observers: Vec<Arc<dyn StoreObserver>> = match self.observers.lock() {
             Ok(o) => o.iter().map(|(_, o)| Arc::clone(o)).collect(),
@@ -229,16 +199,19 @@ impl XiuhuaStore {
     pub fn open(path: String, key: Option<String>, actor: Actor) -> Result<Arc<Self>> {
         non_empty("path", &path)?;
         let actor = actor.to_core()?;
-        let location = Location::File { path, key };
-        let store = adopt_enrolled_identity(open_core(&location, actor)?, &location)?;
-        Ok(Self::new(store, location))
+        let mut store = match key {
+            Some(key) => Store::open_encrypted(&path, &key, actor)?,
+            None => Store::open(&path, actor)?,
+        };
+        store.adopt_enrolled_identity()?;
+        Ok(Self::new(store))
     }
 
     /// A store that lives in memory only (tests, previews).
     #[uniffi::constructor]
     pub fn open_in_memory(actor: Actor) -> Result<Arc<Self>> {
         let store = Store::open_in_memory(actor.to_core()?)?;
-        Ok(Self::new(store, Location::Memory))
+        Ok(Self::new(store))
     }
 
     /// Who acts on this store.

@@ -11,7 +11,7 @@ use xiuhua_core::sync::SyncOptions;
 use xiuhua_core::sync::http::HttpTransport;
 
 use crate::error::{Result, XiuhuaError};
-use crate::store::{ChangeEvent, ChangeOrigin, XiuhuaStore, open_core};
+use crate::store::XiuhuaStore;
 
 /// Where a sync stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -74,6 +74,57 @@ pub struct Enrollment {
     pub user: String,
     pub user_name: String,
     pub grants: Vec<Grant>,
+    /// What became of the data the store held.
+    pub kind: EnrollmentKind,
+}
+
+/// How an enrollment related to what the store held.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum EnrollmentKind {
+    /// The store held nothing.
+    Fresh,
+    /// The store held the same user's data (written as device `previous`): kept, and its
+    /// unsynced work syncs with the next sync.
+    Continued { previous: String },
+    /// The store held another user's data, all synced: it was erased
+    /// (`documents` deleted); the next sync brings what the new user's grants cover.
+    HandedOver { documents: u64 },
+}
+
+impl From<core::sync::EnrollKind> for EnrollmentKind {
+    fn from(k: core::sync::EnrollKind) -> Self {
+        match k {
+            core::sync::EnrollKind::Fresh => EnrollmentKind::Fresh,
+            core::sync::EnrollKind::Continued { previous } => {
+                EnrollmentKind::Continued { previous }
+            }
+            core::sync::EnrollKind::HandedOver { documents } => {
+                EnrollmentKind::HandedOver { documents }
+            }
+        }
+    }
+}
+
+/// What a sign-out deleted.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SignedOut {
+    /// Documents erased from the phone.
+    pub documents: u64,
+    /// Unsynced changes deleted with them (only when forced), and their documents.
+    pub unsynced_changes: u64,
+    pub unsynced_documents: u64,
+}
+
+/// Work made on this phone that the station has not received yet.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct UnsyncedWork {
+    pub changes: u64,
+    pub documents: u64,
+    pub households: u64,
+    pub records: u64,
+    pub tasks: u64,
+    /// "3 changes to 2 documents (1 household, 1 record)".
+    pub description: String,
 }
 
 /// A document the server refused, with its reason.
@@ -211,9 +262,12 @@ fn busy() -> XiuhuaError {
 #[uniffi::export]
 impl XiuhuaStore {
     /// Exchanges a one-time enrollment code (printed at the station) for this device's
-    /// identity and tokens, saved in the store. The store then acts as the device and user
-    /// the server assigned; this needs a store that holds no data yet (enroll before the
-    /// first write), else [`XiuhuaError::InvalidInput`].
+    /// identity and tokens, saved in the store, which then acts as the device and user the
+    /// server assigned. The identity rules are the core's (`enroll_store`): a store holding
+    /// data of the same user keeps it and its unsynced work ([`EnrollmentKind::Continued`]:
+    /// after [`XiuhuaError::ReenrollmentNeeded`]); a code for another user erases the
+    /// store first when nothing is unsynced ([`EnrollmentKind::HandedOver`]), else
+    /// [`XiuhuaError::UnsyncedWork`] and nothing changes.
     pub fn enroll(
         &self,
         server_url: String,
@@ -221,39 +275,37 @@ impl XiuhuaStore {
         device_name: String,
     ) -> Result<Enrollment> {
         let _sync = self.sync_lock.try_lock().map_err(|_| busy())?;
-        let mut transport = HttpTransport::new(&server_url)?;
-        // No store lock while the request is on the network.
-        let answer = core::sync::enroll(&mut transport, &code, &device_name)?;
-        let mut store = self.lock()?;
-        let current = store.actor().clone();
-        let role = answer
-            .grants
-            .first()
-            .and_then(|g| g.role.parse::<core::Role>().ok())
-            .unwrap_or(current.role);
-        let actor = core::Actor::new(&answer.user, &answer.user_name, role, &answer.device)?;
-        if actor != current {
-            let empty = store.outbox_len()? == 0 && store.export_all()?.is_empty();
-            if !empty {
-                return Err(XiuhuaError::invalid(
-                    "store",
-                    format!(
-                        "this store already holds data written as device {}; enroll with a new, empty store",
-                        current.device
-                    ),
-                ));
-            }
-            // Open the new one first: on failure the store stays as it was.
-            let reopened = open_core(&self.location, actor)?;
-            *store = reopened;
+        let (connect, request) = self.timeouts();
+        let mut transport = HttpTransport::with_timeouts(&server_url, connect, request)?;
+        let base_url = transport.base_url().to_string();
+        let mut unusable: Option<XiuhuaError> = None;
+        // The store is locked for each step only, never while the request is on the network.
+        let done = core::sync::enroll_store(
+            &mut |step| match self.lock() {
+                Ok(mut store) => step(&mut store),
+                Err(e) => {
+                    unusable = Some(e);
+                    Err(core::Error::invalid("store", "unusable"))
+                }
+            },
+            &mut transport,
+            &base_url,
+            &code,
+            &device_name,
+        );
+        if let Some(e) = unusable {
+            return Err(e);
         }
-        store.save_enrollment(transport.base_url(), &answer)?;
+        let done = done?;
+        self.notify_all();
+        let answer = done.answer;
         Ok(Enrollment {
-            server_url: transport.base_url().to_string(),
+            server_url: base_url,
             device: answer.device,
             user: answer.user,
             user_name: answer.user_name,
             grants: answer.grants.into_iter().map(Grant::from).collect(),
+            kind: done.kind.into(),
         })
     }
 
@@ -284,10 +336,34 @@ impl XiuhuaStore {
         })
     }
 
-    /// Forgets the credentials and grants (sign out). The data stays.
-    pub fn sign_out(&self) -> Result<()> {
+    /// Signs out: forgets the credentials and erases the residents' data from this phone.
+    /// With work not yet sent to the station it is refused with
+    /// [`XiuhuaError::UnsyncedWork`] (how many changes, to how many documents; nothing
+    /// changed) unless `force`, the user's explicit confirmation that this work is to be
+    /// deleted. Returns what was deleted.
+    pub fn sign_out(&self, force: bool) -> Result<SignedOut> {
         let _sync = self.sync_lock.try_lock().map_err(|_| busy())?;
-        self.with(|s| s.clear_credentials())
+        let out = self.with(|s| s.sign_out(force))?;
+        self.notify_all();
+        Ok(SignedOut {
+            documents: out.documents,
+            unsynced_changes: out.unsynced.changes,
+            unsynced_documents: out.unsynced.documents,
+        })
+    }
+
+    /// Work made on this phone that the station has not received yet (what a sign-out or a
+    /// handover would delete).
+    pub fn unsynced_work(&self) -> Result<UnsyncedWork> {
+        let w = self.with(|s| s.unsynced_work())?;
+        Ok(UnsyncedWork {
+            changes: w.changes,
+            documents: w.documents,
+            households: w.households,
+            records: w.records,
+            tasks: w.tasks,
+            description: w.describe(),
+        })
     }
 
     /// Changes kept aside because their grant was lost, one entry per document.
@@ -388,11 +464,7 @@ impl XiuhuaStore {
             || !report.purged_grids.is_empty()
         {
             // The core's report does not list the documents that changed: refresh all.
-            self.notify(ChangeEvent {
-                origin: ChangeOrigin::Remote,
-                docs: Vec::new(),
-                everything: true,
-            });
+            self.notify_all();
         }
         Ok(SyncReport::from(report))
     }

@@ -55,6 +55,21 @@ pub enum Error {
     /// Nothing was lost.
     #[error("the server needs a newer app: {0}")]
     UpgradeRequired(String),
+    /// The action would delete work made on this phone that has not reached the station
+    /// (a sign-out, or an enrollment for another user: a handover). Nothing was changed.
+    /// Sync first; a sign-out may be forced, which deletes that work.
+    #[error("{message}")]
+    UnsyncedWork {
+        /// Local changes not yet acknowledged by the server (outbox and set aside).
+        changes: u64,
+        /// The documents they belong to.
+        documents: u64,
+        message: String,
+    },
+    /// The store file is already open in this process: use that store (two stores over one
+    /// file would overwrite each other's rows). Nothing was opened.
+    #[error("the store {0} is already open in this app; use the open one")]
+    AlreadyOpen(String),
     /// The sync server refused or failed a request (`code` is the server's stable
     /// [`crate::sync::proto::ErrorBody`] code, `status` the HTTP status).
     #[error("sync server answered {status} {code}: {message}")]

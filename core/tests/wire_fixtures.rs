@@ -244,6 +244,7 @@ fn all_cases(c: &mut Checker) {
         EnrollRequest {
             code: "7K3M-Q9XD-2HPA".into(),
             device_name: "王伟的手机".into(),
+            previous_device: Some("d-4f1c2b7a".into()),
         },
     );
     c.check(

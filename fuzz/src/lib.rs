@@ -36,6 +36,24 @@ use xiuhua_core::sync::proto::{self, *};
 use xiuhua_server::access::{Caller, GrantRow};
 use xiuhua_server::ingest::{self, StoredDoc};
 
+// ----- the server's panic guard -----
+
+/// Installs, once, a panic hook that is quiet inside the server's panic guard
+/// ([`ingest::guarded`], where the server answers a panic 400 with nothing stored) and defers
+/// to libFuzzer's hook (which aborts) everywhere else: a panic the server would not catch,
+/// or one in the harness's own oracles, is still a crash.
+fn quiet_inside_server_guard() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let outer = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !ingest::inside_guard() {
+                outer(info)
+            }
+        }));
+    });
+}
+
 // ----- memory oracle -----
 
 /// Largest single allocation allowed while handling one input.
@@ -358,6 +376,7 @@ fn caller() -> Caller {
             buildings: vec![],
         }],
         held_grids: vec![GRID.into()],
+        predecessors: Vec::new(),
     }
 }
 
@@ -368,11 +387,13 @@ fn caller() -> Caller {
 /// store must load back from its bytes with its heads.
 fn ingest_push(req: PushRequest, seeded: bool) {
     let w = world();
-    let Ok(parsed) = ingest::parse(DEVICE, req, 10_000) else {
-        return;
-    };
     let empty = HashMap::new();
     let stored = if seeded { &w.stored } else { &empty };
+    // As the push handler runs it: the parse inside `AppState::work` (the panic guard),
+    // then `apply` (which guards its own Automerge steps) and `authorize` unguarded.
+    let Some(Ok(parsed)) = ingest::guarded(|| ingest::parse(&[DEVICE.to_string()], req, 10_000)) else {
+        return;
+    };
     let known: HashSet<ChangeHash> = HashSet::new();
     let Ok(applied) = ingest::apply(parsed, stored, &known) else {
         return;
@@ -392,24 +413,13 @@ fn ingest_push(req: PushRequest, seeded: bool) {
     let _ = ingest::authorize(applied, &caller(), &households);
 }
 
-/// The server's `/v1/repair` answer, step for step as in `sync-server/src/http.rs`
-/// (`repair`), which keeps it inline in the async handler rather than in a function this
-/// crate could call: drop the client's changes, keep only needs the server has, answer
-/// nothing when in sync, else one message from a fresh read-only state.
+/// The server's `/v1/repair` answer ([`xiuhua_server::http::repair_reply`]), run as the
+/// server runs it: inside its panic guard. `None` when refused or in sync.
 pub fn repair_answer(doc_bytes: &[u8], message: &[u8]) -> Option<Vec<u8>> {
-    let mut doc = AutoCommit::load(doc_bytes).ok()?;
-    let mut msg = Message::decode(message).ok()?;
-    msg.changes = automerge::sync::ChunkList::empty();
-    msg.need.retain(|h| doc.get_change_by_hash(h).is_some());
-    let heads = doc.get_heads();
-    if msg.heads == heads && msg.need.is_empty() {
-        return None;
-    }
-    let mut state = State::new_read_only();
-    doc.sync().receive_sync_message(&mut state, msg).ok()?;
-    doc.sync()
-        .generate_sync_message(&mut state)
-        .map(Message::encode)
+    // As `AppState::work` runs it.
+    ingest::guarded(|| xiuhua_server::http::repair_reply(doc_bytes, message))
+        .and_then(|r| r.ok())
+        .flatten()
 }
 
 pub fn req_enroll(data: &[u8]) {
@@ -643,6 +653,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             &EnrollRequest {
                 code: "1044-9428".into(),
                 device_name: "王伟的手机".into(),
+                previous_device: None,
             },
         ),
         "req_refresh" => body_seeds(
@@ -921,6 +932,7 @@ fn error_body() -> ErrorBody {
 /// Run once per fuzz process, before the corpus is read: builds the fixtures and, when
 /// `XIUHUA_FUZZ_SEEDS` names a folder, writes the target's seed inputs there.
 pub fn init(target: &str) {
+    quiet_inside_server_guard();
     let _ = world();
     if let Ok(dir) = std::env::var("XIUHUA_FUZZ_SEEDS") {
         let dir = std::path::Path::new(&dir);

@@ -202,6 +202,7 @@ fn main() {
             proto::encode(&EnrollRequest {
                 code,
                 device_name: format!("phone {d}"),
+                previous_device: None,
             }),
         ))
         .unwrap();

@@ -66,9 +66,25 @@ pub struct Caller {
     pub grants: Vec<GrantRow>,
     /// Grids the device has pulled or bootstrapped.
     pub held_grids: Vec<String>,
+    /// The earlier devices of the same user this one succeeds (it was enrolled on a phone
+    /// holding their data), nearest first: their changes are the caller's own.
+    pub predecessors: Vec<String>,
 }
 
 impl Caller {
+    /// The devices whose changes this caller pushes as its own: its own device first, then
+    /// the ones it succeeds.
+    pub fn own_devices(&self) -> Vec<String> {
+        std::iter::once(self.device.clone())
+            .chain(self.predecessors.iter().cloned())
+            .collect()
+    }
+
+    /// Whether `device` is the caller's device or one it succeeds.
+    pub fn is_own_device(&self, device: &str) -> bool {
+        self.device == device || self.predecessors.iter().any(|p| p == device)
+    }
+
     /// The caller's grant on a grid.
     pub fn grant(&self, grid: &str) -> Option<&GrantRow> {
         self.grants.iter().find(|g| g.grid == grid)
@@ -165,6 +181,7 @@ mod tests {
                 buildings: buildings.iter().map(|b| b.to_string()).collect(),
             }],
             held_grids: vec!["g1".into(), "g2".into()],
+            predecessors: Vec::new(),
         }
     }
 

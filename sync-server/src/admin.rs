@@ -166,17 +166,24 @@ pub async fn enroll_code(
 }
 
 pub async fn devices(s: &dyn Storage, user: Option<&str>) -> Result<String, StoreError> {
-    let mut out = String::from("device\tuser\tname\tcreated_ms\tlast_seen_ms\tstatus\n");
+    let mut out = String::from("device\tuser\tname\tcreated_ms\tlast_seen_ms\tsucceeds\tstatus\n");
     for d in s.list_devices(user).await? {
+        let status = if d.revoked {
+            "revoked"
+        } else if d.reset {
+            "reset"
+        } else {
+            "active"
+        };
         let _ = writeln!(
             out,
-            "{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{status}",
             d.id,
             d.user,
             d.name,
             d.created_ms,
             d.last_seen_ms.map_or_else(|| "-".into(), |v| v.to_string()),
-            if d.revoked { "revoked" } else { "active" }
+            d.succeeds.as_deref().unwrap_or("-"),
         );
     }
     Ok(out)

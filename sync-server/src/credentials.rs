@@ -157,6 +157,69 @@ pub fn may_enroll(row: Option<&CodeRow>, now_ms: i64) -> bool {
 pub const ENROLL_REFUSED: &str =
     "unknown, used or expired enrollment code; ask the station for a new one";
 
+/// The device a phone names as the one its data was written as
+/// (`EnrollRequest::previous_device`), as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousDevice {
+    pub id: String,
+    /// Its user; `None` when this server does not know the device.
+    pub owner: Option<String>,
+}
+
+/// What an enrollment is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrollDecision {
+    /// Spend the code and register the new device. `succeeds`: the earlier device of the
+    /// same user whose data the phone holds. The new device then pushes that device's
+    /// changes as its own (its outbox syncs), and the earlier device is retired: its
+    /// refresh tokens are revoked and it is reset (a copy of its credentials elsewhere
+    /// is told to enroll again, never to delete its data).
+    Enroll { succeeds: Option<String> },
+    /// The code is unknown, spent or expired, or its user is revoked (401).
+    Refuse,
+    /// The code is valid but for another user than the one the phone's data belongs to
+    /// (409 `other_user`). The code is not spent: the phone may hand over (an empty
+    /// outbox) and enroll again with it.
+    OtherUser,
+    /// The code is valid but this server does not know the device the phone's data was
+    /// written as (409 `unknown_device`; the code is not spent): the phone is talking
+    /// to another server than the one it was enrolled with.
+    UnknownPrevious,
+}
+
+/// The enrollment rule. The code is judged first, so that the refusals of a bad code all
+/// look the same (no oracle of which devices exist).
+pub fn decide_enroll(
+    code: Option<&CodeRow>,
+    previous: Option<&PreviousDevice>,
+    now_ms: i64,
+) -> EnrollDecision {
+    if !may_enroll(code, now_ms) {
+        return EnrollDecision::Refuse;
+    }
+    let Some(code) = code else {
+        return EnrollDecision::Refuse;
+    };
+    match previous {
+        None => EnrollDecision::Enroll { succeeds: None },
+        Some(PreviousDevice { owner: None, .. }) => EnrollDecision::UnknownPrevious,
+        Some(PreviousDevice {
+            owner: Some(owner), ..
+        }) if owner != &code.user => EnrollDecision::OtherUser,
+        Some(p) => EnrollDecision::Enroll {
+            succeeds: Some(p.id.clone()),
+        },
+    }
+}
+
+/// The message of [`EnrollDecision::OtherUser`].
+pub const ENROLL_OTHER_USER: &str = "this enrollment code is for another user than the one whose work this phone holds; the code was not used: sync that work first (or sign out, which deletes it), then enroll with this code";
+/// The message of [`EnrollDecision::UnknownPrevious`].
+pub const ENROLL_UNKNOWN_DEVICE: &str = "this server does not know the device this phone's data was written as: enroll with the station's server it was enrolled with; the code was not used";
+
+/// Most links of a succession chain followed (a phone re-enrolled this many times).
+pub const MAX_PREDECESSORS: usize = 32;
+
 /// A device as stored, with its user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRow {
@@ -194,6 +257,16 @@ pub fn decide_standing(row: Option<&DeviceRow>, user: &str) -> Standing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn code_ok() -> CodeRow {
+        CodeRow {
+            user: "u".into(),
+            user_name: "n".into(),
+            expires_ms: 100,
+            used_ms: None,
+            user_revoked: false,
+        }
+    }
 
     fn row() -> RefreshRow {
         RefreshRow {
@@ -293,6 +366,44 @@ mod tests {
             }),
             0
         ));
+        assert_eq!(
+            decide_enroll(Some(&code_ok()), None, 0),
+            EnrollDecision::Enroll { succeeds: None }
+        );
+        let mine = PreviousDevice {
+            id: "d0".into(),
+            owner: Some("u".into()),
+        };
+        assert_eq!(
+            decide_enroll(Some(&code_ok()), Some(&mine), 0),
+            EnrollDecision::Enroll {
+                succeeds: Some("d0".into())
+            }
+        );
+        let theirs = PreviousDevice {
+            owner: Some("v".into()),
+            ..mine.clone()
+        };
+        assert_eq!(
+            decide_enroll(Some(&code_ok()), Some(&theirs), 0),
+            EnrollDecision::OtherUser
+        );
+        let unknown = PreviousDevice {
+            owner: None,
+            ..mine.clone()
+        };
+        assert_eq!(
+            decide_enroll(Some(&code_ok()), Some(&unknown), 0),
+            EnrollDecision::UnknownPrevious
+        );
+        // A bad code is refused alike whatever the previous device: no oracle of devices.
+        for p in [None, Some(&mine), Some(&theirs), Some(&unknown)] {
+            assert_eq!(decide_enroll(None, p, 0), EnrollDecision::Refuse);
+            assert_eq!(
+                decide_enroll(Some(&code_ok()), p, 100),
+                EnrollDecision::Refuse
+            );
+        }
         let d = DeviceRow {
             owner: "u".into(),
             user_name: "n".into(),

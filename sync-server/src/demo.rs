@@ -85,19 +85,26 @@ pub async fn run() -> Result<String, String> {
     let secret = Secret::load_or_create(&data).ctx("server secret")?;
     let codes = seed(&storage, &secret).await?;
 
-    let state = AppState::new(Arc::new(storage.clone()), secret.clone(), Limits::default());
+    // The same server as `serve`: the edge limits of the default configuration.
+    let cfg = crate::config::Config::default();
+    let state = AppState::new(
+        Arc::new(storage.clone()),
+        secret.clone(),
+        Limits::from_config(&cfg),
+    );
+    let metrics = state.metrics.clone();
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .ctx("binding 127.0.0.1:0")?;
     let addr = listener.local_addr().ctx("local address")?;
     let url = format!("http://{addr}");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let edge = crate::server::EdgeLimits::from_config(&cfg);
     let server = tokio::spawn(async move {
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
+        crate::server::serve_connections(listener, router(state), &edge, metrics, async {
+            let _ = stopped.await;
+        })
+        .await;
     });
     println!("服务器 Server: listening on {url} (embedded SQLite)\n");
 
@@ -106,11 +113,7 @@ pub async fn run() -> Result<String, String> {
         .await
         .ctx("the field day")?;
     let _ = stop.send(());
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(format!("the server failed: {e}")),
-        Err(e) => return Err(format!("the server task failed: {e}")),
-    }
+    server.await.ctx("the server task")?;
     day?;
     println!("\n服务器已停止，临时数据已删除。 Server stopped; temporary data removed.");
     Ok(String::new())

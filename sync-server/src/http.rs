@@ -34,7 +34,7 @@ use crate::credentials::{self, CredentialRefusal};
 use crate::edge::{EnrollGuard, LongPolls};
 use crate::error::{ApiError, Refusal};
 use crate::metrics::Metrics;
-use crate::storage::{DeviceStanding, RefreshOutcome, Storage};
+use crate::storage::{DeviceStanding, EnrollOutcome, NewDevice, RefreshOutcome, Storage};
 use crate::{ingest, now_ms};
 
 /// Header naming the grids a device must purge, comma-separated.
@@ -212,7 +212,7 @@ impl AppState {
     ) -> Result<R, ApiError> {
         let _permit = self.work.clone().acquire_owned().await.map_err(internal)?;
         tokio::task::spawn_blocking(move || {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+            crate::ingest::guarded(f).unwrap_or_else(|| {
                 tracing::warn!(input = what, "refused an input that made a decoder panic");
                 Err(ApiError::bad_request(format!(
                     "{what} could not be processed; nothing was stored"
@@ -557,23 +557,60 @@ async fn enroll_checked(st: &AppState, body: Body) -> Result<Response, ApiError>
             auth::CODE_FORMAT
         )))
     })?;
+    let previous = req
+        .previous_device
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty());
+    if previous.is_some_and(|p| p.len() > 64 || p.chars().any(char::is_control)) {
+        return Err(ApiError::bad_request(
+            "previous_device must be at most 64 bytes without control characters",
+        ));
+    }
     let device = auth::new_device_id().map_err(internal)?;
     let refresh = auth::new_refresh_token().map_err(internal)?;
     let now = now_ms();
-    let enrolled = st
+    let refresh_hash = auth::refresh_hash(&refresh);
+    let new = NewDevice {
+        id: &device,
+        name,
+        refresh_hash: &refresh_hash,
+        refresh_expires_ms: now + auth::REFRESH_TTL_MS,
+    };
+    let enrolled = match st
         .storage
-        .enroll(
-            &code_hash,
-            &device,
-            name,
-            &auth::refresh_hash(&refresh),
-            now + auth::REFRESH_TTL_MS,
-            now,
-        )
+        .enroll_device(&code_hash, &new, previous, now)
         .await?
-        .ok_or_else(|| ApiError::from(Refusal::unauthorized(credentials::ENROLL_REFUSED)))?;
+    {
+        EnrollOutcome::Enrolled(e) => e,
+        EnrollOutcome::Refused => {
+            return Err(Refusal::unauthorized(credentials::ENROLL_REFUSED).into());
+        }
+        EnrollOutcome::OtherUser => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "other_user",
+                credentials::ENROLL_OTHER_USER,
+            ));
+        }
+        EnrollOutcome::UnknownPrevious => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "unknown_device",
+                credentials::ENROLL_UNKNOWN_DEVICE,
+            ));
+        }
+    };
     Metrics::add(&st.metrics.enrollments, 1);
-    tracing::info!(device, user = enrolled.user, "device enrolled");
+    match &enrolled.succeeds {
+        Some(old) => tracing::info!(
+            device,
+            user = enrolled.user,
+            succeeds = old,
+            "device enrolled in place of an earlier one"
+        ),
+        None => tracing::info!(device, user = enrolled.user, "device enrolled"),
+    }
     let resp = EnrollResponse {
         server_time_ms: now_ms(),
         tokens: tokens(&st, &device, &enrolled.user, refresh),
@@ -647,10 +684,10 @@ async fn push(
     let purge = caller.purge_grids();
     let result = async {
         let req: PushRequest = read_body(&st, body, Endpoint::Push).await?;
-        let (device, max) = (caller.device.clone(), st.limits.max_push_changes);
+        let (devices, max) = (caller.own_devices(), st.limits.max_push_changes);
         let parsed = st
             .work("a pushed change", move || {
-                ingest::parse(&device, req, max).map_err(ApiError::from)
+                ingest::parse(&devices, req, max).map_err(ApiError::from)
             })
             .await?;
         Ok::<_, ApiError>(
@@ -816,10 +853,15 @@ async fn pull(
         }
     }
     // The device's own changes are not sent back to it: it has them (the cursor still moves
-    // past them). An undecodable stored change is sent as it is.
-    let own = xiuhua_core::doc::actor_id(&caller.device);
+    // past them), nor those of the devices it succeeds (their data is on the same phone).
+    // An undecodable stored change is sent as it is.
+    let own: Vec<automerge::ActorId> = caller
+        .own_devices()
+        .iter()
+        .map(|d| xiuhua_core::doc::actor_id(d))
+        .collect();
     page.changes.retain(|(_, _, bytes)| {
-        automerge::Change::try_from(bytes.as_slice()).map_or(true, |c| *c.actor_id() != own)
+        automerge::Change::try_from(bytes.as_slice()).map_or(true, |c| !own.contains(c.actor_id()))
     });
     Metrics::add(&st.metrics.pulls, 1);
     Metrics::add(&st.metrics.pulled_changes, page.changes.len() as u64);

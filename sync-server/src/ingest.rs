@@ -30,7 +30,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use automerge::{AutoCommit, Change, ChangeHash, ReadDoc, ScalarValue, Value};
+use automerge::{ActorId, AutoCommit, Change, ChangeHash, ReadDoc, ScalarValue, Value};
 use xiuhua_core::doc::{ChangeNote, DocKind, actor_id, kind_and_grid};
 use xiuhua_core::hlc::Hlc;
 use xiuhua_core::model::{Household, Record, Task, TaskEvent, Tier};
@@ -112,9 +112,25 @@ pub fn check_chunk(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs Automerge work on client bytes; a panic becomes `None`.
-fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
-    catch_unwind(AssertUnwindSafe(f)).ok()
+thread_local! {
+    /// How many [`guarded`] calls this thread is inside.
+    static GUARD_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs work on client bytes (Automerge, decoders); a panic becomes `None`, which the
+/// caller answers as a refusal (400) with nothing stored. The server's only panic guard:
+/// `AppState::work` and the ingest's Automerge steps both go through it.
+pub fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
+    GUARD_DEPTH.with(|d| d.set(d.get() + 1));
+    let r = catch_unwind(AssertUnwindSafe(f));
+    GUARD_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    r.ok()
+}
+
+/// Whether this thread is inside [`guarded`], where a panic is a refusal. For panic hooks
+/// (the fuzz harness's defers to libFuzzer's, which aborts, only outside a guard).
+pub fn inside_guard() -> bool {
+    GUARD_DEPTH.with(|d| d.get() > 0)
 }
 
 /// Decodes one change and checks it is canonical: re-encoded, it gives the same bytes (the
@@ -176,15 +192,17 @@ impl Parsed {
     }
 }
 
-/// Decodes a push and pins every change's actor to `device`.
-pub fn parse(device: &str, req: PushRequest, max_changes: usize) -> Result<Parsed, Refusal> {
+/// Decodes a push and pins every change's actor to the pushing device: `devices` is that
+/// device, then the devices it succeeds ([`Caller::own_devices`]), whose changes are its own.
+pub fn parse(devices: &[String], req: PushRequest, max_changes: usize) -> Result<Parsed, Refusal> {
     let total: usize = req.docs.iter().map(|d| d.changes.len()).sum();
     if total > max_changes {
         return Err(Refusal::too_large(format!(
             "the push holds {total} changes; at most {max_changes} per request: send the outbox in smaller batches"
         )));
     }
-    let actor = actor_id(device);
+    let device = devices.first().map_or("?", String::as_str);
+    let actors: Vec<ActorId> = devices.iter().map(|d| actor_id(d)).collect();
     let mut docs: Vec<ParsedDoc> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut seen: HashSet<ChangeHash> = HashSet::new();
@@ -205,7 +223,7 @@ pub fn parse(device: &str, req: PushRequest, max_changes: usize) -> Result<Parse
         for (i, bytes) in d.changes.iter().enumerate() {
             let change = decode_change(bytes.as_slice())
                 .map_err(|e| Refusal::bad(format!("document {}: change #{i} {e}", d.doc)))?;
-            if change.actor_id() != &actor {
+            if !actors.contains(change.actor_id()) {
                 return Err(Refusal::forbidden(format!(
                     "document {}: change {} was made by actor {} but this device is {device}: a device may push only its own changes",
                     d.doc,
@@ -914,7 +932,7 @@ fn check_claim(
         )));
     }
     if let Some(d) = &claim.device
-        && d != &caller.device
+        && !caller.is_own_device(d)
     {
         return Err(Refusal::forbidden(format!(
             "document {doc}: {what} names another device than the caller's; nothing was stored"
@@ -1039,6 +1057,7 @@ mod tests {
                 buildings: buildings.iter().map(|b| b.to_string()).collect(),
             }],
             held_grids: vec![],
+            predecessors: Vec::new(),
         }
     }
 
@@ -1137,7 +1156,7 @@ mod tests {
         stored: &HashMap<String, StoredDoc>,
         households: &HashMap<String, Option<String>>,
     ) -> Result<Plan, StoreError> {
-        let parsed = parse(&caller.device, req, 1000)?;
+        let parsed = parse(&caller.own_devices(), req, 1000)?;
         let applied = apply(parsed, stored, &HashSet::new())?;
         authorize_at(applied, caller, households, NOW)
     }
@@ -1303,7 +1322,7 @@ mod tests {
         let mut bomb = chunk(2, &[0u8; 16]);
         bomb[8] = 2;
         assert!(check_chunk(&bomb).unwrap_err().contains("compressed"));
-        let r = parse("d1", req("hh-1", vec![compressed]), 10).unwrap_err();
+        let r = parse(&["d1".to_string()], req("hh-1", vec![compressed]), 10).unwrap_err();
         assert_eq!(r.kind, crate::error::RefusalKind::BadRequest);
         assert!(r.message.contains("compressed"), "{}", r.message);
     }
@@ -1548,7 +1567,7 @@ mod tests {
             "log",
         )
         .unwrap();
-        let parsed = parse("d1", req("rec-1", changes_of(&mut doc)), 10).unwrap();
+        let parsed = parse(&["d1".to_string()], req("rec-1", changes_of(&mut doc)), 10).unwrap();
         let applied = apply(parsed, &HashMap::new(), &HashSet::new()).unwrap();
         assert_eq!(applied.households_needed(), vec!["hh-4".to_string()]);
         let r = refusal(authorize_at(applied, &lou, &households, NOW));

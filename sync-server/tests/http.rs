@@ -166,6 +166,7 @@ async fn enroll(h: &H, user: &str, role: Role) -> Device {
         &EnrollRequest {
             code,
             device_name: format!("{user}'s phone"),
+            previous_device: None,
         },
     )
     .await;
@@ -332,6 +333,7 @@ async fn enroll_refresh_and_rotation() {
         &EnrollRequest {
             code: code.clone(),
             device_name: "a".into(),
+            previous_device: None,
         },
     )
     .await;
@@ -351,6 +353,7 @@ async fn enroll_refresh_and_rotation() {
         &EnrollRequest {
             code,
             device_name: "b".into(),
+            previous_device: None,
         },
     )
     .await;
@@ -362,6 +365,7 @@ async fn enroll_refresh_and_rotation() {
         &EnrollRequest {
             code: "0000-0000".into(),
             device_name: "c".into(),
+            previous_device: None,
         },
     )
     .await;
@@ -1324,6 +1328,7 @@ async fn enrollment_attempts_back_off_with_429() {
     let bad = || EnrollRequest {
         code: "7K3M-Q9XD-2HPA".into(),
         device_name: "x".into(),
+        previous_device: None,
     };
     for i in 0..6 {
         let r: Reply<EnrollResponse> = call(&h.app, "/v1/enroll", None, &bad()).await;
@@ -1344,6 +1349,7 @@ async fn enrollment_attempts_back_off_with_429() {
         &EnrollRequest {
             code,
             device_name: "x".into(),
+            previous_device: None,
         },
     )
     .await;
@@ -1356,6 +1362,7 @@ async fn enroll_and_refresh_bodies_are_small() {
     let big = EnrollRequest {
         code: "1".repeat(5000),
         device_name: "x".into(),
+        previous_device: None,
     };
     let r: Reply<EnrollResponse> = call(&h.app, "/v1/enroll", None, &big).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);

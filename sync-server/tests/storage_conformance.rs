@@ -104,6 +104,7 @@ macro_rules! all_cases {
             [
                 directory_and_grants,
                 devices_and_tokens,
+                device_succession,
                 refresh_rotation_rules,
                 concurrent_refreshes_of_siblings,
                 ordering_dedup_paging,

@@ -833,6 +833,24 @@ pub fn connect_from(from: [u8; 4], addr: &str) -> std::io::Result<std::net::TcpS
 pub mod proxy;
 
 impl Device {
+    /// Enrolls this phone's store again with `code`, with the core's identity rules
+    /// (`enroll_store`: same user keeps the work, another user is a handover).
+    pub fn enroll_again(&mut self, code: &str) -> CoreResult<xiuhua_core::sync::Enrolled> {
+        let mut t = HttpTransport::new(&self.url)?;
+        let url = self.url.clone();
+        let store = &mut self.store;
+        let done = xiuhua_core::sync::enroll_store(
+            &mut |step| step(store),
+            &mut t,
+            &url,
+            code,
+            "the same phone",
+        )?;
+        self.id = done.answer.device.clone();
+        self.user = done.answer.user.clone();
+        Ok(done)
+    }
+
     /// The store's file.
     pub fn db_path(&self) -> PathBuf {
         self._dir.path().join("device.db")

@@ -154,6 +154,7 @@ fn enrollment_guesses_are_throttled_with_a_growing_back_off() {
             &EnrollRequest {
                 code: c.into(),
                 device_name: "guess".into(),
+                previous_device: None,
             },
         )
     };
@@ -176,6 +177,7 @@ fn enrollment_guesses_are_throttled_with_a_growing_back_off() {
         xiuhua_core::sync::proto::encode(&EnrollRequest {
             code: "0000-0000-0005".into(),
             device_name: "guess".into(),
+            previous_device: None,
         }),
     );
     assert_eq!(retry.0, 429);

@@ -6,6 +6,8 @@
 //! of disk.
 
 mod codec;
+mod identity;
+mod open;
 mod projection;
 mod query;
 pub(crate) mod schema;
@@ -19,6 +21,7 @@ use automerge::{AutoCommit, Change, ChangeHash};
 use autosurgeon::{Text, hydrate, reconcile};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+pub use identity::{DataOwner, SignedOut, UnsyncedWork};
 pub use projection::{
     HouseholdRow, PROJECTION_VERSION, RecordRow, ResidentRow, Rows, TaskRow, rows_of,
 };
@@ -109,6 +112,8 @@ pub struct Store {
     time: TimeSource,
     cache: HashMap<String, AutoCommit>,
     codec: codec::Codec,
+    /// This process's claim on the file; the last field, so released after `conn` closed.
+    _open: open::OpenClaim,
 }
 
 impl std::fmt::Debug for Store {
@@ -125,10 +130,11 @@ impl Store {
     /// or is corrupt, or comes from a newer app, is refused and left untouched.
     pub fn open(path: impl AsRef<Path>, actor: Actor) -> Result<Store> {
         let path = path.as_ref();
+        let claim = open::OpenClaim::file(path)?;
         schema::check_existing(path, None)?;
         let mut conn = Connection::open(path)?;
         schema::init(&mut conn, SCHEMA_VERSION)?;
-        Store::from_conn(conn, actor)
+        Store::from_conn(conn, actor, claim)
     }
 
     /// Opens (creating if absent) a store encrypted at rest with SQLCipher. `key` comes from
@@ -138,22 +144,24 @@ impl Store {
         if key.is_empty() {
             return Err(Error::invalid("key", "the encryption key is empty"));
         }
+        let claim = open::OpenClaim::file(path)?;
         schema::check_existing(path, Some(key))?;
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "key", key)?;
         schema::init(&mut conn, SCHEMA_VERSION)?;
-        Store::from_conn(conn, actor)
+        Store::from_conn(conn, actor, claim)
     }
 
     /// A store that lives in memory only (tests, previews).
     pub fn open_in_memory(actor: Actor) -> Result<Store> {
         let mut conn = Connection::open_in_memory()?;
         schema::init(&mut conn, SCHEMA_VERSION)?;
-        Store::from_conn(conn, actor)
+        Store::from_conn(conn, actor, open::OpenClaim::none())
     }
 
     #[cfg(test)]
     pub(crate) fn open_at_version(path: &Path, actor: Actor, version: i64) -> Result<Store> {
+        let claim = open::OpenClaim::file(path)?;
         let mut conn = Connection::open(path)?;
         schema::init(&mut conn, version)?;
         Ok(Store {
@@ -163,10 +171,11 @@ impl Store {
             time: Box::new(system_ms),
             cache: HashMap::new(),
             codec: codec::Codec::default(),
+            _open: claim,
         })
     }
 
-    fn from_conn(conn: Connection, actor: Actor) -> Result<Store> {
+    fn from_conn(conn: Connection, actor: Actor, claim: open::OpenClaim) -> Result<Store> {
         let clock = conn
             .query_row("SELECT value FROM meta WHERE key = 'clock'", [], |r| {
                 r.get::<_, Vec<u8>>(0)
@@ -186,6 +195,7 @@ impl Store {
             time: Box::new(system_ms),
             cache: HashMap::new(),
             codec,
+            _open: claim,
         };
         let version: Option<i64> = store
             .conn

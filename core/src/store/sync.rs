@@ -780,8 +780,9 @@ impl Store {
         Ok(())
     }
 
-    /// Saves an enrollment answer: credentials for `server_url` and the granted grids.
-    pub fn save_enrollment(
+    /// Saves an enrollment answer for the store's current actor: credentials for
+    /// `server_url` and the granted grids (see [`Store::save_enrollment`]).
+    pub(super) fn save_enrollment_for_actor(
         &mut self,
         server_url: &str,
         enrolled: &proto::EnrollResponse,

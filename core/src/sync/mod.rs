@@ -324,12 +324,21 @@ pub fn repair_document(
 }
 
 /// Exchanges a one-time enrollment code (printed at the station) for a device id and tokens.
-/// Save the answer with [`Store::save_enrollment`] in a store whose actor device is the
-/// returned `device`.
+/// Save the answer with [`Store::save_enrollment`]; [`enroll_store`] does both with the
+/// identity rules, and is what an app calls.
 pub fn enroll(
     transport: &mut dyn Transport,
     code: &str,
     device_name: &str,
+) -> Result<proto::EnrollResponse> {
+    enroll_request(transport, code, device_name, None)
+}
+
+fn enroll_request(
+    transport: &mut dyn Transport,
+    code: &str,
+    device_name: &str,
+    previous_device: Option<String>,
 ) -> Result<proto::EnrollResponse> {
     let code = code.trim();
     if code.is_empty() {
@@ -339,6 +348,7 @@ pub fn enroll(
     let body = proto::encode(&proto::EnrollRequest {
         code: code.to_string(),
         device_name,
+        previous_device,
     });
     let (status, reply) = transport.post("/v1/enroll", body, None)?;
     if (200..300).contains(&status) {
@@ -349,4 +359,92 @@ pub fn enroll(
         });
     }
     Err(engine::error_from_enroll_reply(status, &reply))
+}
+
+/// How an enrollment related to what the store held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrollKind {
+    /// The store held nothing.
+    Fresh,
+    /// The store held data of the same user (written as `previous`): kept, and its outbox
+    /// syncs as the new device's (the server accepts the previous device's changes from it).
+    Continued { previous: String },
+    /// The code was for another user than the store's data; the store had no unsynced work
+    /// and was erased first (`documents` documents deleted).
+    HandedOver { documents: u64 },
+}
+
+/// What [`enroll_store`] established.
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    pub answer: proto::EnrollResponse,
+    pub kind: EnrollKind,
+}
+
+fn refused_as_other_user(e: &Error) -> bool {
+    matches!(e, Error::Sync { status: 409, code, .. } if code == "other_user" || code == "unknown_device")
+}
+
+/// Enrolls the store with a code, with the identity rules (one place for them; the
+/// bindings call this):
+/// - a store holding nothing is enrolled ([`EnrollKind::Fresh`]);
+/// - a store holding data names the device it was written as; a code for the **same
+///   user** keeps the data and the outbox ([`EnrollKind::Continued`]: a phone whose
+///   credentials were lost, reset or revoked and re-admitted, or long expired);
+/// - a code for **another user** (or a server that does not know the store's device) is a
+///   handover: with no unsynced work the store is erased and enrolled for the new user
+///   ([`EnrollKind::HandedOver`]; the server left the code unspent for that); with unsynced
+///   work it is refused with [`Error::UnsyncedWork`] and nothing changes.
+///
+/// The store is reached only through `with_store`, never while a request is on the
+/// network. Every failure leaves the store as it was.
+pub fn enroll_store(
+    with_store: &mut WithStore<'_>,
+    transport: &mut dyn Transport,
+    server_url: &str,
+    code: &str,
+    device_name: &str,
+) -> Result<Enrolled> {
+    let mut previous = None;
+    let mut unsynced = crate::store::UnsyncedWork::default();
+    with_store(&mut |s| {
+        previous = s.previous_device()?;
+        unsynced = s.unsynced_work()?;
+        Ok(())
+    })?;
+    let (answer, handover) = match enroll_request(transport, code, device_name, previous.clone()) {
+        Ok(a) => (a, false),
+        Err(e) if previous.is_some() && refused_as_other_user(&e) => {
+            if !unsynced.is_empty() {
+                return Err(unsynced.refusal(
+                    "enrolling this phone for another user",
+                    "sync it as its current user first (enroll again with a code for that user if its credentials are lost), or sign out with force to delete it",
+                ));
+            }
+            (enroll_request(transport, code, device_name, None)?, true)
+        }
+        Err(e) => return Err(e),
+    };
+    let mut kind = EnrollKind::Fresh;
+    with_store(&mut |s| {
+        if handover {
+            // Unsynced work may have appeared while the request was on the network.
+            let now = s.unsynced_work()?;
+            if !now.is_empty() {
+                return Err(now.refusal(
+                    "enrolling this phone for another user",
+                    "sync it first; the enrollment code was used: ask the station for a new one",
+                ));
+            }
+            kind = EnrollKind::HandedOver {
+                documents: s.erase_all()?,
+            };
+        } else if let Some(p) = &previous {
+            kind = EnrollKind::Continued {
+                previous: p.clone(),
+            };
+        }
+        s.save_enrollment(server_url, &answer)
+    })?;
+    Ok(Enrolled { answer, kind })
 }

@@ -50,6 +50,14 @@ pub struct EnrollRequest {
     pub code: String,
     /// A label for the device list ("王伟's phone").
     pub device_name: String,
+    /// The device this phone's data was written as, when the phone holds data from an
+    /// earlier enrollment (credentials lost, device reset or re-admitted, a long time
+    /// away): the new device succeeds it, and the server then accepts that device's
+    /// changes from the new one, so the outbox syncs. The code must be for the same user:
+    /// else the server answers `409 other_user` and the code stays unspent (a handover to
+    /// another user needs an empty outbox; see `core::sync::enroll_store`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_device: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -415,6 +423,12 @@ mod tests {
         round_trip(EnrollRequest {
             code: "483-921".into(),
             device_name: "王伟的手机".into(),
+            previous_device: None,
+        });
+        round_trip(EnrollRequest {
+            code: "483-921".into(),
+            device_name: "王伟的手机".into(),
+            previous_device: Some("dev-0".into()),
         });
         round_trip(EnrollResponse {
             device: "dev-1".into(),

@@ -1144,10 +1144,21 @@ fn enroll_saves_credentials_for_the_right_device_only() {
     ));
     assert!(enroll(&mut Enroller, " ", "我的手机").is_err());
     let e = enroll(&mut Enroller, "483-921", "我的手机").unwrap();
+    // A store holding another user's data is not enrolled for this one (a handover goes
+    // through `enroll_store`, which erases first).
     let mut wrong =
-        Store::open_in_memory(Actor::new("u-wang", "王伟", Role::GridMember, "dev-1").unwrap())
+        Store::open_in_memory(Actor::new("u-li", "李强", Role::GridMember, "dev-1").unwrap())
             .unwrap();
+    wrong
+        .create_household(NewHousehold {
+            address: Address::new(G1, "1号楼", "1单元", "101").unwrap(),
+            members: vec![],
+            tags: vec![],
+            note: String::new(),
+        })
+        .unwrap();
     assert!(wrong.save_enrollment("https://s", &e).is_err());
+    assert_eq!(wrong.actor().user, "u-li", "nothing changed");
     let mut s =
         Store::open_in_memory(Actor::new("u-wang", "王伟", Role::GridMember, &e.device).unwrap())
             .unwrap();
@@ -1975,4 +1986,243 @@ fn bootstrapped_documents_feed_the_clock() {
         "last {} after bootstrapping a record of {ahead}",
         b.clock().last.wall_ms()
     );
+}
+
+// ----- enrollment identity, handover and sign-out (issue 9, item 2) -----
+
+/// A station that answers `/v1/enroll` like the real one: codes per user, a device of that
+/// user may be succeeded, another user's (or an unknown) device is a 409 and leaves the
+/// code unspent.
+struct Station {
+    codes: HashMap<String, String>,
+    devices: HashMap<String, String>,
+    seen: Vec<proto::EnrollRequest>,
+    next: u32,
+}
+
+impl Station {
+    fn new(codes: &[(&str, &str)], devices: &[(&str, &str)]) -> Station {
+        Station {
+            codes: codes
+                .iter()
+                .map(|(c, u)| (c.to_string(), u.to_string()))
+                .collect(),
+            devices: devices
+                .iter()
+                .map(|(d, u)| (d.to_string(), u.to_string()))
+                .collect(),
+            seen: Vec::new(),
+            next: 1,
+        }
+    }
+}
+
+impl Transport for Station {
+    fn post(
+        &mut self,
+        path: &str,
+        body: Vec<u8>,
+        _bearer: Option<&str>,
+    ) -> Result<(u16, Vec<u8>), TransportError> {
+        assert_eq!(path, "/v1/enroll");
+        let r: proto::EnrollRequest = proto::decode(&body).unwrap();
+        self.seen.push(r.clone());
+        let Some(user) = self.codes.get(&r.code).cloned() else {
+            return Ok(error(401, "unauthorized", vec![]));
+        };
+        if let Some(p) = &r.previous_device {
+            match self.devices.get(p) {
+                None => return Ok(error(409, "unknown_device", vec![])),
+                Some(owner) if owner != &user => return Ok(error(409, "other_user", vec![])),
+                Some(_) => {}
+            }
+        }
+        self.codes.remove(&r.code);
+        let device = format!("dev-new-{}", self.next);
+        self.next += 1;
+        self.devices.insert(device.clone(), user.clone());
+        Ok(reply(&proto::EnrollResponse {
+            device,
+            user: user.clone(),
+            user_name: if user == "u-wang" { "王伟" } else { "赵敏" }.into(),
+            grants: vec![proto::Grant {
+                grid: G1.into(),
+                role: "网格员".into(),
+                buildings: vec![],
+            }],
+            tokens: proto::TokenResponse {
+                access_token: "a".into(),
+                access_expires_ms: NOW + 900_000,
+                refresh_token: "r".into(),
+            },
+            server_time_ms: NOW,
+        }))
+    }
+}
+
+fn enroll_with(s: &mut Store, station: &mut Station, code: &str) -> Result<Enrolled> {
+    enroll_store(
+        &mut |step| step(s),
+        station,
+        "http://station",
+        code,
+        "王伟的手机",
+    )
+}
+
+fn a_household(s: &mut Store, room: &str) -> String {
+    s.create_household(NewHousehold {
+        address: Address::new(G1, "1号楼", "1单元", room).unwrap(),
+        members: vec![],
+        tags: vec![],
+        note: String::new(),
+    })
+    .unwrap()
+}
+
+/// A store enrolled as `dev-old` of u-wang, with one household written (unsynced).
+fn enrolled_store_with_work(station: &mut Station) -> Store {
+    let mut s = Store::open_in_memory(
+        Actor::new("u-anyone", "某人", Role::GridMember, "placeholder").unwrap(),
+    )
+    .unwrap();
+    s.set_time_source(|| NOW);
+    station.codes.insert("first".into(), "u-wang".into());
+    let first = enroll_with(&mut s, station, "first").unwrap();
+    assert_eq!(first.kind, EnrollKind::Fresh);
+    assert_eq!(station.seen.last().unwrap().previous_device, None);
+    a_household(&mut s, "101");
+    s
+}
+
+#[test]
+fn enrolling_again_for_the_same_user_keeps_the_store_and_its_outbox() {
+    let mut station = Station::new(&[("again", "u-wang")], &[]);
+    let mut s = enrolled_store_with_work(&mut station);
+    let old = s.actor().device.clone();
+    assert_eq!(s.outbox_len().unwrap(), 1);
+    let done = enroll_with(&mut s, &mut station, "again").unwrap();
+    assert_eq!(
+        station.seen.last().unwrap().previous_device.as_deref(),
+        Some(old.as_str()),
+        "the request names the device the data was written as"
+    );
+    assert_eq!(
+        done.kind,
+        EnrollKind::Continued {
+            previous: old.clone()
+        }
+    );
+    assert_eq!(s.outbox_len().unwrap(), 1, "the outbox is kept");
+    assert_eq!(s.households_in(G1, "1号楼", None).unwrap().len(), 1);
+    assert_eq!(s.actor().device, done.answer.device);
+    assert_eq!(s.credentials().unwrap().unwrap().device, done.answer.device);
+    // New writes sign as the new device; the old entry keeps its actor (the server accepts
+    // it from the successor).
+    a_household(&mut s, "102");
+    let actors: HashSet<Vec<u8>> = s
+        .outbox(10)
+        .unwrap()
+        .iter()
+        .map(|e| {
+            Change::from_bytes(e.change.clone())
+                .unwrap()
+                .actor_id()
+                .to_bytes()
+                .to_vec()
+        })
+        .collect();
+    assert!(actors.contains(old.as_bytes()) && actors.contains(done.answer.device.as_bytes()));
+}
+
+#[test]
+fn a_code_for_another_user_with_unsynced_work_is_refused_and_changes_nothing() {
+    let mut station = Station::new(&[("zhao", "u-zhao")], &[]);
+    let mut s = enrolled_store_with_work(&mut station);
+    let before = s.credentials().unwrap();
+    let actor = s.actor().clone();
+    match enroll_with(&mut s, &mut station, "zhao") {
+        Err(Error::UnsyncedWork {
+            changes,
+            documents,
+            message,
+        }) => {
+            assert_eq!((changes, documents), (1, 1));
+            assert!(
+                message.contains("1 change to 1 document (1 household)"),
+                "{message}"
+            );
+        }
+        other => panic!("expected UnsyncedWork, got {other:?}"),
+    }
+    assert_eq!(s.credentials().unwrap(), before);
+    assert_eq!(s.actor(), &actor);
+    assert_eq!(s.outbox_len().unwrap(), 1);
+    assert!(station.codes.contains_key("zhao"), "the code was not spent");
+    assert_eq!(station.seen.len(), 2, "no second request");
+}
+
+#[test]
+fn a_code_for_another_user_hands_a_synced_phone_over_and_erases_it() {
+    let mut station = Station::new(&[("zhao", "u-zhao")], &[]);
+    let mut s = enrolled_store_with_work(&mut station);
+    let ids: Vec<i64> = s.outbox(10).unwrap().iter().map(|e| e.id).collect();
+    s.ack_outbox(&ids).unwrap();
+    let done = enroll_with(&mut s, &mut station, "zhao").unwrap();
+    assert_eq!(done.kind, EnrollKind::HandedOver { documents: 1 });
+    assert_eq!(s.actor().user, "u-zhao");
+    assert!(
+        s.households_in(G1, "1号楼", None).unwrap().is_empty(),
+        "the old user's data is gone"
+    );
+    assert!(s.sync_grids().unwrap() == vec![G1.to_string()]);
+    assert_eq!(s.data_owner().unwrap().unwrap().user, "u-zhao");
+    // The second request named no previous device.
+    assert_eq!(station.seen.last().unwrap().previous_device, None);
+}
+
+#[test]
+fn a_store_of_a_device_the_server_does_not_know_is_enrolled_afresh_only_when_synced() {
+    let mut station = Station::new(&[("again", "u-wang")], &[]);
+    let mut s = enrolled_store_with_work(&mut station);
+    // Another station's server: it never issued this store's device.
+    let mut other = Station::new(&[("again", "u-wang")], &[]);
+    assert!(matches!(
+        enroll_with(&mut s, &mut other, "again"),
+        Err(Error::UnsyncedWork { .. })
+    ));
+    let ids: Vec<i64> = s.outbox(10).unwrap().iter().map(|e| e.id).collect();
+    s.ack_outbox(&ids).unwrap();
+    let done = enroll_with(&mut s, &mut other, "again").unwrap();
+    assert!(matches!(done.kind, EnrollKind::HandedOver { .. }));
+}
+
+#[test]
+fn sign_out_says_what_it_would_delete_and_needs_force_for_unsynced_work() {
+    let mut station = Station::new(&[], &[]);
+    let mut s = enrolled_store_with_work(&mut station);
+    match s.sign_out(false) {
+        Err(Error::UnsyncedWork {
+            changes, message, ..
+        }) => {
+            assert_eq!(changes, 1);
+            assert!(message.contains("sign out with force"), "{message}");
+        }
+        other => panic!("expected UnsyncedWork, got {other:?}"),
+    }
+    assert!(s.credentials().unwrap().is_some(), "nothing changed");
+    assert_eq!(s.households_in(G1, "1号楼", None).unwrap().len(), 1);
+    let out = s.sign_out(true).unwrap();
+    assert_eq!((out.documents, out.unsynced.changes), (1, 1));
+    assert!(s.credentials().unwrap().is_none());
+    assert!(s.households_in(G1, "1号楼", None).unwrap().is_empty());
+    assert_eq!(s.outbox_len().unwrap(), 0);
+    assert!(s.grants().unwrap().is_empty());
+    assert_eq!(s.data_owner().unwrap(), None);
+    // A synced phone signs out without force.
+    let mut t = enrolled_store_with_work(&mut station);
+    let ids: Vec<i64> = t.outbox(10).unwrap().iter().map(|e| e.id).collect();
+    t.ack_outbox(&ids).unwrap();
+    let out = t.sign_out(false).unwrap();
+    assert_eq!((out.documents, out.unsynced.changes), (1, 0));
 }

@@ -164,3 +164,39 @@ fn a_reopened_store_keeps_its_data_and_its_clock_never_goes_back() {
     let mut e = Store::open(&empty, wang()).unwrap();
     e.create_household(zhang_household()).unwrap();
 }
+
+#[test]
+fn a_second_store_over_an_open_file_is_refused_whatever_the_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("phone.db");
+    let first = Store::open(&path, wang()).unwrap();
+    // The same file, spelt directly, through `..`, and through a symlink.
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let dotted = sub.join("..").join("phone.db");
+    let link = dir.path().join("link.db");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    for p in [&path, &dotted, &link] {
+        match Store::open(p, li()) {
+            Err(Error::AlreadyOpen(_)) => {}
+            other => panic!("{}: expected AlreadyOpen, got {other:?}", p.display()),
+        }
+        assert!(matches!(
+            Store::open_encrypted(p, "k", li()),
+            Err(Error::AlreadyOpen(_))
+        ));
+    }
+    // Another file opens; the first one opens again once its store is gone.
+    let other = Store::open(dir.path().join("other.db"), li()).unwrap();
+    drop(first);
+    let again = Store::open(&path, wang()).unwrap();
+    drop((other, again));
+    // A refused open (a foreign file) claims nothing.
+    let foreign = dir.path().join("foreign.db");
+    std::fs::write(&foreign, b"not sqlite at all, not at all, not at all").unwrap();
+    assert!(Store::open(&foreign, wang()).is_err());
+    assert!(matches!(
+        Store::open(&foreign, wang()),
+        Err(Error::NotXiuhuaDatabase(_))
+    ));
+}

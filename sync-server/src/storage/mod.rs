@@ -54,6 +54,10 @@ pub struct DeviceInfo {
     pub created_ms: i64,
     pub last_seen_ms: Option<i64>,
     pub revoked: bool,
+    /// Its tokens were revoked (a reused refresh token, or a successor enrolled).
+    pub reset: bool,
+    /// The earlier device this one succeeds (enrolled on the same phone).
+    pub succeeds: Option<String>,
 }
 
 /// A user as the admin lists it.
@@ -81,6 +85,30 @@ pub struct Enrolled {
     pub user: String,
     pub user_name: String,
     pub grants: Vec<GrantRow>,
+    /// The earlier device this one succeeds.
+    pub succeeds: Option<String>,
+}
+
+/// A device being enrolled.
+#[derive(Debug, Clone, Copy)]
+pub struct NewDevice<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub refresh_hash: &'a str,
+    pub refresh_expires_ms: i64,
+}
+
+/// The outcome of an enrollment (the rule: [`crate::credentials::decide_enroll`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrollOutcome {
+    /// Enrolled; `succeeds` names the earlier device it took over.
+    Enrolled(Enrolled),
+    /// Unknown, spent or expired code, or a revoked user.
+    Refused,
+    /// The code is for another user than the previous device's (not spent).
+    OtherUser,
+    /// The previous device is unknown here (the code is not spent).
+    UnknownPrevious,
 }
 
 /// The outcome of presenting a refresh token (the rule: [`crate::credentials::decide_refresh`]).
@@ -372,7 +400,32 @@ pub trait Storage: Send + Sync + 'static {
         refresh_hash: &str,
         refresh_expires_ms: i64,
         now_ms: i64,
-    ) -> StoreResult<Option<Enrolled>>;
+    ) -> StoreResult<Option<Enrolled>> {
+        let new = NewDevice {
+            id: device,
+            name: device_name,
+            refresh_hash,
+            refresh_expires_ms,
+        };
+        Ok(
+            match self.enroll_device(code_hash, &new, None, now_ms).await? {
+                EnrollOutcome::Enrolled(e) => Some(e),
+                _ => None,
+            },
+        )
+    }
+    /// [`Storage::enroll`] for a phone that holds data written as `previous` (an earlier
+    /// device): decided by [`crate::credentials::decide_enroll`], in one transaction. On
+    /// success the new device succeeds `previous` (it may push that device's changes, and
+    /// takes over the grids it held); `previous` is retired (its refresh tokens revoked,
+    /// the device reset). A refusal leaves the code unspent unless it was spent already.
+    async fn enroll_device(
+        &self,
+        code_hash: &str,
+        device: &NewDevice<'_>,
+        previous: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<EnrollOutcome>;
     /// Rotates a refresh token, per [`crate::credentials::decide_refresh`], in one
     /// transaction that locks the presented token's row.
     async fn refresh(

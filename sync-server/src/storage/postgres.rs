@@ -124,6 +124,12 @@ CREATE INDEX refresh_tokens_parent ON refresh_tokens(parent);
 ALTER TABLE devices ADD COLUMN reset_ms BIGINT;
 "#,
     ),
+    (
+        "device successions",
+        r#"
+ALTER TABLE devices ADD COLUMN predecessor TEXT COLLATE "C";
+"#,
+    ),
 ];
 
 /// The schema version this build writes.
@@ -1183,7 +1189,8 @@ impl Storage for PgStorage {
             require(&**c, "users", u, "user").await?;
         }
         c.query(
-            "SELECT id, user_id, name, created_ms, last_seen_ms, revoked_ms IS NOT NULL FROM devices
+            "SELECT id, user_id, name, created_ms, last_seen_ms, revoked_ms IS NOT NULL,
+                    reset_ms IS NOT NULL, predecessor FROM devices
              WHERE $1::text IS NULL OR user_id = $1 ORDER BY user_id, created_ms",
             &[&user],
         )
@@ -1197,6 +1204,8 @@ impl Storage for PgStorage {
                 created_ms: r.try_get(3)?,
                 last_seen_ms: r.try_get(4)?,
                 revoked: r.try_get(5)?,
+                reset: r.try_get(6)?,
+                succeeds: r.try_get(7)?,
             })
         })
         .collect()
@@ -1275,15 +1284,13 @@ impl Storage for PgStorage {
         Ok(())
     }
 
-    async fn enroll(
+    async fn enroll_device(
         &self,
         code_hash: &str,
-        device: &str,
-        device_name: &str,
-        refresh_hash: &str,
-        refresh_expires_ms: i64,
+        new: &NewDevice<'_>,
+        previous: Option<&str>,
         now_ms: i64,
-    ) -> StoreResult<Option<Enrolled>> {
+    ) -> StoreResult<EnrollOutcome> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         // The code's row is locked first: a concurrent use of it waits, then finds it spent.
@@ -1305,33 +1312,76 @@ impl Storage for PgStorage {
                 })
             })
             .transpose()?;
+        let prev = match previous {
+            Some(id) => Some(credentials::PreviousDevice {
+                id: id.to_string(),
+                owner: tx
+                    .query_opt(
+                        "SELECT user_id FROM devices WHERE id = $1 FOR UPDATE",
+                        &[&id],
+                    )
+                    .await?
+                    .map(|r| r.try_get(0))
+                    .transpose()?,
+            }),
+            None => None,
+        };
+        let succeeds = match credentials::decide_enroll(row.as_ref(), prev.as_ref(), now_ms) {
+            credentials::EnrollDecision::Enroll { succeeds } => succeeds,
+            credentials::EnrollDecision::Refuse => return Ok(EnrollOutcome::Refused),
+            credentials::EnrollDecision::OtherUser => return Ok(EnrollOutcome::OtherUser),
+            credentials::EnrollDecision::UnknownPrevious => {
+                return Ok(EnrollOutcome::UnknownPrevious);
+            }
+        };
         let Some(CodeRow {
             user, user_name, ..
-        }) = row.filter(|r| credentials::may_enroll(Some(r), now_ms))
+        }) = row
         else {
-            return Ok(None);
+            return Ok(EnrollOutcome::Refused);
         };
         tx.execute(
             "UPDATE enroll_codes SET used_ms = $2, device = $3 WHERE hash = $1",
-            &[&code_hash, &now_ms, &device],
+            &[&code_hash, &now_ms, &new.id],
         )
         .await?;
         tx.execute(
-            "INSERT INTO devices (id, user_id, name, created_ms, last_seen_ms) VALUES ($1, $2, $3, $4, $4)",
-            &[&device, &user, &device_name, &now_ms],
+            "INSERT INTO devices (id, user_id, name, created_ms, last_seen_ms, predecessor)
+             VALUES ($1, $2, $3, $4, $4, $5)",
+            &[&new.id, &user, &new.name, &now_ms, &succeeds],
         )
         .await?;
         tx.execute(
             "INSERT INTO refresh_tokens (hash, device, issued_ms, expires_ms) VALUES ($1, $2, $3, $4)",
-            &[&refresh_hash, &device, &now_ms, &refresh_expires_ms],
+            &[&new.refresh_hash, &new.id, &now_ms, &new.refresh_expires_ms],
         )
         .await?;
+        if let Some(old) = &succeeds {
+            tx.execute(
+                "UPDATE refresh_tokens SET revoked_ms = $2 WHERE device = $1 AND revoked_ms IS NULL",
+                &[old, &now_ms],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE devices SET reset_ms = $2 WHERE id = $1 AND reset_ms IS NULL",
+                &[old, &now_ms],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO device_grids (device, grid, since_ms)
+                 SELECT $2, grid, since_ms FROM device_grids WHERE device = $1
+                 ON CONFLICT DO NOTHING",
+                &[old, &new.id],
+            )
+            .await?;
+        }
         let grants = grants_of(&*tx, &user).await?;
         tx.commit().await?;
-        Ok(Some(Enrolled {
+        Ok(EnrollOutcome::Enrolled(Enrolled {
             user,
             user_name,
             grants,
+            succeeds,
         }))
     }
 
@@ -1454,23 +1504,33 @@ impl Storage for PgStorage {
             .prepare_cached(
                 "SELECT d.user_id, u.name, d.revoked_ms IS NOT NULL OR u.revoked_ms IS NOT NULL,
                         d.reset_ms IS NOT NULL,
-                        COALESCE((SELECT array_agg(g.grid ORDER BY g.grid) FROM device_grids g WHERE g.device = d.id), '{}')
+                        COALESCE((SELECT array_agg(g.grid ORDER BY g.grid) FROM device_grids g WHERE g.device = d.id), '{}'),
+                        COALESCE((WITH RECURSIVE chain(id, n) AS (
+                                      SELECT p.predecessor, 1 FROM devices p
+                                      WHERE p.id = $1 AND p.predecessor IS NOT NULL
+                                      UNION ALL
+                                      SELECT p.predecessor, c.n + 1 FROM devices p JOIN chain c ON p.id = c.id
+                                      WHERE p.predecessor IS NOT NULL AND c.n < $2)
+                                  SELECT array_agg(id ORDER BY n) FROM chain), '{}')
                  FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = $1",
             )
             .await?;
-        let fetched = c.query_opt(&stmt, &[&device]).await?;
-        let (row, held): (Option<DeviceRow>, Vec<String>) = match &fetched {
-            None => (None, Vec::new()),
-            Some(r) => (
-                Some(DeviceRow {
-                    owner: r.try_get(0)?,
-                    user_name: r.try_get(1)?,
-                    revoked: r.try_get(2)?,
-                    reset: r.try_get(3)?,
-                }),
-                r.try_get(4)?,
-            ),
-        };
+        let max = i32::try_from(credentials::MAX_PREDECESSORS).unwrap_or(32);
+        let fetched = c.query_opt(&stmt, &[&device, &max]).await?;
+        let (row, held, predecessors): (Option<DeviceRow>, Vec<String>, Vec<String>) =
+            match &fetched {
+                None => (None, Vec::new(), Vec::new()),
+                Some(r) => (
+                    Some(DeviceRow {
+                        owner: r.try_get(0)?,
+                        user_name: r.try_get(1)?,
+                        revoked: r.try_get(2)?,
+                        reset: r.try_get(3)?,
+                    }),
+                    r.try_get(4)?,
+                    r.try_get(5)?,
+                ),
+            };
         let user_name = match (credentials::decide_standing(row.as_ref(), user), row) {
             (Standing::Active, Some(r)) => r.user_name,
             (Standing::Revoked, _) => return Ok(DeviceStanding::Revoked { held_grids: held }),
@@ -1494,6 +1554,7 @@ impl Storage for PgStorage {
             user_name,
             grants,
             held_grids: held,
+            predecessors,
         }))
     }
 

@@ -90,6 +90,11 @@ ALTER TABLE refresh_tokens ADD COLUMN parent TEXT;
 CREATE INDEX refresh_tokens_parent ON refresh_tokens(parent);
 ALTER TABLE devices ADD COLUMN reset_ms INTEGER;
 "#,
+    // 5: a device enrolled on a phone that holds an earlier device's data succeeds it
+    // (credentials::decide_enroll).
+    r#"
+ALTER TABLE devices ADD COLUMN predecessor TEXT;
+"#,
 ];
 
 /// The schema version this build writes.
@@ -289,6 +294,22 @@ fn held_grids(conn: &Connection, device: &str) -> StoreResult<Vec<String>> {
         conn.prepare_cached("SELECT grid FROM device_grids WHERE device = ?1 ORDER BY grid")?;
     Ok(stmt
         .query_map([device], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+/// The devices `device` succeeds, nearest first (credentials::decide_enroll).
+fn predecessors(conn: &Connection, device: &str) -> StoreResult<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "WITH RECURSIVE chain(id, n) AS (
+             SELECT predecessor, 1 FROM devices WHERE id = ?1 AND predecessor IS NOT NULL
+             UNION ALL
+             SELECT d.predecessor, c.n + 1 FROM devices d JOIN chain c ON d.id = c.id
+             WHERE d.predecessor IS NOT NULL AND c.n < ?2)
+         SELECT id FROM chain ORDER BY n",
+    )?;
+    let max = i64::try_from(credentials::MAX_PREDECESSORS).unwrap_or(32);
+    Ok(stmt
+        .query_map(params![device, max], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?)
 }
 
@@ -1153,7 +1174,8 @@ impl Storage for SqliteStorage {
                 require(c, "users", u, "user")?;
             }
             let mut stmt = c.prepare(
-                "SELECT id, user, name, created_ms, last_seen_ms, revoked_ms IS NOT NULL FROM devices
+                "SELECT id, user, name, created_ms, last_seen_ms, revoked_ms IS NOT NULL,
+                        reset_ms IS NOT NULL, predecessor FROM devices
                  WHERE ?1 IS NULL OR user = ?1 ORDER BY user, created_ms",
             )?;
             Ok(stmt
@@ -1165,6 +1187,8 @@ impl Storage for SqliteStorage {
                         created_ms: r.get(3)?,
                         last_seen_ms: r.get(4)?,
                         revoked: r.get(5)?,
+                        reset: r.get(6)?,
+                        succeeds: r.get(7)?,
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?)
@@ -1239,21 +1263,21 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn enroll(
+    async fn enroll_device(
         &self,
         code_hash: &str,
-        device: &str,
-        device_name: &str,
-        refresh_hash: &str,
-        refresh_expires_ms: i64,
+        new: &NewDevice<'_>,
+        previous: Option<&str>,
         now_ms: i64,
-    ) -> StoreResult<Option<Enrolled>> {
-        let (code_hash, device, device_name, refresh_hash) = (
+    ) -> StoreResult<EnrollOutcome> {
+        let (code_hash, device, device_name, refresh_hash, refresh_expires_ms) = (
             code_hash.to_string(),
-            device.to_string(),
-            device_name.to_string(),
-            refresh_hash.to_string(),
+            new.id.to_string(),
+            new.name.to_string(),
+            new.refresh_hash.to_string(),
+            new.refresh_expires_ms,
         );
+        let previous = previous.map(str::to_string);
         self.write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let row: Option<CodeRow> = tx
@@ -1272,23 +1296,53 @@ impl Storage for SqliteStorage {
                     },
                 )
                 .optional()?;
-            let Some(CodeRow { user, user_name, .. }) =
-                row.filter(|r| credentials::may_enroll(Some(r), now_ms))
-            else {
-                return Ok(None);
+            let prev = match &previous {
+                Some(id) => Some(credentials::PreviousDevice {
+                    id: id.clone(),
+                    owner: tx
+                        .query_row("SELECT user FROM devices WHERE id = ?1", [id], |r| r.get(0))
+                        .optional()?,
+                }),
+                None => None,
+            };
+            let succeeds = match credentials::decide_enroll(row.as_ref(), prev.as_ref(), now_ms) {
+                credentials::EnrollDecision::Enroll { succeeds } => succeeds,
+                credentials::EnrollDecision::Refuse => return Ok(EnrollOutcome::Refused),
+                credentials::EnrollDecision::OtherUser => return Ok(EnrollOutcome::OtherUser),
+                credentials::EnrollDecision::UnknownPrevious => {
+                    return Ok(EnrollOutcome::UnknownPrevious);
+                }
+            };
+            let Some(CodeRow { user, user_name, .. }) = row else {
+                return Ok(EnrollOutcome::Refused);
             };
             tx.execute("UPDATE enroll_codes SET used_ms = ?2, device = ?3 WHERE hash = ?1", params![code_hash, now_ms, device])?;
             tx.execute(
-                "INSERT INTO devices (id, user, name, created_ms, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
-                params![device, user, device_name, now_ms],
+                "INSERT INTO devices (id, user, name, created_ms, last_seen_ms, predecessor) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+                params![device, user, device_name, now_ms, succeeds],
             )?;
             tx.execute(
                 "INSERT INTO refresh_tokens (hash, device, issued_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
                 params![refresh_hash, device, now_ms, refresh_expires_ms],
             )?;
+            if let Some(old) = &succeeds {
+                tx.execute(
+                    "UPDATE refresh_tokens SET revoked_ms = ?2 WHERE device = ?1 AND revoked_ms IS NULL",
+                    params![old, now_ms],
+                )?;
+                tx.execute(
+                    "UPDATE devices SET reset_ms = ?2 WHERE id = ?1 AND reset_ms IS NULL",
+                    params![old, now_ms],
+                )?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO device_grids (device, grid, since_ms)
+                     SELECT ?2, grid, since_ms FROM device_grids WHERE device = ?1",
+                    params![old, device],
+                )?;
+            }
             let grants = grants_of(&tx, &user)?;
             tx.commit()?;
-            Ok(Some(Enrolled { user, user_name, grants }))
+            Ok(EnrollOutcome::Enrolled(Enrolled { user, user_name, grants, succeeds }))
         })
         .await
     }
@@ -1388,6 +1442,7 @@ impl Storage for SqliteStorage {
             match (credentials::decide_standing(row.as_ref(), &user), row) {
                 (Standing::Active, Some(r)) => Ok(DeviceStanding::Active(Caller {
                     held_grids: held_grids(c, &device)?,
+                    predecessors: predecessors(c, &device)?,
                     device,
                     grants: grants_of(c, &user)?,
                     user,

@@ -20,7 +20,9 @@ use xiuhua_server::access::{Caller, Scope};
 use xiuhua_server::credentials::CredentialRefusal;
 use xiuhua_server::error::{RefusalKind, StoreError};
 use xiuhua_server::ingest;
-use xiuhua_server::storage::{DeviceStanding, Quota, RefreshOutcome, Storage};
+use xiuhua_server::storage::{
+    DeviceStanding, EnrollOutcome, NewDevice, Quota, RefreshOutcome, Storage,
+};
 
 /// Opens handles on one database.
 #[async_trait]
@@ -165,7 +167,7 @@ pub async fn push(
     caller: &Caller,
     req: PushRequest,
 ) -> Result<xiuhua_server::storage::PushOutcome, StoreError> {
-    let parsed = ingest::parse(&caller.device, req, 100_000).map_err(StoreError::from)?;
+    let parsed = ingest::parse(&caller.own_devices(), req, 100_000).map_err(StoreError::from)?;
     s.push(caller, parsed).await
 }
 
@@ -175,7 +177,7 @@ pub async fn push_quota(
     req: PushRequest,
     quota: &Quota,
 ) -> Result<xiuhua_server::storage::PushOutcome, StoreError> {
-    let parsed = ingest::parse(&caller.device, req, 100_000).map_err(StoreError::from)?;
+    let parsed = ingest::parse(&caller.own_devices(), req, 100_000).map_err(StoreError::from)?;
     s.push_within(caller, parsed, quota).await
 }
 
@@ -1398,4 +1400,159 @@ pub async fn quarantine_broken_documents(f: &dyn Factory) {
             .len(),
         3
     );
+}
+
+/// Re-enrollment on a phone holding an earlier device's data (credentials::decide_enroll):
+/// the same user's code makes the new device its successor (it may push the earlier
+/// device's changes, holds its grids; the earlier one is reset); another user's code or an
+/// unknown device is refused without spending the code.
+pub async fn device_succession(f: &dyn Factory) {
+    let s = f.open().await;
+    directory(&*s).await;
+    let now = xiuhua_server::now_ms();
+    let old = device(&*s, "u-grid", "dev-old").await;
+    let lead = device(&*s, "u-lead", "dev-lead").await;
+    // The old device held g1 (the server remembers the grids a device pulled).
+    s.mark_held("dev-old", "g1").await.unwrap();
+    // Its phone wrote a household as dev-old, not yet pushed.
+    let mut phone =
+        Store::open_in_memory(Actor::new("u-grid", "王伟", Role::GridMember, "dev-old").unwrap())
+            .unwrap();
+    phone
+        .create_household(NewHousehold {
+            address: Address::new("g1", "1号楼", "1单元", "101").unwrap(),
+            members: vec![],
+            tags: vec![],
+            note: String::new(),
+        })
+        .unwrap();
+    let req = drain(&mut phone);
+    let new = |id: &'static str, rt: &'static str| NewDevice {
+        id,
+        name: "phone",
+        refresh_hash: rt,
+        refresh_expires_ms: FAR,
+    };
+
+    for code in ["code-other", "code-unknown", "code-same"] {
+        s.add_enroll_code(
+            if code == "code-other" {
+                "u-lead"
+            } else {
+                "u-grid"
+            },
+            code,
+            now + 60_000,
+            now,
+        )
+        .await
+        .unwrap();
+    }
+    // Another user's code naming dev-old: refused, the code unspent.
+    assert_eq!(
+        s.enroll_device("code-other", &new("dev-x", "rt-x"), Some("dev-old"), now)
+            .await
+            .unwrap(),
+        EnrollOutcome::OtherUser
+    );
+    // A device this server never issued: refused, the code unspent.
+    assert_eq!(
+        s.enroll_device(
+            "code-unknown",
+            &new("dev-y", "rt-y"),
+            Some("dev-nowhere"),
+            now
+        )
+        .await
+        .unwrap(),
+        EnrollOutcome::UnknownPrevious
+    );
+    // An unknown code: refused alike whatever it names.
+    assert_eq!(
+        s.enroll_device("code-zzz", &new("dev-z", "rt-z"), Some("dev-old"), now)
+            .await
+            .unwrap(),
+        EnrollOutcome::Refused
+    );
+    // Both refused codes still enroll.
+    assert!(matches!(
+        s.enroll_device("code-other", &new("dev-x", "rt-x"), None, now)
+            .await
+            .unwrap(),
+        EnrollOutcome::Enrolled(_)
+    ));
+    assert!(matches!(
+        s.enroll_device("code-unknown", &new("dev-y", "rt-y"), None, now)
+            .await
+            .unwrap(),
+        EnrollOutcome::Enrolled(_)
+    ));
+
+    // The same user's code: the new device succeeds dev-old.
+    match s
+        .enroll_device("code-same", &new("dev-new", "rt-new"), Some("dev-old"), now)
+        .await
+        .unwrap()
+    {
+        EnrollOutcome::Enrolled(e) => assert_eq!(e.succeeds.as_deref(), Some("dev-old")),
+        other => panic!("{other:?}"),
+    }
+    let caller = match s.device_standing("dev-new", "u-grid", now).await.unwrap() {
+        DeviceStanding::Active(c) => c,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(caller.predecessors, ["dev-old"]);
+    assert_eq!(
+        caller.held_grids,
+        ["g1"],
+        "the successor holds what dev-old held"
+    );
+    // dev-old is reset: its access is refused (enroll again, keep the data), its refresh too.
+    assert_eq!(
+        s.device_standing("dev-old", "u-grid", now).await.unwrap(),
+        DeviceStanding::Reset
+    );
+    assert!(matches!(
+        s.refresh(&format!("rt-{}", old.device), "rt-old-2", FAR, now)
+            .await
+            .unwrap(),
+        RefreshOutcome::Refused(_)
+    ));
+    // The successor pushes dev-old's change; another device of the same user may not.
+    let other = device(&*s, "u-grid", "dev-other").await;
+    let refused = push(&*s, &other, req.clone()).await.unwrap_err();
+    assert!(
+        matches!(refused, StoreError::Refused(ref r) if r.kind == RefusalKind::Forbidden),
+        "{refused:?}"
+    );
+    let stored = push(&*s, &caller, req).await.unwrap();
+    assert_eq!(stored.stored, 1);
+    // A chain: dev-new succeeded in turn; the newest device holds both predecessors.
+    s.add_enroll_code("u-grid", "code-again", now + 60_000, now)
+        .await
+        .unwrap();
+    s.enroll_device(
+        "code-again",
+        &new("dev-newer", "rt-newer"),
+        Some("dev-new"),
+        now,
+    )
+    .await
+    .unwrap();
+    match s.device_standing("dev-newer", "u-grid", now).await.unwrap() {
+        DeviceStanding::Active(c) => assert_eq!(c.predecessors, ["dev-new", "dev-old"]),
+        other => panic!("{other:?}"),
+    }
+    // The lead's device is untouched by all of this.
+    assert!(matches!(
+        s.device_standing(&lead.device, "u-lead", now)
+            .await
+            .unwrap(),
+        DeviceStanding::Active(_)
+    ));
+    let listed = s.list_devices(Some("u-grid")).await.unwrap();
+    let old_row = listed.iter().find(|d| d.id == "dev-old").unwrap();
+    assert!(old_row.reset && !old_row.revoked);
+    let new_row = listed.iter().find(|d| d.id == "dev-new").unwrap();
+    assert_eq!(new_row.succeeds.as_deref(), Some("dev-old"));
 }

@@ -201,14 +201,27 @@ class XiuhuaRepository(
 
     // ----- sync -----
 
-    /** Enrolls this device with the one-time code printed at the station. */
+    /**
+     * Enrolls this device with the one-time code printed at the station. A phone holding
+     * the same user's data keeps it and its unsynced work (`kind` is `Continued`: the
+     * answer to [SyncAction.REENROLL]); a code for another user erases a fully synced
+     * phone (`HandedOver`) and is refused with [XiuhuaException.UnsyncedWork] otherwise.
+     */
     suspend fun enroll(serverUrl: String, code: String, deviceName: String): Enrollment =
         call { enroll(serverUrl, code, deviceName) }
     suspend fun grants(): List<Grant> = call { grants() }
     suspend fun grids(): List<String> = call { grids() }
     suspend fun syncStatus(): SyncStatus = call { syncStatus() }
     suspend fun setServerUrl(url: String) = call { setServerUrl(url) }
-    suspend fun signOut() = call { signOut() }
+    /**
+     * Signs out and erases the residents' data from this phone. With work not yet sent to
+     * the station it throws [XiuhuaException.UnsyncedWork] (say how much; offer to sync)
+     * unless [force], the user's explicit confirmation that this work is deleted.
+     */
+    suspend fun signOut(force: Boolean = false): SignedOut = call { signOut(force) }
+
+    /** Work not yet sent to the station: what a sign-out or a handover would delete. */
+    suspend fun unsyncedWork(): UnsyncedWork = call { unsyncedWork() }
     suspend fun nowMs(): Long = call { nowMs() }
 
     /** Whether the clock was anchored to the server's time (at enrollment or a sync). */
@@ -289,6 +302,8 @@ val XiuhuaException.readableMessage: String
         is XiuhuaException.Revoked -> detail
         is XiuhuaException.UpgradeRequired -> detail
         is XiuhuaException.ServerRefused -> detail
+        is XiuhuaException.UnsyncedWork -> detail
+        is XiuhuaException.AlreadyOpen -> detail
         is XiuhuaException.Sync -> detail
         is XiuhuaException.Internal -> detail
     }
@@ -309,6 +324,11 @@ enum class SyncAction {
     SHOW_REFUSAL,
     /** Fix the input the error names (e.g. a mistyped enrollment code in `field`). */
     FIX_INPUT,
+    /**
+     * The enrollment code is for another user while this phone holds unsynced work
+     * (`changes`, `documents`): sync it as its user first, or sign out with force.
+     */
+    SYNC_FIRST,
     /** Not a sync problem (storage, a bug): show the message. */
     SHOW_ERROR,
 }
@@ -325,5 +345,6 @@ val XiuhuaException.syncAction: SyncAction
         is XiuhuaException.ServerRefused ->
             if (status.toInt() >= 500 || status.toInt() == 429) SyncAction.RETRY_LATER else SyncAction.SHOW_REFUSAL
         is XiuhuaException.InvalidInput -> SyncAction.FIX_INPUT
+        is XiuhuaException.UnsyncedWork -> SyncAction.SYNC_FIRST
         else -> SyncAction.SHOW_ERROR
     }

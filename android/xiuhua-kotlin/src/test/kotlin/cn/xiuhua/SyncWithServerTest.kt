@@ -1,5 +1,6 @@
 package cn.xiuhua
 
+import cn.xiuhua.ffi.EnrollmentKind
 import cn.xiuhua.ffi.NewRecord
 import cn.xiuhua.ffi.RefusedChange
 import cn.xiuhua.ffi.SyncPhase
@@ -176,6 +177,35 @@ object SyncWithServerTest {
             check(failed.lastSync?.finished == false) { "the last sync says it did not finish: $failed" }
             checkEq(1L, failed.pendingChanges, "the visit waits in the outbox")
             checkEq(emptyList<RefusedChange>(), wang.refusedChanges(), "nothing refused")
+
+            // Signing out with unsynced work is refused, says how much, and needs force.
+            val unsynced = expectThrows<XiuhuaException.UnsyncedWork>("sign out with unsynced work") {
+                runBlocking { wang.signOut() }
+            }
+            checkEq(1uL, unsynced.changes, "the visit is the unsynced work")
+            checkEq(SyncAction.SYNC_FIRST, unsynced.syncAction, "sync first")
+            check(unsynced.readableMessage.contains("force")) { unsynced.readableMessage }
+            check(wang.syncStatus().enrolled) { "a refused sign-out changes nothing" }
+            checkEq(1uL, wang.unsyncedWork().changes, "the unsynced work is listed")
+
+            // Back at the station with a new code for the same user (as after a lost
+            // credential): the store and its outbox are kept, and the visit syncs.
+            val again = station.admin("enroll-code", "u-wang").lines().first().trim()
+            station.start()
+            val re = wang.enroll(station.url, again, "王伟的手机")
+            check(re.kind is EnrollmentKind.Continued) { "re-enrollment keeps the work: ${re.kind}" }
+            checkEq(re.device, wang.store.actor().device, "new writes sign as the new device")
+            checkEq(1L, wang.syncStatus().pendingChanges, "the visit still waits")
+            checkEq(1uL, wang.sync().pushed, "and reaches the station")
+            li.setServerUrl(station.url)
+            li.sync()
+            check(li.household(hh).visits.any { it.purpose == "回访" }) { "li sees the visit" }
+
+            // Fully synced: signing out erases the phone without force.
+            val out = wang.signOut()
+            check(out.documents >= 2uL) { "the phone's documents are erased: $out" }
+            checkEq(0uL, out.unsyncedChanges, "nothing unsynced was lost")
+            check(!wang.syncStatus().enrolled) { "signed out" }
         } finally {
             wang.close()
             li.close()
