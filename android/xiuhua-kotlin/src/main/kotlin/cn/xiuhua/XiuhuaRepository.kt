@@ -21,6 +21,7 @@ import cn.xiuhua.ffi.RecordDetail
 import cn.xiuhua.ffi.RecordSummary
 import cn.xiuhua.ffi.RefusedChange
 import cn.xiuhua.ffi.RemoteChange
+import cn.xiuhua.ffi.SignedOut
 import cn.xiuhua.ffi.ResidentHit
 import cn.xiuhua.ffi.StoreObserver
 import cn.xiuhua.ffi.SyncPhase
@@ -32,6 +33,7 @@ import cn.xiuhua.ffi.TaskDetail
 import cn.xiuhua.ffi.TaskSummary
 import cn.xiuhua.ffi.TimeSource
 import cn.xiuhua.ffi.TimelineEntry
+import cn.xiuhua.ffi.UnsyncedWork
 import cn.xiuhua.ffi.Vocabulary
 import cn.xiuhua.ffi.XiuhuaException
 import cn.xiuhua.ffi.XiuhuaStore

@@ -100,6 +100,10 @@ object SyncWithServerTest {
         var wang = XiuhuaRepository.open(dir.resolve("wang.db").toString(), "k-wang", provisional)
         val li = XiuhuaRepository.open(dir.resolve("li.db").toString(), "k-li", provisional)
         try {
+            // A second store over the same file is refused (it would overwrite the first's rows).
+            expectThrows<XiuhuaException.AlreadyOpen>("the same file opened twice") {
+                runBlocking { XiuhuaRepository.open(dir.resolve("wang.db").toString(), "k-wang", provisional) }
+            }
             val notEnrolled = expectThrows<XiuhuaException.NotEnrolled>("sync before enrollment") {
                 runBlocking { wang.sync() }
             }
