@@ -5,7 +5,8 @@
 # generates; and the generated Swift bindings into ios/Sources/XiuhuaFFI/.
 #
 # Needs macOS with Xcode (xcodebuild, lipo), perl and make (OpenSSL is built from source for
-# SQLCipher). NOT run on the CI machine (Linux, no Swift compiler).
+# SQLCipher). NOT run on the CI machine (Linux, no Xcode); scripts/swift-tests.sh compiles
+# and tests the non-UI targets there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

@@ -5,9 +5,10 @@ import Foundation
 ///
 /// Every call runs the blocking Rust call off the calling actor (a detached task), so it is
 /// safe to `await` from the main actor. Errors are `XiuhuaError`; show
-/// `error.localizedDescription` (the core's message). Open one per process and share it: the
-/// Rust side serialises calls and never holds its lock across the network during `sync`.
-public final class XiuhuaRepository: @unchecked Sendable {
+/// `error.localizedDescription` (the core's message, see `XiuhuaError.detail`). Open one per
+/// process and share it: the Rust side serialises calls and never holds its lock across the
+/// network during `sync`.
+public final class XiuhuaRepository: Sendable {
     public let store: XiuhuaStore
 
     public init(store: XiuhuaStore) { self.store = store }
@@ -20,11 +21,12 @@ public final class XiuhuaRepository: @unchecked Sendable {
         }.value
     }
 
+    /// A store in memory only (tests, previews).
     public static func inMemory(actor: Actor) async throws -> XiuhuaRepository {
         try await Task.detached { XiuhuaRepository(store: try XiuhuaStore.openInMemory(actor: actor)) }.value
     }
 
-    /// The allowed values of every domain enum.
+    /// The allowed values of every domain enum (genders, tags, categories, levels …).
     public static let vocabulary: Vocabulary = XiuhuaFFI.vocabulary()
 
     private func call<T: Sendable>(_ body: @escaping @Sendable (XiuhuaStore) throws -> T) async throws -> T {
@@ -34,8 +36,9 @@ public final class XiuhuaRepository: @unchecked Sendable {
 
     // MARK: observing
 
-    /// Every change: local writes and what syncs and merges bring. The observer is removed
-    /// when the stream's consumer stops.
+    /// Every change: local writes and what syncs and merges bring. The observer is
+    /// registered at once and removed when the stream's consumer stops (or the stream is
+    /// dropped). Never drops an event (unbounded buffer).
     public func changes() -> AsyncStream<ChangeEvent> {
         AsyncStream(bufferingPolicy: .unbounded) { continuation in
             let observer = StreamObserver(continuation)
@@ -49,12 +52,29 @@ public final class XiuhuaRepository: @unchecked Sendable {
         }
     }
 
+    /// Changes that touch document `id` (or may touch anything, after a sync).
+    public func changes(of id: String) -> AsyncFilterSequence<AsyncStream<ChangeEvent>> {
+        changes().filter { e in e.everything || e.docs.contains { $0.id == id } }
+    }
+
     // MARK: households
 
     public func createHousehold(_ h: NewHousehold) async throws -> String { try await call { try $0.createHousehold(household: h) } }
     public func addMember(_ household: String, _ m: NewMember) async throws -> String { try await call { try $0.addMember(household: household, member: m) } }
+    public func updateMember(_ household: String, member: String, _ m: NewMember) async throws {
+        try await call { try $0.updateMember(household: household, memberId: member, member: m) }
+    }
     public func setMemberPhone(_ household: String, member: String, phone: String?) async throws {
         try await call { try $0.setMemberPhone(household: household, memberId: member, phone: phone) }
+    }
+    public func removeMember(_ household: String, member: String) async throws {
+        try await call { try $0.removeMember(household: household, memberId: member) }
+    }
+    public func setHouseholdTags(_ household: String, _ tags: [String]) async throws {
+        try await call { try $0.setHouseholdTags(household: household, tags: tags) }
+    }
+    public func setHouseholdNote(_ household: String, _ note: String) async throws {
+        try await call { try $0.setHouseholdNote(household: household, note: note) }
     }
     public func addVisit(_ household: String, purpose: String, note: String = "", followUp: String? = nil) async throws -> String {
         try await call { try $0.addVisit(household: household, visit: NewVisit(purpose: purpose, note: note, followUp: followUp)) }
@@ -74,8 +94,12 @@ public final class XiuhuaRepository: @unchecked Sendable {
 
     public func createRecord(_ r: NewRecord) async throws -> String { try await call { try $0.createRecord(record: r) } }
     public func setRecordStatus(_ id: String, _ status: String) async throws { try await call { try $0.setRecordStatus(record: id, status: status) } }
-    public func records(_ grid: String, status: String? = nil, category: String? = nil) async throws -> [RecordSummary] {
-        try await call { try $0.records(grid: grid, status: status, category: category, limit: 500) }
+    public func setRecordDescription(_ id: String, _ description: String) async throws {
+        try await call { try $0.setRecordDescription(record: id, description: description) }
+    }
+    public func record(_ id: String) async throws -> RecordDetail { try await call { try $0.record(id: id) } }
+    public func records(_ grid: String, status: String? = nil, category: String? = nil, limit: UInt32 = 500) async throws -> [RecordSummary] {
+        try await call { try $0.records(grid: grid, status: status, category: category, limit: limit) }
     }
 
     // MARK: 代办 tasks
@@ -88,8 +112,8 @@ public final class XiuhuaRepository: @unchecked Sendable {
     public func task(_ id: String) async throws -> TaskDetail { try await call { try $0.task(id: id) } }
     public func myTasks(_ user: String) async throws -> [TaskSummary] { try await call { try $0.myTasks(user: user) } }
     public func overdueTasks(_ grid: String) async throws -> [TaskSummary] { try await call { try $0.overdueTasks(grid: grid) } }
-    public func tasks(_ grid: String, level: String? = nil, status: String? = nil) async throws -> [TaskSummary] {
-        try await call { try $0.tasks(grid: grid, level: level, status: status, limit: 500) }
+    public func tasks(_ grid: String, level: String? = nil, status: String? = nil, limit: UInt32 = 500) async throws -> [TaskSummary] {
+        try await call { try $0.tasks(grid: grid, level: level, status: status, limit: limit) }
     }
     public func ledger(_ grid: String) async throws -> Ledger { try await call { try $0.ledger(grid: grid) } }
 
@@ -102,44 +126,149 @@ public final class XiuhuaRepository: @unchecked Sendable {
         try await call { try $0.resolveConflict(doc: doc, path: path, choice: choice) }
     }
     public func history(_ doc: String) async throws -> [HistoryEntry] { try await call { try $0.history(doc: doc) } }
+    /// Every change of every document (tests, diagnostics: two stores merge without a server).
+    public func exportAllChanges() async throws -> [RemoteChange] { try await call { try $0.exportAllChanges() } }
+    public func applyChanges(_ changes: [RemoteChange]) async throws -> MergeSummary { try await call { try $0.applyChanges(changes: changes) } }
 
     // MARK: sync
 
+    /// Exchanges the one-time code printed at the station for this device's identity. A
+    /// mistyped or used code throws `InvalidInput` with `field == "code"`.
     public func enroll(serverUrl: String, code: String, deviceName: String) async throws -> Enrollment {
         try await call { try $0.enroll(serverUrl: serverUrl, code: code, deviceName: deviceName) }
     }
+    public func grants() async throws -> [Grant] { try await call { try $0.grants() } }
     public func grids() async throws -> [String] { try await call { try $0.grids() } }
     public func syncStatus() async throws -> SyncStatus { try await call { try $0.syncStatus() } }
     public func actor() async throws -> Actor { try await call { try $0.actor() } }
+    public func nowMs() async throws -> Int64 { try await call { try $0.nowMs() } }
+    public func setServerUrl(_ url: String) async throws { try await call { try $0.setServerUrl(serverUrl: url) } }
+    public func signOut() async throws { try await call { try $0.signOut() } }
+    /// Whether the clock was anchored to the server's time (at enrollment or a sync).
+    public func clockAnchored() async throws -> Bool { try await call { try $0.clockAnchored() } }
+    /// Replaces the phone's wall clock (tests, simulations, a trusted network time). Called
+    /// with the store's lock held: return at once, never call back into the store.
+    public func setTimeSource(_ nowMs: @escaping @Sendable () -> Int64) async throws {
+        let source = ClockSource(nowMs)
+        try await call { try $0.setTimeSource(source: source) }
+    }
+    /// What the last sync that ended did, finished or failed.
+    public func lastSync() async throws -> LastSync? { try await call { try $0.lastSync() } }
+    /// The documents whose changes the server refused (show them; let the user discard).
+    public func refusedChanges() async throws -> [RefusedChange] { try await call { try $0.refusedChanges() } }
+    /// Drops what the server refused of `doc`; the next sync fetches the server's copy.
+    @discardableResult
+    public func discardRefused(_ doc: String) async throws -> UInt64 { try await call { try $0.discardRefused(doc: doc) } }
+    /// Sends a held refused document again at the next sync.
+    public func retryRefused(_ doc: String) async throws { try await call { try $0.retryRefused(doc: doc) } }
+    /// Changes kept aside because their grant was lost.
+    public func setAside() async throws -> [SetAside] { try await call { try $0.setAside() } }
+    @discardableResult
+    public func discardSetAside(_ doc: String) async throws -> UInt64 { try await call { try $0.discardSetAside(doc: doc) } }
 
-    /// Runs one whole sync. `onProgress` is called on the syncing thread: hop to the main
-    /// actor before touching the UI. Cancelling the task stops the sync at its next request
-    /// boundary (`cancelSync`): what was received is kept and the status says the sync did
-    /// not finish; the call then throws a `Sync` error of code `cancelled`.
+    /// Runs one whole sync. `onProgress` is called on the syncing thread before each
+    /// request: hop to the main actor before touching the UI, and return quickly.
+    ///
+    /// Cancelling the calling task stops the sync at its next request boundary
+    /// (`cancelSync`): what was received is kept, the status says the sync did not finish
+    /// (no new `lastSuccessMs`; `lastError` says it was cancelled), and this throws
+    /// `CancellationError`, whatever the sync answered. A task cancelled before the sync
+    /// starts sends nothing.
     public func sync(onProgress: @escaping @Sendable (SyncPhase, UInt64, UInt64?) -> Void = { _, _, _ in }) async throws -> SyncReport {
         let listener = ProgressListener(onProgress)
         let store = self.store
-        return try await withTaskCancellationHandler {
-            try await call { try $0.sync(progress: listener) }
+        let outcome: Result<SyncReport, Error> = await withTaskCancellationHandler {
+            if Task.isCancelled { return .failure(CancellationError()) }
+            // The detached task is not cancelled with this one: the handler below stops the
+            // Rust loop instead, so that it ends between two requests, never inside a write.
+            // (A cancellation between this check and the start of the Rust sync, which
+            // clears the flag, lets that sync run to its end; this still throws.)
+            return await Task.detached(priority: .userInitiated) {
+                Result { try store.sync(progress: listener) }
+            }.value
         } onCancel: {
             store.cancelSync()
         }
+        if Task.isCancelled { throw CancellationError() }
+        return try outcome.get()
     }
 
-    /// Connect and whole-request timeouts of the following syncs, in ms (0 = defaults).
+    /// Connect and whole-request timeouts of the following syncs, in ms (0 = the defaults:
+    /// 10 s to connect, 120 s per request).
     public func setSyncTimeouts(connectMs: UInt64, requestMs: UInt64) async throws {
         try await call { $0.setSyncTimeouts(connectMs: connectMs, requestMs: requestMs) }
     }
 }
 
-private final class StreamObserver: StoreObserver, @unchecked Sendable {
+/// What the app does about a failed sync or enrollment (the same mapping as the Kotlin
+/// layer's `syncAction`).
+public enum SyncAction: Sendable, Equatable {
+    /// Nothing is lost: show the error, sync again later (network, server busy or down).
+    case retryLater
+    /// Show the enrollment screen (a code from the station).
+    case enroll
+    /// Enroll again with a new code for the same user; keep the store, its work syncs after.
+    case reenroll
+    /// The device was revoked: delete the store, then show the enrollment screen.
+    case wipe
+    /// Ask the user to update the app (the server speaks a newer protocol).
+    case updateApp
+    /// The server refused this request for good: show the reason (and any refused changes).
+    case showRefusal
+    /// Fix the input the error names (e.g. a mistyped enrollment code in `field`).
+    case fixInput
+    /// Not a sync problem (storage, a bug): show the message.
+    case showError
+}
+
+extension XiuhuaError {
+    /// The core's readable message (what `localizedDescription` shows).
+    public var detail: String {
+        switch self {
+        case .InvalidInput(let detail, _, _), .NotFound(let detail), .Refused(let detail),
+             .WrongKey(let detail), .NotXiuhuaDatabase(let detail), .SchemaTooNew(let detail, _, _),
+             .Storage(let detail), .Network(let detail), .NotEnrolled(let detail),
+             .ReenrollmentNeeded(let detail), .Revoked(let detail), .UpgradeRequired(let detail),
+             .ServerRefused(let detail, _, _), .Sync(let detail), .Internal(let detail):
+            return detail
+        }
+    }
+
+    /// The one place that maps an error to what the sync screen does.
+    public var syncAction: SyncAction {
+        switch self {
+        case .Network, .Sync: return .retryLater
+        case .NotEnrolled: return .enroll
+        case .ReenrollmentNeeded: return .reenroll
+        case .Revoked: return .wipe
+        case .UpgradeRequired: return .updateApp
+        case .ServerRefused(_, let status, _): return status >= 500 || status == 429 ? .retryLater : .showRefusal
+        case .InvalidInput: return .fixInput
+        default: return .showError
+        }
+    }
+}
+
+private final class StreamObserver: StoreObserver, Sendable {
     private let continuation: AsyncStream<ChangeEvent>.Continuation
     init(_ c: AsyncStream<ChangeEvent>.Continuation) { continuation = c }
     func onChange(event: ChangeEvent) throws { continuation.yield(event) }
 }
 
-private final class ProgressListener: SyncProgressListener, @unchecked Sendable {
+private final class ProgressListener: SyncProgressListener, Sendable {
     private let body: @Sendable (SyncPhase, UInt64, UInt64?) -> Void
     init(_ body: @escaping @Sendable (SyncPhase, UInt64, UInt64?) -> Void) { self.body = body }
     func onProgress(phase: SyncPhase, done: UInt64, total: UInt64?) throws { body(phase, done, total) }
 }
+
+private final class ClockSource: TimeSource, Sendable {
+    private let body: @Sendable () -> Int64
+    init(_ body: @escaping @Sendable () -> Int64) { self.body = body }
+    func nowMs() -> Int64 { body() }
+}
+
+// The generated error has the core's text as `description` (Rust's Display) but does not
+// declare CustomStringConvertible, so its `errorDescription` (String(reflecting:)) — and so
+// `localizedDescription` — printed the enum case with all its fields. Declaring the
+// conformance makes both the core's readable text (checked by the Swift tests).
+extension XiuhuaError: CustomStringConvertible {}
