@@ -349,6 +349,24 @@ fn all_cases(c: &mut Checker) {
             ],
             next: 4_202,
             more: true,
+            moved_out: vec![],
+            moved_in: vec![],
+        },
+    );
+    c.check(
+        "moved",
+        PullResponse {
+            server_time_ms: NOW,
+            grid: "东城-01".into(),
+            changes: vec![PulledChange {
+                seq: 4_301,
+                doc: "hh-02".into(),
+                change: bytes(b"\x85\x6f\x4a\x83pulled-3"),
+            }],
+            next: 4_310,
+            more: false,
+            moved_out: vec!["hh-01".into(), "task-01".into()],
+            moved_in: vec!["hh-02".into()],
         },
     );
     c.check(

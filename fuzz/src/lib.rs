@@ -409,7 +409,13 @@ fn ingest_push(req: PushRequest, seeded: bool) {
             Err(e) => panic!("document {}: the bytes to store do not load: {e}", d.id),
         }
     }
-    let households = HashMap::from([(w.household.clone(), Some(BUILDING.to_string()))]);
+    let households = HashMap::from([(
+        w.household.clone(),
+        ingest::HouseholdAt {
+            grid: GRID.to_string(),
+            building: Some(BUILDING.to_string()),
+        },
+    )]);
     let _ = ingest::authorize(applied, &caller(), &households);
 }
 
@@ -784,6 +790,8 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
                 changes: vec![],
                 next: 9,
                 more: false,
+                moved_out: vec![],
+                moved_in: vec![],
             };
             let mut push = vec![0];
             push.extend(encode_reply(0, &msg(&push_response())));
@@ -884,6 +892,8 @@ fn pull_response(more: bool) -> PullResponse {
             .collect(),
         next: w.other_changes.len() as u64,
         more,
+        moved_out: vec![],
+        moved_in: vec![],
     }
 }
 

@@ -13,6 +13,10 @@
 //! | `max_pull_limit` | `XIUHUA_MAX_PULL_LIMIT` | 5,000 |
 //! | `device_daily_bytes` | `XIUHUA_DEVICE_DAILY_BYTES` | 512 MiB of new changes per device per UTC day (0: none) |
 //! | `device_daily_changes` | `XIUHUA_DEVICE_DAILY_CHANGES` | 500,000 new changes per device per UTC day (0: none) |
+//! | `max_change_bytes` | `XIUHUA_MAX_CHANGE_BYTES` | 1 MiB (one pushed change) |
+//! | `max_change_ops` | `XIUHUA_MAX_CHANGE_OPS` | 100,000 (operations in one pushed change) |
+//! | `max_doc_ops` | `XIUHUA_MAX_DOC_OPS` | 500,000 (operations in a document's history) |
+//! | `max_doc_bytes` | `XIUHUA_MAX_DOC_BYTES` | 4 MiB (a document as saved) |
 //! | `database_url` | `XIUHUA_DATABASE_URL` | none: embedded SQLite in `data_dir`; `postgres://…` or `postgresql://…` selects PostgreSQL |
 //! | `db_max_connections` | `XIUHUA_DB_MAX_CONNECTIONS` | 16 (PostgreSQL pool size per process) |
 //! | `db_statement_timeout_ms` | `XIUHUA_DB_STATEMENT_TIMEOUT_MS` | 10,000 (0: none) |
@@ -49,6 +53,10 @@ struct FileConfig {
     max_pull_limit: Option<u32>,
     device_daily_bytes: Option<u64>,
     device_daily_changes: Option<u64>,
+    max_change_bytes: Option<u64>,
+    max_change_ops: Option<u64>,
+    max_doc_ops: Option<u64>,
+    max_doc_bytes: Option<u64>,
     database_url: Option<String>,
     db_max_connections: Option<u64>,
     db_statement_timeout_ms: Option<u64>,
@@ -92,6 +100,14 @@ pub struct Config {
     pub device_daily_bytes: u64,
     /// New changes a device may store per UTC day (0: no limit).
     pub device_daily_changes: u64,
+    /// Largest pushed change, in bytes.
+    pub max_change_bytes: usize,
+    /// Most operations in one pushed change.
+    pub max_change_ops: usize,
+    /// Most operations in a document's history.
+    pub max_doc_ops: u64,
+    /// Largest document as saved, in bytes.
+    pub max_doc_bytes: usize,
     /// `None`: embedded SQLite in `data_dir`; else a `postgres://` URL.
     pub database_url: Option<String>,
     pub db_max_connections: u64,
@@ -145,6 +161,10 @@ impl Default for Config {
             max_pull_limit: 5_000,
             device_daily_bytes: 512 * 1024 * 1024,
             device_daily_changes: 500_000,
+            max_change_bytes: crate::ingest::MAX_CHANGE_BYTES,
+            max_change_ops: crate::ingest::MAX_CHANGE_OPS,
+            max_doc_ops: crate::ingest::MAX_DOC_OPS,
+            max_doc_bytes: crate::ingest::MAX_DOC_BYTES,
             database_url: None,
             db_max_connections: 16,
             db_statement_timeout_ms: 10_000,
@@ -271,6 +291,22 @@ impl Config {
                 f.device_daily_changes,
                 d.device_daily_changes,
             )?,
+            max_change_bytes: to_usize(num(
+                "XIUHUA_MAX_CHANGE_BYTES",
+                f.max_change_bytes,
+                d.max_change_bytes as u64,
+            )?)?,
+            max_change_ops: to_usize(num(
+                "XIUHUA_MAX_CHANGE_OPS",
+                f.max_change_ops,
+                d.max_change_ops as u64,
+            )?)?,
+            max_doc_ops: num("XIUHUA_MAX_DOC_OPS", f.max_doc_ops, d.max_doc_ops)?,
+            max_doc_bytes: to_usize(num(
+                "XIUHUA_MAX_DOC_BYTES",
+                f.max_doc_bytes,
+                d.max_doc_bytes as u64,
+            )?)?,
             database_url: get("XIUHUA_DATABASE_URL", f.database_url).map(|u| u.trim().to_string()),
             db_max_connections: num(
                 "XIUHUA_DB_MAX_CONNECTIONS",
@@ -396,6 +432,9 @@ impl Config {
                 "limits and the access-token lifetime must be positive".into(),
             ));
         }
+        cfg.ingest_caps()
+            .validate()
+            .map_err(|e| ConfigError(format!("{e} (XIUHUA_MAX_CHANGE_BYTES, XIUHUA_MAX_CHANGE_OPS, XIUHUA_MAX_DOC_OPS, XIUHUA_MAX_DOC_BYTES)")))?;
         Ok(cfg)
     }
 }
@@ -463,6 +502,16 @@ impl Config {
         match &self.database_url {
             Some(u) if is_postgres_url(u) => Backend::Postgres(u.clone()),
             _ => Backend::Sqlite(self.data_dir.clone()),
+        }
+    }
+
+    /// The caps of what one pushed change and one document may hold.
+    pub fn ingest_caps(&self) -> crate::ingest::Caps {
+        crate::ingest::Caps {
+            change_bytes: self.max_change_bytes,
+            change_ops: self.max_change_ops,
+            doc_ops: self.max_doc_ops,
+            doc_bytes: self.max_doc_bytes,
         }
     }
 
@@ -556,6 +605,47 @@ mod tests {
         let l = crate::http::Limits::from_config(&c);
         assert_eq!(l.quota.daily_bytes, 1000);
         assert_eq!(l.quota.daily_changes, 0);
+    }
+
+    #[test]
+    fn ingest_caps_from_file_and_env_are_validated() {
+        let d = Config::load_with(None, |_| None).expect("config");
+        assert_eq!(d.ingest_caps(), crate::ingest::Caps::DEFAULT);
+        assert_eq!(
+            crate::http::Limits::from_config(&d).ingest,
+            crate::ingest::Caps::DEFAULT
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("caps.toml");
+        std::fs::write(
+            &p,
+            "max_change_bytes = 2048\nmax_change_ops = 50\nmax_doc_ops = 900\nmax_doc_bytes = 8192\n",
+        )
+        .expect("write");
+        let c = Config::load_with(Some(&p), |k| {
+            (k == "XIUHUA_MAX_DOC_OPS").then(|| "1000".to_string())
+        })
+        .expect("config");
+        let l = crate::http::Limits::from_config(&c);
+        assert_eq!(
+            l.ingest,
+            crate::ingest::Caps {
+                change_bytes: 2048,
+                change_ops: 50,
+                doc_ops: 1000,
+                doc_bytes: 8192,
+            }
+        );
+        // Zero, or a change larger than its document may be, is refused with the setting named.
+        for (var, v) in [
+            ("XIUHUA_MAX_CHANGE_BYTES", "0"),
+            ("XIUHUA_MAX_DOC_OPS", "0"),
+            ("XIUHUA_MAX_DOC_BYTES", "1000"),
+            ("XIUHUA_MAX_CHANGE_OPS", "600000"),
+        ] {
+            let e = Config::load_with(None, |k| (k == var).then(|| v.to_string())).expect_err(var);
+            assert!(e.to_string().contains("XIUHUA_MAX_CHANGE_BYTES"), "{e}");
+        }
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub struct Limits {
     pub enroll_per_minute: u32,
     /// Each device's daily push quota.
     pub quota: crate::storage::Quota,
+    /// What one change and one document may hold ([`ingest::Caps`]).
+    pub ingest: ingest::Caps,
 }
 
 impl Limits {
@@ -78,6 +80,7 @@ impl Limits {
                 daily_bytes: c.device_daily_bytes,
                 daily_changes: c.device_daily_changes,
             },
+            ingest: c.ingest_caps(),
         }
     }
 
@@ -684,10 +687,14 @@ async fn push(
     let purge = caller.purge_grids();
     let result = async {
         let req: PushRequest = read_body(&st, body, Endpoint::Push).await?;
-        let (devices, max) = (caller.own_devices(), st.limits.max_push_changes);
+        let (devices, max, caps) = (
+            caller.own_devices(),
+            st.limits.max_push_changes,
+            st.limits.ingest,
+        );
         let parsed = st
             .work("a pushed change", move || {
-                ingest::parse(&devices, req, max).map_err(ApiError::from)
+                ingest::parse_within(&devices, req, max, &caps).map_err(ApiError::from)
             })
             .await?;
         Ok::<_, ApiError>(
@@ -818,7 +825,8 @@ async fn pull(
         .map_err(|e| ApiError::from(e).with_purge(&purge))?;
     let wait = req.wait_ms.min(MAX_WAIT_MS);
     let mut caller = caller;
-    if page.changes.is_empty() && !page.more && wait > 0 {
+    let mut scope = scope;
+    if page.changes.is_empty() && page.moves.is_empty() && !page.more && wait > 0 {
         let Some(_slot) = LongPolls::open(
             &st.long_polls,
             &caller.device,
@@ -843,7 +851,7 @@ async fn pull(
             // The device may have been revoked, or lost the grid or a building, while it
             // waited: check again before sending anything.
             caller = standing(&st, &caller.device, &caller.user).await?;
-            let scope = scope_for(&caller, &req.grid)?;
+            scope = scope_for(&caller, &req.grid)?;
             let purge = caller.purge_grids();
             page = st
                 .storage
@@ -865,6 +873,8 @@ async fn pull(
     });
     Metrics::add(&st.metrics.pulls, 1);
     Metrics::add(&st.metrics.pulled_changes, page.changes.len() as u64);
+    // What left or entered the caller's buildings in this page's window.
+    let (moved_out, moved_in) = crate::storage::scope_moves(&scope, &page.moves);
     let resp = PullResponse {
         server_time_ms: now_ms(),
         grid: req.grid,
@@ -879,6 +889,8 @@ async fn pull(
             .collect(),
         next: page.next,
         more: page.more,
+        moved_out,
+        moved_in,
     };
     Ok(wire(&resp, Some(&caller)))
 }

@@ -18,10 +18,12 @@
 //!
 //! What a change may be: a plain change chunk (type 1; compressed chunks, which would be
 //! inflated without a bound, are refused before Automerge sees them) of at most
-//! [`MAX_CHANGE_BYTES`] and [`MAX_CHANGE_OPS`] operations, in Automerge's canonical
+//! [`Caps::change_bytes`] and [`Caps::change_ops`] operations, in Automerge's canonical
 //! encoding (its re-encoding gives the same bytes, so that the saved document loads back
-//! with the same heads), keeping its document under [`MAX_DOC_OPS`] operations and
-//! [`MAX_DOC_BYTES`] saved bytes. Every Automerge call on client bytes runs under
+//! with the same heads), keeping its document under [`Caps::doc_ops`] operations and
+//! [`Caps::doc_bytes`] saved bytes. The caps are the operator's (`Limits::ingest`, from
+//! the configuration); by default [`MAX_CHANGE_BYTES`], [`MAX_CHANGE_OPS`],
+//! [`MAX_DOC_OPS`] and [`MAX_DOC_BYTES`]. Every Automerge call on client bytes runs under
 //! `catch_unwind`: a panic is a refusal of that push, never a 500.
 //!
 //! Refusals name fields, never their values: a resident's ID or phone number never appears
@@ -43,15 +45,77 @@ use crate::error::{Refusal, StoreError};
 
 /// Longest document id accepted.
 pub const MAX_DOC_ID: usize = xiuhua_core::model::limits::ID;
-/// Largest change accepted, in bytes.
+/// Largest change accepted by default, in bytes ([`Caps::change_bytes`]).
 pub const MAX_CHANGE_BYTES: usize = 1 << 20;
-/// Most operations in one change.
+/// Most operations in one change by default ([`Caps::change_ops`]).
 pub const MAX_CHANGE_OPS: usize = 100_000;
-/// Highest operation counter a change may reach. A device's changes form one causal chain,
-/// so this bounds every document's history (a Text of 2 million operations is refused).
+/// Highest operation counter a change may reach by default ([`Caps::doc_ops`]).
 pub const MAX_DOC_OPS: u64 = 500_000;
-/// Largest document accepted, as saved (`save_nocompress`), in bytes.
+/// Largest document accepted by default, as saved ([`Caps::doc_bytes`]).
 pub const MAX_DOC_BYTES: usize = 4 << 20;
+
+/// The size caps of what a push may store, set by the operator (`Limits::ingest`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// Largest change, in bytes.
+    pub change_bytes: usize,
+    /// Most operations in one change.
+    pub change_ops: usize,
+    /// Highest operation counter a change may reach. A device's changes form one causal
+    /// chain, so this bounds every document's history (a Text of 2 million operations is
+    /// refused at the default).
+    pub doc_ops: u64,
+    /// Largest document, as saved (`save_nocompress`), in bytes.
+    pub doc_bytes: usize,
+}
+
+impl Caps {
+    /// The defaults: 1 MiB and 100,000 operations per change, 500,000 operations and 4 MiB
+    /// per document.
+    pub const DEFAULT: Caps = Caps {
+        change_bytes: MAX_CHANGE_BYTES,
+        change_ops: MAX_CHANGE_OPS,
+        doc_ops: MAX_DOC_OPS,
+        doc_bytes: MAX_DOC_BYTES,
+    };
+
+    /// Checks that the caps can be used: each positive, and a change no larger than its
+    /// document may be. Names the setting, for the configuration's error.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.change_bytes == 0
+            || self.change_ops == 0
+            || self.doc_ops == 0
+            || self.doc_bytes == 0
+        {
+            return Err("the change and document caps must be positive".into());
+        }
+        if self.change_bytes > self.doc_bytes {
+            return Err(
+                "max_change_bytes must not exceed max_doc_bytes (a change is part of its document)"
+                    .into(),
+            );
+        }
+        if self.doc_bytes as u64 > crate::storage::PAGE_MAX_BYTES {
+            return Err(format!(
+                "max_doc_bytes may be at most {} (a document must fit in a page a phone accepts)",
+                crate::storage::PAGE_MAX_BYTES
+            ));
+        }
+        if self.change_ops as u64 > self.doc_ops {
+            return Err(
+                "max_change_ops must not exceed max_doc_ops (a change is part of its document)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps::DEFAULT
+    }
+}
 /// How far ahead of the server's clock a change note, event or visit may be stamped: the
 /// fold's "later clock wins" would otherwise trust a stamp from next year. A phone's clock
 /// is anchored to the server's at every sync, so a day leaves room for any honest drift.
@@ -62,13 +126,14 @@ const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 /// The chunk type of a plain (uncompressed) change.
 const CHUNK_CHANGE: u8 = 1;
 
-/// Refuses bytes that are not one plain change chunk, from its header alone: the chunk type
-/// must be 1 (a compressed change, type 2, would be inflated without a bound before any
-/// check) and the declared length must be exactly what follows the header.
-pub fn check_chunk(bytes: &[u8]) -> Result<(), String> {
-    if bytes.len() > MAX_CHANGE_BYTES {
+/// Refuses bytes that are not one plain change chunk of at most `max_bytes`, from its
+/// header alone: the chunk type must be 1 (a compressed change, type 2, would be inflated
+/// without a bound before any check) and the declared length must be exactly what follows
+/// the header.
+pub fn check_chunk(bytes: &[u8], max_bytes: usize) -> Result<(), String> {
+    if bytes.len() > max_bytes {
         return Err(format!(
-            "is {} bytes; at most {MAX_CHANGE_BYTES} per change",
+            "is {} bytes; at most {max_bytes} per change",
             bytes.len()
         ));
     }
@@ -136,21 +201,24 @@ pub fn inside_guard() -> bool {
 /// Decodes one change and checks it is canonical: re-encoded, it gives the same bytes (the
 /// same hash). A non-canonical change (an explicit run of nulls for an all-null column, say)
 /// is accepted by Automerge's decoder, but the document saved with it no longer loads: its
-/// recomputed heads do not match.
-pub fn decode_change(bytes: &[u8]) -> Result<Change, String> {
-    check_chunk(bytes)?;
+/// recomputed heads do not match. `caps` bound its bytes, its operations and the
+/// operation counter it reaches.
+pub fn decode_change(bytes: &[u8], caps: &Caps) -> Result<Change, String> {
+    check_chunk(bytes, caps.change_bytes)?;
     let change = guarded(|| Change::try_from(bytes))
         .ok_or_else(|| "made Automerge fail while decoding it".to_string())?
         .map_err(|e| format!("is not an Automerge change: {e}"))?;
-    if change.len() > MAX_CHANGE_OPS {
+    if change.len() > caps.change_ops {
         return Err(format!(
-            "holds {} operations; at most {MAX_CHANGE_OPS} per change",
-            change.len()
+            "holds {} operations; at most {} per change",
+            change.len(),
+            caps.change_ops
         ));
     }
-    if change.max_op() > MAX_DOC_OPS {
+    if change.max_op() > caps.doc_ops {
         return Err(format!(
-            "takes its document past {MAX_DOC_OPS} operations, the most a document may hold"
+            "takes its document past {} operations, the most a document may hold",
+            caps.doc_ops
         ));
     }
     let canonical = guarded(|| Change::from(change.decode()).hash() == change.hash())
@@ -176,6 +244,8 @@ pub struct Parsed {
     pub docs: Vec<ParsedDoc>,
     /// Changes repeated inside the request itself.
     pub duplicates: u64,
+    /// The caps the push was decoded under; [`apply`] holds its documents to them.
+    pub caps: Caps,
 }
 
 impl Parsed {
@@ -192,9 +262,20 @@ impl Parsed {
     }
 }
 
-/// Decodes a push and pins every change's actor to the pushing device: `devices` is that
-/// device, then the devices it succeeds ([`Caller::own_devices`]), whose changes are its own.
+/// Decodes a push and pins every change's actor to the pushing device, under the default
+/// [`Caps`]: `devices` is that device, then the devices it succeeds
+/// ([`Caller::own_devices`]), whose changes are its own.
 pub fn parse(devices: &[String], req: PushRequest, max_changes: usize) -> Result<Parsed, Refusal> {
+    parse_within(devices, req, max_changes, &Caps::DEFAULT)
+}
+
+/// [`parse`] under `caps`.
+pub fn parse_within(
+    devices: &[String],
+    req: PushRequest,
+    max_changes: usize,
+    caps: &Caps,
+) -> Result<Parsed, Refusal> {
     let total: usize = req.docs.iter().map(|d| d.changes.len()).sum();
     if total > max_changes {
         return Err(Refusal::too_large(format!(
@@ -221,7 +302,7 @@ pub fn parse(devices: &[String], req: PushRequest, max_changes: usize) -> Result
             docs.len() - 1
         });
         for (i, bytes) in d.changes.iter().enumerate() {
-            let change = decode_change(bytes.as_slice())
+            let change = decode_change(bytes.as_slice(), caps)
                 .map_err(|e| Refusal::bad(format!("document {}: change #{i} {e}", d.doc)))?;
             if !actors.contains(change.actor_id()) {
                 return Err(Refusal::forbidden(format!(
@@ -238,7 +319,11 @@ pub fn parse(devices: &[String], req: PushRequest, max_changes: usize) -> Result
             }
         }
     }
-    Ok(Parsed { docs, duplicates })
+    Ok(Parsed {
+        docs,
+        duplicates,
+        caps: *caps,
+    })
 }
 
 fn printable_actor(a: &automerge::ActorId) -> String {
@@ -348,9 +433,10 @@ pub fn apply(
         .map_or(1, |n| n.get())
         .clamp(1, 8);
     let docs = parsed.docs;
+    let caps = parsed.caps;
     let outcomes: Vec<Result<(u64, Outcome), StoreError>> = if threads == 1 || docs.len() < 64 {
         docs.into_iter()
-            .map(|pd| apply_one(pd, stored, known))
+            .map(|pd| apply_one(pd, stored, known, &caps))
             .collect()
     } else {
         let chunk = docs.len().div_ceil(threads);
@@ -366,7 +452,7 @@ pub fn apply(
                 .map(|part| {
                     s.spawn(move || {
                         part.into_iter()
-                            .map(|pd| apply_one(pd, stored, known))
+                            .map(|pd| apply_one(pd, stored, known, &caps))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -410,9 +496,10 @@ fn apply_one(
     pd: ParsedDoc,
     stored: &HashMap<String, StoredDoc>,
     known: &HashSet<ChangeHash>,
+    caps: &Caps,
 ) -> Result<(u64, Outcome), StoreError> {
     let id = pd.id.clone();
-    guarded(|| apply_one_inner(pd, stored, known)).unwrap_or_else(|| {
+    guarded(|| apply_one_inner(pd, stored, known, caps)).unwrap_or_else(|| {
         Err(Refusal::bad(format!(
             "document {id}: the changes made Automerge fail; nothing was stored"
         ))
@@ -424,6 +511,7 @@ fn apply_one_inner(
     pd: ParsedDoc,
     stored: &HashMap<String, StoredDoc>,
     known: &HashSet<ChangeHash>,
+    caps: &Caps,
 ) -> Result<(u64, Outcome), StoreError> {
     let mut duplicates = 0;
     {
@@ -576,10 +664,11 @@ fn apply_one_inner(
             .collect();
         let heads = doc.get_heads();
         let bytes = doc.save_nocompress();
-        if bytes.len() > MAX_DOC_BYTES {
+        if bytes.len() > caps.doc_bytes {
             return Err(Refusal::too_large(format!(
-                "document {id} would hold {} bytes; at most {MAX_DOC_BYTES}",
-                bytes.len()
+                "document {id} would hold {} bytes; at most {}",
+                bytes.len(),
+                caps.doc_bytes
             ))
             .into());
         }
@@ -858,6 +947,9 @@ pub struct PlannedDoc {
     pub grid: String,
     pub kind: DocKind,
     pub building: Option<String>,
+    /// For a registered document whose building this push changes: the building it had
+    /// (the backend records the move, `storage::push_moves`).
+    pub moved_from: Option<Option<String>>,
     /// Whether this push registers the document.
     pub is_new: bool,
     /// `save_nocompress()` bytes.
@@ -901,13 +993,20 @@ pub fn decode_heads(b: &[u8]) -> Vec<Vec<u8>> {
     b.chunks(32).map(<[u8]>::to_vec).collect()
 }
 
+/// Where a registered household is: its grid and building.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HouseholdAt {
+    pub grid: String,
+    pub building: Option<String>,
+}
+
 /// Resolves each document's building and checks the caller's write grants and claims, at
-/// the server's current time. `households` gives the registered building of households the
-/// push does not hold.
+/// the server's current time. `households` gives where the registered households the push
+/// names but does not hold are (a household missing from it is not registered).
 pub fn authorize(
     applied: Applied,
     caller: &Caller,
-    households: &HashMap<String, Option<String>>,
+    households: &HashMap<String, HouseholdAt>,
 ) -> Result<Plan, StoreError> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -962,22 +1061,26 @@ fn check_claim(
 pub fn authorize_at(
     applied: Applied,
     caller: &Caller,
-    households: &HashMap<String, Option<String>>,
+    households: &HashMap<String, HouseholdAt>,
     now_ms: i64,
 ) -> Result<Plan, StoreError> {
-    let in_push: HashMap<String, Option<String>> = applied
+    let in_push: HashMap<String, HouseholdAt> = applied
         .docs
         .iter()
         .filter(|d| d.kind == DocKind::Household)
-        .map(|d| (d.id.clone(), d.own_building.clone()))
+        .map(|d| {
+            (
+                d.id.clone(),
+                HouseholdAt {
+                    grid: d.grid.clone(),
+                    building: d.own_building.clone(),
+                },
+            )
+        })
         .collect();
-    let building_of_household = |h: &str| -> Option<String> {
-        in_push
-            .get(h)
-            .cloned()
-            .flatten()
-            .or_else(|| households.get(h).cloned().flatten())
-    };
+    let household_at = |h: &str| in_push.get(h).or_else(|| households.get(h));
+    let building_of_household =
+        |h: &str| -> Option<String> { household_at(h).and_then(|at| at.building.clone()) };
     let mut plan = Plan {
         duplicates: applied.duplicates,
         ..Plan::default()
@@ -988,6 +1091,20 @@ pub fn authorize_at(
         }
     }
     for d in applied.docs {
+        // A record or task names a household of its own grid: grants are per grid, and a
+        // household of another grid is not this document's to point at.
+        if d.kind != DocKind::Household
+            && let Some(at) = d.household.as_deref().and_then(household_at)
+            && at.grid != d.grid
+        {
+            return Err(Refusal::bad(format!(
+                "document {}: its household field names a household of another grid; a {} of grid {} may name only a household of that grid; nothing was stored",
+                d.id,
+                d.kind.as_str(),
+                d.grid
+            ))
+            .into());
+        }
         let building = match d.kind {
             DocKind::Household => d.own_building.clone(),
             DocKind::Record => d
@@ -1010,7 +1127,13 @@ pub fn authorize_at(
             check_claim(&d.id, &d.grid, c, caller, now_ms)?;
         }
         plan.grids.insert(d.grid.clone());
+        let moved_from = d
+            .before
+            .as_ref()
+            .filter(|b| b.building != building)
+            .map(|b| b.building.clone());
         plan.docs.push(PlannedDoc {
+            moved_from,
             rows: encode_rows(&d.rows)?,
             heads: encode_heads(&d.heads),
             is_new: d.before.is_none(),
@@ -1154,7 +1277,7 @@ mod tests {
         caller: &Caller,
         req: PushRequest,
         stored: &HashMap<String, StoredDoc>,
-        households: &HashMap<String, Option<String>>,
+        households: &HashMap<String, HouseholdAt>,
     ) -> Result<Plan, StoreError> {
         let parsed = parse(&caller.own_devices(), req, 1000)?;
         let applied = apply(parsed, stored, &HashSet::new())?;
@@ -1316,12 +1439,16 @@ mod tests {
         assert_eq!(compressed[8], 2, "Automerge compressed the change");
         // Automerge itself would inflate and accept it.
         assert!(Change::try_from(compressed.as_slice()).is_ok());
-        let e = check_chunk(&compressed).unwrap_err();
+        let e = check_chunk(&compressed, MAX_CHANGE_BYTES).unwrap_err();
         assert!(e.contains("compressed"), "{e}");
         // A claimed inflated size of 2 GiB in a tiny body: refused from the header alone.
         let mut bomb = chunk(2, &[0u8; 16]);
         bomb[8] = 2;
-        assert!(check_chunk(&bomb).unwrap_err().contains("compressed"));
+        assert!(
+            check_chunk(&bomb, MAX_CHANGE_BYTES)
+                .unwrap_err()
+                .contains("compressed")
+        );
         let r = parse(&["d1".to_string()], req("hh-1", vec![compressed]), 10).unwrap_err();
         assert_eq!(r.kind, crate::error::RefusalKind::BadRequest);
         assert!(r.message.contains("compressed"), "{}", r.message);
@@ -1329,20 +1456,32 @@ mod tests {
 
     #[test]
     fn bytes_that_are_no_change_chunk_are_refused() {
-        assert!(check_chunk(b"garbage").is_err());
+        assert!(check_chunk(b"garbage", MAX_CHANGE_BYTES).is_err());
         let mut doc = xiuhua_core::doc::new_doc("d1");
         doc.put(automerge::ROOT, "kind", "household").unwrap();
         doc.commit();
         let ok = changes_of(&mut doc).remove(0);
-        assert!(check_chunk(&ok).is_ok());
+        assert!(check_chunk(&ok, MAX_CHANGE_BYTES).is_ok());
         let mut longer = ok.clone();
         longer.push(0);
-        assert!(check_chunk(&longer).unwrap_err().contains("length"));
+        assert!(
+            check_chunk(&longer, MAX_CHANGE_BYTES)
+                .unwrap_err()
+                .contains("length")
+        );
         let mut doc_chunk = ok.clone();
         doc_chunk[8] = 0;
-        assert!(check_chunk(&doc_chunk).unwrap_err().contains("chunk type"));
+        assert!(
+            check_chunk(&doc_chunk, MAX_CHANGE_BYTES)
+                .unwrap_err()
+                .contains("chunk type")
+        );
         let huge = vec![0u8; MAX_CHANGE_BYTES + 1];
-        assert!(check_chunk(&huge).unwrap_err().contains("at most"));
+        assert!(
+            check_chunk(&huge, MAX_CHANGE_BYTES)
+                .unwrap_err()
+                .contains("at most")
+        );
     }
 
     #[test]
@@ -1380,7 +1519,7 @@ mod tests {
             AutoCommit::load(&broken.save_nocompress()).is_err(),
             "the saved document no longer loads"
         );
-        let e = decode_change(&bad).unwrap_err();
+        let e = decode_change(&bad, &Caps::DEFAULT).unwrap_err();
         assert!(e.contains("canonical"), "{e}");
         let r = refusal(push(
             &c,
@@ -1556,9 +1695,13 @@ mod tests {
     fn a_record_may_name_only_a_household_the_caller_may_write() {
         let lou = caller("u1", "d1", Role::BuildingLeader, &["3号楼"]);
         let me = actor("u1", Role::BuildingLeader);
+        let at = |b: &str| HouseholdAt {
+            grid: "g1".into(),
+            building: Some(b.into()),
+        };
         let households = HashMap::from([
-            ("hh-4".to_string(), Some("4号楼".to_string())),
-            ("hh-3".to_string(), Some("3号楼".to_string())),
+            ("hh-4".to_string(), at("4号楼")),
+            ("hh-3".to_string(), at("3号楼")),
         ]);
         let mut doc = build_document(
             &record("rec-1", Some("3号楼"), Some("hh-4")),
@@ -1584,6 +1727,103 @@ mod tests {
             push(
                 &lou,
                 req("rec-2", changes_of(&mut doc)),
+                &HashMap::new(),
+                &households
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_record_or_task_may_name_only_a_household_of_its_own_grid() {
+        let me = actor("u1", Role::GridMember);
+        // The caller is 网格员 on both grids: only the grid of the household decides.
+        let mut both = caller("u1", "d1", Role::GridMember, &[]);
+        both.grants.push(GrantRow {
+            user: "u1".into(),
+            grid: "g2".into(),
+            role: Role::GridMember,
+            buildings: vec![],
+        });
+        let households = HashMap::from([
+            (
+                "hh-g2".to_string(),
+                HouseholdAt {
+                    grid: "g2".into(),
+                    building: Some("1号楼".into()),
+                },
+            ),
+            (
+                "hh-g1".to_string(),
+                HouseholdAt {
+                    grid: "g1".into(),
+                    building: Some("1号楼".into()),
+                },
+            ),
+        ]);
+        // A record of g1 naming a household of g2, with and without its own building.
+        for building in [None, Some("1号楼")] {
+            let mut doc = build_document(
+                &record("rec-1", building, Some("hh-g2")),
+                &me,
+                hlc(NOW - 1000),
+                "log",
+            )
+            .unwrap();
+            let r = refusal(push(
+                &both,
+                req("rec-1", changes_of(&mut doc)),
+                &HashMap::new(),
+                &households,
+            ));
+            assert_eq!(r.kind, crate::error::RefusalKind::BadRequest);
+            assert!(
+                r.message.contains("household field") && r.message.contains("another grid"),
+                "{}",
+                r.message
+            );
+            assert!(!r.message.contains("hh-g2"), "{}", r.message);
+        }
+        // A task of g1 naming it.
+        let order = event("ev-1", "order", "u1", Role::GridMember, NOW - 1000);
+        let mut t = task("task-1", vec![order]);
+        t.household = Some("hh-g2".into());
+        let mut doc = build_document(&t, &me, hlc(NOW - 1000), "order task").unwrap();
+        let r = refusal(push(
+            &both,
+            req("task-1", changes_of(&mut doc)),
+            &HashMap::new(),
+            &households,
+        ));
+        assert_eq!(r.kind, crate::error::RefusalKind::BadRequest);
+        assert!(r.message.contains("household field"), "{}", r.message);
+        // A household of g2 in the same push counts the same.
+        let mut h = household("hh-new", "1号楼");
+        h.address = Address::new("g2", "1号楼", "1单元", "101").unwrap();
+        let mut hdoc = build_document(&h, &me, hlc(NOW - 1000), "reg").unwrap();
+        let mut rdoc = build_document(
+            &record("rec-2", None, Some("hh-new")),
+            &me,
+            hlc(NOW - 1000),
+            "log",
+        )
+        .unwrap();
+        let mut two = req("hh-new", changes_of(&mut hdoc));
+        two.docs.extend(req("rec-2", changes_of(&mut rdoc)).docs);
+        let r = refusal(push(&both, two, &HashMap::new(), &HashMap::new()));
+        assert_eq!(r.kind, crate::error::RefusalKind::BadRequest);
+        // The same grid's household passes.
+        let mut doc = build_document(
+            &record("rec-3", None, Some("hh-g1")),
+            &me,
+            hlc(NOW - 1000),
+            "log",
+        )
+        .unwrap();
+        assert!(
+            push(
+                &both,
+                req("rec-3", changes_of(&mut doc)),
                 &HashMap::new(),
                 &households
             )
@@ -1647,6 +1887,85 @@ mod tests {
             &HashMap::new(),
         ));
         assert!(m.contains("operations"), "{m}");
+    }
+
+    #[test]
+    fn lowered_caps_refuse_what_the_defaults_accept() {
+        let c = caller("u1", "d1", Role::GridMember, &[]);
+        let me = actor("u1", Role::GridMember);
+        let mut h = household("hh-1", "1号楼");
+        h.note = Text::with_value("很".repeat(600));
+        let mut doc = build_document(&h, &me, hlc(NOW - 1000), "reg").unwrap();
+        let changes = changes_of(&mut doc);
+        let size = changes[0].len();
+        let ops = Change::try_from(changes[0].as_slice()).unwrap().len();
+        let saved = doc.save_nocompress().len();
+        assert!(size > 1024 && ops > 600, "{size} bytes, {ops} ops");
+        let run = |caps: Caps| -> Result<Plan, StoreError> {
+            let parsed =
+                parse_within(&["d1".to_string()], req("hh-1", changes.clone()), 10, &caps)?;
+            assert_eq!(parsed.caps, caps);
+            let applied = apply(parsed, &HashMap::new(), &HashSet::new())?;
+            authorize_at(applied, &c, &HashMap::new(), NOW)
+        };
+        assert!(run(Caps::DEFAULT).is_ok());
+        assert!(
+            push(
+                &c,
+                req("hh-1", changes.clone()),
+                &HashMap::new(),
+                &HashMap::new()
+            )
+            .is_ok()
+        );
+        let r = refusal(run(Caps {
+            change_bytes: size - 1,
+            ..Caps::DEFAULT
+        }));
+        assert_eq!(r.kind, crate::error::RefusalKind::BadRequest);
+        assert!(
+            r.message.contains(&format!("at most {}", size - 1)),
+            "{}",
+            r.message
+        );
+        let r = refusal(run(Caps {
+            change_ops: ops - 1,
+            ..Caps::DEFAULT
+        }));
+        assert!(r.message.contains("operations"), "{}", r.message);
+        let r = refusal(run(Caps {
+            doc_ops: 100,
+            ..Caps::DEFAULT
+        }));
+        assert!(r.message.contains("past 100 operations"), "{}", r.message);
+        let r = refusal(run(Caps {
+            doc_bytes: saved - 1,
+            ..Caps::DEFAULT
+        }));
+        assert_eq!(r.kind, crate::error::RefusalKind::TooLarge);
+        assert!(r.message.contains("bytes"), "{}", r.message);
+        // What an operator may not set.
+        assert!(Caps::DEFAULT.validate().is_ok());
+        for bad in [
+            Caps {
+                change_bytes: 0,
+                ..Caps::DEFAULT
+            },
+            Caps {
+                doc_bytes: MAX_CHANGE_BYTES - 1,
+                ..Caps::DEFAULT
+            },
+            Caps {
+                change_ops: 600_000,
+                ..Caps::DEFAULT
+            },
+            Caps {
+                doc_bytes: (crate::storage::PAGE_MAX_BYTES + 1) as usize,
+                ..Caps::DEFAULT
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
     }
 
     // ----- item 5: errors name the field, never the value -----

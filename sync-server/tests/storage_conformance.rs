@@ -109,6 +109,7 @@ macro_rules! all_cases {
                 concurrent_refreshes_of_siblings,
                 ordering_dedup_paging,
                 bootstrap_and_scope,
+                moves_follow_the_household,
                 bootstrap_pages,
                 refusals_store_nothing,
                 escalation_tier,

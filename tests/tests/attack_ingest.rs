@@ -242,6 +242,42 @@ fn a_building_leader_cannot_file_about_a_household_of_another_building() {
 }
 
 #[test]
+fn a_record_or_task_cannot_name_a_household_of_another_grid() {
+    let server = Server::with_directory();
+    // 赵敏 is 社区工作者 of the community: she may write in g1 and in g2.
+    let mut zhao = server.enroll("u-zhao");
+    let chen = server.enroll("u-chen");
+    let hh = zhao
+        .store
+        .create_household(household("g2", "1号楼", "101", "张三"))
+        .unwrap();
+    zhao.sync().unwrap();
+    let before = server.grid_seqs();
+    // A task and a record of g1 about the g2 household, as an app could make them.
+    let t = zhao
+        .store
+        .create_task(task("g1", Some(&hh), "代办高龄补贴"))
+        .unwrap();
+    let mut rec = record("g1", None, "楼道灯坏了");
+    rec.household = Some(hh.clone());
+    let r_id = zhao.store.create_record(rec).unwrap();
+    for id in [&t, &r_id] {
+        let r = zhao.call("/v1/push", &push_of(&zhao.store, id));
+        assert_eq!(r.status, 400, "{:?}", r.err);
+        let e = refused_and_nothing_stored(&server, &chen, &before, id, r);
+        assert_eq!(e.code, "bad_request");
+        assert!(
+            e.message.contains("household field") && e.message.contains("another grid"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains(hh.as_str()), "{}", e.message);
+    }
+    // The household itself syncs on: its grid's phones still get it.
+    assert!(pull_docs(&chen, "g2").unwrap().contains(&hh));
+}
+
+#[test]
 fn changes_stamped_days_ahead_are_refused() {
     let server = Server::with_directory();
     let wang = server.enroll("u-wang");

@@ -158,3 +158,109 @@ fn a_building_leaders_buildings_follow_the_directory() {
     assert_eq!((r.bootstrapped_docs, r.dropped_docs), (0, 0), "{r:?}");
     assert_eq!(li.store.discard_set_aside(&h3).unwrap(), 1);
 }
+
+#[test]
+fn a_household_moved_to_another_building_leaves_the_old_leaders_phone_and_reaches_the_new() {
+    let server = Server::with_directory();
+    // 刘洋 is 楼门长 of 2号楼 (李强 is of 3号楼).
+    server.admin(&["user", "add", "u-liu", "刘洋"]);
+    server.admin(&[
+        "grant",
+        "u-liu",
+        "--grid",
+        "g1",
+        "--role",
+        "楼门长",
+        "--building",
+        "2号楼",
+    ]);
+    let mut wang = server.enroll("u-wang");
+    let hh = wang
+        .store
+        .create_household(household("g1", "3号楼", "301", "张三"))
+        .unwrap();
+    let stay = wang
+        .store
+        .create_household(household("g1", "3号楼", "302", "李四"))
+        .unwrap();
+    // A record about the household (no building of its own: it follows the household), a
+    // record filed in 3号楼 that names it (it stays in 3号楼), and a task for it.
+    let mut follows = record("g1", None, "家中水管漏水");
+    follows.household = Some(hh.clone());
+    let follows = wang.store.create_record(follows).unwrap();
+    let mut own = record("g1", Some("3号楼"), "3号楼门口堆物");
+    own.household = Some(hh.clone());
+    let own = wang.store.create_record(own).unwrap();
+    let t = wang
+        .store
+        .create_task(task("g1", Some(&hh), "代办高龄补贴"))
+        .unwrap();
+    wang.sync().unwrap();
+
+    let mut li = server.enroll("u-li");
+    li.sync().unwrap();
+    let mut all3 = vec![
+        hh.clone(),
+        stay.clone(),
+        follows.clone(),
+        own.clone(),
+        t.clone(),
+    ];
+    all3.sort();
+    assert_eq!(doc_ids(&li.store, "g1"), all3);
+    let mut liu = server.enroll("u-liu");
+    liu.sync().unwrap();
+    assert!(doc_ids(&liu.store, "g1").is_empty());
+
+    // 李强 records a visit offline; meanwhile 王伟 moves the household to 2号楼.
+    li.store.add_visit(&hh, visit("离线走访")).unwrap();
+    wang.store
+        .move_household(&hh, "2号楼", "1单元", "201")
+        .unwrap();
+    wang.sync().unwrap();
+
+    // 李强's next sync: the household, its record and its task leave the phone; the visit
+    // (refused: the household is not 3号楼's any more) is set aside, not lost.
+    let r = li.sync().unwrap();
+    assert_eq!((r.dropped_docs, r.set_aside), (3, 1), "{r:?}");
+    let mut left3 = vec![stay.clone(), own.clone()];
+    left3.sort();
+    assert_eq!(doc_ids(&li.store, "g1"), left3);
+    assert_eq!(li.store.outbox_len().unwrap(), 0);
+    let aside = li.store.set_aside().unwrap();
+    assert_eq!(aside.len(), 1);
+    assert_eq!((aside[0].doc.as_str(), aside[0].changes), (hh.as_str(), 1));
+    assert!(li.store.sync_status().unwrap().refused_docs.is_empty());
+    // Nothing of it comes back; later edits of it are not 李强's to see.
+    wang.store.add_visit(&hh, visit("搬家后回访")).unwrap();
+    wang.sync().unwrap();
+    let r = li.sync().unwrap();
+    assert_eq!(
+        (r.pulled, r.bootstrapped_docs, r.dropped_docs),
+        (0, 0, 0),
+        "{r:?}"
+    );
+    assert_eq!(doc_ids(&li.store, "g1"), left3);
+
+    // 刘洋's next sync: the household arrives whole (its history before the move was never
+    // in 2号楼's feed), with the record and the task that follow it.
+    let r = liu.sync().unwrap();
+    assert_eq!(r.waiting_changes, 0, "{r:?}");
+    let mut moved = vec![hh.clone(), follows.clone(), t.clone()];
+    moved.sort();
+    assert_eq!(doc_ids(&liu.store, "g1"), moved);
+    let h = liu.store.household(&hh).unwrap();
+    assert_eq!(h.address.building, "2号楼");
+    assert_eq!(h.members[0].name, "张三");
+    assert_eq!(h.visits.len(), 1, "the visit made after the move");
+    assert_eq!(
+        liu.store.task(&t).unwrap().task.household.as_deref(),
+        Some(hh.as_str())
+    );
+    // And later edits arrive by pull.
+    wang.store.add_visit(&hh, visit("三访")).unwrap();
+    wang.sync().unwrap();
+    let r = liu.sync().unwrap();
+    assert_eq!(r.pulled, 1, "{r:?}");
+    assert_eq!(liu.store.household(&hh).unwrap().visits.len(), 2);
+}

@@ -82,6 +82,21 @@ pub struct MergeReport {
     pub new_conflicts: Vec<(String, FieldConflict)>,
     /// Task events the fold now rejects that it did not before: (task, event id, reason).
     pub newly_rejected: Vec<(String, String, String)>,
+    /// Documents removed because they moved out of this device's buildings
+    /// ([`Store::apply_pulled_page`]), and their local changes set aside.
+    pub dropped_docs: usize,
+    pub set_aside: usize,
+}
+
+/// What a pull page says moved in or out of a building-scoped device's buildings
+/// ([`crate::sync::proto::PullResponse::moved_out`], `moved_in`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PulledMoves {
+    /// Documents to remove (with the records and tasks here that follow a removed
+    /// household), their unpushed changes set aside.
+    pub moved_out: Vec<String>,
+    /// Documents to fetch whole from the server (queued for `/v1/repair`).
+    pub moved_in: Vec<String>,
 }
 
 /// A household with everything the detail screen shows (ID numbers unmasked).
@@ -641,6 +656,24 @@ impl Store {
         })
     }
 
+    /// Moves a household to another address of its grid (a family moved within the grid,
+    /// or the address was recorded wrong): building, unit and room. The grid stays (a
+    /// document never changes grid). A 楼门长's phone scoped to the old building loses the
+    /// household, with the records and tasks that follow it, at its next sync; one scoped to
+    /// the new building receives them.
+    pub fn move_household(
+        &mut self,
+        household: &str,
+        building: &str,
+        unit: &str,
+        room: &str,
+    ) -> Result<()> {
+        self.edit_household(household, "move household", |h, _, _| {
+            h.address = Address::new(&h.address.grid, building, unit, room)?;
+            Ok(())
+        })
+    }
+
     /// Replaces the household's tags.
     pub fn set_household_tags(&mut self, household: &str, tags: &[Tag]) -> Result<()> {
         let tags = dedup_tags(tags);
@@ -1003,7 +1036,7 @@ impl Store {
     /// Applies changes from elsewhere, in any order, duplicates included, in one
     /// transaction. Changes whose dependencies are missing are kept until those arrive.
     pub fn apply_remote(&mut self, changes: &[RemoteChange]) -> Result<MergeReport> {
-        self.apply_remote_at(changes, None)
+        self.apply_remote_at(changes, None, &PulledMoves::default())
     }
 
     /// [`Store::apply_remote`], also storing a grid's pull cursor in the same transaction,
@@ -1014,13 +1047,30 @@ impl Store {
         cursor: u64,
         changes: &[RemoteChange],
     ) -> Result<MergeReport> {
-        self.apply_remote_at(changes, Some((grid, cursor)))
+        self.apply_remote_at(changes, Some((grid, cursor)), &PulledMoves::default())
+    }
+
+    /// [`Store::apply_pulled`] for a page that also says what moved: in the same
+    /// transaction, the documents of `grid` that moved out of this device's buildings leave
+    /// it (with the records and tasks here that follow a leaving household), their unpushed
+    /// changes set aside ([`Store::set_aside`]), never lost; the documents that moved in are
+    /// queued to be fetched whole (`/v1/repair`, in this sync and, if it is cut off, the
+    /// next). So a cursor past a move is never stored without the move's effect.
+    pub fn apply_pulled_page(
+        &mut self,
+        grid: &str,
+        cursor: u64,
+        changes: &[RemoteChange],
+        moves: &PulledMoves,
+    ) -> Result<MergeReport> {
+        self.apply_remote_at(changes, Some((grid, cursor)), moves)
     }
 
     fn apply_remote_at(
         &mut self,
         changes: &[RemoteChange],
         cursor: Option<(&str, u64)>,
+        moves: &PulledMoves,
     ) -> Result<MergeReport> {
         let mut by_doc: BTreeMap<&str, Vec<Change>> = BTreeMap::new();
         for c in changes {
@@ -1033,15 +1083,19 @@ impl Store {
         }
         let saved_clock = self.clock;
         let mut touched: Vec<(String, AutoCommit)> = Vec::new();
-        let result = self.apply_remote_inner(by_doc, &mut touched, cursor);
+        let mut gone: Vec<String> = Vec::new();
+        let result = self.apply_remote_inner(by_doc, &mut touched, cursor, moves, &mut gone);
         match result {
             Ok(report) => {
                 for (id, doc) in touched {
                     // A document still waiting for its first change stays out of the cache:
                     // to readers it does not exist yet.
-                    if doc::kind_and_grid(&doc).is_some() {
+                    if doc::kind_and_grid(&doc).is_some() && !gone.contains(&id) {
                         self.cache_put(id, doc);
                     }
+                }
+                for id in &gone {
+                    self.cache.remove(id);
                 }
                 Ok(report)
             }
@@ -1057,6 +1111,8 @@ impl Store {
         by_doc: BTreeMap<&str, Vec<Change>>,
         touched: &mut Vec<(String, AutoCommit)>,
         cursor: Option<(&str, u64)>,
+        moves: &PulledMoves,
+        gone: &mut Vec<String>,
     ) -> Result<MergeReport> {
         let mut report = MergeReport::default();
         let device_ms = (self.time)();
@@ -1204,6 +1260,13 @@ impl Store {
         }
         Self::save_clock(&tx, &self.clock)?;
         if let Some((grid, seq)) = cursor {
+            if !moves.moved_out.is_empty() || !moves.moved_in.is_empty() {
+                let now = i64::try_from(self.clock.now_ms((self.time)())).unwrap_or(i64::MAX);
+                let (docs, aside) = sync::apply_moves(&tx, grid, moves, now)?;
+                report.dropped_docs = docs.len();
+                report.set_aside = aside;
+                *gone = docs;
+            }
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO sync_cursors (grid, cursor) VALUES (?1, ?2)",
             )?

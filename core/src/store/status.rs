@@ -29,7 +29,7 @@ const K_LAST_SYNC: &str = "sync.last_sync";
 /// `{doc: finished syncs after which it still had changes waiting for dependencies}`.
 const K_WAITING: &str = "sync.waiting_syncs";
 /// Documents to fetch again from the server (discarded refusals).
-const K_REPAIR: &str = "sync.repair_queue";
+pub(super) const K_REPAIR: &str = "sync.repair_queue";
 
 /// A document the server refused is sent again at this many syncs; after that its changes
 /// are held (not sent) until the user discards them ([`Store::discard_refused`]) or retries

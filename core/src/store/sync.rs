@@ -473,37 +473,12 @@ impl Store {
             .filter(|(_, b)| !b.as_ref().is_some_and(|b| keep.contains(b)))
             .map(|(id, _)| id)
             .collect();
-        let mut set_aside = 0;
-        for id in &gone {
-            set_aside += tx.execute(
-                "INSERT INTO set_aside (doc, grid, hash, change, reason, at_ms)
-                 SELECT doc, grid, hash, change, ?2, ?3 FROM outbox WHERE doc = ?1 ORDER BY id",
-                params![
-                    id,
-                    "the grant no longer covers this document's building",
-                    now
-                ],
-            )?;
-            for (table, col) in [
-                ("doc_chunks", "doc"),
-                ("pending_changes", "doc"),
-                ("households", "id"),
-                ("residents", "household"),
-                ("records", "id"),
-                ("tasks", "id"),
-                ("outbox", "doc"),
-                ("pending_escalations", "task"),
-                ("docs", "id"),
-            ] {
-                tx.execute(&format!("DELETE FROM {table} WHERE {col} = ?1"), [id])?;
-            }
-        }
-        let refused: Vec<(String, String)> = meta_json(&tx, K_REFUSED)?.unwrap_or_default();
-        if refused.iter().any(|(d, _)| gone.contains(d)) {
-            let kept: Vec<&(String, String)> =
-                refused.iter().filter(|(d, _)| !gone.contains(d)).collect();
-            meta_put(&tx, K_REFUSED, &to_json(&kept)?)?;
-        }
+        let set_aside = drop_docs(
+            &tx,
+            &gone,
+            "the grant no longer covers this document's building",
+            now,
+        )?;
         tx.commit()?;
         for id in &gone {
             self.cache.remove(id);
@@ -825,6 +800,113 @@ impl Store {
         }
         Ok(grids.into_iter().collect())
     }
+}
+
+/// Removes documents `ids` in `tx` (bytes, chunks, held changes, projection rows, outbox
+/// entries, pending escalations), moving their outbox entries to `set_aside` with `reason`
+/// first, and forgets their refusals. Returns how many changes were set aside.
+fn drop_docs(
+    tx: &rusqlite::Transaction<'_>,
+    ids: &[String],
+    reason: &str,
+    now: i64,
+) -> Result<usize> {
+    let mut set_aside = 0;
+    for id in ids {
+        set_aside += tx.execute(
+            "INSERT INTO set_aside (doc, grid, hash, change, reason, at_ms)
+             SELECT doc, grid, hash, change, ?2, ?3 FROM outbox WHERE doc = ?1 ORDER BY id",
+            params![id, reason, now],
+        )?;
+        for (table, col) in [
+            ("doc_chunks", "doc"),
+            ("pending_changes", "doc"),
+            ("households", "id"),
+            ("residents", "household"),
+            ("records", "id"),
+            ("tasks", "id"),
+            ("outbox", "doc"),
+            ("pending_escalations", "task"),
+            ("docs", "id"),
+        ] {
+            tx.execute(&format!("DELETE FROM {table} WHERE {col} = ?1"), [id])?;
+        }
+    }
+    let refused: Vec<(String, String)> = meta_json(tx, K_REFUSED)?.unwrap_or_default();
+    if refused.iter().any(|(d, _)| ids.contains(d)) {
+        let kept: Vec<&(String, String)> =
+            refused.iter().filter(|(d, _)| !ids.contains(d)).collect();
+        meta_put(tx, K_REFUSED, &to_json(&kept)?)?;
+    }
+    Ok(set_aside)
+}
+
+/// Acts on what a pull page of `grid` says moved (in the page's transaction `tx`): the
+/// documents of `grid` held here that moved out leave, with the records (without a building
+/// of their own) and tasks here that name a leaving household, their outbox entries set
+/// aside; changes held for a leaving document that is not here yet are dropped; the
+/// documents that moved in join the repair queue (fetched whole from the server). Returns
+/// (documents removed, changes set aside).
+pub(super) fn apply_moves(
+    tx: &rusqlite::Transaction<'_>,
+    grid: &str,
+    moves: &super::PulledMoves,
+    now: i64,
+) -> Result<(Vec<String>, usize)> {
+    let mut gone: BTreeSet<String> = BTreeSet::new();
+    {
+        let mut held = tx.prepare_cached("SELECT kind FROM docs WHERE id = ?1 AND grid = ?2")?;
+        let mut elsewhere =
+            tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM docs WHERE id = ?1)")?;
+        let mut followers = tx.prepare_cached(
+            "SELECT id FROM records WHERE grid = ?1 AND household = ?2 AND building IS NULL
+             UNION SELECT id FROM tasks WHERE grid = ?1 AND household = ?2",
+        )?;
+        for id in &moves.moved_out {
+            match held
+                .query_row(params![id, grid], |r| r.get::<_, String>(0))
+                .optional()?
+            {
+                Some(kind) => {
+                    if kind == DocKind::Household.as_str() {
+                        for f in
+                            followers.query_map(params![grid, id], |r| r.get::<_, String>(0))?
+                        {
+                            gone.insert(f?);
+                        }
+                    }
+                    gone.insert(id.clone());
+                }
+                None => {
+                    if !elsewhere.query_row([id], |r| r.get::<_, bool>(0))? {
+                        tx.prepare_cached("DELETE FROM pending_changes WHERE doc = ?1")?
+                            .execute([id])?;
+                    }
+                }
+            }
+        }
+    }
+    let gone: Vec<String> = gone.into_iter().collect();
+    let aside = drop_docs(
+        tx,
+        &gone,
+        "the document moved out of this grant's buildings",
+        now,
+    )?;
+    let mut queue: BTreeSet<String> = meta_json(tx, super::status::K_REPAIR)?.unwrap_or_default();
+    let before = queue.clone();
+    queue.retain(|d| !moves.moved_out.contains(d) && !gone.contains(d));
+    queue.extend(
+        moves
+            .moved_in
+            .iter()
+            .filter(|d| !d.is_empty() && d.len() <= 200)
+            .cloned(),
+    );
+    if queue != before {
+        meta_put(tx, super::status::K_REPAIR, &to_json(&queue)?)?;
+    }
+    Ok((gone, aside))
 }
 
 /// Computes every bundle document's rows from its bytes, on all cores.

@@ -40,6 +40,11 @@
 //! keeps the grid's cursor), and documents a narrowed grant no longer covers leave the
 //! phone, their unpushed changes set aside ([`Store::set_aside`]).
 //!
+//! A pull page of a 楼门长 also says which documents moved out of or into their buildings
+//! (a household whose address changed, with the records and tasks that follow it): those
+//! that left are removed in the page's transaction, their unpushed changes set aside
+//! ([`Store::apply_pulled_page`]); those that arrived are repaired (fetched whole) in step 5.
+//!
 //! # Decisions
 //! - **A refused push batch never loses the outbox.** A `4xx` (other than `401`, `426`,
 //!   `429`) to a batch of several documents splits it in two and retries each half, until
@@ -83,7 +88,7 @@ use serde::Deserialize;
 use super::proto::{self, ErrorBody};
 use super::{Credentials, TransportError};
 use crate::error::{Error, Result};
-use crate::store::{OutboxEntry, RemoteChange, Store};
+use crate::store::{OutboxEntry, PulledMoves, RemoteChange, Store};
 
 /// Limits of one sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1181,7 +1186,37 @@ impl SyncEngine {
                         change: c.change.into_vec(),
                     })
                     .collect();
-                let merge = store.apply_pulled(&grid, page.next, &changes)?;
+                let moves = PulledMoves {
+                    moved_out: page.moved_out,
+                    moved_in: page.moved_in,
+                };
+                let merge = store.apply_pulled_page(&grid, page.next, &changes, &moves)?;
+                if merge.dropped_docs > 0 {
+                    self.report.dropped_docs += merge.dropped_docs as u64;
+                    self.report.set_aside += merge.set_aside as u64;
+                    // Refusals of documents that just left no longer matter.
+                    let mut kept = Vec::with_capacity(self.refused.len());
+                    for (doc, why) in std::mem::take(&mut self.refused) {
+                        if store.doc_grid(&doc)?.is_some() {
+                            kept.push((doc, why));
+                        }
+                    }
+                    self.refused = kept;
+                }
+                // Documents that moved into this device's buildings: fetched whole after the
+                // pull (their history before the move was never in this feed).
+                for doc in moves.moved_in {
+                    if !doc.is_empty()
+                        && doc.len() <= 200
+                        && !self.repair_queue.contains(&doc)
+                        && self
+                            .repair_current
+                            .as_ref()
+                            .is_none_or(|(d, _, _)| *d != doc)
+                    {
+                        self.repair_queue.push_back(doc);
+                    }
+                }
                 self.report.pulled += merge.applied as u64;
                 self.report.duplicates += merge.duplicates as u64;
                 self.report.conflicts += merge.new_conflicts.len();

@@ -149,6 +149,16 @@ pub struct PullResponse {
     pub next: u64,
     /// More changes wait after `next`.
     pub more: bool,
+    /// For a device limited to some buildings (楼门长): documents that moved out of its
+    /// buildings up to `next` (a household whose address changed, and the records and tasks
+    /// that follow it). The device removes them, setting their unpushed changes aside, in the
+    /// transaction that stores `next`. Empty from a server that predates the field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moved_out: Vec<String>,
+    /// Documents that moved into its buildings up to `next`: their history before the move
+    /// was never in its feed, so the device fetches each whole (`/v1/repair`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moved_in: Vec<String>,
 }
 
 /// A fresh device asks for a grid's snapshot, one page at a time: a large grid's bundle would
@@ -477,6 +487,8 @@ mod tests {
             }],
             next: 11,
             more: true,
+            moved_out: vec!["hh-2".into()],
+            moved_in: vec!["hh-3".into()],
         });
         round_trip(BootstrapRequest {
             grid: "g".into(),
@@ -610,5 +622,23 @@ mod tests {
         }
         let b: BootstrapRequest = decode(&encode(&OldBootstrap { grid: "g".into() })).unwrap();
         assert_eq!((b.after, b.limit), (None, 0));
+
+        #[derive(Serialize)]
+        struct OldPullResponse {
+            server_time_ms: i64,
+            grid: String,
+            changes: Vec<PulledChange>,
+            next: u64,
+            more: bool,
+        }
+        let r: PullResponse = decode(&encode(&OldPullResponse {
+            server_time_ms: 1,
+            grid: "g".into(),
+            changes: vec![],
+            next: 3,
+            more: false,
+        }))
+        .unwrap();
+        assert!(r.moved_out.is_empty() && r.moved_in.is_empty());
     }
 }

@@ -210,6 +210,8 @@ impl FakeServer {
                         .collect(),
                     next,
                     more: after.len() > page.len(),
+                    moved_out: vec![],
+                    moved_in: vec![],
                 })
             }
             "/v1/bootstrap" => {

@@ -143,7 +143,15 @@ public final class XiuhuaRepository: Sendable {
     public func actor() async throws -> Actor { try await call { try $0.actor() } }
     public func nowMs() async throws -> Int64 { try await call { try $0.nowMs() } }
     public func setServerUrl(_ url: String) async throws { try await call { try $0.setServerUrl(serverUrl: url) } }
-    public func signOut() async throws { try await call { try $0.signOut() } }
+    /// Signs out and erases the residents' data from this phone. With work not yet sent to
+    /// the station it throws `XiuhuaError.UnsyncedWork` (say how much; offer to sync) unless
+    /// `force`, the user's explicit confirmation that this work is deleted.
+    @discardableResult
+    public func signOut(force: Bool = false) async throws -> SignedOut {
+        try await call { try $0.signOut(force: force) }
+    }
+    /// Work not yet sent to the station: what a sign-out or a handover would delete.
+    public func unsyncedWork() async throws -> UnsyncedWork { try await call { try $0.unsyncedWork() } }
     /// Whether the clock was anchored to the server's time (at enrollment or a sync).
     public func clockAnchored() async throws -> Bool { try await call { try $0.clockAnchored() } }
     /// Replaces the phone's wall clock (tests, simulations, a trusted network time). Called
@@ -217,6 +225,9 @@ public enum SyncAction: Sendable, Equatable {
     case showRefusal
     /// Fix the input the error names (e.g. a mistyped enrollment code in `field`).
     case fixInput
+    /// The enrollment code is another user's while this phone holds unsynced work: sync it
+    /// as its user first, or sign out with force.
+    case syncFirst
     /// Not a sync problem (storage, a bug): show the message.
     case showError
 }
@@ -229,7 +240,8 @@ extension XiuhuaError {
              .WrongKey(let detail), .NotXiuhuaDatabase(let detail), .SchemaTooNew(let detail, _, _),
              .Storage(let detail), .Network(let detail), .NotEnrolled(let detail),
              .ReenrollmentNeeded(let detail), .Revoked(let detail), .UpgradeRequired(let detail),
-             .ServerRefused(let detail, _, _), .Sync(let detail), .Internal(let detail):
+             .ServerRefused(let detail, _, _), .UnsyncedWork(let detail, _, _),
+             .AlreadyOpen(let detail), .Sync(let detail), .Internal(let detail):
             return detail
         }
     }
@@ -244,6 +256,7 @@ extension XiuhuaError {
         case .UpgradeRequired: return .updateApp
         case .ServerRefused(_, let status, _): return status >= 500 || status == 429 ? .retryLater : .showRefusal
         case .InvalidInput: return .fixInput
+        case .UnsyncedWork: return .syncFirst
         default: return .showError
         }
     }

@@ -22,6 +22,12 @@
 //! - [`Storage::pull`] and [`Storage::bootstrap`] read their rows and the grid's current seq
 //!   in one snapshot.
 //! - Change hashes are unique across the whole store.
+//! - A push that changes a document's building records the move ([`push_moves`]: the
+//!   document at the seq of its last change, and for a household the records and tasks that
+//!   follow it, whose building is updated in the same transaction); a pull of a building
+//!   scope returns the moves of its window that touch the scope ([`PullPage::moves`]), read
+//!   in the same snapshot, so a phone learns what left or entered its buildings
+//!   ([`scope_moves`]).
 //! - Nothing assumes one writer process: in-process wake-ups of long polls are an
 //!   optimisation ([`crate::http`]); a backend shared by several processes also publishes
 //!   "grid g is now at seq n" through [`Storage::subscribe`] (PostgreSQL: LISTEN/NOTIFY).
@@ -153,6 +159,111 @@ pub struct PullPage {
     pub changes: Vec<(u64, String, Vec<u8>)>,
     pub next: u64,
     pub more: bool,
+    /// For a building scope: the moves of the page's window (`since`, `next`] that leave
+    /// or enter one of its buildings, in seq order ([`scope_moves`] reads them). Empty for
+    /// a whole-grid scope.
+    pub moves: Vec<MoveRow>,
+}
+
+/// A document whose building changed: at `seq` of its grid's feed it went from `from` to
+/// `to`. A household moves when its address does; the records (without a building of
+/// their own) and tasks that name it move with it, at the same seq ([`push_moves`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoveRow {
+    pub seq: u64,
+    pub doc: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// Whether a stored document (its kind and MessagePack rows) takes its building from
+/// household `household`: a task naming it, or a record naming it without a building of
+/// its own (the rule [`crate::ingest::authorize`] resolves buildings by). Rows that do not
+/// decode follow nothing.
+pub fn follows_household(kind: &str, rows: &[u8], household: &str) -> bool {
+    let Ok(rows) = rmp_serde::from_slice::<xiuhua_core::store::Rows>(rows) else {
+        return false;
+    };
+    match (kind, rows) {
+        ("record", xiuhua_core::store::Rows::Record(r)) => {
+            r.building.is_none() && r.household.as_deref() == Some(household)
+        }
+        ("task", xiuhua_core::store::Rows::Task(t)) => t.household.as_deref() == Some(household),
+        _ => false,
+    }
+}
+
+/// The moves a push records, once its changes have seqs: every document of `plan` whose
+/// building changed, at the seq of its last new change (`last_seq`, by document id), and
+/// with each moved household the documents that follow it (`followers`: household id →
+/// documents, read with [`follows_household`]) and are not in the push themselves (those
+/// moved on their own, by the first rule). Returns (grid, move) pairs.
+pub fn push_moves(
+    plan: &crate::ingest::Plan,
+    last_seq: &std::collections::HashMap<String, u64>,
+    followers: &std::collections::HashMap<String, Vec<String>>,
+) -> Vec<(String, MoveRow)> {
+    let in_push: std::collections::HashSet<&str> =
+        plan.docs.iter().map(|d| d.id.as_str()).collect();
+    let mut out = Vec::new();
+    for d in &plan.docs {
+        let (Some(from), Some(&seq)) = (&d.moved_from, last_seq.get(&d.id)) else {
+            continue;
+        };
+        let row = |doc: &str| MoveRow {
+            seq,
+            doc: doc.to_string(),
+            from: from.clone(),
+            to: d.building.clone(),
+        };
+        out.push((d.grid.clone(), row(&d.id)));
+        if d.kind == DocKind::Household {
+            for f in followers.get(&d.id).into_iter().flatten() {
+                if !in_push.contains(f.as_str()) {
+                    out.push((d.grid.clone(), row(f)));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What the moves of a pull window mean for a device reading `scope`: the documents that
+/// left it (in scope before their first move of the window, out after their last) and
+/// those that entered it (the other way round), each sorted by id. A document that left
+/// and came back, or never touched the scope, is in neither. A whole-grid scope has no
+/// moves to follow. `moves` may hold only the rows whose `from` or `to` is in scope: the
+/// net effect is the same.
+pub fn scope_moves(scope: &Scope, moves: &[MoveRow]) -> (Vec<String>, Vec<String>) {
+    if matches!(scope, Scope::Grid) {
+        return (Vec::new(), Vec::new());
+    }
+    let mut by_doc: std::collections::BTreeMap<&str, (&MoveRow, &MoveRow)> =
+        std::collections::BTreeMap::new();
+    for m in moves {
+        by_doc
+            .entry(m.doc.as_str())
+            .and_modify(|(first, last)| {
+                if m.seq < first.seq {
+                    *first = m;
+                }
+                if m.seq >= last.seq {
+                    *last = m;
+                }
+            })
+            .or_insert((m, m));
+    }
+    let (mut left, mut entered) = (Vec::new(), Vec::new());
+    for (doc, (first, last)) in by_doc {
+        let was = scope.covers(first.from.as_deref());
+        let is = scope.covers(last.to.as_deref());
+        if was && !is {
+            left.push(doc.to_string());
+        } else if is && !was {
+            entered.push(doc.to_string());
+        }
+    }
+    (left, entered)
 }
 
 /// One document of a bootstrap bundle, as stored.
@@ -275,11 +386,14 @@ impl Quota {
 }
 
 /// What a push's commit compares with what its Automerge work read: the document's heads
-/// (32 bytes each, concatenated, as stored) and its recorded tier.
+/// (32 bytes each, concatenated, as stored), its recorded tier and its building.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocVersion {
     pub heads: Vec<u8>,
     pub tier: String,
+    /// The building it is filed under: a household's move changes it for the documents
+    /// that follow the household, without a change of theirs.
+    pub building: Option<String>,
 }
 
 /// Whether every document a push read is still as it was (and none appeared): the
@@ -559,6 +673,117 @@ mod tests {
         // Short: the head.
         assert_eq!(pull_page_end(0, 10, 2, 2, Some(9), 50), (50, false));
         assert_eq!(pull_page_end(60, 10, 0, 0, None, 50), (60, false));
+    }
+
+    fn mv(seq: u64, doc: &str, from: &str, to: &str) -> MoveRow {
+        MoveRow {
+            seq,
+            doc: doc.into(),
+            from: Some(from.into()),
+            to: Some(to.into()),
+        }
+    }
+
+    #[test]
+    fn moves_leave_or_enter_a_building_scope_by_their_net_effect() {
+        let b1 = Scope::Buildings(vec!["1号楼".into()]);
+        let moves = vec![
+            mv(5, "hh-out", "1号楼", "2号楼"),
+            mv(6, "hh-in", "2号楼", "1号楼"),
+            // Out and back within the window: still here.
+            mv(7, "hh-back", "1号楼", "3号楼"),
+            mv(9, "hh-back", "3号楼", "1号楼"),
+            // In and out again: never arrived.
+            mv(8, "hh-pass", "2号楼", "1号楼"),
+            mv(10, "hh-pass", "1号楼", "3号楼"),
+            // Elsewhere only.
+            mv(11, "hh-far", "2号楼", "3号楼"),
+            // Out over two moves, listed out of order.
+            mv(13, "hh-two", "2号楼", "3号楼"),
+            mv(12, "hh-two", "1号楼", "2号楼"),
+        ];
+        assert_eq!(
+            scope_moves(&b1, &moves),
+            (
+                vec!["hh-out".to_string(), "hh-two".to_string()],
+                vec!["hh-in".to_string()]
+            )
+        );
+        // Only the rows touching the scope (what a backend returns): the same result.
+        let touching: Vec<MoveRow> = moves
+            .iter()
+            .filter(|m| b1.covers(m.from.as_deref()) || b1.covers(m.to.as_deref()))
+            .cloned()
+            .collect();
+        assert_eq!(scope_moves(&b1, &touching), scope_moves(&b1, &moves));
+        // A document without a building (a task whose household is unknown) is out.
+        let none = MoveRow {
+            seq: 3,
+            doc: "task-1".into(),
+            from: Some("1号楼".into()),
+            to: None,
+        };
+        assert_eq!(scope_moves(&b1, &[none]).0, vec!["task-1".to_string()]);
+        assert_eq!(scope_moves(&Scope::Grid, &moves), (vec![], vec![]));
+    }
+
+    #[test]
+    fn records_and_tasks_follow_their_household_unless_a_record_has_its_own_building() {
+        use xiuhua_core::store::{RecordRow, Rows, TaskRow};
+        let record = |building: Option<&str>, household: Option<&str>| {
+            rmp_serde::to_vec_named(&Rows::Record(RecordRow {
+                id: "rec-1".into(),
+                grid: "g1".into(),
+                category: "环境".into(),
+                status: "待处理".into(),
+                reporter: "张阿姨".into(),
+                household: household.map(str::to_string),
+                building: building.map(str::to_string),
+                place: String::new(),
+                reported_at: 0,
+                summary: String::new(),
+            }))
+            .unwrap()
+        };
+        let task = |household: Option<&str>| {
+            rmp_serde::to_vec_named(&Rows::Task(TaskRow {
+                id: "task-1".into(),
+                grid: "g1".into(),
+                title: "代办".into(),
+                category: "服务".into(),
+                level: None,
+                status: "ordered".into(),
+                tier: "grid".into(),
+                assignee: None,
+                deadline: None,
+                created_at: 0,
+                household: household.map(str::to_string),
+                source_record: None,
+                rating: None,
+                rejected: 0,
+            }))
+            .unwrap()
+        };
+        assert!(follows_household(
+            "record",
+            &record(None, Some("hh-1")),
+            "hh-1"
+        ));
+        assert!(!follows_household(
+            "record",
+            &record(Some("1号楼"), Some("hh-1")),
+            "hh-1"
+        ));
+        assert!(!follows_household(
+            "record",
+            &record(None, Some("hh-2")),
+            "hh-1"
+        ));
+        assert!(!follows_household("record", &record(None, None), "hh-1"));
+        assert!(follows_household("task", &task(Some("hh-1")), "hh-1"));
+        assert!(!follows_household("task", &task(None), "hh-1"));
+        assert!(!follows_household("record", &task(Some("hh-1")), "hh-1"));
+        assert!(!follows_household("task", b"not rows", "hh-1"));
     }
 
     #[test]

@@ -130,6 +130,15 @@ ALTER TABLE devices ADD COLUMN reset_ms BIGINT;
 ALTER TABLE devices ADD COLUMN predecessor TEXT COLLATE "C";
 "#,
     ),
+    (
+        "documents that changed building",
+        r#"
+CREATE TABLE moves (
+    grid TEXT COLLATE "C" NOT NULL, seq BIGINT NOT NULL, doc TEXT COLLATE "C" NOT NULL,
+    from_building TEXT COLLATE "C", to_building TEXT COLLATE "C",
+    PRIMARY KEY (grid, seq, doc));
+"#,
+    ),
 ];
 
 /// The schema version this build writes.
@@ -299,6 +308,7 @@ fn clone_parsed(p: &Parsed) -> Parsed {
             })
             .collect(),
         duplicates: p.duplicates,
+        caps: p.caps,
     }
 }
 
@@ -433,6 +443,7 @@ impl PgStorage {
                 DocVersion {
                     heads: r.try_get(7)?,
                     tier,
+                    building: r.try_get(3)?,
                 },
             );
             stored.insert(id, d);
@@ -462,7 +473,7 @@ impl PgStorage {
     ) -> Result<HashMap<String, DocVersion>, Attempt> {
         let stmt = tx
             .prepare_cached(
-                "SELECT d.id, d.heads, d.tier, q.doc IS NOT NULL
+                "SELECT d.id, d.heads, d.tier, q.doc IS NOT NULL, d.building
                  FROM docs d LEFT JOIN quarantine q ON q.doc = d.id
                  WHERE d.id = ANY($1) ORDER BY d.id FOR UPDATE OF d",
             )
@@ -478,6 +489,7 @@ impl PgStorage {
                 DocVersion {
                     heads: r.try_get(1)?,
                     tier: r.try_get(2)?,
+                    building: r.try_get(4)?,
                 },
             );
         }
@@ -581,14 +593,17 @@ impl PgStorage {
         if !needed.is_empty() {
             let stmt = tx
                 .prepare_cached(
-                    "SELECT id, building FROM docs WHERE id = ANY($1) AND kind = 'household'",
+                    "SELECT id, grid, building FROM docs WHERE id = ANY($1) AND kind = 'household'",
                 )
                 .await?;
             for r in tx.query(&stmt, &[&needed]).await? {
-                households.insert(r.try_get::<_, String>(0)?, r.try_get(1)?);
-            }
-            for h in needed {
-                households.entry(h).or_insert(None);
+                households.insert(
+                    r.try_get::<_, String>(0)?,
+                    ingest::HouseholdAt {
+                        grid: r.try_get(1)?,
+                        building: r.try_get(2)?,
+                    },
+                );
             }
         }
         let plan = ingest::authorize(applied, caller, &households).map_err(fail)?;
@@ -714,6 +729,7 @@ impl PgStorage {
                 Vec::with_capacity(n),
             );
             let mut before: HashMap<String, u64> = HashMap::new();
+            let mut last_seq: HashMap<String, u64> = HashMap::new();
             for d in &plan.docs {
                 let seq = seqs.get_mut(&d.grid).ok_or_else(|| {
                     fail(StoreError::Backend(format!("no seq for grid {}", d.grid)))
@@ -727,6 +743,7 @@ impl PgStorage {
                     c_hash.push(hash.as_slice());
                     c_bytes.push(bytes.as_slice());
                 }
+                last_seq.insert(d.id.clone(), *seq);
             }
             let ins = tx
                 .prepare_cached(
@@ -736,6 +753,7 @@ impl PgStorage {
                 .await?;
             tx.execute(&ins, &[&c_grid, &c_seq, &c_doc, &c_hash, &c_bytes])
                 .await?;
+            Self::write_moves(tx, &plan, &last_seq).await?;
             let upd = tx
                 .prepare_cached("UPDATE grid_seqs SET seq = $2 WHERE grid = $1")
                 .await?;
@@ -759,6 +777,75 @@ impl PgStorage {
             duplicates: plan.duplicates,
             grid_seqs,
         })
+    }
+}
+
+impl PgStorage {
+    /// Records the moves of a push ([`push_moves`]) and files the documents that follow a
+    /// moved household under its new building (after the grids' locks: a pull reading the
+    /// moves sees them with the changes of their seqs).
+    async fn write_moves(
+        tx: &deadpool_postgres::Transaction<'_>,
+        plan: &ingest::Plan,
+        last_seq: &HashMap<String, u64>,
+    ) -> Result<(), Attempt> {
+        let mut followers: HashMap<String, Vec<String>> = HashMap::new();
+        let moved: Vec<&ingest::PlannedDoc> = plan
+            .docs
+            .iter()
+            .filter(|d| d.kind == DocKind::Household && d.moved_from.is_some())
+            .collect();
+        if !moved.is_empty() {
+            let stmt = tx
+                .prepare_cached(
+                    "SELECT id, kind, rows FROM docs
+                     WHERE grid = $1 AND building IS NOT DISTINCT FROM $2
+                       AND kind IN ('record', 'task')",
+                )
+                .await?;
+            for d in moved {
+                let from = d.moved_from.clone().flatten();
+                let mut mine = Vec::new();
+                for r in tx.query(&stmt, &[&d.grid, &from]).await? {
+                    let id: String = r.try_get(0)?;
+                    let kind: String = r.try_get(1)?;
+                    let rows: Vec<u8> = r.try_get(2)?;
+                    if follows_household(&kind, &rows, &d.id) {
+                        mine.push(id);
+                    }
+                }
+                followers.insert(d.id.clone(), mine);
+            }
+        }
+        let moves = push_moves(plan, last_seq, &followers);
+        if moves.is_empty() {
+            return Ok(());
+        }
+        let in_push: HashSet<&str> = plan.docs.iter().map(|d| d.id.as_str()).collect();
+        let ins = tx
+            .prepare_cached(
+                "INSERT INTO moves (grid, seq, doc, from_building, to_building)
+                 SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[])
+                 ON CONFLICT (grid, seq, doc) DO UPDATE
+                 SET from_building = excluded.from_building, to_building = excluded.to_building",
+            )
+            .await?;
+        let grid: Vec<&str> = moves.iter().map(|(g, _)| g.as_str()).collect();
+        let seq: Vec<i64> = moves.iter().map(|(_, m)| i64_of(m.seq)).collect();
+        let doc: Vec<&str> = moves.iter().map(|(_, m)| m.doc.as_str()).collect();
+        let from: Vec<Option<&str>> = moves.iter().map(|(_, m)| m.from.as_deref()).collect();
+        let to: Vec<Option<&str>> = moves.iter().map(|(_, m)| m.to.as_deref()).collect();
+        tx.execute(&ins, &[&grid, &seq, &doc, &from, &to]).await?;
+        let refile = tx
+            .prepare_cached("UPDATE docs SET building = $3 WHERE grid = $1 AND id = $2")
+            .await?;
+        for (g, m) in moves
+            .iter()
+            .filter(|(_, m)| !in_push.contains(m.doc.as_str()))
+        {
+            tx.execute(&refile, &[g, &m.doc, &m.to]).await?;
+        }
+        Ok(())
     }
 }
 
@@ -1680,7 +1767,6 @@ impl Storage for PgStorage {
                 tx.query(&stmt, &[&grid, &since_i, &upto, bs]).await?
             }
         };
-        tx.commit().await?;
         let mut changes = Vec::with_capacity(rows.len());
         for r in &rows {
             changes.push((u64_of(r.try_get(0)?), r.try_get(1)?, r.try_get(2)?));
@@ -1693,10 +1779,35 @@ impl Storage for PgStorage {
             changes.last().map(|c: &(u64, String, Vec<u8>)| c.0),
             max,
         );
+        // The moves of the window that touch the scope, in the same snapshot.
+        let mut moves = Vec::new();
+        if let Some(bs) = bs {
+            let stmt = tx
+                .prepare_cached(
+                    "SELECT seq, doc, from_building, to_building FROM moves
+                     WHERE grid = $1 AND seq > $2 AND seq <= $3
+                       AND (from_building = ANY($4) OR to_building = ANY($4))
+                     ORDER BY seq, doc",
+                )
+                .await?;
+            for r in tx
+                .query(&stmt, &[&grid, &since_i, &i64_of(next), bs])
+                .await?
+            {
+                moves.push(MoveRow {
+                    seq: u64_of(r.try_get(0)?),
+                    doc: r.try_get(1)?,
+                    from: r.try_get(2)?,
+                    to: r.try_get(3)?,
+                });
+            }
+        }
+        tx.commit().await?;
         Ok(PullPage {
             changes,
             next,
             more,
+            moves,
         })
     }
 

@@ -95,6 +95,14 @@ ALTER TABLE devices ADD COLUMN reset_ms INTEGER;
     r#"
 ALTER TABLE devices ADD COLUMN predecessor TEXT;
 "#,
+    // 6: documents that changed building (a household moved, and what follows it), so that
+    // a pull tells a building-scoped phone what left or entered its buildings.
+    r#"
+CREATE TABLE moves (
+    grid TEXT NOT NULL, seq INTEGER NOT NULL, doc TEXT NOT NULL,
+    from_building TEXT, to_building TEXT,
+    PRIMARY KEY (grid, seq, doc)) STRICT, WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this build writes.
@@ -376,18 +384,27 @@ struct PushRead {
 fn versions_of(conn: &Connection, ids: &[String]) -> StoreResult<HashMap<String, DocVersion>> {
     let mut out = HashMap::new();
     let mut stmt = conn.prepare_cached(
-        "SELECT heads, tier, EXISTS (SELECT 1 FROM quarantine q WHERE q.doc = docs.id)
+        "SELECT heads, tier, building, EXISTS (SELECT 1 FROM quarantine q WHERE q.doc = docs.id)
          FROM docs WHERE id = ?1",
     )?;
     for id in ids {
-        let row: Option<(Vec<u8>, String, bool)> = stmt
-            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        let row: Option<(DocVersion, bool)> = stmt
+            .query_row([id], |r| {
+                Ok((
+                    DocVersion {
+                        heads: r.get(0)?,
+                        tier: r.get(1)?,
+                        building: r.get(2)?,
+                    },
+                    r.get(3)?,
+                ))
+            })
             .optional()?;
-        if let Some((heads, tier, quarantined)) = row {
+        if let Some((version, quarantined)) = row {
             if quarantined {
                 return Err(quarantined_refusal(id).into());
             }
-            out.insert(id.clone(), DocVersion { heads, tier });
+            out.insert(id.clone(), version);
         }
     }
     Ok(out)
@@ -490,11 +507,21 @@ fn write_push(
     }
     let mut households = HashMap::new();
     {
-        let mut stmt =
-            tx.prepare_cached("SELECT building FROM docs WHERE id = ?1 AND kind = 'household'")?;
+        let mut stmt = tx.prepare_cached(
+            "SELECT grid, building FROM docs WHERE id = ?1 AND kind = 'household'",
+        )?;
         for h in applied.households_needed() {
-            let b: Option<Option<String>> = stmt.query_row([&h], |r| r.get(0)).optional()?;
-            households.insert(h, b.flatten());
+            let at = stmt
+                .query_row([&h], |r| {
+                    Ok(ingest::HouseholdAt {
+                        grid: r.get(0)?,
+                        building: r.get(1)?,
+                    })
+                })
+                .optional()?;
+            if let Some(at) = at {
+                households.insert(h, at);
+            }
         }
     }
     let plan = ingest::authorize(applied, caller, &households)?;
@@ -542,6 +569,7 @@ fn write_push(
             .execute(params![caller.device, day - 7])?;
     }
     {
+        let mut last_seq: HashMap<String, u64> = HashMap::new();
         let mut ins = tx.prepare_cached(
             "INSERT INTO changes (grid, seq, doc, hash, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
@@ -560,6 +588,7 @@ fn write_push(
                 *seq += 1;
                 ins.execute(params![d.grid, *seq as i64, d.id, hash, bytes])?;
             }
+            last_seq.insert(d.id.clone(), *seq);
             if d.is_new {
                 new_doc.execute(params![
                     d.id,
@@ -582,6 +611,7 @@ fn write_push(
                 ])?;
             }
         }
+        write_moves(tx, &plan, &last_seq)?;
         let mut upd_grid = tx.prepare_cached("UPDATE grids SET seq = ?2 WHERE id = ?1")?;
         for (grid, seq) in &seqs {
             upd_grid.execute(params![grid, *seq as i64])?;
@@ -596,6 +626,60 @@ fn write_push(
         duplicates: plan.duplicates,
         grid_seqs,
     }))
+}
+
+/// Records the moves of a push ([`push_moves`]) and files the documents that follow a
+/// moved household under its new building.
+fn write_moves(
+    tx: &Transaction<'_>,
+    plan: &ingest::Plan,
+    last_seq: &HashMap<String, u64>,
+) -> StoreResult<()> {
+    let mut followers: HashMap<String, Vec<String>> = HashMap::new();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, kind, rows FROM docs
+             WHERE grid = ?1 AND building IS ?2 AND kind IN ('record', 'task')",
+        )?;
+        for d in plan.docs.iter().filter(|d| d.kind == DocKind::Household) {
+            let Some(from) = &d.moved_from else { continue };
+            let rows = stmt.query_map(params![d.grid, from], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })?;
+            let mut mine = Vec::new();
+            for row in rows {
+                let (id, kind, rows) = row?;
+                if follows_household(&kind, &rows, &d.id) {
+                    mine.push(id);
+                }
+            }
+            followers.insert(d.id.clone(), mine);
+        }
+    }
+    let moves = push_moves(plan, last_seq, &followers);
+    let in_push: HashSet<&str> = plan.docs.iter().map(|d| d.id.as_str()).collect();
+    let mut ins = tx.prepare_cached(
+        "INSERT OR REPLACE INTO moves (grid, seq, doc, from_building, to_building)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut refile = tx.prepare_cached("UPDATE docs SET building = ?2 WHERE id = ?1")?;
+    for (grid, m) in &moves {
+        ins.execute(params![
+            grid,
+            i64::try_from(m.seq).unwrap_or(i64::MAX),
+            m.doc,
+            m.from,
+            m.to
+        ])?;
+        if !in_push.contains(m.doc.as_str()) {
+            refile.execute(params![m.doc, m.to])?;
+        }
+    }
+    Ok(())
 }
 
 /// One attempt of a push. Optimistic (`locked` false): read on a reader, apply with no lock
@@ -664,6 +748,7 @@ fn clone_parsed(p: &Parsed) -> Parsed {
             })
             .collect(),
         duplicates: p.duplicates,
+        caps: p.caps,
     }
 }
 
@@ -762,7 +847,6 @@ fn pull_tx(
             .query_map(params![grid, since_i, upto, bs], map)?
             .collect::<rusqlite::Result<_>>()?,
     };
-    tx.commit()?;
     let (next, more) = pull_page_end(
         since,
         limit,
@@ -771,10 +855,36 @@ fn pull_tx(
         changes.last().map(|c| c.0),
         max,
     );
+    // The moves of the window that touch the scope, in the same snapshot.
+    let moves = match &bs {
+        None => Vec::new(),
+        Some(bs) => tx
+            .prepare_cached(
+                "SELECT seq, doc, from_building, to_building FROM moves
+                 WHERE grid = ?1 AND seq > ?2 AND seq <= ?3
+                   AND (from_building IN (SELECT value FROM json_each(?4))
+                        OR to_building IN (SELECT value FROM json_each(?4)))
+                 ORDER BY seq, doc",
+            )?
+            .query_map(
+                params![grid, since_i, i64::try_from(next).unwrap_or(i64::MAX), bs],
+                |r| {
+                    Ok(MoveRow {
+                        seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                        doc: r.get(1)?,
+                        from: r.get(2)?,
+                        to: r.get(3)?,
+                    })
+                },
+            )?
+            .collect::<rusqlite::Result<_>>()?,
+    };
+    tx.commit()?;
     Ok(PullPage {
         changes,
         next,
         more,
+        moves,
     })
 }
 

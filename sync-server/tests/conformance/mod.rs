@@ -692,6 +692,133 @@ pub async fn bootstrap_and_scope(f: &dyn Factory) {
     assert!(s.doc("nope").await.unwrap().is_none());
 }
 
+/// A household moved to another building takes the records (without a building of their
+/// own) and tasks that name it along: the server files them under the new building, and a
+/// pull of a building scope lists what left or entered it in the page's window (the moves),
+/// on every backend; bootstrap and document reads follow the new building.
+pub async fn moves_follow_the_household(f: &dyn Factory) {
+    use xiuhua_server::storage::{MoveRow, scope_moves};
+    let s = f.open().await;
+    let s = &*s;
+    directory(s).await;
+    let caller = device(s, "u-grid", "dev-a").await;
+    let mut st = store("u-grid", "王伟", Role::GridMember, "dev-a");
+    let hh = st
+        .create_household(household("g1", "1号楼", "101"))
+        .unwrap();
+    let other = st
+        .create_household(household("g1", "1号楼", "102"))
+        .unwrap();
+    let mut follows = record("g1", None, 1);
+    follows.household = Some(hh.clone());
+    let follows = st.create_record(follows).unwrap();
+    let mut own = record("g1", Some("1号楼"), 2);
+    own.household = Some(hh.clone());
+    let own = st.create_record(own).unwrap();
+    let mut t = task("g1");
+    t.household = Some(hh.clone());
+    let t = st.create_task(t).unwrap();
+    let mut t_other = task("g1");
+    t_other.household = Some(other.clone());
+    let t_other = st.create_task(t_other).unwrap();
+    push(s, &caller, drain(&mut st)).await.unwrap();
+    let before = seq_of(s, "g1").await;
+    let b1 = Scope::Buildings(vec!["1号楼".into()]);
+    let b2 = Scope::Buildings(vec!["2号楼".into()]);
+    assert!(s.pull("g1", 0, 100, &b1).await.unwrap().moves.is_empty());
+
+    st.move_household(&hh, "2号楼", "3单元", "301").unwrap();
+    push(s, &caller, drain(&mut st)).await.unwrap();
+    let at = seq_of(s, "g1").await;
+    assert_eq!(at, before + 1);
+    let mut want: Vec<String> = vec![hh.clone(), follows.clone(), t.clone()];
+    want.sort();
+
+    // A phone of 1号楼 learns what left; one of 2号楼 what arrived; the moves are the ones
+    // of the window only.
+    let p = s.pull("g1", before, 100, &b1).await.unwrap();
+    assert!(
+        p.changes.is_empty(),
+        "the moving change is not 1号楼's any more"
+    );
+    assert_eq!(p.next, at);
+    let mut moved: Vec<&MoveRow> = p.moves.iter().collect();
+    moved.sort_by(|a, b| a.doc.cmp(&b.doc));
+    assert_eq!(
+        moved.iter().map(|m| m.doc.clone()).collect::<Vec<_>>(),
+        want
+    );
+    for m in &moved {
+        assert_eq!(
+            (m.seq, m.from.as_deref(), m.to.as_deref()),
+            (at, Some("1号楼"), Some("2号楼"))
+        );
+    }
+    assert_eq!(scope_moves(&b1, &p.moves), (want.clone(), vec![]));
+    let p2 = s.pull("g1", before, 100, &b2).await.unwrap();
+    assert_eq!(
+        p2.changes.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(),
+        [hh.as_str()]
+    );
+    assert_eq!(scope_moves(&b2, &p2.moves), (vec![], want.clone()));
+    assert!(s.pull("g1", at, 100, &b1).await.unwrap().moves.is_empty());
+    assert!(
+        s.pull("g1", before, 100, &Scope::Grid)
+            .await
+            .unwrap()
+            .moves
+            .is_empty()
+    );
+
+    // The followers are filed under 2号楼; the record with its own building and the other
+    // household's task stay.
+    for (id, b) in [
+        (&hh, "2号楼"),
+        (&follows, "2号楼"),
+        (&t, "2号楼"),
+        (&own, "1号楼"),
+        (&other, "1号楼"),
+        (&t_other, "1号楼"),
+    ] {
+        let (meta, _) = s.doc(id).await.unwrap().unwrap();
+        assert_eq!(meta.building.as_deref(), Some(b), "{id}");
+    }
+    let snap = s.bootstrap("g1", &b2, None, 0).await.unwrap();
+    let mut ids: Vec<String> = snap.docs.iter().map(|d| d.id.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, want);
+
+    // The task, edited now by the grid member, stays in 2号楼 and is no move.
+    st.task_action(
+        &t,
+        TaskAction::Note {
+            text: "已电话联系".into(),
+        },
+    )
+    .unwrap();
+    push(s, &caller, drain(&mut st)).await.unwrap();
+    let p = s.pull("g1", at, 100, &b2).await.unwrap();
+    assert!(p.moves.is_empty());
+    assert_eq!(
+        p.changes.iter().map(|c| c.1.as_str()).collect::<Vec<_>>(),
+        [t.as_str()]
+    );
+
+    // Back to 1号楼: the round trip nets out over the whole window.
+    st.move_household(&hh, "1号楼", "1单元", "101").unwrap();
+    push(s, &caller, drain(&mut st)).await.unwrap();
+    assert_eq!(
+        scope_moves(&b1, &s.pull("g1", before, 100, &b1).await.unwrap().moves),
+        (vec![], vec![])
+    );
+    assert_eq!(
+        scope_moves(&b2, &s.pull("g1", at, 100, &b2).await.unwrap().moves),
+        (want, vec![])
+    );
+    let (meta, _) = s.doc(&t).await.unwrap().unwrap();
+    assert_eq!(meta.building.as_deref(), Some("1号楼"));
+}
+
 /// Bootstrap in pages: documents ordered by id, each exactly once across the pages, `more`
 /// on every page but the last, and every page carrying the grid's seq read with it (the
 /// client keeps the first page's: a document pushed between pages is pulled from there).
