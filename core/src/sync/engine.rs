@@ -462,7 +462,7 @@ impl SyncEngine {
         let e = super::cancelled_error();
         self.failed = true;
         self.in_flight = None;
-        let _ = store.record_sync_error(&e);
+        let _ = store.record_sync_failure(&e, Some(&self.report));
         e
     }
 

@@ -1655,6 +1655,10 @@ fn a_cancelled_sync_stops_at_the_next_request_and_leaves_a_consistent_store() {
     let st = a.sync_status().unwrap();
     assert!(st.last_error.is_some_and(|m| m.contains("cancelled")));
     assert_eq!(st.last_success_ms, None);
+    // The last sync, unfinished, still says what it pushed before it was cancelled.
+    let last = st.last_sync.expect("the cancelled sync is recorded");
+    assert!(!last.finished);
+    assert_eq!(last.pushed, 2, "{last:?}");
     // The next sync finishes the work.
     let r = run(&mut a, &net).unwrap();
     assert_eq!(r.pushed as i64, total - 2);
