@@ -135,6 +135,28 @@ pub struct Refusal {
 }
 
 impl XiuhuaStore {
+    /// Runs a core routine that reaches the store step by step (`core::sync::WithStore`):
+    /// the store is locked for each step only, never while a request is on the network. A
+    /// store made unusable by an earlier panic is reported as such, not as the routine's
+    /// error.
+    fn step_by_step<R>(
+        &self,
+        run: impl FnOnce(&mut core::sync::WithStore<'_>) -> core::Result<R>,
+    ) -> Result<R> {
+        let mut unusable: Option<XiuhuaError> = None;
+        let r = run(&mut |step| match self.lock() {
+            Ok(mut store) => step(&mut store),
+            Err(e) => {
+                unusable = Some(e);
+                Err(core::Error::invalid("store", "unusable"))
+            }
+        });
+        match (r, unusable) {
+            (_, Some(e)) => Err(e),
+            (r, None) => Ok(r?),
+        }
+    }
+
     fn timeouts(&self) -> (std::time::Duration, std::time::Duration) {
         let (c, r) = self.timeouts_ms.lock().map_or((0, 0), |t| *t);
         (
@@ -278,25 +300,9 @@ impl XiuhuaStore {
         let (connect, request) = self.timeouts();
         let mut transport = HttpTransport::with_timeouts(&server_url, connect, request)?;
         let base_url = transport.base_url().to_string();
-        let mut unusable: Option<XiuhuaError> = None;
-        // The store is locked for each step only, never while the request is on the network.
-        let done = core::sync::enroll_store(
-            &mut |step| match self.lock() {
-                Ok(mut store) => step(&mut store),
-                Err(e) => {
-                    unusable = Some(e);
-                    Err(core::Error::invalid("store", "unusable"))
-                }
-            },
-            &mut transport,
-            &base_url,
-            &code,
-            &device_name,
-        );
-        if let Some(e) = unusable {
-            return Err(e);
-        }
-        let done = done?;
+        let done = self.step_by_step(|with_store| {
+            core::sync::enroll_store(with_store, &mut transport, &base_url, &code, &device_name)
+        })?;
         self.notify_all();
         let answer = done.answer;
         Ok(Enrollment {
@@ -436,27 +442,18 @@ impl XiuhuaStore {
         let (connect, request) = self.timeouts();
         let mut transport = HttpTransport::with_timeouts(&creds.server_url, connect, request)?;
         let listener = progress.map(Listener);
-        let mut unusable: Option<XiuhuaError> = None;
-        let report = core::sync::drive(
-            &mut |step| match self.lock() {
-                Ok(mut store) => step(&mut store),
-                Err(e) => {
-                    unusable = Some(e);
-                    Err(core::Error::invalid("store", "unusable"))
-                }
-            },
-            &mut transport,
-            listener
-                .as_ref()
-                .map(|l| l as &dyn core::sync::SyncProgress),
-            &creds,
-            SyncOptions::default(),
-            Some(&self.cancel),
-        );
-        let report = match (report, unusable) {
-            (_, Some(e)) => return Err(e),
-            (r, None) => r?,
-        };
+        let report = self.step_by_step(|with_store| {
+            core::sync::drive(
+                with_store,
+                &mut transport,
+                listener
+                    .as_ref()
+                    .map(|l| l as &dyn core::sync::SyncProgress),
+                &creds,
+                SyncOptions::default(),
+                Some(&self.cancel),
+            )
+        })?;
         if report.pulled > 0
             || report.bootstrapped_docs > 0
             || report.dropped_docs > 0
