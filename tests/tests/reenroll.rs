@@ -190,6 +190,9 @@ fn the_server_lets_a_device_succeed_only_a_device_of_the_same_user() {
     // A wrong code is a plain 401 whatever device it names (no oracle of devices).
     let e = enroll_raw(&server.url, "AAAA-BBBB-CCCC", Some(&wang.id)).refused(401);
     assert_ne!(e.code, "other_user");
+    // An oversized or control-character device name is a 400, the code still good.
+    enroll_raw(&server.url, &code, Some(&"d".repeat(65))).refused(400);
+    enroll_raw(&server.url, &code, Some("d-\u{7}")).refused(400);
     // Naming chen's own device succeeds and retires it.
     let new = enroll_raw(&server.url, &code, Some(&chen.id)).ok();
     assert_eq!(new.user, "u-chen");
