@@ -69,6 +69,9 @@ class ImportTest(unittest.TestCase):
         self.assertEqual(code, 1, "bad rows make the exit code non-zero")
         store = xh.XiuhuaStore.open(self.path, "k", it_actor())
         self.assertEqual(store.ledger(GRID).households, 3)
+        with self.assertRaises(xh.XiuhuaError.AlreadyOpen):
+            xh.XiuhuaStore.open(self.path, "k", it_actor())
+        del store  # the one open store is released; a second open is refused while it lives
         with self.assertRaises(xh.XiuhuaError.WrongKey) as cm:
             xh.XiuhuaStore.open(self.path, "wrong", it_actor())
         self.assertEqual(cm.exception.detail, "the encryption key does not open this database")
