@@ -153,6 +153,11 @@ pub fn kind_and_grid(doc: &AutoCommit) -> Option<(DocKind, String)> {
     Some((kind, grid))
 }
 
+/// A string field of the root (`None` when absent, null or not a string).
+pub fn root_str(doc: &AutoCommit, key: &str) -> Option<String> {
+    scalar_str(doc, &automerge::ROOT, key)
+}
+
 fn scalar_str(doc: &AutoCommit, obj: &automerge::ObjId, key: &str) -> Option<String> {
     match doc.get(obj, key).ok().flatten()? {
         (Value::Scalar(s), _) => match s.as_ref() {

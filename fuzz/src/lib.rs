@@ -23,7 +23,7 @@ use std::io::Write;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use automerge::sync::{Message, State, SyncDoc};
+use automerge::sync::{State, SyncDoc};
 use automerge::{AutoCommit, ChangeHash};
 use serde::Serialize;
 use serde_bytes::ByteBuf;

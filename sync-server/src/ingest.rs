@@ -358,6 +358,10 @@ pub struct AppliedDoc {
     pub own_building: Option<String>,
     /// The household the document refers to (records and tasks).
     pub household: Option<String>,
+    /// The household the registered document named before this push: the household rules
+    /// of [`authorize`] apply to a household a push names anew, not to one that has since
+    /// moved (a 楼门长 keeps editing their record about a household that moved away).
+    pub household_before: Option<String>,
     pub rows: Rows,
     pub bytes: Vec<u8>,
     pub heads: Vec<ChangeHash>,
@@ -541,6 +545,9 @@ fn apply_one_inner(
         }
         let id = pd.id;
         let heads_before = doc.get_heads();
+        let household_before = before
+            .as_ref()
+            .and_then(|_| xiuhua_core::doc::root_str(&doc, "household"));
         // What the document held before: task events are append-only.
         let events_before: Option<BTreeMap<String, TaskEvent>> = match &before {
             Some(b) if b.kind == DocKind::Task => Some(
@@ -695,6 +702,7 @@ fn apply_one_inner(
                 before,
                 own_building,
                 household,
+                household_before,
                 rows,
                 bytes,
                 heads,
@@ -1091,9 +1099,11 @@ pub fn authorize_at(
         }
     }
     for d in applied.docs {
+        let names_household_anew = d.before.is_none() || d.household != d.household_before;
         // A record or task names a household of its own grid: grants are per grid, and a
         // household of another grid is not this document's to point at.
         if d.kind != DocKind::Household
+            && names_household_anew
             && let Some(at) = d.household.as_deref().and_then(household_at)
             && at.grid != d.grid
         {
@@ -1119,6 +1129,7 @@ pub fn authorize_at(
         // may write too (a 楼门长 may not file about a household of another building).
         if d.kind == DocKind::Record
             && d.own_building.is_some()
+            && names_household_anew
             && let Some(h) = d.household.as_deref()
         {
             caller.check_write(&d.id, &d.grid, building_of_household(h).as_deref(), None)?;
@@ -1732,6 +1743,53 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn a_record_about_a_household_that_moved_away_stays_editable_by_its_building_leader() {
+        let lou = caller("u1", "d1", Role::BuildingLeader, &["3号楼"]);
+        let me = actor("u1", Role::BuildingLeader);
+        let mut doc = build_document(
+            &record("rec-1", Some("3号楼"), Some("hh-1")),
+            &me,
+            hlc(NOW - 1000),
+            "log",
+        )
+        .unwrap();
+        let stored = HashMap::from([(
+            "rec-1".to_string(),
+            stored_of("rec-1", DocKind::Record, Some("3号楼"), &mut doc),
+        )]);
+        // Since the record was filed, hh-1 moved to 4号楼, and hh-4 is of 4号楼 too.
+        let households = HashMap::from([
+            (
+                "hh-1".to_string(),
+                HouseholdAt {
+                    grid: "g1".into(),
+                    building: Some("4号楼".into()),
+                },
+            ),
+            (
+                "hh-4".to_string(),
+                HouseholdAt {
+                    grid: "g1".into(),
+                    building: Some("4号楼".into()),
+                },
+            ),
+        ]);
+        let filed = doc.get_heads();
+        doc.put(automerge::ROOT, "place", "二楼楼道").unwrap();
+        let edit = commit_as_u1(&mut doc, &filed, NOW - 500, "edit place");
+        let plan = push(&lou, req("rec-1", edit), &stored, &households)
+            .expect("editing one's own record is allowed after its household moved");
+        assert_eq!(plan.docs[0].building.as_deref(), Some("3号楼"));
+        // Naming another household of 4号楼 anew is still refused (the push carries the
+        // edit above too: the server stored only the filing).
+        doc.put(automerge::ROOT, "household", "hh-4").unwrap();
+        let renamed = commit_as_u1(&mut doc, &filed, NOW - 400, "edit household");
+        let r = refusal(push(&lou, req("rec-1", renamed), &stored, &households));
+        assert_eq!(r.kind, crate::error::RefusalKind::Forbidden);
+        assert!(r.message.contains("4号楼"), "{}", r.message);
     }
 
     #[test]
