@@ -385,7 +385,21 @@ impl XiuhuaStore {
 
     /// A 民情 record, whole.
     pub fn record(&self, id: String) -> Result<RecordDetail> {
-        self.with(|s| s.record(&id)).map(RecordDetail::from)
+        self.with(|s| s.record_detail(&id)).map(RecordDetail::from)
+    }
+
+    /// 点单 from a 民情 record in one action: a task of the record's grid, category and
+    /// household, linked to it, assigned at once when an assignee is named. The record then
+    /// shows the task's progress (`record`, `records`). Returns the task's id.
+    pub fn order_from_record(&self, record: String, order: OrderFromRecord) -> Result<String> {
+        let order = order.to_core()?;
+        let id = self.with(|s| s.order_from_record(&record, order))?;
+        self.notify(ChangeEvent {
+            origin: ChangeOrigin::Local,
+            docs: vec![changed(&id), changed(&record)],
+            everything: false,
+        });
+        Ok(id)
     }
 
     /// Records of a grid, filtered by status and/or category, newest first.

@@ -370,14 +370,20 @@ pub struct RecordDetail {
     pub household: Option<String>,
     pub building: Option<String>,
     pub place: String,
-    /// 待处理, 处理中, 已办结, 已回访.
+    /// What the record shows (待处理, 处理中, 已办结, 已回访): its own status, raised by the
+    /// tasks made from it (a live task: at least 处理中; all closed: at least 已办结).
     pub status: String,
+    /// The status set on the record itself.
+    pub own_status: String,
+    /// The tasks held here that were made from it (点单), oldest first.
+    pub tasks: Vec<String>,
     pub reported_at: i64,
     pub created_by: String,
 }
 
-impl From<core::Record> for RecordDetail {
-    fn from(r: core::Record) -> Self {
+impl From<core::store::RecordDetail> for RecordDetail {
+    fn from(d: core::store::RecordDetail) -> Self {
+        let r = d.record;
         RecordDetail {
             id: r.id,
             grid: r.grid,
@@ -387,7 +393,9 @@ impl From<core::Record> for RecordDetail {
             household: r.household,
             building: r.building,
             place: r.place,
-            status: r.status.as_str().to_string(),
+            status: d.shown.as_str().to_string(),
+            own_status: r.status.as_str().to_string(),
+            tasks: d.tasks,
             reported_at: r.reported_at,
             created_by: r.created_by,
         }
@@ -423,6 +431,30 @@ impl From<core::store::RecordSummary> for RecordSummary {
 }
 
 // ----- 代办 tasks -----
+
+/// 点单 from a 民情 record: what the task needs beyond what the record gives (grid,
+/// category, household, title and description).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct OrderFromRecord {
+    /// 党群办, 小区办, 上门办.
+    pub level: String,
+    /// The task's title; the record's first words when empty or absent.
+    pub title: Option<String>,
+    /// When named, the task is assigned (派单) in the same action.
+    pub assignee: Option<String>,
+    pub deadline: Option<i64>,
+}
+
+impl OrderFromRecord {
+    pub(crate) fn to_core(&self) -> Result<core::store::OrderFromRecord> {
+        Ok(core::store::OrderFromRecord {
+            level: parse(&self.level)?,
+            title: self.title.clone(),
+            assignee: self.assignee.clone(),
+            deadline: self.deadline,
+        })
+    }
+}
 
 /// A 代办 order (点单) to place.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]

@@ -82,7 +82,9 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::error::{Error, Result};
-use crate::model::{Actor, EventKind, Level, Role, TaskAction, TaskEvent, TaskStatus, Tier};
+use crate::model::{
+    Actor, EventKind, Level, RecordStatus, Role, TaskAction, TaskEvent, TaskStatus, Tier,
+};
 
 /// Version of the fold's rules. Bump it whenever [`fold`] may give a different result for the
 /// same events, so that stored projections are recomputed.
@@ -318,6 +320,33 @@ pub fn order_event(
     e.deadline = deadline;
     e.text = text;
     e
+}
+
+/// The status a 民情 record shows, from its own (as set on the record) and the folded
+/// statuses of the 代办 tasks made from it (点单 from the record). A record with a live task
+/// (any not cancelled) is at least 处理中; when every live task is closed (completed and
+/// rated well) it is at least 已办结. The record never shows less than its own status, so a
+/// 已回访 set by hand stays. A pure function of the documents: every device shows the same,
+/// whatever order the tasks arrived in.
+pub fn record_status_shown(
+    own: RecordStatus,
+    tasks: impl IntoIterator<Item = TaskStatus>,
+) -> RecordStatus {
+    let mut live = false;
+    let mut all_closed = true;
+    for t in tasks {
+        if t == TaskStatus::Cancelled {
+            continue;
+        }
+        live = true;
+        all_closed &= t == TaskStatus::Closed;
+    }
+    let from_tasks = match (live, all_closed) {
+        (false, _) => RecordStatus::Pending,
+        (true, true) => RecordStatus::Resolved,
+        (true, false) => RecordStatus::InProgress,
+    };
+    own.max(from_tasks)
 }
 
 fn base_event(id: String, prev: Vec<String>, actor: &Actor, hlc: i64) -> TaskEvent {
@@ -2672,5 +2701,31 @@ mod tests {
             TaskAction::ChangeDeadline { deadline: 50_000 },
         );
         assert!(!moved.view().is_overdue(20_000));
+    }
+
+    #[test]
+    fn a_record_follows_the_tasks_made_from_it_in_any_order() {
+        use RecordStatus as R;
+        use TaskStatus as T;
+        let cases: &[(R, &[T], R)] = &[
+            (R::Pending, &[], R::Pending),
+            (R::Pending, &[T::Ordered], R::InProgress),
+            (R::Pending, &[T::Done], R::InProgress),
+            (R::Pending, &[T::Closed], R::Resolved),
+            (R::Pending, &[T::Closed, T::InProgress], R::InProgress),
+            (R::Pending, &[T::Closed, T::Cancelled], R::Resolved),
+            (R::Pending, &[T::Cancelled], R::Pending),
+            (R::FollowedUp, &[T::Ordered], R::FollowedUp),
+            (R::Resolved, &[T::Assigned], R::Resolved),
+        ];
+        for (own, tasks, shown) in cases {
+            assert_eq!(
+                record_status_shown(*own, tasks.iter().copied()),
+                *shown,
+                "{own:?} with {tasks:?}"
+            );
+            let reversed = tasks.iter().rev().copied();
+            assert_eq!(record_status_shown(*own, reversed), *shown);
+        }
     }
 }

@@ -23,6 +23,8 @@ mod merging;
 mod queries;
 #[path = "store/rebuild.rs"]
 mod rebuild;
+#[path = "store/record_to_task.rs"]
+mod record_to_task;
 #[path = "store/text.rs"]
 mod text;
 #[path = "store/transaction.rs"]

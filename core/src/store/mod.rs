@@ -111,6 +111,29 @@ pub struct TaskDetail {
     pub overdue: bool,
 }
 
+/// What 点单 from a 民情 record asks for; the rest (grid, category, household, title and
+/// description) comes from the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderFromRecord {
+    pub level: Level,
+    /// The task's title; the record's first words when `None` or blank.
+    pub title: Option<String>,
+    /// Named at creation: a 派单 event right after the order, as [`NewTask::assignee`].
+    pub assignee: Option<String>,
+    /// ms since the epoch.
+    pub deadline: Option<i64>,
+}
+
+/// A 民情 record with the status it shows and the tasks made from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordDetail {
+    pub record: Record,
+    /// Its own status raised by the tasks made from it ([`workflow::record_status_shown`]).
+    pub shown: RecordStatus,
+    /// The ids of the tasks held here that were made from it, oldest first.
+    pub tasks: Vec<String>,
+}
+
 type TimeSource = Box<dyn Fn() -> i64 + Send>;
 
 fn system_ms() -> i64 {
@@ -756,6 +779,53 @@ impl Store {
         let rows = Rows::Record(projection::record_row(&r));
         self.create(DocKind::Record, &grid, hlc, "log record", &r, rows, &id)?;
         Ok(id)
+    }
+
+    /// 点单 from a 民情 record, in one action: a 代办 task of the record's grid, category and
+    /// household, linked to the record (`source_record`), so the record shows the task's
+    /// progress ([`Store::record_detail`], the record lists). Returns the task's id.
+    pub fn order_from_record(&mut self, record: &str, order: OrderFromRecord) -> Result<String> {
+        let r = self.record(record)?;
+        let title = match order.title.as_deref().map(str::trim) {
+            Some(t) if !t.is_empty() => t.to_string(),
+            _ => r.description.as_str().trim().chars().take(30).collect(),
+        };
+        self.create_task(NewTask {
+            grid: r.grid,
+            level: order.level,
+            category: r.category,
+            title,
+            description: r.description.as_str().trim().to_string(),
+            household: r.household,
+            source_record: Some(r.id),
+            assignee: order.assignee,
+            deadline: order.deadline,
+        })
+    }
+
+    /// A record with the status it shows and the tasks made from it.
+    pub fn record_detail(&mut self, id: &str) -> Result<RecordDetail> {
+        let record = self.record(id)?;
+        let shown: Option<String> = self
+            .conn
+            .prepare_cached("SELECT shown FROM records WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        let shown = shown
+            .and_then(|s| RecordStatus::parse(&s).ok())
+            .unwrap_or(record.status);
+        let tasks = self
+            .conn
+            .prepare_cached(
+                "SELECT id FROM tasks WHERE source_record = ?1 ORDER BY created_at, id",
+            )?
+            .query_map([id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(RecordDetail {
+            record,
+            shown,
+            tasks,
+        })
     }
 
     /// Moves a record in the ledger (待处理 → 处理中 → 已办结 → 已回访).
@@ -1622,6 +1692,47 @@ mod tests {
         );
         drop(upgraded);
         assert_eq!(schema_of(&old), schema_of(&fresh));
+    }
+
+    #[test]
+    fn the_upgrade_to_shown_record_status_fills_it_from_the_tasks_held() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = dir.path().join("old.db");
+        {
+            let s = Store::open_at_version(&old, actor(), 4).expect("v4 store");
+            // As a v4 store of this projection version holds them (no rebuild on open).
+            s.conn
+                .execute(
+                    "INSERT INTO meta (key, value) VALUES ('projection_version', ?1)",
+                    [PROJECTION_VERSION],
+                )
+                .expect("projection version");
+            s.conn
+                .execute_batch(
+                    "INSERT INTO records (id, grid, category, status, reporter, household, building, place, reported_at, summary)
+                     VALUES ('rec-1', 'g', '设施报修', '待处理', '刘', NULL, NULL, '', 1, ''),
+                            ('rec-2', 'g', '设施报修', '待处理', '刘', NULL, NULL, '', 2, '');
+                     INSERT INTO tasks (id, grid, title, category, level, status, tier, assignee, deadline, created_at, household, source_record, rating, rejected)
+                     VALUES ('task-1', 'g', 't', '设施报修', NULL, 'closed', 'grid', NULL, NULL, 1, NULL, 'rec-1', 5, 0);",
+                )
+                .expect("v4 rows");
+        }
+        let s = Store::open(&old, actor()).expect("upgrade");
+        let shown: Vec<(String, String)> = s
+            .conn
+            .prepare("SELECT id, shown FROM records ORDER BY id")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(
+            shown,
+            vec![
+                ("rec-1".to_string(), "已办结".to_string()),
+                ("rec-2".to_string(), "待处理".to_string())
+            ]
+        );
     }
 
     #[test]

@@ -4,12 +4,12 @@
 //! rebuilds its projection.
 
 use automerge::AutoCommit;
-use rusqlite::{Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
 use crate::doc::{DocKind, kind_and_grid};
 use crate::error::{Error, Result};
-use crate::model::{Household, Record, Tag, Task};
+use crate::model::{Household, Record, RecordStatus, Tag, Task, TaskStatus};
 use crate::{pinyin, validate, workflow};
 
 /// Version of the projection rows computed from documents.
@@ -229,9 +229,60 @@ pub(crate) fn delete_rows(tx: &Transaction<'_>, kind: DocKind, id: &str) -> Resu
                 .execute([id])?;
         }
         DocKind::Task => {
+            let linked = source_record_of(tx, id)?;
             tx.prepare_cached("DELETE FROM tasks WHERE id = ?1")?
                 .execute([id])?;
+            if let Some(r) = linked {
+                refresh_record_shown(tx, &r)?;
+            }
         }
+    }
+    Ok(())
+}
+
+/// The record a task held here was made from.
+pub(crate) fn source_record_of(tx: &Transaction<'_>, task: &str) -> Result<Option<String>> {
+    Ok(tx
+        .prepare_cached("SELECT source_record FROM tasks WHERE id = ?1")?
+        .query_row([task], |r| r.get::<_, Option<String>>(0))
+        .optional()?
+        .flatten())
+}
+
+/// Sets the status `record` shows ([`workflow::record_status_shown`]) from its own status
+/// and the tasks held here that were made from it. Called wherever either changes, in the
+/// transaction that changed it. A record not held here is left alone.
+pub(crate) fn refresh_record_shown(tx: &Transaction<'_>, record: &str) -> Result<()> {
+    let own: Option<String> = tx
+        .prepare_cached("SELECT status FROM records WHERE id = ?1")?
+        .query_row([record], |r| r.get(0))
+        .optional()?;
+    let Some(own) = own else {
+        return Ok(());
+    };
+    // Rows were written by this build from validated documents; an unknown value (a newer
+    // build's) counts as the lowest.
+    let own = RecordStatus::parse(&own).unwrap_or(RecordStatus::Pending);
+    let tasks: Vec<TaskStatus> = tx
+        .prepare_cached("SELECT status FROM tasks WHERE source_record = ?1")?
+        .query_map([record], |r| r.get::<_, String>(0))?
+        .filter_map(|s| s.ok().and_then(|s| TaskStatus::parse(&s).ok()))
+        .collect();
+    let shown = workflow::record_status_shown(own, tasks);
+    tx.prepare_cached("UPDATE records SET shown = ?2 WHERE id = ?1 AND shown IS NOT ?2")?
+        .execute(params![record, shown.as_str()])?;
+    Ok(())
+}
+
+/// [`refresh_record_shown`] for every record some task held here was made from (after the
+/// migration that added the column).
+pub(crate) fn refresh_all_records_shown(tx: &Transaction<'_>) -> Result<()> {
+    let records: Vec<String> = tx
+        .prepare("SELECT DISTINCT source_record FROM tasks WHERE source_record IS NOT NULL")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for r in records {
+        refresh_record_shown(tx, &r)?;
     }
     Ok(())
 }
@@ -286,10 +337,11 @@ pub(crate) fn write_rows(tx: &Transaction<'_>, rows: &Rows, replace: bool) -> Re
                 delete_rows(tx, DocKind::Record, &r.id)?;
             }
             tx.prepare_cached(
-                "INSERT INTO records (id, grid, category, status, reporter, household, building, place, reported_at, summary)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO records (id, grid, category, status, shown, reporter, household, building, place, reported_at, summary)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![r.id, r.grid, r.category, r.status, r.reporter, r.household, r.building, r.place, r.reported_at, r.summary])?;
+            refresh_record_shown(tx, &r.id)?;
         }
         Rows::Task(t) => {
             if replace {
@@ -303,6 +355,9 @@ pub(crate) fn write_rows(tx: &Transaction<'_>, rows: &Rows, replace: bool) -> Re
                 t.id, t.grid, t.title, t.category, t.level, t.status, t.tier, t.assignee, t.deadline, t.created_at,
                 t.household, t.source_record, t.rating, t.rejected
             ])?;
+            if let Some(r) = &t.source_record {
+                refresh_record_shown(tx, r)?;
+            }
         }
     }
     Ok(())

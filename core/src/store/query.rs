@@ -157,7 +157,8 @@ fn task_summary(r: &Row<'_>) -> rusqlite::Result<TaskSummary> {
 
 const HH_COLS: &str = "id, building, unit, room, head_name, member_count, tags, visit_count, last_visit_at, conflicts";
 const RES_COLS: &str = "household, member, name, building, phone, id_masked, relation, birth_year";
-const REC_COLS: &str = "id, category, status, reporter, household, place, reported_at, summary";
+/// `shown` is the status a record shows: its own, raised by the tasks made from it.
+const REC_COLS: &str = "id, category, shown, reporter, household, place, reported_at, summary";
 const TASK_COLS: &str =
     "id, title, category, level, status, tier, assignee, deadline, rating, rejected";
 
@@ -254,7 +255,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<RecordSummary>> {
         let sql = format!(
-            "SELECT {REC_COLS} FROM records WHERE grid = ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR category = ?3)
+            "SELECT {REC_COLS} FROM records WHERE grid = ?1 AND (?2 IS NULL OR shown = ?2) AND (?3 IS NULL OR category = ?3)
              ORDER BY reported_at DESC, id LIMIT ?4"
         );
         let mut stmt = self.conn().prepare_cached(&sql)?;
@@ -330,7 +331,7 @@ impl Store {
     pub fn ledger(&self, grid: &str) -> Result<Ledger> {
         let c = self.conn();
         let records = c
-            .prepare_cached("SELECT category, status, count(*) FROM records WHERE grid = ?1 GROUP BY category, status ORDER BY category, status")?
+            .prepare_cached("SELECT category, shown, count(*) FROM records WHERE grid = ?1 GROUP BY category, shown ORDER BY category, shown")?
             .query_map([grid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<rusqlite::Result<_>>()?;
         let tasks = c

@@ -144,7 +144,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX set_aside_doc ON set_aside(doc);
     "#,
+    // 5: the status a record shows follows the tasks made from it
+    // (`workflow::record_status_shown`); `status` stays the record's own. Filled for the
+    // records with tasks by `projection::refresh_all_records_shown` in the same transaction.
+    r#"
+    ALTER TABLE records ADD COLUMN shown TEXT NOT NULL DEFAULT '待处理';
+    UPDATE records SET shown = status;
+    DROP INDEX records_status;
+    CREATE INDEX records_shown ON records(grid, shown, category);
+    CREATE INDEX tasks_source_record ON tasks(source_record) WHERE source_record IS NOT NULL;
+    "#,
 ];
+
+/// The version whose migration added `records.shown`.
+const RECORD_SHOWN_SINCE: i64 = 5;
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -243,6 +256,9 @@ pub(crate) fn init(conn: &mut Connection, target: i64) -> Result<()> {
             })?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)?;
+        if v + 1 == RECORD_SHOWN_SINCE {
+            super::projection::refresh_all_records_shown(&tx)?;
+        }
         tx.pragma_update(None, "application_id", APPLICATION_ID)?;
         tx.pragma_update(None, "user_version", v + 1)?;
         tx.commit()?;

@@ -277,6 +277,7 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let discarded = tx.execute("DELETE FROM outbox WHERE doc = ?1", [doc])?;
+        let linked = super::projection::source_record_of(&tx, doc)?;
         for sql in [
             "DELETE FROM pending_escalations WHERE task = ?1",
             "DELETE FROM pending_changes WHERE doc = ?1",
@@ -288,6 +289,9 @@ impl Store {
             "DELETE FROM docs WHERE id = ?1",
         ] {
             tx.execute(sql, params![doc])?;
+        }
+        if let Some(r) = linked {
+            super::projection::refresh_record_shown(&tx, &r)?;
         }
         meta_put(&tx, K_REFUSED, &to_json(&reasons)?)?;
         meta_put(&tx, K_REFUSED_SYNCS, &to_json(&counts)?)?;

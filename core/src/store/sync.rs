@@ -818,6 +818,7 @@ fn drop_docs(
              SELECT doc, grid, hash, change, ?2, ?3 FROM outbox WHERE doc = ?1 ORDER BY id",
             params![id, reason, now],
         )?;
+        let linked = projection::source_record_of(tx, id)?;
         for (table, col) in [
             ("doc_chunks", "doc"),
             ("pending_changes", "doc"),
@@ -830,6 +831,9 @@ fn drop_docs(
             ("docs", "id"),
         ] {
             tx.execute(&format!("DELETE FROM {table} WHERE {col} = ?1"), [id])?;
+        }
+        if let Some(r) = linked {
+            projection::refresh_record_shown(tx, &r)?;
         }
     }
     let refused: Vec<(String, String)> = meta_json(tx, K_REFUSED)?.unwrap_or_default();

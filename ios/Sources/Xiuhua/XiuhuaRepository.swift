@@ -105,6 +105,14 @@ public final class XiuhuaRepository: Sendable {
     // MARK: 代办 tasks
 
     public func createTask(_ t: NewTask) async throws -> String { try await call { try $0.createTask(task: t) } }
+    /// 点单 from a 民情 record in one action; the record then shows the task's progress.
+    public func orderFromRecord(_ record: String, level: String, title: String? = nil, assignee: String? = nil,
+                                deadline: Int64? = nil) async throws -> String {
+        try await call {
+            try $0.orderFromRecord(record: record, order: OrderFromRecord(level: level, title: title, assignee: assignee,
+                                                                          deadline: deadline))
+        }
+    }
     @discardableResult
     public func taskAction(_ task: String, _ action: TaskAction) async throws -> TaskDetail {
         try await call { try $0.taskAction(task: task, action: action) }

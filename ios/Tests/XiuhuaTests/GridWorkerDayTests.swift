@@ -156,6 +156,31 @@ final class GridWorkerDayTests: XCTestCase {
         XCTAssertEqual(v21, 1)
     }
 
+    func testOrderFromARecordTheRecordFollowsItsTaskToResolvedOnAnotherPhone() async throws {
+        let w = try await XiuhuaRepository.inMemory(actor: wangActor)
+        let z = try await XiuhuaRepository.inMemory(actor: zhaoActor)
+        let hh = try await w.createHousehold(household("5号楼", "1单元", "101", member("周八")))
+        let rec = try await w.createRecord(NewRecord(grid: grid, category: "设施报修", description: "楼道灯坏了", reporter: "周八",
+                                                     household: hh, building: "5号楼", place: "5号楼1单元"))
+        let task = try await w.orderFromRecord(rec, level: "上门办", assignee: "u-wang")
+        let t = try await w.task(task)
+        XCTAssertEqual(t.status, "assigned", "ordered and assigned in one action")
+        XCTAssertEqual(t.sourceRecord, rec)
+        XCTAssertEqual(t.title, "楼道灯坏了", "titled by the record's words")
+        let r = try await w.record(rec)
+        XCTAssertEqual(r.status, "处理中", "the record shows its task in progress")
+        XCTAssertEqual(r.ownStatus, "待处理")
+        XCTAssertEqual(r.tasks, [task])
+        try await w.taskAction(task, .accept)
+        try await w.taskAction(task, .complete(result: "换了灯泡"))
+        try await w.taskAction(task, .rate(score: 5, comment: "满意"))
+        let resolved = try await w.record(rec).status
+        XCTAssertEqual(resolved, "已办结")
+        try await exchange(w, z)
+        let there = try await z.records(grid, status: "已办结").map(\.id)
+        XCTAssertEqual(there, [rec], "the same on the other phone")
+    }
+
     func testTwoPhonesEditTheSamePhoneNumberOfflineTheConflictIsListedAndResolved() async throws {
         let a = try await XiuhuaRepository.inMemory(actor: wangActor)
         let b = try await XiuhuaRepository.inMemory(actor: actor("u-li", "李四", "网格员", "phone-li"))

@@ -17,6 +17,7 @@ import cn.xiuhua.ffi.NewMember
 import cn.xiuhua.ffi.NewRecord
 import cn.xiuhua.ffi.NewTask
 import cn.xiuhua.ffi.NewVisit
+import cn.xiuhua.ffi.OrderFromRecord
 import cn.xiuhua.ffi.RecordDetail
 import cn.xiuhua.ffi.RecordSummary
 import cn.xiuhua.ffi.RefusedChange
@@ -170,6 +171,14 @@ class XiuhuaRepository(
     // ----- 代办 tasks and the five orders -----
 
     suspend fun createTask(task: NewTask): String = call { createTask(task) }
+    /** 点单 from a 民情 record in one action; the record then shows the task's progress. */
+    suspend fun orderFromRecord(
+        record: String,
+        level: String,
+        title: String? = null,
+        assignee: String? = null,
+        deadline: Long? = null,
+    ): String = call { orderFromRecord(record, OrderFromRecord(level, title, assignee, deadline)) }
     suspend fun taskAction(task: String, action: TaskAction): TaskDetail = call { taskAction(task, action) }
     suspend fun assign(task: String, assignee: String) = taskAction(task, TaskAction.Assign(assignee))
     suspend fun accept(task: String) = taskAction(task, TaskAction.Accept)

@@ -170,6 +170,32 @@ object GridWorkerDayTest {
             }
         }
 
+        suite.test("点单 from a 民情 record: the record follows its task to 已办结 on another phone") {
+            runBlocking {
+                val w = XiuhuaRepository.inMemory(wang)
+                val z = XiuhuaRepository.inMemory(zhao)
+                val hh = w.createHousehold(household("5号楼", "1单元", "101", member("周八")))
+                val rec = w.createRecord(NewRecord(GRID, "设施报修", "楼道灯坏了", "周八", hh, "5号楼", "5号楼1单元"))
+                val task = w.orderFromRecord(rec, "上门办", assignee = "u-wang")
+                val t = w.task(task)
+                checkEq("assigned", t.status, "ordered and assigned in one action")
+                checkEq(rec, t.sourceRecord, "linked to the record")
+                checkEq("楼道灯坏了", t.title, "titled by the record's words")
+                val r = w.record(rec)
+                checkEq("处理中", r.status, "the record shows its task in progress")
+                checkEq("待处理", r.ownStatus, "its own status untouched")
+                checkEq(listOf(task), r.tasks, "the record lists its task")
+                w.accept(task)
+                w.complete(task, "换了灯泡")
+                w.rate(task, 5, "满意")
+                checkEq("已办结", w.record(rec).status, "closed task: record resolved")
+                exchange(w, z)
+                checkEq(listOf(rec), z.records(GRID, status = "已办结").map { it.id }, "the same on the other phone")
+                w.close()
+                z.close()
+            }
+        }
+
         suite.test("two phones edit the same phone number offline: the conflict is listed and resolved") {
             runBlocking {
                 val a = XiuhuaRepository.inMemory(wang)
