@@ -754,7 +754,7 @@ impl Store {
             return Err(Error::invalid("place", "longer than 100 characters"));
         }
         if let Some(h) = &new.household {
-            self.require_doc(h, DocKind::Household)?;
+            self.require_household_of(h, &grid)?;
         }
         let hlc = self.tick();
         let id = self.new_id(DocKind::Record, hlc);
@@ -860,6 +860,26 @@ impl Store {
         })
     }
 
+    /// `household` is a household held here of `grid`: a record or task names only a
+    /// household of its own grid (the server refuses the push otherwise, with this reason).
+    fn require_household_of(&self, household: &str, grid: &str) -> Result<()> {
+        self.require_doc(household, DocKind::Household)?;
+        let of: Option<String> = self
+            .conn
+            .prepare_cached("SELECT grid FROM docs WHERE id = ?1")?
+            .query_row([household], |r| r.get(0))
+            .optional()?;
+        match of {
+            Some(g) if g == grid => Ok(()),
+            _ => Err(Error::invalid(
+                "household",
+                format!(
+                    "names a household of another grid; a document of grid {grid} may name only a household of that grid"
+                ),
+            )),
+        }
+    }
+
     fn require_doc(&self, id: &str, kind: DocKind) -> Result<()> {
         let k: Option<String> = self
             .conn
@@ -887,7 +907,7 @@ impl Store {
             return Err(Error::invalid("description", "longer than 2000 characters"));
         }
         if let Some(h) = &new.household {
-            self.require_doc(h, DocKind::Household)?;
+            self.require_household_of(h, &grid)?;
         }
         if let Some(r) = &new.source_record {
             self.require_doc(r, DocKind::Record)?;

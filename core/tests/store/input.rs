@@ -147,3 +147,21 @@ fn an_actor_without_a_name_or_device_is_refused() {
         Err(Error::Invalid { .. })
     ));
 }
+
+#[test]
+fn a_record_or_task_naming_a_household_of_another_grid_is_refused_on_the_phone() {
+    let clock = FakeClock::new(MAR_2026);
+    let mut s = store(wang(), &clock);
+    let mut other = zhang_household();
+    other.address = xiuhua_core::Address::new("西城-02", "1号楼", "1单元", "101").unwrap();
+    let hh = s.create_household(other).unwrap();
+    let before = (s.outbox_len().unwrap(), dump(&s));
+    let r = s.create_record(new_record(xiuhua_core::Category::Repair, Some(&hh)));
+    assert_invalid(&s, &before, r, "household");
+    let r = s.create_task(new_task("代办", None, None, Some(&hh)));
+    assert_invalid(&s, &before, r, "household");
+    // Its own grid's household is fine.
+    let mut mine = new_record(xiuhua_core::Category::Repair, Some(&hh));
+    mine.grid = "西城-02".into();
+    s.create_record(mine).unwrap();
+}
