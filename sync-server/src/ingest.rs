@@ -129,8 +129,8 @@ const CHUNK_CHANGE: u8 = 1;
 /// Refuses bytes that are not one plain change chunk of at most `max_bytes`, from its
 /// header alone: the chunk type must be 1 (a compressed change, type 2, would be inflated
 /// without a bound before any check) and the declared length must be exactly what follows
-/// the header.
-pub fn check_chunk(bytes: &[u8], max_bytes: usize) -> Result<(), String> {
+/// the header. Returns where the chunk's body starts.
+pub fn check_chunk(bytes: &[u8], max_bytes: usize) -> Result<usize, String> {
     if bytes.len() > max_bytes {
         return Err(format!(
             "is {} bytes; at most {max_bytes} per change",
@@ -174,7 +174,7 @@ pub fn check_chunk(bytes: &[u8], max_bytes: usize) -> Result<(), String> {
     if u64::try_from(bytes.len() - at).ok() != Some(len) {
         return Err("is not an Automerge change: its length does not match its header".into());
     }
-    Ok(())
+    Ok(at)
 }
 
 thread_local! {
@@ -204,7 +204,9 @@ pub fn inside_guard() -> bool {
 /// recomputed heads do not match. `caps` bound its bytes, its operations and the
 /// operation counter it reaches.
 pub fn decode_change(bytes: &[u8], caps: &Caps) -> Result<Change, String> {
-    check_chunk(bytes, caps.change_bytes)?;
+    let body = check_chunk(bytes, caps.change_bytes)?;
+    // Automerge allocates a string's declared length before reading it.
+    crate::strings::check_declared_strings(&bytes[body..])?;
     let change = guarded(|| Change::try_from(bytes))
         .ok_or_else(|| "made Automerge fail while decoding it".to_string())?
         .map_err(|e| format!("is not an Automerge change: {e}"))?;
@@ -1439,6 +1441,35 @@ mod tests {
     }
 
     // ----- item 1: only plain change chunks; Automerge panics are refusals -----
+
+    /// Found by the `req_push` fuzz target: a task change of 914 bytes whose key column
+    /// declares a string of hundreds of MB, which Automerge allocated before reading it.
+    #[test]
+    fn a_change_declaring_a_string_longer_than_its_column_is_refused_before_decoding() {
+        let bytes = include_bytes!("../tests/fixtures/change-declaring-a-huge-string.bin");
+        assert_eq!(bytes.len(), 914);
+        let e = decode_change(bytes, &Caps::DEFAULT).unwrap_err();
+        assert!(e.contains("longer than the column"), "{e}");
+        // Honest changes of every kind pass the walk.
+        let me = actor("u1", Role::GridMember);
+        let order = event("ev-1", "order", "u1", Role::GridMember, NOW - 1000);
+        let mut docs = [
+            build_document(&household("hh-1", "3号楼"), &me, hlc(NOW - 1000), "reg").unwrap(),
+            build_document(
+                &record("rec-1", Some("3号楼"), None),
+                &me,
+                hlc(NOW - 1000),
+                "log",
+            )
+            .unwrap(),
+            build_document(&task("task-1", vec![order]), &me, hlc(NOW - 1000), "order").unwrap(),
+        ];
+        for doc in &mut docs {
+            for c in changes_of(doc) {
+                assert!(decode_change(&c, &Caps::DEFAULT).is_ok());
+            }
+        }
+    }
 
     #[test]
     fn a_compressed_change_is_refused_before_it_is_inflated() {

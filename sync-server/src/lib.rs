@@ -43,6 +43,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod server;
 pub mod storage;
+pub mod strings;
 
 pub use config::Config;
 pub use error::{ApiError, Refusal, RefusalKind};
