@@ -253,16 +253,70 @@ fn a_record_or_task_cannot_name_a_household_of_another_grid() {
         .unwrap();
     zhao.sync().unwrap();
     let before = server.grid_seqs();
-    // A task and a record of g1 about the g2 household, as an app could make them.
-    let t = zhao
-        .store
-        .create_task(task("g1", Some(&hh), "代办高龄补贴"))
-        .unwrap();
+    // The app itself refuses a task or record of g1 about the g2 household ...
     let mut rec = record("g1", None, "楼道灯坏了");
     rec.household = Some(hh.clone());
-    let r_id = zhao.store.create_record(rec).unwrap();
-    for id in [&t, &r_id] {
-        let r = zhao.call("/v1/push", &push_of(&zhao.store, id));
+    assert!(matches!(
+        zhao.store
+            .create_task(task("g1", Some(&hh), "代办高龄补贴")),
+        Err(xiuhua_core::Error::Invalid { .. })
+    ));
+    assert!(matches!(
+        zhao.store.create_record(rec),
+        Err(xiuhua_core::Error::Invalid { .. })
+    ));
+    // ... so a modified app makes them, signed as 赵敏.
+    let me = zhao.store.actor().clone();
+    let at = now_ms() - 1000;
+    let order = xiuhua_core::workflow::order_event(
+        Level::Doorstep,
+        None,
+        String::new(),
+        "ev-1".into(),
+        &me,
+        xiuhua_core::hlc::Hlc::new(u64::try_from(at).unwrap(), 0).as_i64(),
+    );
+    let t = "task-hostile-1".to_string();
+    let hostile_task = Task {
+        kind: "task".into(),
+        id: t.clone(),
+        grid: "g1".into(),
+        category: Category::Service,
+        title: "代办高龄补贴".into(),
+        description: autosurgeon::Text::with_value(""),
+        household: Some(hh.clone()),
+        source_record: None,
+        created_at: at,
+        created_by: me.user.clone(),
+        events: [("ev-1".to_string(), order)].into_iter().collect(),
+    };
+    let r_id = "rec-hostile-1".to_string();
+    let hostile_record = Record {
+        kind: "record".into(),
+        id: r_id.clone(),
+        grid: "g1".into(),
+        category: Category::Environment,
+        description: autosurgeon::Text::with_value("楼道灯坏了"),
+        reporter: "张阿姨".into(),
+        household: Some(hh.clone()),
+        building: None,
+        place: "楼道".into(),
+        status: RecordStatus::Pending,
+        reported_at: at,
+        created_by: me.user.clone(),
+    };
+    let pushes = [
+        (&t, signed(&hostile_task, &me, at)),
+        (&r_id, signed(&hostile_record, &me, at)),
+    ];
+    for (id, changes) in pushes {
+        let req = PushRequest {
+            docs: vec![DocChanges {
+                doc: id.clone(),
+                changes,
+            }],
+        };
+        let r = zhao.call("/v1/push", &req);
         assert_eq!(r.status, 400, "{:?}", r.err);
         let e = refused_and_nothing_stored(&server, &chen, &before, id, r);
         assert_eq!(e.code, "bad_request");
