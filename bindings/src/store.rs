@@ -294,6 +294,21 @@ impl XiuhuaStore {
         self.write(&household, |s| s.remove_member(&household, &member_id))
     }
 
+    /// Moves a household to another address of its grid (moved within the grid, or a
+    /// wrongly recorded building, unit or room). A 楼门长's phone scoped to the old building
+    /// loses it, with the records and tasks that follow it, at its next sync.
+    pub fn move_household(
+        &self,
+        household: String,
+        building: String,
+        unit: String,
+        room: String,
+    ) -> Result<()> {
+        self.write(&household, |s| {
+            s.move_household(&household, &building, &unit, &room)
+        })
+    }
+
     /// Replaces the household's tags.
     pub fn set_household_tags(&self, household: String, tags: Vec<String>) -> Result<()> {
         let tags = parse_tags(&tags)?;
@@ -381,6 +396,17 @@ impl XiuhuaStore {
     /// Edits a record's description.
     pub fn set_record_description(&self, record: String, description: String) -> Result<()> {
         self.write(&record, |s| s.set_record_description(&record, &description))
+    }
+
+    /// Corrects a record's category (one of the vocabulary's categories).
+    pub fn set_record_category(&self, record: String, category: String) -> Result<()> {
+        let category: core::Category = parse(&category)?;
+        self.write(&record, |s| s.set_record_category(&record, category))
+    }
+
+    /// Corrects where a record's concern is.
+    pub fn set_record_place(&self, record: String, place: String) -> Result<()> {
+        self.write(&record, |s| s.set_record_place(&record, &place))
     }
 
     /// A 民情 record, whole.

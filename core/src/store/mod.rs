@@ -845,6 +845,26 @@ impl Store {
         })
     }
 
+    /// Corrects a record's category (the task made from it later keeps its own).
+    pub fn set_record_category(&mut self, record: &str, category: Category) -> Result<()> {
+        self.edit_record(record, "set category", |r| {
+            r.category = category;
+            Ok(())
+        })
+    }
+
+    /// Corrects where a record's concern is (at most 100 characters; may be empty).
+    pub fn set_record_place(&mut self, record: &str, place: &str) -> Result<()> {
+        let place = place.trim().to_string();
+        if place.chars().count() > 100 {
+            return Err(Error::invalid("place", "longer than 100 characters"));
+        }
+        self.edit_record(record, "set place", |r| {
+            r.place = place;
+            Ok(())
+        })
+    }
+
     fn edit_record(
         &mut self,
         id: &str,

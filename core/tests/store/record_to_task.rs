@@ -144,3 +144,51 @@ fn ordering_from_a_missing_record_is_not_found_and_writes_nothing() {
     assert!(matches!(r, Err(xiuhua_core::Error::NotFound(_))), "{r:?}");
     assert_eq!(a.outbox_len().unwrap(), before);
 }
+
+#[test]
+fn a_records_category_and_place_are_corrected_before_the_task_is_made() {
+    let clock = FakeClock::new(MAR_2026);
+    let mut a = store(wang(), &clock);
+    let record = a
+        .create_record(new_record(Category::Environment, None))
+        .unwrap();
+    a.set_record_category(&record, Category::Repair).unwrap();
+    a.set_record_place(&record, "  3号楼1单元楼道 ").unwrap();
+    let r = a.record(&record).unwrap();
+    assert_eq!(
+        (r.category, r.place.as_str()),
+        (Category::Repair, "3号楼1单元楼道")
+    );
+    assert_eq!(
+        a.records(GRID, None, Some("设施报修"), 10).unwrap().len(),
+        1,
+        "the list follows the corrected category"
+    );
+    let before = (a.outbox_len().unwrap(), dump(&a));
+    let long = "楼".repeat(101);
+    assert!(matches!(
+        a.set_record_place(&record, &long),
+        Err(xiuhua_core::Error::Invalid { .. })
+    ));
+    assert_eq!(
+        (a.outbox_len().unwrap(), dump(&a)),
+        before,
+        "nothing written"
+    );
+    let task = a
+        .order_from_record(
+            &record,
+            OrderFromRecord {
+                level: Level::Compound,
+                title: Some("修楼道灯".into()),
+                assignee: None,
+                deadline: None,
+            },
+        )
+        .unwrap();
+    let t = a.task(&task).unwrap();
+    assert_eq!(
+        (t.task.category, t.task.title.as_str()),
+        (Category::Repair, "修楼道灯")
+    );
+}

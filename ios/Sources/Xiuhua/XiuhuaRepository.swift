@@ -70,6 +70,10 @@ public final class XiuhuaRepository: Sendable {
     public func removeMember(_ household: String, member: String) async throws {
         try await call { try $0.removeMember(household: household, memberId: member) }
     }
+    /// Another address of the grid: moved within it, or a wrong building, unit or room corrected.
+    public func moveHousehold(_ household: String, building: String, unit: String, room: String) async throws {
+        try await call { try $0.moveHousehold(household: household, building: building, unit: unit, room: room) }
+    }
     public func setHouseholdTags(_ household: String, _ tags: [String]) async throws {
         try await call { try $0.setHouseholdTags(household: household, tags: tags) }
     }
@@ -96,6 +100,12 @@ public final class XiuhuaRepository: Sendable {
     public func setRecordStatus(_ id: String, _ status: String) async throws { try await call { try $0.setRecordStatus(record: id, status: status) } }
     public func setRecordDescription(_ id: String, _ description: String) async throws {
         try await call { try $0.setRecordDescription(record: id, description: description) }
+    }
+    public func setRecordCategory(_ record: String, _ category: String) async throws {
+        try await call { try $0.setRecordCategory(record: record, category: category) }
+    }
+    public func setRecordPlace(_ record: String, _ place: String) async throws {
+        try await call { try $0.setRecordPlace(record: record, place: place) }
     }
     public func record(_ id: String) async throws -> RecordDetail { try await call { try $0.record(id: id) } }
     public func records(_ grid: String, status: String? = nil, category: String? = nil, limit: UInt32 = 500) async throws -> [RecordSummary] {

@@ -164,9 +164,19 @@ final class GridWorkerDayTests: XCTestCase {
         let w = try await XiuhuaRepository.inMemory(actor: wangActor)
         let z = try await XiuhuaRepository.inMemory(actor: zhaoActor)
         let hh = try await w.createHousehold(household("5号楼", "1单元", "101", member("周八")))
-        let rec = try await w.createRecord(NewRecord(grid: grid, category: "设施报修", description: "楼道灯坏了", reporter: "周八",
+        let rec = try await w.createRecord(NewRecord(grid: grid, category: "环境卫生", description: "楼道灯坏了", reporter: "周八",
                                                      household: hh, building: "5号楼", place: "5号楼1单元"))
+        // Corrections first: the category and place, and the household's room.
+        try await w.setRecordCategory(rec, "设施报修")
+        try await w.setRecordPlace(rec, "5号楼1单元2层")
+        let place = try await w.record(rec).place
+        XCTAssertEqual(place, "5号楼1单元2层")
+        try await w.moveHousehold(hh, building: "5号楼", unit: "1单元", room: "102")
+        let room = try await w.household(hh).address.room
+        XCTAssertEqual(room, "102")
         let task = try await w.orderFromRecord(rec, level: "上门办", assignee: "u-wang")
+        let category = try await w.task(task).category
+        XCTAssertEqual(category, "设施报修", "the task takes the corrected category")
         let t = try await w.task(task)
         XCTAssertEqual(t.status, "assigned", "ordered and assigned in one action")
         XCTAssertEqual(t.sourceRecord, rec)

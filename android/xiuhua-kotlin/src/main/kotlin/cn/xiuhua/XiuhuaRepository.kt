@@ -145,6 +145,9 @@ class XiuhuaRepository(
     suspend fun setMemberPhone(household: String, memberId: String, phone: String?) =
         call { setMemberPhone(household, memberId, phone) }
     suspend fun removeMember(household: String, memberId: String) = call { removeMember(household, memberId) }
+    /** Another address of the grid: moved within it, or a wrong building, unit or room corrected. */
+    suspend fun moveHousehold(household: String, building: String, unit: String, room: String) =
+        call { moveHousehold(household, building, unit, room) }
     suspend fun setHouseholdTags(household: String, tags: List<String>) = call { setHouseholdTags(household, tags) }
     suspend fun setHouseholdNote(household: String, note: String) = call { setHouseholdNote(household, note) }
     suspend fun addVisit(household: String, purpose: String, note: String = "", followUp: String? = null): String =
@@ -164,6 +167,8 @@ class XiuhuaRepository(
     suspend fun setRecordStatus(record: String, status: String) = call { setRecordStatus(record, status) }
     suspend fun setRecordDescription(record: String, description: String) =
         call { setRecordDescription(record, description) }
+    suspend fun setRecordCategory(record: String, category: String) = call { setRecordCategory(record, category) }
+    suspend fun setRecordPlace(record: String, place: String) = call { setRecordPlace(record, place) }
     suspend fun record(id: String): RecordDetail = call { record(id) }
     suspend fun records(grid: String, status: String? = null, category: String? = null, limit: Int = 200): List<RecordSummary> =
         call { records(grid, status, category, limit.coerceAtLeast(0).toUInt()) }
