@@ -150,31 +150,15 @@ pub fn check_chunk(bytes: &[u8], max_bytes: usize) -> Result<usize, String> {
         }
         _ => return Err("is not an Automerge change chunk (wrong chunk type)".into()),
     }
-    // The data length, LEB128 (at most 10 bytes for a u64).
-    let mut len: u64 = 0;
-    let mut at = 9;
-    let mut shift = 0;
-    loop {
-        let Some(&b) = bytes.get(at) else {
-            return Err("is not an Automerge change: truncated header".into());
-        };
-        at += 1;
-        if shift >= 63 && b > 1 {
-            return Err("is not an Automerge change: bad length".into());
-        }
-        len |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-        if shift > 63 {
-            return Err("is not an Automerge change: bad length".into());
-        }
-    }
-    if u64::try_from(bytes.len() - at).ok() != Some(len) {
+    // The data length, LEB128, after the 4 magic, 4 checksum and 1 type bytes.
+    let mut header = crate::chunk::Reader::new(bytes, 9);
+    let len = header
+        .uleb()
+        .ok_or("is not an Automerge change: truncated header or bad length")?;
+    if u64::try_from(header.left()).ok() != Some(len) {
         return Err("is not an Automerge change: its length does not match its header".into());
     }
-    Ok(at)
+    Ok(header.position())
 }
 
 thread_local! {
@@ -206,7 +190,7 @@ pub fn inside_guard() -> bool {
 pub fn decode_change(bytes: &[u8], caps: &Caps) -> Result<Change, String> {
     let body = check_chunk(bytes, caps.change_bytes)?;
     // Automerge allocates a string's declared length before reading it.
-    crate::strings::check_declared_strings(&bytes[body..])?;
+    crate::chunk::check_declared_strings(&bytes[body..])?;
     let change = guarded(|| Change::try_from(bytes))
         .ok_or_else(|| "made Automerge fail while decoding it".to_string())?
         .map_err(|e| format!("is not an Automerge change: {e}"))?;
@@ -1219,6 +1203,13 @@ mod tests {
         }
     }
 
+    fn household_at(grid: &str, building: &str) -> HouseholdAt {
+        HouseholdAt {
+            grid: grid.into(),
+            building: Some(building.into()),
+        }
+    }
+
     fn record(id: &str, building: Option<&str>, household: Option<&str>) -> Record {
         Record {
             kind: "record".into(),
@@ -1354,17 +1345,7 @@ mod tests {
 
     // ----- LEB128 and change chunks, to craft hostile bytes -----
 
-    fn uleb(mut v: u64, out: &mut Vec<u8>) {
-        loop {
-            let b = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(b);
-                return;
-            }
-            out.push(b | 0x80);
-        }
-    }
+    use crate::chunk::write_uleb as uleb;
 
     fn read_uleb(b: &[u8], at: &mut usize) -> u64 {
         let (mut v, mut shift) = (0u64, 0);
@@ -1737,13 +1718,9 @@ mod tests {
     fn a_record_may_name_only_a_household_the_caller_may_write() {
         let lou = caller("u1", "d1", Role::BuildingLeader, &["3号楼"]);
         let me = actor("u1", Role::BuildingLeader);
-        let at = |b: &str| HouseholdAt {
-            grid: "g1".into(),
-            building: Some(b.into()),
-        };
         let households = HashMap::from([
-            ("hh-4".to_string(), at("4号楼")),
-            ("hh-3".to_string(), at("3号楼")),
+            ("hh-4".to_string(), household_at("g1", "4号楼")),
+            ("hh-3".to_string(), household_at("g1", "3号楼")),
         ]);
         let mut doc = build_document(
             &record("rec-1", Some("3号楼"), Some("hh-4")),
@@ -1793,20 +1770,8 @@ mod tests {
         )]);
         // Since the record was filed, hh-1 moved to 4号楼, and hh-4 is of 4号楼 too.
         let households = HashMap::from([
-            (
-                "hh-1".to_string(),
-                HouseholdAt {
-                    grid: "g1".into(),
-                    building: Some("4号楼".into()),
-                },
-            ),
-            (
-                "hh-4".to_string(),
-                HouseholdAt {
-                    grid: "g1".into(),
-                    building: Some("4号楼".into()),
-                },
-            ),
+            ("hh-1".to_string(), household_at("g1", "4号楼")),
+            ("hh-4".to_string(), household_at("g1", "4号楼")),
         ]);
         let filed = doc.get_heads();
         doc.put(automerge::ROOT, "place", "二楼楼道").unwrap();
@@ -1835,20 +1800,8 @@ mod tests {
             buildings: vec![],
         });
         let households = HashMap::from([
-            (
-                "hh-g2".to_string(),
-                HouseholdAt {
-                    grid: "g2".into(),
-                    building: Some("1号楼".into()),
-                },
-            ),
-            (
-                "hh-g1".to_string(),
-                HouseholdAt {
-                    grid: "g1".into(),
-                    building: Some("1号楼".into()),
-                },
-            ),
+            ("hh-g2".to_string(), household_at("g2", "1号楼")),
+            ("hh-g1".to_string(), household_at("g1", "1号楼")),
         ]);
         // A record of g1 naming a household of g2, with and without its own building.
         for building in [None, Some("1号楼")] {

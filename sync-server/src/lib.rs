@@ -33,6 +33,7 @@ pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod check;
+pub mod chunk;
 pub mod config;
 pub mod credentials;
 pub mod demo;
@@ -43,7 +44,6 @@ pub mod ingest;
 pub mod metrics;
 pub mod server;
 pub mod storage;
-pub mod strings;
 
 pub use config::Config;
 pub use error::{ApiError, Refusal, RefusalKind};

@@ -1,34 +1,51 @@
-//! Bounds the string lengths a change chunk declares, before Automerge decodes it.
+//! Reading an Automerge change chunk before Automerge does: LEB128 numbers never past the
+//! end of the bytes ([`Reader`], also the chunk header's length in `ingest::check_chunk`),
+//! and the string lengths the change declares.
 //!
 //! Automerge's column decoder allocates a string's declared length (up to 1 GB) before it
 //! reads the bytes, so a change of 2 KB can make it allocate a gigabyte per string: enough,
 //! with a few pushes decoding at once, to exhaust a server's address space (found by the
-//! `req_push` fuzz target). This walk follows the change's layout (header fields, column
-//! metadata, column data) and refuses a string column whose runs declare a string longer
-//! than what is left of the column. Anything it cannot follow is left to Automerge's own
-//! decoder, which refuses it: the walk only ever refuses a declared length that cannot fit.
+//! `req_push` fuzz target). [`check_declared_strings`] follows the change's layout (header
+//! fields, column metadata, column data) and refuses a string column whose runs declare a
+//! string longer than what is left of the column. Anything it cannot follow is left to
+//! Automerge's own decoder, which refuses it: the walk only ever refuses a declared length
+//! that cannot fit.
 
 /// Reads LEB128 numbers and byte runs from a slice, never past its end.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Reader { bytes, at: 0 }
+    /// Reads `bytes` from offset `at` (the end when `at` is past it).
+    pub(crate) fn new(bytes: &'a [u8], at: usize) -> Self {
+        Reader {
+            bytes,
+            at: at.min(bytes.len()),
+        }
     }
 
-    fn left(&self) -> usize {
+    /// Where the next read starts.
+    pub(crate) fn position(&self) -> usize {
+        self.at
+    }
+
+    pub(crate) fn left(&self) -> usize {
         self.bytes.len() - self.at
     }
 
-    fn uleb(&mut self) -> Option<u64> {
+    /// An unsigned LEB128 number; `None` when the bytes end first or it exceeds 64 bits.
+    pub(crate) fn uleb(&mut self) -> Option<u64> {
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
             let b = *self.bytes.get(self.at)?;
             self.at += 1;
-            v |= u64::from(b & 0x7f).checked_shl(shift)?;
+            let part = u64::from(b & 0x7f);
+            if shift == 63 && part > 1 {
+                return None; // more than 64 bits
+            }
+            v |= part << shift;
             if b & 0x80 == 0 {
                 return Some(v);
             }
@@ -73,7 +90,7 @@ const STRING_COLUMN: u64 = 5;
 /// The columns (specification, data) of a change chunk's body (what follows the chunk
 /// header), or `None` when the layout cannot be followed.
 fn columns(body: &[u8]) -> Option<Vec<(u64, &[u8])>> {
-    let mut r = Reader::new(body);
+    let mut r = Reader::new(body, 0);
     let deps = r.uleb()?;
     r.take(deps.checked_mul(32)?)?;
     let actor = r.uleb()?;
@@ -105,7 +122,7 @@ fn columns(body: &[u8]) -> Option<Vec<(u64, &[u8])>> {
 
 /// Whether every string a run-length encoded string column declares fits in the column.
 fn strings_fit(column: &[u8]) -> bool {
-    let mut r = Reader::new(column);
+    let mut r = Reader::new(column, 0);
     while r.left() > 0 {
         let Some(run) = r.sleb() else {
             return true; // not followable: Automerge's decoder refuses it
@@ -150,21 +167,24 @@ pub fn check_declared_strings(body: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// Appends `v` as unsigned LEB128 (tests craft chunks with it).
+#[cfg(test)]
+pub(crate) fn write_uleb(mut v: u64, out: &mut Vec<u8>) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::write_uleb as uleb;
     use super::*;
-
-    fn uleb(mut v: u64, out: &mut Vec<u8>) {
-        loop {
-            let b = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(b);
-                return;
-            }
-            out.push(b | 0x80);
-        }
-    }
 
     /// A change body with no deps, a 1-byte actor, no message and the given columns.
     fn body(cols: &[(u64, Vec<u8>)]) -> Vec<u8> {
@@ -181,10 +201,23 @@ mod tests {
     }
 
     #[test]
+    fn unsigned_leb_refuses_more_than_64_bits_and_a_truncated_number() {
+        let mut max = Vec::new();
+        uleb(u64::MAX, &mut max);
+        assert_eq!(Reader::new(&max, 0).uleb(), Some(u64::MAX));
+        let mut over = max.clone();
+        *over.last_mut().unwrap() = 0x02;
+        assert_eq!(Reader::new(&over, 0).uleb(), None);
+        assert_eq!(Reader::new(&[0x80], 0).uleb(), None);
+        let mut r = Reader::new(&[0xff, 0x01, 0x07], 0);
+        assert_eq!((r.uleb(), r.position(), r.left()), (Some(255), 2, 1));
+    }
+
+    #[test]
     fn signed_leb_reads_negative_runs() {
-        assert_eq!(Reader::new(&[0x7e]).sleb(), Some(-2));
-        assert_eq!(Reader::new(&[0x02]).sleb(), Some(2));
-        assert_eq!(Reader::new(&[0x80, 0x7f]).sleb(), Some(-128));
+        assert_eq!(Reader::new(&[0x7e], 0).sleb(), Some(-2));
+        assert_eq!(Reader::new(&[0x02], 0).sleb(), Some(2));
+        assert_eq!(Reader::new(&[0x80, 0x7f], 0).sleb(), Some(-128));
     }
 
     #[test]
