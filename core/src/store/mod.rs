@@ -883,32 +883,27 @@ impl Store {
     /// `household` is a household held here of `grid`: a record or task names only a
     /// household of its own grid (the server refuses the push otherwise, with this reason).
     fn require_household_of(&self, household: &str, grid: &str) -> Result<()> {
-        self.require_doc(household, DocKind::Household)?;
-        let of: Option<String> = self
-            .conn
-            .prepare_cached("SELECT grid FROM docs WHERE id = ?1")?
-            .query_row([household], |r| r.get(0))
-            .optional()?;
-        match of {
-            Some(g) if g == grid => Ok(()),
-            _ => Err(Error::invalid(
-                "household",
-                format!(
-                    "names a household of another grid; a document of grid {grid} may name only a household of that grid"
-                ),
-            )),
+        if self.require_doc(household, DocKind::Household)? == grid {
+            return Ok(());
         }
+        Err(Error::invalid(
+            "household",
+            format!(
+                "names a household of another grid; a document of grid {grid} may name only a household of that grid"
+            ),
+        ))
     }
 
-    fn require_doc(&self, id: &str, kind: DocKind) -> Result<()> {
-        let k: Option<String> = self
+    /// `id` is a document of `kind` held here; returns its grid.
+    fn require_doc(&self, id: &str, kind: DocKind) -> Result<String> {
+        let k: Option<(String, String)> = self
             .conn
-            .prepare_cached("SELECT kind FROM docs WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))
+            .prepare_cached("SELECT kind, grid FROM docs WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         match k {
-            Some(k) if k == kind.as_str() => Ok(()),
-            Some(k) => Err(Error::invalid(
+            Some((k, grid)) if k == kind.as_str() => Ok(grid),
+            Some((k, _)) => Err(Error::invalid(
                 kind.as_str(),
                 format!("{id} is a {k}, not a {}", kind.as_str()),
             )),

@@ -229,10 +229,7 @@ pub(crate) fn delete_rows(tx: &Transaction<'_>, kind: DocKind, id: &str) -> Resu
                 .execute([id])?;
         }
         DocKind::Task => {
-            let linked = source_record_of(tx, id)?;
-            tx.prepare_cached("DELETE FROM tasks WHERE id = ?1")?
-                .execute([id])?;
-            if let Some(r) = linked {
+            if let Some(r) = delete_task_row(tx, id)? {
                 refresh_record_shown(tx, &r)?;
             }
         }
@@ -240,18 +237,33 @@ pub(crate) fn delete_rows(tx: &Transaction<'_>, kind: DocKind, id: &str) -> Resu
     Ok(())
 }
 
-/// The record a task held here was made from.
-pub(crate) fn source_record_of(tx: &Transaction<'_>, task: &str) -> Result<Option<String>> {
+/// Deletes a task's row; returns the record it was made from, whose shown status the
+/// caller refreshes.
+fn delete_task_row(tx: &Transaction<'_>, id: &str) -> Result<Option<String>> {
+    // RETURNING: the row is deleted by the first step, which reads its link.
     Ok(tx
-        .prepare_cached("SELECT source_record FROM tasks WHERE id = ?1")?
-        .query_row([task], |r| r.get::<_, Option<String>>(0))
+        .prepare_cached("DELETE FROM tasks WHERE id = ?1 RETURNING source_record")?
+        .query_row([id], |r| r.get::<_, Option<String>>(0))
         .optional()?
         .flatten())
 }
 
-/// Sets the status `record` shows ([`workflow::record_status_shown`]) from its own status
-/// and the tasks held here that were made from it. Called wherever either changes, in the
-/// transaction that changed it. A record not held here is left alone.
+/// The status a record whose own status is `own` shows, given the tasks held here that
+/// were made from it ([`workflow::record_status_shown`]).
+fn shown_status(tx: &Transaction<'_>, record: &str, own: &str) -> Result<RecordStatus> {
+    // Rows were written by this build from validated documents; an unknown value (a newer
+    // build's) counts as the lowest.
+    let own = RecordStatus::parse(own).unwrap_or(RecordStatus::Pending);
+    let tasks: Vec<TaskStatus> = tx
+        .prepare_cached("SELECT status FROM tasks WHERE source_record = ?1")?
+        .query_map([record], |r| r.get::<_, String>(0))?
+        .filter_map(|s| s.ok().and_then(|s| TaskStatus::parse(&s).ok()))
+        .collect();
+    Ok(workflow::record_status_shown(own, tasks))
+}
+
+/// Sets the status `record` shows after a task made from it changed, in the transaction
+/// that changed it. A record not held here is left alone.
 pub(crate) fn refresh_record_shown(tx: &Transaction<'_>, record: &str) -> Result<()> {
     let own: Option<String> = tx
         .prepare_cached("SELECT status FROM records WHERE id = ?1")?
@@ -260,15 +272,7 @@ pub(crate) fn refresh_record_shown(tx: &Transaction<'_>, record: &str) -> Result
     let Some(own) = own else {
         return Ok(());
     };
-    // Rows were written by this build from validated documents; an unknown value (a newer
-    // build's) counts as the lowest.
-    let own = RecordStatus::parse(&own).unwrap_or(RecordStatus::Pending);
-    let tasks: Vec<TaskStatus> = tx
-        .prepare_cached("SELECT status FROM tasks WHERE source_record = ?1")?
-        .query_map([record], |r| r.get::<_, String>(0))?
-        .filter_map(|s| s.ok().and_then(|s| TaskStatus::parse(&s).ok()))
-        .collect();
-    let shown = workflow::record_status_shown(own, tasks);
+    let shown = shown_status(tx, record, &own)?;
     tx.prepare_cached("UPDATE records SET shown = ?2 WHERE id = ?1 AND shown IS NOT ?2")?
         .execute(params![record, shown.as_str()])?;
     Ok(())
@@ -338,15 +342,20 @@ pub(crate) fn write_rows(tx: &Transaction<'_>, rows: &Rows, replace: bool) -> Re
             }
             tx.prepare_cached(
                 "INSERT INTO records (id, grid, category, status, shown, reporter, household, building, place, reported_at, summary)
-                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
-            .execute(params![r.id, r.grid, r.category, r.status, r.reporter, r.household, r.building, r.place, r.reported_at, r.summary])?;
-            refresh_record_shown(tx, &r.id)?;
+            .execute(params![
+                r.id, r.grid, r.category, r.status, shown_status(tx, &r.id, &r.status)?.as_str(), r.reporter,
+                r.household, r.building, r.place, r.reported_at, r.summary
+            ])?;
         }
         Rows::Task(t) => {
-            if replace {
-                delete_rows(tx, DocKind::Task, &t.id)?;
-            }
+            // The record it was made from before, refreshed below when the link changed.
+            let linked_before = if replace {
+                delete_task_row(tx, &t.id)?
+            } else {
+                None
+            };
             tx.prepare_cached(
                 "INSERT INTO tasks (id, grid, title, category, level, status, tier, assignee, deadline, created_at, household, source_record, rating, rejected)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
@@ -357,6 +366,9 @@ pub(crate) fn write_rows(tx: &Transaction<'_>, rows: &Rows, replace: bool) -> Re
             ])?;
             if let Some(r) = &t.source_record {
                 refresh_record_shown(tx, r)?;
+            }
+            if let Some(r) = linked_before.filter(|r| t.source_record.as_ref() != Some(r)) {
+                refresh_record_shown(tx, &r)?;
             }
         }
     }

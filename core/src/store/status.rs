@@ -277,7 +277,9 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let discarded = tx.execute("DELETE FROM outbox WHERE doc = ?1", [doc])?;
-        let linked = super::projection::source_record_of(&tx, doc)?;
+        // A task's row goes through the projection: the record it was made from shows its
+        // status without it.
+        super::projection::delete_rows(&tx, crate::doc::DocKind::Task, doc)?;
         for sql in [
             "DELETE FROM pending_escalations WHERE task = ?1",
             "DELETE FROM pending_changes WHERE doc = ?1",
@@ -285,13 +287,9 @@ impl Store {
             "DELETE FROM residents WHERE household = ?1",
             "DELETE FROM households WHERE id = ?1",
             "DELETE FROM records WHERE id = ?1",
-            "DELETE FROM tasks WHERE id = ?1",
             "DELETE FROM docs WHERE id = ?1",
         ] {
             tx.execute(sql, params![doc])?;
-        }
-        if let Some(r) = linked {
-            super::projection::refresh_record_shown(&tx, &r)?;
         }
         meta_put(&tx, K_REFUSED, &to_json(&reasons)?)?;
         meta_put(&tx, K_REFUSED_SYNCS, &to_json(&counts)?)?;

@@ -818,22 +818,20 @@ fn drop_docs(
              SELECT doc, grid, hash, change, ?2, ?3 FROM outbox WHERE doc = ?1 ORDER BY id",
             params![id, reason, now],
         )?;
-        let linked = projection::source_record_of(tx, id)?;
+        // A task's row goes first, through the projection: the record it was made from
+        // shows its status without it.
+        projection::delete_rows(tx, DocKind::Task, id)?;
         for (table, col) in [
             ("doc_chunks", "doc"),
             ("pending_changes", "doc"),
             ("households", "id"),
             ("residents", "household"),
             ("records", "id"),
-            ("tasks", "id"),
             ("outbox", "doc"),
             ("pending_escalations", "task"),
             ("docs", "id"),
         ] {
             tx.execute(&format!("DELETE FROM {table} WHERE {col} = ?1"), [id])?;
-        }
-        if let Some(r) = linked {
-            projection::refresh_record_shown(tx, &r)?;
         }
     }
     let refused: Vec<(String, String)> = meta_json(tx, K_REFUSED)?.unwrap_or_default();
