@@ -171,6 +171,7 @@ fn household(h: &JsonHousehold, serial: &mut usize, seeder: &Actor) -> Result<Ho
         visits: Vec::new(),
         created_at: ms(h.updated_at),
         created_by: seeder.user.clone(),
+        moved_out_at: None,
     })
 }
 

@@ -289,9 +289,29 @@ impl XiuhuaStore {
         })
     }
 
-    /// Removes a member (moved out, deceased).
+    /// Removes a member entered by mistake. A member who moved out or died is marked with
+    /// `set_member_status` instead, and stays on record.
     pub fn remove_member(&self, household: String, member_id: String) -> Result<()> {
         self.write(&household, |s| s.remove_member(&household, &member_id))
+    }
+
+    /// Marks a member 迁出 (moved out), 去世 (deceased) or 在册 (living here again).
+    pub fn set_member_status(
+        &self,
+        household: String,
+        member_id: String,
+        status: String,
+    ) -> Result<()> {
+        let status = parse::<core::MemberStatus>(&status)?;
+        self.write(&household, |s| {
+            s.set_member_status(&household, &member_id, status)
+        })
+    }
+
+    /// Marks the household as moved out of the grid (`true`) or back (`false`); it leaves
+    /// the building lists and stays on record.
+    pub fn set_household_moved_out(&self, household: String, moved_out: bool) -> Result<()> {
+        self.write(&household, |s| s.set_household_moved_out(&household, moved_out))
     }
 
     /// Moves a household to another address of its grid (moved within the grid, or a
@@ -323,6 +343,12 @@ impl XiuhuaStore {
     /// Logs a door-to-door visit by this device's user; returns the visit's id.
     pub fn add_visit(&self, household: String, visit: NewVisit) -> Result<String> {
         self.write(&household, |s| s.add_visit(&household, visit.into()))
+    }
+
+    /// Corrects a visit this device's user made (purpose, note, follow-up); a visit by
+    /// someone else is refused.
+    pub fn update_visit(&self, household: String, visit_id: String, visit: NewVisit) -> Result<()> {
+        self.write(&household, |s| s.update_visit(&household, &visit_id, visit.into()))
     }
 
     /// A household with its members (ID numbers whole), tags, note and visits.

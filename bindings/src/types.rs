@@ -143,6 +143,8 @@ pub struct Member {
     pub id_number: Option<String>,
     pub relation: String,
     pub tags: Vec<String>,
+    /// 在册 (lives here), 迁出 (moved out) or 去世 (deceased).
+    pub status: String,
 }
 
 impl From<core::Member> for Member {
@@ -156,6 +158,7 @@ impl From<core::Member> for Member {
             id_number: m.id_number,
             relation: m.relation.as_str().to_string(),
             tags: tags_out(&m.tags),
+            status: m.status().as_str().to_string(),
         }
     }
 }
@@ -242,6 +245,8 @@ pub struct Household {
     pub visits: Vec<Visit>,
     pub created_at: i64,
     pub created_by: String,
+    /// When the household moved out of the grid (迁出), if it did.
+    pub moved_out_at: Option<i64>,
 }
 
 impl From<core::Household> for Household {
@@ -255,6 +260,7 @@ impl From<core::Household> for Household {
             visits: h.visits.into_iter().map(Visit::from).collect(),
             created_at: h.created_at,
             created_by: h.created_by,
+            moved_out_at: h.moved_out_at,
         }
     }
 }
@@ -311,6 +317,8 @@ pub struct ResidentHit {
     pub id_masked: Option<String>,
     pub relation: String,
     pub birth_year: i64,
+    /// 迁出 or 去世; none while the resident lives there.
+    pub status: Option<String>,
 }
 
 impl From<core::store::ResidentHit> for ResidentHit {
@@ -324,6 +332,7 @@ impl From<core::store::ResidentHit> for ResidentHit {
             id_masked: r.id_masked,
             relation: r.relation,
             birth_year: r.birth_year,
+            status: r.status,
         }
     }
 }

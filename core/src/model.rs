@@ -49,10 +49,27 @@ macro_rules! string_enum {
             fn from_str(s: &str) -> Result<Self> { $name::parse(s) }
         }
 
+        // The value is its own key: in a list (a set of tags) an edit deletes and inserts
+        // exactly the values removed and added, so concurrent edits of different values
+        // merge as set edits instead of overwriting each other's positions.
         impl Reconcile for $name {
-            type Key<'a> = autosurgeon::reconcile::NoKey;
+            type Key<'a> = String;
             fn reconcile<R: autosurgeon::Reconciler>(&self, reconciler: R) -> Result<(), R::Error> {
                 self.as_str().reconcile(reconciler)
+            }
+            fn hydrate_key<'a, D: autosurgeon::ReadDoc>(
+                doc: &D,
+                obj: &automerge::ObjId,
+                prop: autosurgeon::Prop<'_>,
+            ) -> Result<autosurgeon::reconcile::LoadKey<Self::Key<'a>>, autosurgeon::ReconcileError> {
+                use autosurgeon::reconcile::LoadKey;
+                Ok(match autosurgeon::hydrate_prop::<_, String, _, _>(doc, obj, prop) {
+                    Ok(s) => LoadKey::Found(s),
+                    Err(_) => LoadKey::KeyNotFound,
+                })
+            }
+            fn key(&self) -> autosurgeon::reconcile::LoadKey<Self::Key<'_>> {
+                autosurgeon::reconcile::LoadKey::Found(self.as_str().to_string())
             }
         }
 
@@ -89,6 +106,12 @@ string_enum!(
 string_enum!(
     /// A member's relation to the head of the household.
     Relation { Head => "户主", Spouse => "配偶", Child => "子女", Parent => "父母", Grandchild => "孙子女", Other => "其他" }
+);
+
+string_enum!(
+    /// Whether a member still lives in the household. Members are never deleted for moving
+    /// out or dying: the ledgers and the history keep them.
+    MemberStatus { Living => "在册", MovedOut => "迁出", Deceased => "去世" }
 );
 
 string_enum!(
@@ -238,6 +261,17 @@ pub struct Member {
     pub id_number: Option<String>,
     pub relation: Relation,
     pub tags: Vec<Tag>,
+    /// `None` while the member lives here ([`MemberStatus::Living`] is never stored);
+    /// absent in documents written before members had a status.
+    #[autosurgeon(missing = "Default::default")]
+    pub status: Option<MemberStatus>,
+}
+
+impl Member {
+    /// What the member's status is, `Living` when none is stored.
+    pub fn status(&self) -> MemberStatus {
+        self.status.unwrap_or(MemberStatus::Living)
+    }
 }
 
 /// What a caller supplies to add a member; validated by [`NewMember::validate`].
@@ -278,6 +312,7 @@ impl NewMember {
             id_number,
             relation: self.relation,
             tags: dedup_tags(&self.tags),
+            status: None,
         })
     }
 }
@@ -325,6 +360,25 @@ pub struct Household {
     pub visits: Vec<Visit>,
     pub created_at: i64,
     pub created_by: String,
+    /// When the household left the grid (迁出), if it did; it stays on record.
+    #[autosurgeon(missing = "Default::default")]
+    pub moved_out_at: Option<i64>,
+}
+
+impl Household {
+    /// Folds what concurrent edits can leave doubled: a tag added on two phones at once is
+    /// in the document's list twice, and is one tag here (the next edit writes it once).
+    pub fn normalize(&mut self) {
+        self.tags = dedup_tags(&self.tags);
+        for m in &mut self.members {
+            m.tags = dedup_tags(&m.tags);
+        }
+    }
+
+    /// The members who live here (neither moved out nor deceased).
+    pub fn living(&self) -> impl Iterator<Item = &Member> {
+        self.members.iter().filter(|m| m.status.is_none())
+    }
 }
 
 /// A caller's new household.
@@ -570,6 +624,7 @@ impl Household {
         "visits",
         "created_at",
         "created_by",
+        "moved_out_at",
     ];
 
     /// Checks every string, text and list against [`limits`].

@@ -15,6 +15,8 @@ mod clock;
 mod convergence;
 #[path = "store/files.rs"]
 mod files;
+#[path = "store/household_life.rs"]
+mod household_life;
 #[path = "store/input.rs"]
 mod input;
 #[path = "store/merging.rs"]

@@ -183,6 +183,7 @@ fn household_rows() -> Rows {
             visit_count: 3,
             last_visit_at: Some(NOW - 86_400_000),
             conflicts: 1,
+            moved_out_at: None,
         },
         residents: vec![ResidentRow {
             household: "hh-01".into(),
@@ -198,6 +199,7 @@ fn household_rows() -> Rows {
             birth_year: 1942,
             relation: "户主".into(),
             tags: "独居老人".into(),
+            status: Some("迁出".into()),
         }],
     }
 }

@@ -35,7 +35,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use automerge::{ActorId, AutoCommit, Change, ChangeHash, ReadDoc, ScalarValue, Value};
 use xiuhua_core::doc::{ChangeNote, DocKind, actor_id, kind_and_grid};
 use xiuhua_core::hlc::Hlc;
-use xiuhua_core::model::{Household, Record, Task, TaskEvent, Tier};
+use xiuhua_core::model::{Household, Record, Task, TaskEvent, Tier, Visit};
 use xiuhua_core::store::{Rows, rows_of};
 use xiuhua_core::sync::proto::PushRequest;
 use xiuhua_core::validate;
@@ -545,16 +545,16 @@ fn apply_one_inner(
             ),
             _ => None,
         };
-        let visits_before: HashSet<String> = match &before {
+        let visits_before: HashMap<String, Visit> = match &before {
             Some(b) if b.kind == DocKind::Household => autosurgeon::hydrate::<_, Household>(&doc)
                 .map_err(|e| {
                     StoreError::Backend(format!("stored household {} does not hydrate: {e}", b.id))
                 })?
                 .visits
                 .into_iter()
-                .map(|v| v.id)
+                .map(|v| (v.id.clone(), v))
                 .collect(),
-            _ => HashSet::new(),
+            _ => HashMap::new(),
         };
         let hashes: Vec<ChangeHash> = fresh.iter().map(Change::hash).collect();
         doc.apply_changes(fresh)
@@ -747,14 +747,14 @@ struct Model {
 /// The model's validation of a hydrated document: the core's bounds and normal forms, task
 /// events append-only; returns its own building, the household it refers to and the
 /// claims of its new content. `events_before` holds a registered task's events before the
-/// push, `visits_before` a registered household's visit ids.
+/// push, `visits_before` a registered household's visits.
 fn validate_model(
     id: &str,
     kind: DocKind,
     doc: &AutoCommit,
     before: Option<&StoredDoc>,
     events_before: Option<&BTreeMap<String, TaskEvent>>,
-    visits_before: &HashSet<String>,
+    visits_before: &HashMap<String, Visit>,
 ) -> Result<Model, StoreError> {
     let bad = |what: String| -> StoreError {
         Refusal::bad(format!(
@@ -845,9 +845,24 @@ fn validate_model(
             if is_new {
                 claims.push(created(&h.created_by, h.created_at));
             }
-            for v in h.visits.iter().filter(|v| !visits_before.contains(&v.id)) {
+            // A new visit is its author's claim; so is a corrected one: only the user who
+            // made a visit may change it, and never when or by whom it was made.
+            for v in &h.visits {
+                let what = match visits_before.get(&v.id) {
+                    None => format!("visit {}", v.id),
+                    Some(old) if old == v => continue,
+                    Some(old) => {
+                        if (&old.by, &old.by_name, old.at) != (&v.by, &v.by_name, v.at) {
+                            return Err(bad(format!(
+                                "visit {}: who made it and when do not change",
+                                v.id
+                            )));
+                        }
+                        format!("correction of visit {}", v.id)
+                    }
+                };
                 claims.push(Claim {
-                    what: format!("visit {}", v.id),
+                    what,
                     user: v.by.clone(),
                     role: None,
                     device: None,
@@ -1200,6 +1215,7 @@ mod tests {
             visits: vec![],
             created_at: NOW - 1000,
             created_by: "u1".into(),
+            moved_out_at: None,
         }
     }
 
@@ -1670,6 +1686,49 @@ mod tests {
     }
 
     #[test]
+    fn a_visit_is_corrected_only_by_its_author_and_keeps_when_and_who() {
+        let c = caller("u1", "d1", Role::GridMember, &[]);
+        let me = actor("u1", Role::GridMember);
+        let visit = |by: &str, by_name: &str| Visit {
+            id: format!("v-{by}"),
+            at: NOW - 500,
+            by: by.into(),
+            by_name: by_name.into(),
+            purpose: "走访".into(),
+            note: "初次".into(),
+            follow_up: None,
+        };
+        let mut h = household("hh-1", "1号楼");
+        h.visits = vec![visit("u1", "王伟"), visit("u-chen", "陈红")];
+        let registered = build_document(&h, &me, hlc(NOW - 1000), "reg").unwrap();
+        // Each case edits the registered document once and pushes that one change.
+        let try_edit = |edit: &dyn Fn(&mut Household)| {
+            let mut doc = registered.clone();
+            let stored = HashMap::from([(
+                "hh-1".to_string(),
+                stored_of("hh-1", DocKind::Household, Some("1号楼"), &mut doc),
+            )]);
+            let heads = doc.get_heads();
+            let mut h: Household = autosurgeon::hydrate(&doc).unwrap();
+            edit(&mut h);
+            autosurgeon::reconcile(&mut doc, &h).unwrap();
+            let new = commit_as_u1(&mut doc, &heads, NOW - 10, "correct visit");
+            push(&c, req("hh-1", new), &stored, &HashMap::new())
+        };
+
+        assert!(try_edit(&|h| h.visits[0].note = "血压偏高".into()).is_ok());
+        let m = message(try_edit(&|h| h.visits[1].note = "改别人的".into()));
+        assert!(
+            m.contains("correction of visit v-u-chen") && m.contains("another user"),
+            "{m}"
+        );
+        let m = message(try_edit(&|h| h.visits[0].at = NOW - 100));
+        assert!(m.contains("do not change"), "{m}");
+        let m = message(try_edit(&|h| h.visits[0].by_name = "别人".into()));
+        assert!(m.contains("do not change"), "{m}");
+    }
+
+    #[test]
     fn a_new_visit_must_be_the_callers_and_old_events_stay_as_they_were() {
         let c = caller("u1", "d1", Role::GridMember, &[]);
         let me = actor("u1", Role::GridMember);
@@ -2032,6 +2091,7 @@ mod tests {
                 id_number: id_number.map(str::to_string),
                 relation: Relation::Head,
                 tags: vec![],
+                status: None,
             });
             let mut doc = build_document(&h, &me, hlc(NOW - 1000), "reg").unwrap();
             let m = message(push(

@@ -850,12 +850,14 @@ fn bad_household(device: &str, phone: &str) -> (String, Vec<ByteBuf>) {
             id_number: None,
             relation: Relation::Head,
             tags: vec![],
+            status: None,
         }],
         tags: vec![],
         note: autosurgeon::Text::with_value(""),
         visits: vec![],
         created_at: 0,
         created_by: "u-grid".into(),
+        moved_out_at: None,
     };
     let mut doc = AutoCommit::new().with_actor(actor_id(device));
     autosurgeon::reconcile(&mut doc, &h).unwrap();

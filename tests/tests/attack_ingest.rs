@@ -66,6 +66,7 @@ fn plain_household(id: &str, building: &str, created_by: &str) -> Household {
         visits: vec![],
         created_at: now_ms() - 1000,
         created_by: created_by.into(),
+        moved_out_at: None,
     }
 }
 
@@ -454,6 +455,7 @@ fn a_refused_id_number_is_not_echoed() {
             id_number: Some(bad.into()),
             relation: Relation::Head,
             tags: vec![],
+            status: None,
         });
         let e = refused_and_nothing_stored(
             &server,

@@ -37,12 +37,14 @@ fn raw_household(device: &str, id: &str, phone: &str) -> DocChanges {
             id_number: None,
             relation: Relation::Head,
             tags: vec![],
+            status: None,
         }],
         tags: vec![],
         note: autosurgeon::Text::with_value(""),
         visits: vec![],
         created_at: 0,
         created_by: "u-wang".into(),
+        moved_out_at: None,
     };
     let mut doc = AutoCommit::new().with_actor(actor_id(device));
     autosurgeon::reconcile(&mut doc, &h).unwrap();

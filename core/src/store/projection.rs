@@ -13,7 +13,7 @@ use crate::model::{Household, Record, RecordStatus, Tag, Task, TaskStatus};
 use crate::{pinyin, validate, workflow};
 
 /// Version of the projection rows computed from documents.
-pub const PROJECTION_VERSION: i64 = 1;
+pub const PROJECTION_VERSION: i64 = 2;
 
 /// The rows of one document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +40,9 @@ pub struct HouseholdRow {
     pub last_visit_at: Option<i64>,
     /// Fields holding concurrent values, waiting for someone to choose.
     pub conflicts: i64,
+    /// When the household moved out of the grid (absent in rows of older servers).
+    #[serde(default)]
+    pub moved_out_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +60,9 @@ pub struct ResidentRow {
     pub birth_year: i64,
     pub relation: String,
     pub tags: String,
+    /// 迁出 or 去世; `None` while the member lives here (absent in older rows).
+    #[serde(default)]
+    pub status: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,7 +119,8 @@ pub fn rows_of(doc_id: &str, doc: &AutoCommit) -> Result<Option<Rows>> {
     let bad = |e: autosurgeon::HydrateError| Error::bad_doc(doc_id, e);
     Ok(Some(match kind {
         DocKind::Household => {
-            let h: Household = autosurgeon::hydrate(doc).map_err(bad)?;
+            let mut h: Household = autosurgeon::hydrate(doc).map_err(bad)?;
+            h.normalize();
             household_rows(&h, crate::doc::field_conflicts(doc).len() as i64)
         }
         DocKind::Record => {
@@ -130,9 +137,9 @@ pub fn rows_of(doc_id: &str, doc: &AutoCommit) -> Result<Option<Rows>> {
 pub(crate) fn household_rows(h: &Household, conflicts: i64) -> Rows {
     let a = &h.address;
     let head = h
-        .members
-        .iter()
+        .living()
         .find(|m| m.relation == crate::model::Relation::Head)
+        .or(h.living().next())
         .or(h.members.first())
         .map(|m| m.name.clone())
         .unwrap_or_default();
@@ -155,6 +162,7 @@ pub(crate) fn household_rows(h: &Household, conflicts: i64) -> Rows {
                 birth_year: m.birth_year,
                 relation: m.relation.as_str().to_string(),
                 tags: tags_text(&m.tags),
+                status: m.status.map(|s| s.as_str().to_string()),
             }
         })
         .collect();
@@ -166,11 +174,12 @@ pub(crate) fn household_rows(h: &Household, conflicts: i64) -> Rows {
             unit: a.unit.clone(),
             room: a.room.clone(),
             head_name: head,
-            member_count: h.members.len() as i64,
+            member_count: h.living().count() as i64,
             tags: tags_text(&h.tags),
             visit_count: h.visits.len() as i64,
             last_visit_at: h.visits.iter().map(|v| v.at).max(),
             conflicts,
+            moved_out_at: h.moved_out_at,
         },
         residents,
     }
@@ -302,16 +311,16 @@ pub(crate) fn write_rows(tx: &Transaction<'_>, rows: &Rows, replace: bool) -> Re
                 delete_rows(tx, DocKind::Household, &h.id)?;
             }
             tx.prepare_cached(
-                "INSERT INTO households (id, grid, building, unit, room, head_name, member_count, tags, visit_count, last_visit_at, conflicts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO households (id, grid, building, unit, room, head_name, member_count, tags, visit_count, last_visit_at, conflicts, moved_out_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?
             .execute(params![
                 h.id, h.grid, h.building, h.unit, h.room, h.head_name, h.member_count, h.tags, h.visit_count,
-                h.last_visit_at, h.conflicts
+                h.last_visit_at, h.conflicts, h.moved_out_at
             ])?;
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO residents (household, member, grid, building, name, pinyin, initials, phone, phone_rev, id_masked, gender, birth_year, relation, tags)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                "INSERT INTO residents (household, member, grid, building, name, pinyin, initials, phone, phone_rev, id_masked, gender, birth_year, relation, tags, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?;
             for r in residents {
                 let rev = r
@@ -332,7 +341,8 @@ pub(crate) fn write_rows(tx: &Transaction<'_>, rows: &Rows, replace: bool) -> Re
                     r.gender,
                     r.birth_year,
                     r.relation,
-                    r.tags
+                    r.tags,
+                    r.status
                 ])?;
             }
         }
@@ -398,4 +408,52 @@ pub fn dump(conn: &rusqlite::Connection) -> Result<String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A household's rows as a server without members' status or moved-out households
+    /// ships them in a bootstrap bundle: the fields the newer rows added are absent.
+    #[derive(Serialize)]
+    struct OlderResident<'a> {
+        household: &'a str,
+        member: &'a str,
+        grid: &'a str,
+        building: &'a str,
+        name: &'a str,
+        pinyin: &'a str,
+        initials: &'a str,
+        phone: Option<&'a str>,
+        id_masked: Option<&'a str>,
+        gender: &'a str,
+        birth_year: i64,
+        relation: &'a str,
+        tags: &'a str,
+    }
+
+    #[test]
+    fn rows_from_an_older_server_decode_with_the_new_fields_empty() {
+        let older = OlderResident {
+            household: "hh-1",
+            member: "m-1",
+            grid: "g",
+            building: "1号楼",
+            name: "张三",
+            pinyin: "zhangsan",
+            initials: "zs",
+            phone: None,
+            id_masked: None,
+            gender: "男",
+            birth_year: 1960,
+            relation: "户主",
+            tags: "",
+        };
+        let bytes = rmp_serde::to_vec_named(&older).unwrap();
+        let row: ResidentRow = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(row.status, None);
+        assert_eq!(row.name, "张三");
+    }
 }

@@ -32,6 +32,8 @@ pub struct ResidentHit {
     pub id_masked: Option<String>,
     pub relation: String,
     pub birth_year: i64,
+    /// 迁出 or 去世; `None` while the resident lives there.
+    pub status: Option<String>,
 }
 
 /// A 民情 record in a list.
@@ -124,6 +126,7 @@ fn resident_hit(r: &Row<'_>) -> rusqlite::Result<ResidentHit> {
         id_masked: r.get(5)?,
         relation: r.get(6)?,
         birth_year: r.get(7)?,
+        status: r.get(8)?,
     })
 }
 
@@ -156,7 +159,8 @@ fn task_summary(r: &Row<'_>) -> rusqlite::Result<TaskSummary> {
 }
 
 const HH_COLS: &str = "id, building, unit, room, head_name, member_count, tags, visit_count, last_visit_at, conflicts";
-const RES_COLS: &str = "household, member, name, building, phone, id_masked, relation, birth_year";
+const RES_COLS: &str =
+    "household, member, name, building, phone, id_masked, relation, birth_year, status";
 /// `shown` is the status a record shows: its own, raised by the tasks made from it.
 const REC_COLS: &str = "id, category, shown, reporter, household, place, reported_at, summary";
 const TASK_COLS: &str =
@@ -188,6 +192,7 @@ impl Store {
     ) -> Result<Vec<HouseholdSummary>> {
         let sql = format!(
             "SELECT {HH_COLS} FROM households WHERE grid = ?1 AND building = ?2 AND (?3 IS NULL OR unit = ?3)
+               AND moved_out_at IS NULL
              ORDER BY length(unit), unit, length(room), room"
         );
         let mut stmt = self.conn().prepare_cached(&sql)?;

@@ -154,6 +154,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX records_shown ON records(grid, shown, category);
     CREATE INDEX tasks_source_record ON tasks(source_record) WHERE source_record IS NOT NULL;
     "#,
+    // 6: members who moved out or died, households that left the grid. Filled by the
+    // projection rebuild that PROJECTION_VERSION 2 triggers at the same open.
+    r#"
+    ALTER TABLE residents ADD COLUMN status TEXT;
+    ALTER TABLE households ADD COLUMN moved_out_at INTEGER;
+    "#,
 ];
 
 /// The version whose migration added `records.shown`.

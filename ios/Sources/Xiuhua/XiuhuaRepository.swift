@@ -67,8 +67,17 @@ public final class XiuhuaRepository: Sendable {
     public func setMemberPhone(_ household: String, member: String, phone: String?) async throws {
         try await call { try $0.setMemberPhone(household: household, memberId: member, phone: phone) }
     }
+    /// Removes a member entered by mistake; one who moved out or died gets `setMemberStatus`.
     public func removeMember(_ household: String, member: String) async throws {
         try await call { try $0.removeMember(household: household, memberId: member) }
+    }
+    /// 在册, 迁出 (moved out) or 去世 (deceased): the member stays on record.
+    public func setMemberStatus(_ household: String, member: String, status: String) async throws {
+        try await call { try $0.setMemberStatus(household: household, memberId: member, status: status) }
+    }
+    /// The household left the grid (`true`) or came back (`false`).
+    public func setHouseholdMovedOut(_ household: String, _ movedOut: Bool) async throws {
+        try await call { try $0.setHouseholdMovedOut(household: household, movedOut: movedOut) }
     }
     /// Another address of the grid: moved within it, or a wrong building, unit or room corrected.
     public func moveHousehold(_ household: String, building: String, unit: String, room: String) async throws {
@@ -82,6 +91,12 @@ public final class XiuhuaRepository: Sendable {
     }
     public func addVisit(_ household: String, purpose: String, note: String = "", followUp: String? = nil) async throws -> String {
         try await call { try $0.addVisit(household: household, visit: NewVisit(purpose: purpose, note: note, followUp: followUp)) }
+    }
+    /// Corrects a visit this user made; someone else's is refused (`XiuhuaError.Refused`).
+    public func updateVisit(_ household: String, visit: String, purpose: String, note: String = "", followUp: String? = nil) async throws {
+        try await call {
+            try $0.updateVisit(household: household, visitId: visit, visit: NewVisit(purpose: purpose, note: note, followUp: followUp))
+        }
     }
     public func household(_ id: String) async throws -> Household { try await call { try $0.household(id: id) } }
     public func buildings(_ grid: String) async throws -> [Building] { try await call { try $0.buildings(grid: grid) } }

@@ -245,6 +245,64 @@ final class GridWorkerDayTests: XCTestCase {
         XCTAssertEqual(v26, 2)
     }
 
+    func testAHouseholdsLifeANewbornAnEditAMemberMovedOutOneDeceasedAVisitCorrected() async throws {
+        let w = try await XiuhuaRepository.inMemory(actor: wangActor)
+        let z = try await XiuhuaRepository.inMemory(actor: zhaoActor)
+        let hh = try await w.createHousehold(household("6号楼", "1单元", "101", member("钱一", phone: "13800000011"),
+                                                       member("孙二", relation: "配偶")))
+        let baby = try await w.addMember(hh, NewMember(name: "钱小宝", gender: "女", birthYear: 2026, phone: nil,
+                                                       idNumber: nil, relation: "子女", tags: []))
+        let count = try await w.household(hh).members.count
+        XCTAssertEqual(count, 3, "the newborn is a member")
+        let members = try await w.household(hh).members
+        let head = members.first { $0.name == "钱一" }!.id
+        let spouse = members.first { $0.name == "孙二" }!.id
+        try await w.updateMember(hh, member: head, member("钱一", phone: "13800000011", tags: ["退役军人"]))
+        let tags = try await w.household(hh).members.first { $0.id == head }!.tags
+        XCTAssertEqual(tags, ["退役军人"], "member edited")
+        try await w.setMemberStatus(hh, member: spouse, status: "迁出")
+        try await w.setMemberStatus(hh, member: head, status: "去世")
+        let statuses = try await w.household(hh).members.map(\.status)
+        XCTAssertEqual(statuses, ["去世", "迁出", "在册"], "nobody deleted, each with a status")
+        let counted = try await w.households(grid, "6号楼", unit: nil).first?.memberCount
+        XCTAssertEqual(counted, 1, "only who lives there is counted")
+        let found = try await w.searchResidents("孙二").first?.status
+        XCTAssertEqual(found, "迁出", "search says so")
+        let unknown = try await expectXiuhuaError("unknown status") { try await w.setMemberStatus(hh, member: spouse, status: "失踪") }
+        guard case .InvalidInput = unknown else { return XCTFail("expected InvalidInput, got \(unknown)") }
+
+        let v = try await w.addVisit(hh, purpose: "入户走访", note: "孩子出生")
+        try await w.updateVisit(hh, visit: v, purpose: "入户走访", note: "孩子出生，已登记", followUp: "满月回访")
+        let followUp = try await w.household(hh).visits.first?.followUp
+        XCTAssertEqual(followUp, "满月回访", "visit corrected by its author")
+        try await exchange(w, z)
+        let refused = try await expectXiuhuaError("another user's visit") {
+            try await z.updateVisit(hh, visit: v, purpose: "改", note: "别人的")
+        }
+        guard case .Refused = refused else { return XCTFail("expected Refused, got \(refused)") }
+        let note = try await z.household(hh).visits.first?.note
+        XCTAssertEqual(note, "孩子出生，已登记", "nothing written")
+
+        // The same tag added on both phones offline is there once.
+        try await w.setHouseholdTags(hh, ["低保"])
+        try await z.setHouseholdTags(hh, ["低保"])
+        try await exchange(w, z)
+        try await exchange(z, w)
+        let wTags = try await w.household(hh).tags
+        let zTags = try await z.household(hh).tags
+        XCTAssertEqual(wTags, ["低保"], "a tag set merges without duplicates")
+        XCTAssertEqual(zTags, wTags)
+
+        try await w.setHouseholdMovedOut(hh, true)
+        let listed = try await w.households(grid, "6号楼", unit: nil)
+        XCTAssertTrue(listed.isEmpty, "a household that moved out leaves the building list")
+        let movedOut = try await w.household(hh).movedOutAt
+        XCTAssertNotNil(movedOut, "and stays on record")
+        try await w.removeMember(hh, member: baby)
+        let left = try await w.household(hh).members.count
+        XCTAssertEqual(left, 2, "a member entered by mistake is removed")
+    }
+
     func testBadInputIsAReadableSwiftErrorAndNothingIsWritten() async throws {
         let repo = try await XiuhuaRepository.inMemory(actor: wangActor)
         let hh = try await repo.createHousehold(household("1号楼", "1单元", "101", member("张三")))

@@ -144,7 +144,14 @@ class XiuhuaRepository(
         call { updateMember(household, memberId, member) }
     suspend fun setMemberPhone(household: String, memberId: String, phone: String?) =
         call { setMemberPhone(household, memberId, phone) }
+    /** Removes a member entered by mistake; one who moved out or died gets [setMemberStatus]. */
     suspend fun removeMember(household: String, memberId: String) = call { removeMember(household, memberId) }
+    /** 在册, 迁出 (moved out) or 去世 (deceased): the member stays on record. */
+    suspend fun setMemberStatus(household: String, memberId: String, status: String) =
+        call { setMemberStatus(household, memberId, status) }
+    /** The household left the grid (`true`) or came back (`false`). */
+    suspend fun setHouseholdMovedOut(household: String, movedOut: Boolean) =
+        call { setHouseholdMovedOut(household, movedOut) }
     /** Another address of the grid: moved within it, or a wrong building, unit or room corrected. */
     suspend fun moveHousehold(household: String, building: String, unit: String, room: String) =
         call { moveHousehold(household, building, unit, room) }
@@ -152,6 +159,9 @@ class XiuhuaRepository(
     suspend fun setHouseholdNote(household: String, note: String) = call { setHouseholdNote(household, note) }
     suspend fun addVisit(household: String, purpose: String, note: String = "", followUp: String? = null): String =
         call { addVisit(household, NewVisit(purpose, note, followUp)) }
+    /** Corrects a visit this user made; someone else's is refused ([XiuhuaException.Refused]). */
+    suspend fun updateVisit(household: String, visitId: String, purpose: String, note: String = "", followUp: String? = null) =
+        call { updateVisit(household, visitId, NewVisit(purpose, note, followUp)) }
     suspend fun household(id: String): Household = call { household(id) }
     suspend fun buildings(grid: String): List<Building> = call { buildings(grid) }
     suspend fun units(grid: String, building: String): List<String> = call { units(grid, building) }

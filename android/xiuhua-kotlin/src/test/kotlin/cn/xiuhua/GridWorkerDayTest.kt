@@ -251,6 +251,56 @@ object GridWorkerDayTest {
             }
         }
 
+        suite.test("a household's life: a newborn, an edit, a member moved out and one deceased, a visit corrected") {
+            runBlocking {
+                val w = XiuhuaRepository.inMemory(wang)
+                val z = XiuhuaRepository.inMemory(zhao)
+                val hh = w.createHousehold(
+                    household("6号楼", "1单元", "101", member("钱一", phone = "13800000011"), member("孙二", relation = "配偶")),
+                )
+                val baby = w.addMember(hh, NewMember("钱小宝", "女", 2026, null, null, "子女", emptyList()))
+                checkEq(3, w.household(hh).members.size, "the newborn is a member")
+                val head = w.household(hh).members.first { it.name == "钱一" }.id
+                w.updateMember(hh, head, member("钱一", phone = "13800000011", tags = listOf("退役军人")))
+                checkEq(listOf("退役军人"), w.household(hh).members.first { it.id == head }.tags, "member edited")
+                val spouse = w.household(hh).members.first { it.name == "孙二" }.id
+                w.setMemberStatus(hh, spouse, "迁出")
+                w.setMemberStatus(hh, head, "去世")
+                val h = w.household(hh)
+                checkEq(listOf("去世", "迁出", "在册"), h.members.map { it.status }, "nobody deleted, each with a status")
+                checkEq(1L, w.householdsIn(GRID, "6号楼").single().memberCount, "only who lives there is counted")
+                checkEq("迁出", w.searchResidents("孙二").single().status, "search says so")
+                expectThrows<XiuhuaException.InvalidInput>("unknown status") {
+                    runBlocking { w.setMemberStatus(hh, spouse, "失踪") }
+                }
+
+                val v = w.addVisit(hh, "入户走访", "孩子出生")
+                w.updateVisit(hh, v, "入户走访", "孩子出生，已登记", "满月回访")
+                checkEq("满月回访", w.household(hh).visits.single().followUp, "visit corrected by its author")
+                exchange(w, z)
+                expectThrows<XiuhuaException.Refused>("another user's visit") {
+                    runBlocking { z.updateVisit(hh, v, "改", "别人的") }
+                }
+                checkEq("孩子出生，已登记", z.household(hh).visits.single().note, "nothing written")
+
+                // The same tag added on both phones offline is there once.
+                w.setHouseholdTags(hh, listOf("低保"))
+                z.setHouseholdTags(hh, listOf("低保"))
+                exchange(w, z)
+                exchange(z, w)
+                checkEq(listOf("低保"), w.household(hh).tags, "a tag set merges without duplicates")
+                checkEq(w.household(hh).tags, z.household(hh).tags, "the same on both phones")
+
+                w.setHouseholdMovedOut(hh, true)
+                check(w.householdsIn(GRID, "6号楼").isEmpty()) { "a household that moved out leaves the building list" }
+                check(w.household(hh).movedOutAt != null) { "and stays on record" }
+                w.removeMember(hh, baby)
+                checkEq(2, w.household(hh).members.size, "a member entered by mistake is removed")
+                w.close()
+                z.close()
+            }
+        }
+
         suite.test("bad input is a readable Kotlin exception, and nothing is written") {
             runBlocking {
                 XiuhuaRepository.inMemory(wang).use { repo ->
