@@ -23,7 +23,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 
 pub use identity::{DataOwner, SignedOut, UnsyncedWork};
 pub use projection::{
-    HouseholdRow, PROJECTION_VERSION, RecordRow, ResidentRow, Rows, TaskRow, rows_of,
+    HouseholdRow, Model, PROJECTION_VERSION, RecordRow, ResidentRow, Rows, TaskRow, rows_and_model,
+    rows_of,
 };
 pub use query::*;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
