@@ -393,34 +393,40 @@ pub struct StatsInput {
     pub tasks: Vec<TaskP>,
 }
 
+/// The figures of `grid` for the month of `ms`, if `ms` is within `range`.
+fn slot<'a>(
+    out: &'a mut BTreeMap<(String, String), GridMonthStats>,
+    range: Option<TimeRange>,
+    grid: &str,
+    ms: i64,
+) -> Option<&'a mut GridMonthStats> {
+    if !range.is_none_or(|r| r.contains(ms)) {
+        return None;
+    }
+    let month = month_of(ms);
+    Some(
+        out.entry((grid.to_string(), month.clone()))
+            .or_insert_with(|| GridMonthStats {
+                grid: grid.to_string(),
+                month,
+                ..GridMonthStats::default()
+            }),
+    )
+}
+
 /// Per-grid, per-month statistics, sorted by grid then month. Each count falls in the
 /// month of its own time (registration, visit, report, creation, closing), within `range`
 /// when given.
 pub fn grid_month_stats(input: &StatsInput, range: Option<TimeRange>) -> Vec<GridMonthStats> {
-    let within = |ms: i64| range.is_none_or(|r| r.contains(ms));
     let mut out: BTreeMap<(String, String), GridMonthStats> = BTreeMap::new();
-    let mut entry = |grid: &str, ms: i64| -> Option<&mut GridMonthStats> {
-        if !within(ms) {
-            return None;
-        }
-        let month = month_of(ms);
-        Some(
-            out.entry((grid.to_string(), month.clone()))
-                .or_insert_with(|| GridMonthStats {
-                    grid: grid.to_string(),
-                    month,
-                    ..GridMonthStats::default()
-                }),
-        )
-    };
     for h in &input.households {
-        if let Some(s) = entry(&h.grid, h.created_at) {
+        if let Some(s) = slot(&mut out, range, &h.grid, h.created_at) {
             s.households_registered += 1;
         }
     }
     let mut visited: HashSet<(String, String, &str)> = HashSet::new();
     for v in &input.visits {
-        if let Some(s) = entry(&v.grid, v.at) {
+        if let Some(s) = slot(&mut out, range, &v.grid, v.at) {
             s.visits += 1;
             if visited.insert((s.grid.clone(), s.month.clone(), v.household.as_str())) {
                 s.households_visited += 1;
@@ -428,7 +434,7 @@ pub fn grid_month_stats(input: &StatsInput, range: Option<TimeRange>) -> Vec<Gri
         }
     }
     for r in &input.records {
-        if let Some(s) = entry(&r.grid, r.reported_at) {
+        if let Some(s) = slot(&mut out, range, &r.grid, r.reported_at) {
             s.records_opened += 1;
             if record_closed(&r.shown) {
                 s.records_closed += 1;
@@ -439,7 +445,7 @@ pub fn grid_month_stats(input: &StatsInput, range: Option<TimeRange>) -> Vec<Gri
     let mut closing: BTreeMap<(String, String), (Vec<f64>, usize, usize, Vec<i64>)> =
         BTreeMap::new();
     for t in &input.tasks {
-        if let Some(s) = entry(&t.grid, t.created_at) {
+        if let Some(s) = slot(&mut out, range, &t.grid, t.created_at) {
             *s.tasks_by_level
                 .entry(t.level.clone().unwrap_or_default())
                 .or_default() += 1;
@@ -449,7 +455,7 @@ pub fn grid_month_stats(input: &StatsInput, range: Option<TimeRange>) -> Vec<Gri
             }
         }
         if let Some(closed) = t.closed_at
-            && let Some(s) = entry(&t.grid, closed)
+            && let Some(s) = slot(&mut out, range, &t.grid, closed)
         {
             s.tasks_closed += 1;
             let c = closing

@@ -1057,7 +1057,7 @@ async fn project_stored(
         }
         Ok(None) => Ok(false),
         Err(reason) => {
-            tracing::warn!(doc = id, reason, "stored document not projected");
+            tracing::warn!(doc = id, reason = %reason, "stored document not projected");
             Ok(false)
         }
     }

@@ -415,7 +415,7 @@ fn project_stored(c: &Connection, id: &str, bytes: &[u8]) -> StoreResult<bool> {
         }
         Ok(None) => Ok(false),
         Err(reason) => {
-            tracing::warn!(doc = id, reason, "stored document not projected");
+            tracing::warn!(doc = id, reason = %reason, "stored document not projected");
             Ok(false)
         }
     }
