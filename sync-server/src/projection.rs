@@ -210,11 +210,10 @@ pub fn project(doc_id: &str, doc: &AutoCommit) -> xiuhua_core::Result<Option<Pro
     let Some((rows, model)) = rows_and_model(doc_id, doc)? else {
         return Ok(None);
     };
-    let server =
-        server_rows(&rows, &model).ok_or_else(|| xiuhua_core::Error::BadDocument {
-            doc: doc_id.to_string(),
-            reason: "its rows and model disagree".into(),
-        })?;
+    let server = server_rows(&rows, &model).ok_or_else(|| xiuhua_core::Error::BadDocument {
+        doc: doc_id.to_string(),
+        reason: "its rows and model disagree".into(),
+    })?;
     Ok(Some(Projected { rows, server }))
 }
 

@@ -82,10 +82,9 @@ impl BoardColumn {
         let open = status.is_some_and(TaskStatus::is_open) && task.ordered;
         match self {
             BoardColumn::AwaitingAssign => task.ordered && status == Some(TaskStatus::Ordered),
-            BoardColumn::InProgress => matches!(
-                status,
-                Some(TaskStatus::Assigned | TaskStatus::InProgress)
-            ),
+            BoardColumn::InProgress => {
+                matches!(status, Some(TaskStatus::Assigned | TaskStatus::InProgress))
+            }
             BoardColumn::Overdue => days_overdue(task, now_ms).is_some(),
             BoardColumn::AwaitingRating => status == Some(TaskStatus::Done),
             BoardColumn::Reopened => open && task.reopened,
@@ -159,7 +158,10 @@ pub struct TaskFilter {
 impl TaskFilter {
     pub fn matches(&self, t: &TaskP) -> bool {
         self.grids.contains(&t.grid)
-            && self.level.as_ref().is_none_or(|l| t.level.as_ref() == Some(l))
+            && self
+                .level
+                .as_ref()
+                .is_none_or(|l| t.level.as_ref() == Some(l))
             && self.category.as_ref().is_none_or(|c| &t.category == c)
             && self
                 .assignee
@@ -237,15 +239,13 @@ pub fn board(tasks: Vec<TaskP>, q: &BoardQuery) -> Board {
                 &b.task.id,
             ))
         }),
-        TaskSort::CreatedDesc => col.sort_by(|a, b| {
-            (b.task.created_at, &b.task.id).cmp(&(a.task.created_at, &a.task.id))
-        }),
-        TaskSort::CreatedAsc => col.sort_by(|a, b| {
-            (a.task.created_at, &a.task.id).cmp(&(b.task.created_at, &b.task.id))
-        }),
-        TaskSort::MostOverdue => col.sort_by(|a, b| {
-            (b.days_overdue, &a.task.id).cmp(&(a.days_overdue, &b.task.id))
-        }),
+        TaskSort::CreatedDesc => col
+            .sort_by(|a, b| (b.task.created_at, &b.task.id).cmp(&(a.task.created_at, &a.task.id))),
+        TaskSort::CreatedAsc => col
+            .sort_by(|a, b| (a.task.created_at, &a.task.id).cmp(&(b.task.created_at, &b.task.id))),
+        TaskSort::MostOverdue => {
+            col.sort_by(|a, b| (b.days_overdue, &a.task.id).cmp(&(a.days_overdue, &b.task.id)))
+        }
     }
     let total = col.len();
     let tasks = col
@@ -300,7 +300,10 @@ pub fn record_ledger(records: Vec<RecordP>, tasks: &[TaskP]) -> Vec<RecordLedger
     let mut out: Vec<RecordLedgerRow> = records
         .into_iter()
         .map(|record| {
-            let mine = by_record.get(record.id.as_str()).cloned().unwrap_or_default();
+            let mine = by_record
+                .get(record.id.as_str())
+                .cloned()
+                .unwrap_or_default();
             let open_tasks = mine
                 .iter()
                 .filter(|t| TaskStatus::parse(&t.status).is_ok_and(TaskStatus::is_open))

@@ -725,7 +725,10 @@ pub trait Storage: Send + Sync + 'static {
             ..Select::default()
         };
         let input = StatsInput {
-            households: self.select(Table::Households, &sel(f.range)).await?.households,
+            households: self
+                .select(Table::Households, &sel(f.range))
+                .await?
+                .households,
             visits: self.select(Table::Visits, &sel(f.range)).await?.visits,
             records: self.select(Table::Records, &sel(f.range)).await?.records,
             // Tasks count by creation and by closing: read them all.
@@ -758,7 +761,9 @@ pub trait Storage: Send + Sync + 'static {
                     .households,
             );
         }
-        Ok(console::rank_households(query, residents, households, limit))
+        Ok(console::rank_households(
+            query, residents, households, limit,
+        ))
     }
     /// A household with its members (masked), visits, and the records and tasks naming it.
     async fn household_detail(&self, id: &str) -> StoreResult<Option<HouseholdDetail>> {

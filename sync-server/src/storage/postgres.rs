@@ -36,12 +36,12 @@ use xiuhua_core::store::{PROJECTION_VERSION, rows_of};
 use super::projected::{self, Dialect, RowGet, Val};
 use super::*;
 use crate::access::{Caller, GrantRow, Scope};
-use crate::projection::{self as proj, DocRows};
 use crate::credentials::{
     self, CodeRow, CredentialRefusal, DeviceRow, RefreshDecision, RefreshRow, Standing,
 };
 use crate::error::{Refusal, StoreError};
 use crate::ingest::{self, Parsed, ParsedDoc, StoredDoc};
+use crate::projection::{self as proj, DocRows};
 
 /// The NOTIFY channel of "grid g is now at seq n" (payload `g:n`).
 pub const CHANNEL: &str = "xiuhua_grid";
@@ -922,7 +922,6 @@ struct PushRead {
     known: HashSet<automerge::ChangeHash>,
 }
 
-
 // ----- the projection tables (rows from `crate::projection`, SQL from `projected`) -----
 
 const D: Dialect = Dialect::Postgres;
@@ -972,7 +971,9 @@ async fn refresh_shown(
         return Ok(());
     };
     let (own, grid): (String, String) = (own.try_get(0)?, own.try_get(1)?);
-    let stmt = tx.prepare_cached(&projected::tasks_of_record_sql(D)).await?;
+    let stmt = tx
+        .prepare_cached(&projected::tasks_of_record_sql(D))
+        .await?;
     let tasks: Vec<String> = tx
         .query(&stmt, &[&record, &grid])
         .await?
@@ -1070,7 +1071,8 @@ async fn rebuild_rows(tx: &deadpool_postgres::Transaction<'_>) -> StoreResult<u6
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
     for t in projected::Table::ALL {
-        tx.execute(&format!("DELETE FROM {}", t.name()), &[]).await?;
+        tx.execute(&format!("DELETE FROM {}", t.name()), &[])
+            .await?;
     }
     let ids: Vec<String> = tx
         .query(

@@ -693,13 +693,22 @@ mod tests {
             ..Select::default()
         };
         let (sql, vals) = sel.sql(Table::Tasks, Dialect::Sqlite);
-        assert!(sql.contains("grid IN (SELECT value FROM json_each(?1))"), "{sql}");
-        assert!(sql.contains("created_at >= ?2 AND created_at < ?3"), "{sql}");
+        assert!(
+            sql.contains("grid IN (SELECT value FROM json_each(?1))"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("created_at >= ?2 AND created_at < ?3"),
+            "{sql}"
+        );
         assert!(sql.ends_with("ORDER BY id"), "{sql}");
         assert_eq!(vals.len(), 3);
         let (sql, _) = sel.sql(Table::Tasks, Dialect::Postgres);
         assert!(sql.contains("grid = ANY($1)"), "{sql}");
-        assert!(sql.contains("created_at >= $2 AND created_at < $3"), "{sql}");
+        assert!(
+            sql.contains("created_at >= $2 AND created_at < $3"),
+            "{sql}"
+        );
         // Residents have no time column: the range is not applied.
         let (sql, vals) = sel.sql(Table::Residents, Dialect::Postgres);
         assert!(!sql.contains(">="), "{sql}");

@@ -16,10 +16,10 @@ use xiuhua_core::store::{PROJECTION_VERSION, rows_of};
 use super::projected::{self, Dialect, PRow, RowGet, Val};
 use super::*;
 use crate::access::{Caller, GrantRow, Scope};
-use crate::projection::{self as proj, DocRows};
 use crate::credentials::{self, CodeRow, DeviceRow, RefreshDecision, RefreshRow, Standing};
 use crate::error::{Refusal, StoreError};
 use crate::ingest::{self, Parsed, StoredDoc};
+use crate::projection::{self as proj, DocRows};
 
 /// File name of the database in the data folder.
 pub const DB_FILE: &str = "xiuhua-server.sqlite3";
@@ -308,7 +308,6 @@ fn refresh_rows(conn: &mut Connection) -> StoreResult<usize> {
     Ok(stale.len())
 }
 
-
 // ----- the projection tables (rows from `crate::projection`, SQL from `projected`) -----
 
 const D: Dialect = Dialect::Sqlite;
@@ -361,8 +360,7 @@ fn refresh_shown(c: &Connection, record: &str) -> StoreResult<()> {
 
 /// The record a stored task row was made from.
 fn task_link(c: &Connection, task: &str) -> StoreResult<Option<String>> {
-    Ok(c
-        .prepare_cached(&projected::task_link_sql(D))?
+    Ok(c.prepare_cached(&projected::task_link_sql(D))?
         .query_row([task], |r| r.get::<_, Option<String>>(0))
         .optional()?
         .flatten())
