@@ -396,6 +396,15 @@ pub struct StatsInput {
     pub tasks: Vec<TaskP>,
 }
 
+/// The closing figures of one grid and month, gathered before they are summarised.
+#[derive(Default)]
+struct Closing {
+    days: Vec<f64>,
+    with_deadline: usize,
+    in_time: usize,
+    ratings: Vec<i64>,
+}
+
 /// The figures of `grid` for the month of `ms`, if `ms` is within `range`.
 fn slot<'a>(
     out: &'a mut BTreeMap<(String, String), GridMonthStats>,
@@ -445,8 +454,7 @@ pub fn grid_month_stats(input: &StatsInput, range: Option<TimeRange>) -> Vec<Gri
         }
     }
     // Closing figures gathered per (grid, month) first.
-    let mut closing: BTreeMap<(String, String), (Vec<f64>, usize, usize, Vec<i64>)> =
-        BTreeMap::new();
+    let mut closing: BTreeMap<(String, String), Closing> = BTreeMap::new();
     for t in &input.tasks {
         if let Some(s) = slot(&mut out, range, &t.grid, t.created_at) {
             *s.tasks_by_level
@@ -465,20 +473,29 @@ pub fn grid_month_stats(input: &StatsInput, range: Option<TimeRange>) -> Vec<Gri
                 .entry((s.grid.clone(), s.month.clone()))
                 .or_default();
             if let Some(d) = days_to_close(t) {
-                c.0.push(d);
+                c.days.push(d);
             }
             if let Some(ok) = on_time(t) {
-                c.1 += 1;
+                c.with_deadline += 1;
                 if ok {
-                    c.2 += 1;
+                    c.in_time += 1;
                 }
             }
             if let Some(r) = t.rating {
-                c.3.push(r);
+                c.ratings.push(r);
             }
         }
     }
-    for (key, (days, with_deadline, in_time, ratings)) in closing {
+    for (
+        key,
+        Closing {
+            days,
+            with_deadline,
+            in_time,
+            ratings,
+        },
+    ) in closing
+    {
         if let Some(s) = out.get_mut(&key) {
             s.median_days_to_close = median(&days);
             s.on_time_rate = (with_deadline > 0).then(|| in_time as f64 / with_deadline as f64);
