@@ -311,7 +311,9 @@ impl XiuhuaStore {
     /// Marks the household as moved out of the grid (`true`) or back (`false`); it leaves
     /// the building lists and stays on record.
     pub fn set_household_moved_out(&self, household: String, moved_out: bool) -> Result<()> {
-        self.write(&household, |s| s.set_household_moved_out(&household, moved_out))
+        self.write(&household, |s| {
+            s.set_household_moved_out(&household, moved_out)
+        })
     }
 
     /// Moves a household to another address of its grid (moved within the grid, or a
@@ -348,7 +350,9 @@ impl XiuhuaStore {
     /// Corrects a visit this device's user made (purpose, note, follow-up); a visit by
     /// someone else is refused.
     pub fn update_visit(&self, household: String, visit_id: String, visit: NewVisit) -> Result<()> {
-        self.write(&household, |s| s.update_visit(&household, &visit_id, visit.into()))
+        self.write(&household, |s| {
+            s.update_visit(&household, &visit_id, visit.into())
+        })
     }
 
     /// A household with its members (ID numbers whole), tags, note and visits.

@@ -158,7 +158,11 @@ impl From<core::Member> for Member {
             id_number: m.id_number,
             relation: m.relation.as_str().to_string(),
             tags: tags_out(&m.tags),
-            status: m.status().as_str().to_string(),
+            status: m
+                .status
+                .unwrap_or(core::MemberStatus::Living)
+                .as_str()
+                .to_string(),
         }
     }
 }

@@ -91,7 +91,7 @@ fn is_leap_year(year: u64) -> bool {
 }
 
 /// Proleptic Gregorian (year, month, day) of the day `days` after 1970-01-01.
-fn civil_date(days: u64) -> (u64, u64, u64) {
+pub fn civil_date(days: u64) -> (u64, u64, u64) {
     // Any 400 consecutive Gregorian years hold exactly 97 leap years, i.e.
     // 146_097 days, whatever year they start at; skip whole cycles first so
     // the year loop below runs at most 400 times.

@@ -149,6 +149,13 @@ pub fn mask_id(id: &str) -> String {
     out
 }
 
+/// Masks a phone number for lists and the station's console: the first 3 and last 4
+/// characters stay, everything between becomes `*` (`13812345678` → `138****5678`). Inputs
+/// shorter than 8 characters are masked completely. Counts characters; never panics.
+pub fn mask_phone(phone: &str) -> String {
+    mask_id(phone)
+}
+
 /// Maximum length of a person's name, in characters.
 const NAME_MAX_CHARS: usize = 32;
 
@@ -368,6 +375,8 @@ mod tests {
         assert_eq!(mask_id("张三李四"), "****");
         assert_eq!(mask_id("一二三四五六七八九"), "一二三**六七八九");
         assert_eq!(mask_id("😀😀😀x😀😀😀😀"), "😀😀😀*😀😀😀😀");
+        assert_eq!(mask_phone("13812345678"), "138****5678");
+        assert_eq!(mask_phone("1381234"), "*******");
         for s in [
             "",
             "a",

@@ -349,6 +349,59 @@ pub fn record_status_shown(
     own.max(from_tasks)
 }
 
+/// When a task reached its milestones, read from the fold's outcomes (HLC stamps of the
+/// applied events that caused them), and whether a bad rating reopened it. Pure: what the
+/// server's ledgers and the console's board show beside [`TaskView`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Milestones {
+    /// The applied order (点单).
+    pub ordered_hlc: Option<i64>,
+    /// The latest applied completion (办结), if the task is done or closed now.
+    pub done_hlc: Option<i64>,
+    /// When it closed: the later of its last applied completion and rating, if closed now.
+    pub closed_hlc: Option<i64>,
+    /// Open again because the resident's latest applied rating of its latest completion was
+    /// bad (1–2) and nothing was completed since.
+    pub reopened_by_rating: bool,
+    /// Ever escalated (an applied escalation).
+    pub escalated: bool,
+}
+
+/// The [`Milestones`] of a folded task.
+pub fn milestones(view: &TaskView) -> Milestones {
+    let mut m = Milestones::default();
+    let mut last_complete: Option<i64> = None;
+    let mut last_rate: Option<i64> = None;
+    // Whether the latest of completions and ratings, in fold order, is a bad rating.
+    let mut bad_rating_last = false;
+    for f in view.events.iter().filter(|f| f.outcome == Outcome::Applied) {
+        let e = &f.event;
+        match EventKind::parse(&e.kind) {
+            Ok(EventKind::Order) => m.ordered_hlc = m.ordered_hlc.or(Some(e.hlc)),
+            Ok(EventKind::Complete) => {
+                last_complete = Some(e.hlc);
+                bad_rating_last = false;
+            }
+            Ok(EventKind::Rate) => {
+                last_rate = Some(e.hlc);
+                bad_rating_last = e.score.is_some_and(|s| (1..=2).contains(&s));
+            }
+            Ok(EventKind::Escalate) => m.escalated = true,
+            _ => {}
+        }
+    }
+    match view.status {
+        TaskStatus::Done => m.done_hlc = last_complete,
+        TaskStatus::Closed => {
+            m.done_hlc = last_complete;
+            m.closed_hlc = last_complete.max(last_rate);
+        }
+        _ => {}
+    }
+    m.reopened_by_rating = view.status.is_open() && bad_rating_last;
+    m
+}
+
 fn base_event(id: String, prev: Vec<String>, actor: &Actor, hlc: i64) -> TaskEvent {
     TaskEvent {
         id,
@@ -1402,6 +1455,46 @@ mod tests {
                 a.user
             ),
         }
+    }
+
+    #[test]
+    fn milestones_follow_the_applied_events() {
+        let m = milestones(&Log::ordered().view());
+        assert_eq!(m.ordered_hlc, Some(100));
+        assert_eq!((m.done_hlc, m.closed_hlc), (None, None));
+        assert!(!m.reopened_by_rating && !m.escalated);
+
+        let done = Log::done();
+        let c = done.max_hlc();
+        let m = milestones(&done.view());
+        assert_eq!((m.done_hlc, m.closed_hlc), (Some(c), None));
+
+        let closed = Log::closed();
+        let r = closed.max_hlc();
+        let m = milestones(&closed.view());
+        assert_eq!((m.done_hlc, m.closed_hlc), (Some(c), Some(r)));
+        assert!(!m.reopened_by_rating);
+
+        // A bad rating reopens it; a new completion ends that.
+        let reopened = Log::done().next("r1", &lou(), rate(1));
+        let m = milestones(&reopened.view());
+        assert_eq!(reopened.view().status, TaskStatus::InProgress);
+        assert!(m.reopened_by_rating);
+        assert_eq!((m.done_hlc, m.closed_hlc), (None, None));
+        let again = reopened.next("c2", &li(), complete());
+        assert!(!milestones(&again.view()).reopened_by_rating);
+        let c2 = again.max_hlc();
+        let closed2 = again.next("r2", &lou(), rate(4));
+        let m = milestones(&closed2.view());
+        assert_eq!(m.done_hlc, Some(c2));
+        assert_eq!(m.closed_hlc, Some(closed2.max_hlc()));
+
+        // A rejected escalation does not count; an applied one does.
+        let esc = Log::assigned().next("e", &wang(), escalate(Tier::Community, None));
+        assert!(milestones(&esc.view()).escalated);
+        let bad = Log::closed().next("e", &wang(), escalate(Tier::Community, None));
+        assert_rejected(&bad.view(), "e", "");
+        assert!(!milestones(&bad.view()).escalated);
     }
 
     // ----- happy path ------------------------------------------------------------------------

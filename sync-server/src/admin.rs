@@ -256,6 +256,17 @@ pub async fn list(s: &dyn Storage, what: Listing) -> Result<String, StoreError> 
     Ok(out)
 }
 
+/// `xiuhua-server rebuild-projection`: recomputes every projection row from the stored
+/// documents.
+pub async fn rebuild_projection(s: &dyn Storage) -> Result<String, StoreError> {
+    let started = std::time::Instant::now();
+    let n = s.rebuild_projection().await?;
+    Ok(format!(
+        "projection rebuilt: {n} document(s) projected in {} ms\n",
+        started.elapsed().as_millis()
+    ))
+}
+
 /// `xiuhua-server check`: verifies every stored document, quarantining broken ones, and
 /// reports every quarantined document. Returns the report and whether none is quarantined.
 pub async fn check(s: &dyn Storage) -> Result<(String, bool), StoreError> {

@@ -36,7 +36,9 @@ use automerge::{ActorId, AutoCommit, Change, ChangeHash, ReadDoc, ScalarValue, V
 use xiuhua_core::doc::{ChangeNote, DocKind, actor_id, kind_and_grid};
 use xiuhua_core::hlc::Hlc;
 use xiuhua_core::model::{Household, Record, Task, TaskEvent, Tier, Visit};
-use xiuhua_core::store::{Rows, rows_of};
+use xiuhua_core::store::Rows;
+
+use crate::projection::{self, DocRows};
 use xiuhua_core::sync::proto::PushRequest;
 use xiuhua_core::validate;
 
@@ -349,6 +351,8 @@ pub struct AppliedDoc {
     /// moved (a 楼门长 keeps editing their record about a household that moved away).
     pub household_before: Option<String>,
     pub rows: Rows,
+    /// The server's projection rows ([`crate::projection::project`]).
+    pub server_rows: DocRows,
     pub bytes: Vec<u8>,
     pub heads: Vec<ChangeHash>,
     /// New changes (hash, bytes) in causal order.
@@ -621,8 +625,8 @@ fn apply_one_inner(
             events_before.as_ref(),
             &visits_before,
         )?;
-        let rows = match rows_of(&id, &doc) {
-            Ok(Some(r)) => r,
+        let (rows, server_rows) = match projection::project(&id, &doc) {
+            Ok(Some(p)) => (p.rows, p.server),
             Ok(None) => return Err(Refusal::bad(format!("document {id} is empty")).into()),
             Err(e) => {
                 return Err(Refusal::bad(format!(
@@ -690,6 +694,7 @@ fn apply_one_inner(
                 household,
                 household_before,
                 rows,
+                server_rows,
                 bytes,
                 heads,
                 changes,
@@ -967,6 +972,8 @@ pub struct PlannedDoc {
     pub heads: Vec<u8>,
     /// The projection rows (MessagePack of [`Rows`]).
     pub rows: Vec<u8>,
+    /// The server's projection rows, written in the push's transaction.
+    pub server_rows: DocRows,
     /// New changes (hash, bytes) in causal order.
     pub changes: Vec<(Vec<u8>, Vec<u8>)>,
 }
@@ -1147,6 +1154,7 @@ pub fn authorize_at(
         plan.docs.push(PlannedDoc {
             moved_from,
             rows: encode_rows(&d.rows)?,
+            server_rows: d.server_rows,
             heads: encode_heads(&d.heads),
             is_new: d.before.is_none(),
             changes: d

@@ -18,6 +18,8 @@
 //!   [`storage::sqlite::SqliteStorage`] (embedded SQLite, WAL, versioned schema).
 //! - [`http`]: the axum router: `/v1/*` endpoints, `/healthz`, `/metrics`.
 //! - [`metrics`]: Prometheus text counters.
+//! - [`projection`]: the server's queryable projection (households, residents masked,
+//!   visits, records, tasks folded, task events), one pure function over the core's.
 //! - [`admin`]: the station's administration commands (directory, users, grants, devices).
 //! - [`check`]: `xiuhua-server check`: verifies every stored document, quarantines broken ones.
 //! - [`edge`]: enrollment attempt limits, long polls per device, connections per address.
@@ -42,6 +44,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod projection;
 pub mod server;
 pub mod storage;
 

@@ -92,6 +92,9 @@ enum Command {
     /// Verifies every stored document (loads, has its stored heads); quarantines broken ones
     /// and lists every quarantined document. Exits 1 when any is quarantined.
     Check,
+    /// Recomputes the server's projection (what the station's console queries) from the
+    /// stored documents, in one transaction.
+    RebuildProjection,
 }
 
 #[derive(Subcommand)]
@@ -217,6 +220,7 @@ async fn run(cmd: Command, cfg: Config) -> Result<String, String> {
             };
             admin::list(s, l).await
         }
+        Command::RebuildProjection => admin::rebuild_projection(s).await,
         Command::Check => {
             let (out, clean) = admin::check(s).await.map_err(|e| e.to_string())?;
             if clean {

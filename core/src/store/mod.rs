@@ -23,7 +23,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 
 pub use identity::{DataOwner, SignedOut, UnsyncedWork};
 pub use projection::{
-    HouseholdRow, PROJECTION_VERSION, RecordRow, ResidentRow, Rows, TaskRow, rows_of,
+    HouseholdRow, Model, PROJECTION_VERSION, RecordRow, ResidentRow, Rows, TaskRow, rows_and_model,
+    rows_of,
 };
 pub use query::*;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
@@ -1663,6 +1664,20 @@ fn validate_action(action: &TaskAction) -> Result<()> {
     Ok(())
 }
 
+/// A visit's purpose, note and follow-up as stored: trimmed, bounded, an empty follow-up
+/// none. The one check for adding and correcting a visit.
+fn checked_visit(visit: NewVisit) -> Result<(String, String, Option<String>)> {
+    let purpose = validate::non_empty("purpose", &visit.purpose, 100)?;
+    if visit.note.chars().count() > 2000 {
+        return Err(Error::invalid("note", "longer than 2000 characters"));
+    }
+    let follow_up = visit
+        .follow_up
+        .map(|f| f.trim().to_string())
+        .filter(|f| !f.is_empty());
+    Ok((purpose, visit.note.trim().to_string(), follow_up))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1927,18 +1942,4 @@ mod tests {
         let mut s = Store::open_encrypted(&path, "k3y-from-keystore", actor()).expect("reopen");
         assert_eq!(s.household(&id).expect("read").members[0].name, "张三");
     }
-}
-
-/// A visit's purpose, note and follow-up as stored: trimmed, bounded, an empty follow-up
-/// none. The one check for adding and correcting a visit.
-fn checked_visit(visit: NewVisit) -> Result<(String, String, Option<String>)> {
-    let purpose = validate::non_empty("purpose", &visit.purpose, 100)?;
-    if visit.note.chars().count() > 2000 {
-        return Err(Error::invalid("note", "longer than 2000 characters"));
-    }
-    let follow_up = visit
-        .follow_up
-        .map(|f| f.trim().to_string())
-        .filter(|f| !f.is_empty());
-    Ok((purpose, visit.note.trim().to_string(), follow_up))
 }

@@ -107,6 +107,22 @@ pub(crate) fn tags_text(tags: &[Tag]) -> String {
 /// Computes the rows of a document. `None` for a document that is still empty (its first
 /// change has not arrived yet).
 pub fn rows_of(doc_id: &str, doc: &AutoCommit) -> Result<Option<Rows>> {
+    Ok(rows_and_model(doc_id, doc)?.map(|(rows, _)| rows))
+}
+
+/// A document read into the core's model, as [`rows_and_model`] gives it beside the rows:
+/// for a task, the fold's view too. What a reader needing more than the rows (the server's
+/// projection: visits, every task event) uses, so that nothing parses a document twice or
+/// differently.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Model {
+    Household(Household),
+    Record(Record),
+    Task(Box<(Task, workflow::TaskView)>),
+}
+
+/// [`rows_of`] and the model the rows were computed from (hydrated once, folded once).
+pub fn rows_and_model(doc_id: &str, doc: &AutoCommit) -> Result<Option<(Rows, Model)>> {
     let Some((kind, _grid)) = kind_and_grid(doc) else {
         if doc.is_empty() {
             return Ok(None);
@@ -121,15 +137,18 @@ pub fn rows_of(doc_id: &str, doc: &AutoCommit) -> Result<Option<Rows>> {
         DocKind::Household => {
             let mut h: Household = autosurgeon::hydrate(doc).map_err(bad)?;
             h.normalize();
-            household_rows(&h, crate::doc::field_conflicts(doc).len() as i64)
+            let rows = household_rows(&h, crate::doc::field_conflicts(doc).len() as i64);
+            (rows, Model::Household(h))
         }
         DocKind::Record => {
             let r: Record = autosurgeon::hydrate(doc).map_err(bad)?;
-            Rows::Record(record_row(&r))
+            (Rows::Record(record_row(&r)), Model::Record(r))
         }
         DocKind::Task => {
             let t: Task = autosurgeon::hydrate(doc).map_err(bad)?;
-            Rows::Task(task_row(&t))
+            let view = workflow::fold(t.events.values());
+            let row = task_row_with(&t, &view);
+            (Rows::Task(row), Model::Task(Box::new((t, view))))
         }
     }))
 }

@@ -18,8 +18,10 @@ fn the_same_tag_added_on_two_phones_is_there_once() {
     share_all(&mut a, &mut b);
 
     clock.advance(60_000);
-    a.set_household_tags(&hh, &[Tag::Relocated, Tag::Dibao]).unwrap();
-    b.set_household_tags(&hh, &[Tag::Relocated, Tag::Dibao]).unwrap();
+    a.set_household_tags(&hh, &[Tag::Relocated, Tag::Dibao])
+        .unwrap();
+    b.set_household_tags(&hh, &[Tag::Relocated, Tag::Dibao])
+        .unwrap();
     share_all(&mut a, &mut b);
     share_all(&mut b, &mut a);
 
@@ -55,7 +57,8 @@ fn two_phones_removing_different_tags_both_remove_theirs() {
 
     clock.advance(60_000);
     // A removes 回迁, B removes 低保 and adds 独居老人: each edit survives the merge.
-    a.set_household_tags(&hh, &[Tag::Dibao, Tag::EmptyNest]).unwrap();
+    a.set_household_tags(&hh, &[Tag::Dibao, Tag::EmptyNest])
+        .unwrap();
     b.set_household_tags(&hh, &[Tag::Relocated, Tag::EmptyNest, Tag::LivingAlone])
         .unwrap();
     share_all(&mut a, &mut b);
@@ -145,7 +148,10 @@ fn a_member_who_moved_out_or_died_stays_on_record_with_that_status() {
         .unwrap();
     share_all(&mut a, &mut b);
     assert_eq!(b.household(&hh).unwrap().members[1].status, None);
-    assert_eq!(b.households_in(GRID, "3号楼", None).unwrap()[0].member_count, 1);
+    assert_eq!(
+        b.households_in(GRID, "3号楼", None).unwrap()[0].member_count,
+        1
+    );
 
     let r = a.set_member_status(&hh, "m-nobody", MemberStatus::MovedOut);
     assert!(matches!(r, Err(Error::NotFound(_))), "{r:?}");

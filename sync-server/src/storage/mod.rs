@@ -36,8 +36,16 @@
 //! (chosen by a `postgres://` database URL). Both pass the same conformance suite
 //! (`sync-server/tests/storage_conformance.rs`).
 
+pub mod console;
 pub mod postgres;
+pub mod projected;
 pub mod sqlite;
+
+pub use console::{
+    Board, BoardColumn, BoardQuery, BoardTask, GridMonthStats, HouseholdDetail, HouseholdHit,
+    LedgerFilter, RecordLedgerRow, StatsInput, TaskDetail, TaskFilter, TaskLedgerRow, TaskSort,
+};
+pub use projected::{Projection, Select, Table, TimeRange};
 
 use async_trait::async_trait;
 use xiuhua_core::doc::DocKind;
@@ -638,6 +646,147 @@ pub trait Storage: Send + Sync + 'static {
         to: Tier,
         unit: Option<&str>,
     ) -> StoreResult<bool>;
+
+    // ----- the projection (the station's console) -----
+    /// Rows of one projection table ([`projected::Select`]), in its key's order.
+    async fn select(&self, table: Table, sel: &Select) -> StoreResult<Projection>;
+    /// Recomputes every projection row from the stored documents, in one transaction
+    /// (`xiuhua-server rebuild-projection`); quarantined documents get none. Returns the
+    /// number of documents projected.
+    async fn rebuild_projection(&self) -> StoreResult<u64>;
+
+    /// Every projection row, each table in its key's order: two stores with equal
+    /// projections give equal dumps.
+    async fn projection_dump(&self) -> StoreResult<Projection> {
+        let mut all = Projection::default();
+        for t in Table::ALL {
+            let p = self.select(t, &Select::default()).await?;
+            all.households.extend(p.households);
+            all.residents.extend(p.residents);
+            all.visits.extend(p.visits);
+            all.records.extend(p.records);
+            all.tasks.extend(p.tasks);
+            all.events.extend(p.events);
+        }
+        Ok(all)
+    }
+    /// The 督单/问单 board: every column's count and a page of one column.
+    async fn board(&self, q: &BoardQuery) -> StoreResult<Board> {
+        let sel = Select {
+            grids: Some(q.filter.grids.clone()),
+            range: q.filter.created,
+            ..Select::default()
+        };
+        let tasks = self.select(Table::Tasks, &sel).await?.tasks;
+        Ok(console::board(tasks, q))
+    }
+    /// A task and its events (rejected ones with their reasons).
+    async fn task_detail(&self, id: &str) -> StoreResult<Option<TaskDetail>> {
+        let Some(task) = self
+            .select(Table::Tasks, &Select::doc(id))
+            .await?
+            .tasks
+            .pop()
+        else {
+            return Ok(None);
+        };
+        let events = self.select(Table::Events, &Select::doc(id)).await?.events;
+        Ok(Some(TaskDetail { task, events }))
+    }
+    /// The 民情台账: one row per record reported in the range.
+    async fn records_ledger(&self, f: &LedgerFilter) -> StoreResult<Vec<RecordLedgerRow>> {
+        let sel = Select {
+            grids: Some(f.grids.clone()),
+            range: f.range,
+            ..Select::default()
+        };
+        let records = self.select(Table::Records, &sel).await?.records;
+        let tasks = self
+            .select(Table::Tasks, &Select::grids(&f.grids))
+            .await?
+            .tasks;
+        Ok(console::record_ledger(records, &tasks))
+    }
+    /// The 政务台账: one row per task created in the range.
+    async fn tasks_ledger(&self, f: &LedgerFilter, now_ms: i64) -> StoreResult<Vec<TaskLedgerRow>> {
+        let sel = Select {
+            grids: Some(f.grids.clone()),
+            range: f.range,
+            ..Select::default()
+        };
+        let tasks = self.select(Table::Tasks, &sel).await?.tasks;
+        Ok(console::task_ledger(tasks, now_ms))
+    }
+    /// Per-grid, per-month statistics of the range.
+    async fn grid_stats(&self, f: &LedgerFilter) -> StoreResult<Vec<GridMonthStats>> {
+        let sel = |range| Select {
+            grids: Some(f.grids.clone()),
+            range,
+            ..Select::default()
+        };
+        let input = StatsInput {
+            households: self
+                .select(Table::Households, &sel(f.range))
+                .await?
+                .households,
+            visits: self.select(Table::Visits, &sel(f.range)).await?.visits,
+            records: self.select(Table::Records, &sel(f.range)).await?.records,
+            // Tasks count by creation and by closing: read them all.
+            tasks: self.select(Table::Tasks, &sel(None)).await?.tasks,
+        };
+        Ok(console::grid_month_stats(&input, f.range))
+    }
+    /// Households of `grids` with a resident matching `query` (name, full pinyin or
+    /// initials, as on the phone), at most `limit`.
+    async fn search_households(
+        &self,
+        grids: &[String],
+        query: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<HouseholdHit>> {
+        let Some(like) = console::search_pattern(query) else {
+            return Ok(Vec::new());
+        };
+        let sel = Select {
+            grids: Some(grids.to_vec()),
+            like: Some(like),
+            ..Select::default()
+        };
+        let residents = self.select(Table::Residents, &sel).await?.residents;
+        let mut households = Vec::new();
+        for id in console::ranked_household_ids(query, &residents, limit) {
+            households.extend(
+                self.select(Table::Households, &Select::doc(&id))
+                    .await?
+                    .households,
+            );
+        }
+        Ok(console::rank_households(
+            query, residents, households, limit,
+        ))
+    }
+    /// A household with its members (masked), visits, and the records and tasks naming it.
+    async fn household_detail(&self, id: &str) -> StoreResult<Option<HouseholdDetail>> {
+        let Some(household) = self
+            .select(Table::Households, &Select::doc(id))
+            .await?
+            .households
+            .pop()
+        else {
+            return Ok(None);
+        };
+        let mine = Select {
+            household: Some(id.to_string()),
+            ..Select::default()
+        };
+        Ok(Some(HouseholdDetail {
+            household,
+            residents: self.select(Table::Residents, &mine).await?.residents,
+            visits: self.select(Table::Visits, &mine).await?.visits,
+            records: self.select(Table::Records, &mine).await?.records,
+            tasks: self.select(Table::Tasks, &mine).await?.tasks,
+        }))
+    }
 }
 
 #[cfg(test)]

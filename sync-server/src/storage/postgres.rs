@@ -33,6 +33,7 @@ use xiuhua_core::doc::DocKind;
 use xiuhua_core::model::{Role, Tier};
 use xiuhua_core::store::{PROJECTION_VERSION, rows_of};
 
+use super::projected::{self, Dialect, RowGet, Val};
 use super::*;
 use crate::access::{Caller, GrantRow, Scope};
 use crate::credentials::{
@@ -40,6 +41,7 @@ use crate::credentials::{
 };
 use crate::error::{Refusal, StoreError};
 use crate::ingest::{self, Parsed, ParsedDoc, StoredDoc};
+use crate::projection::{self as proj, DocRows};
 
 /// The NOTIFY channel of "grid g is now at seq n" (payload `g:n`).
 pub const CHANNEL: &str = "xiuhua_grid";
@@ -137,6 +139,57 @@ CREATE TABLE moves (
     grid TEXT COLLATE "C" NOT NULL, seq BIGINT NOT NULL, doc TEXT COLLATE "C" NOT NULL,
     from_building TEXT COLLATE "C", to_building TEXT COLLATE "C",
     PRIMARY KEY (grid, seq, doc));
+"#,
+    ),
+    (
+        "the server's projection (the station's console)",
+        r#"
+CREATE TABLE p_households (
+    id TEXT COLLATE "C" PRIMARY KEY, grid TEXT COLLATE "C" NOT NULL,
+    building TEXT COLLATE "C" NOT NULL, unit TEXT NOT NULL, room TEXT NOT NULL,
+    head_name TEXT NOT NULL, member_count BIGINT NOT NULL, tags TEXT NOT NULL,
+    visit_count BIGINT NOT NULL, last_visit_at BIGINT, conflicts BIGINT NOT NULL,
+    created_at BIGINT NOT NULL, created_by TEXT NOT NULL, moved_out_at BIGINT);
+CREATE INDEX p_households_grid ON p_households(grid, created_at);
+CREATE TABLE p_residents (
+    household TEXT COLLATE "C" NOT NULL, pos BIGINT NOT NULL, member TEXT NOT NULL,
+    grid TEXT COLLATE "C" NOT NULL, building TEXT NOT NULL, name TEXT NOT NULL,
+    pinyin TEXT NOT NULL, initials TEXT NOT NULL, phone_masked TEXT, id_masked TEXT,
+    gender TEXT NOT NULL, birth_year BIGINT NOT NULL, relation TEXT NOT NULL,
+    tags TEXT NOT NULL, status TEXT,
+    PRIMARY KEY (household, pos));
+CREATE INDEX p_residents_grid ON p_residents(grid);
+CREATE TABLE p_visits (
+    household TEXT COLLATE "C" NOT NULL, pos BIGINT NOT NULL, id TEXT NOT NULL,
+    grid TEXT COLLATE "C" NOT NULL, at_ms BIGINT NOT NULL, by_user TEXT NOT NULL,
+    by_name TEXT NOT NULL, purpose TEXT NOT NULL, note TEXT NOT NULL, follow_up TEXT,
+    PRIMARY KEY (household, pos));
+CREATE INDEX p_visits_grid ON p_visits(grid, at_ms);
+CREATE TABLE p_records (
+    id TEXT COLLATE "C" PRIMARY KEY, grid TEXT COLLATE "C" NOT NULL, category TEXT NOT NULL,
+    status TEXT NOT NULL, shown TEXT NOT NULL, reporter TEXT NOT NULL,
+    household TEXT COLLATE "C", building TEXT, place TEXT NOT NULL,
+    reported_at BIGINT NOT NULL, summary TEXT NOT NULL, created_by TEXT NOT NULL);
+CREATE INDEX p_records_grid ON p_records(grid, reported_at);
+CREATE INDEX p_records_household ON p_records(household);
+CREATE TABLE p_tasks (
+    id TEXT COLLATE "C" PRIMARY KEY, grid TEXT COLLATE "C" NOT NULL, title TEXT NOT NULL,
+    category TEXT NOT NULL, level TEXT, status TEXT NOT NULL, ordered BIGINT NOT NULL,
+    tier TEXT NOT NULL, linked_unit TEXT, assignee TEXT, deadline BIGINT,
+    created_at BIGINT NOT NULL, created_by TEXT NOT NULL, ordered_by TEXT,
+    household TEXT COLLATE "C", source_record TEXT COLLATE "C", rating BIGINT,
+    rejected BIGINT NOT NULL, done_at BIGINT, closed_at BIGINT, reopened BIGINT NOT NULL,
+    escalated BIGINT NOT NULL);
+CREATE INDEX p_tasks_grid ON p_tasks(grid, created_at);
+CREATE INDEX p_tasks_record ON p_tasks(source_record);
+CREATE INDEX p_tasks_household ON p_tasks(household);
+CREATE TABLE p_task_events (
+    task TEXT COLLATE "C" NOT NULL, id TEXT COLLATE "C" NOT NULL,
+    grid TEXT COLLATE "C" NOT NULL, pos BIGINT NOT NULL, kind TEXT NOT NULL,
+    author TEXT NOT NULL, author_name TEXT NOT NULL, role TEXT NOT NULL,
+    at_ms BIGINT NOT NULL, body TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT,
+    PRIMARY KEY (task, id));
+CREATE INDEX p_task_events_grid ON p_task_events(grid);
 "#,
     ),
 ];
@@ -360,6 +413,16 @@ impl PgStorage {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Backend(format!("connection pool: {e}")))?;
+        {
+            let mut c = pool.get().await?;
+            if let Some(n) = ensure_projection(&mut c).await? {
+                tracing::info!(
+                    documents = n,
+                    version = proj::stored_version(),
+                    "rebuilt the server's projection"
+                );
+            }
+        }
         let (events, _) = broadcast::channel(1024);
         let listener = tokio::spawn(listen(cfg, events.clone()));
         Ok(PgStorage {
@@ -672,6 +735,9 @@ impl PgStorage {
             )
             .await?;
         }
+        for d in &plan.docs {
+            write_doc_rows(tx, &d.server_rows).await?;
+        }
         // The per-grid lock, held until commit (grids in order: no deadlock between pushes).
         let grids: Vec<String> = plan.grids.iter().cloned().collect();
         let stmt = tx
@@ -854,6 +920,205 @@ struct PushRead {
     stored: HashMap<String, StoredDoc>,
     versions: HashMap<String, DocVersion>,
     known: HashSet<automerge::ChangeHash>,
+}
+
+// ----- the projection tables (rows from `crate::projection`, SQL from `projected`) -----
+
+const D: Dialect = Dialect::Postgres;
+
+impl RowGet for Row {
+    fn text(&self, i: usize) -> StoreResult<String> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> StoreResult<Option<String>> {
+        Ok(self.try_get(i)?)
+    }
+    fn int(&self, i: usize) -> StoreResult<i64> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> StoreResult<Option<i64>> {
+        Ok(self.try_get(i)?)
+    }
+}
+
+type Param = Box<dyn tokio_postgres::types::ToSql + Sync + Send>;
+
+fn pg_vals(vals: &[Val]) -> Vec<Param> {
+    vals.iter()
+        .map(|v| -> Param {
+            match v {
+                Val::Text(t) => Box::new(t.clone()),
+                Val::Int(n) => Box::new(*n),
+                Val::Texts(list) => Box::new(list.clone()),
+            }
+        })
+        .collect()
+}
+
+fn pg_refs(p: &[Param]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+    p.iter()
+        .map(|b| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect()
+}
+
+/// Sets the status `record` shows from the tasks made from it ([`proj::shown_status`]).
+async fn refresh_shown(
+    tx: &deadpool_postgres::Transaction<'_>,
+    record: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let stmt = tx.prepare_cached(&projected::record_status_sql(D)).await?;
+    let Some(own) = tx.query_opt(&stmt, &[&record]).await? else {
+        return Ok(());
+    };
+    let (own, grid): (String, String) = (own.try_get(0)?, own.try_get(1)?);
+    let stmt = tx
+        .prepare_cached(&projected::tasks_of_record_sql(D))
+        .await?;
+    let tasks: Vec<String> = tx
+        .query(&stmt, &[&record, &grid])
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let shown = proj::shown_status(&own, tasks.iter().map(String::as_str));
+    let stmt = tx.prepare_cached(&projected::set_shown_sql(D)).await?;
+    tx.execute(&stmt, &[&record, &shown]).await?;
+    Ok(())
+}
+
+/// The record a stored task row was made from.
+async fn task_link(
+    tx: &deadpool_postgres::Transaction<'_>,
+    task: &str,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let stmt = tx.prepare_cached(&projected::task_link_sql(D)).await?;
+    Ok(match tx.query_opt(&stmt, &[&task]).await? {
+        Some(r) => r.try_get(0)?,
+        None => None,
+    })
+}
+
+/// Replaces a document's projection rows, in the caller's transaction.
+async fn write_doc_rows(
+    tx: &deadpool_postgres::Transaction<'_>,
+    rows: &DocRows,
+) -> Result<(), tokio_postgres::Error> {
+    let id = rows.id();
+    let linked_before = match rows.kind() {
+        DocKind::Task => task_link(tx, id).await?,
+        _ => None,
+    };
+    for t in projected::Table::of_kind(rows.kind()) {
+        let stmt = tx.prepare_cached(&D.delete(*t)).await?;
+        tx.execute(&stmt, &[&id]).await?;
+    }
+    for (t, vals) in projected::values_of(rows) {
+        let stmt = tx.prepare_cached(&D.insert(t)).await?;
+        let p = pg_vals(&vals);
+        tx.execute(&stmt, &pg_refs(&p)).await?;
+    }
+    for r in proj::records_to_refresh(rows, linked_before.as_deref()) {
+        refresh_shown(tx, &r).await?;
+    }
+    Ok(())
+}
+
+/// Removes a document's projection rows (quarantine), refreshing the record a task was
+/// made from.
+async fn delete_doc_rows(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let linked = task_link(tx, id).await?;
+    for t in projected::Table::ALL {
+        let stmt = tx.prepare_cached(&D.delete(t)).await?;
+        tx.execute(&stmt, &[&id]).await?;
+    }
+    if let Some(r) = linked {
+        refresh_shown(tx, &r).await?;
+    }
+    Ok(())
+}
+
+/// Projects a stored document's bytes and writes its rows; a document that does not load
+/// or project keeps none (for `xiuhua-server check` to quarantine). Returns whether rows
+/// were written.
+async fn project_stored(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: &str,
+    bytes: &[u8],
+) -> StoreResult<bool> {
+    let projected = AutoCommit::load(bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|doc| proj::project(id, &doc).map_err(|e| e.to_string()));
+    match projected {
+        Ok(Some(p)) => {
+            write_doc_rows(tx, &p.server).await?;
+            Ok(true)
+        }
+        Ok(None) => Ok(false),
+        Err(reason) => {
+            tracing::warn!(doc = id, reason = %reason, "stored document not projected");
+            Ok(false)
+        }
+    }
+}
+
+/// Recomputes every projection row from the stored documents (quarantined ones get none)
+/// and records the projection's version, in the caller's transaction (which holds the
+/// migration lock, so two processes do not rebuild at once).
+async fn rebuild_rows(tx: &deadpool_postgres::Transaction<'_>) -> StoreResult<u64> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    for t in projected::Table::ALL {
+        tx.execute(&format!("DELETE FROM {}", t.name()), &[])
+            .await?;
+    }
+    let ids: Vec<String> = tx
+        .query(
+            "SELECT id FROM docs WHERE id NOT IN (SELECT doc FROM quarantine) ORDER BY id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let stmt = tx
+        .prepare_cached("SELECT bytes FROM docs WHERE id = $1")
+        .await?;
+    let mut n = 0;
+    for id in &ids {
+        let bytes: Vec<u8> = tx.query_one(&stmt, &[id]).await?.try_get(0)?;
+        if project_stored(tx, id, &bytes).await? {
+            n += 1;
+        }
+    }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('projection', $1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[&proj::stored_version().into_bytes()],
+    )
+    .await?;
+    Ok(n)
+}
+
+/// Rebuilds the projection when it was written by another version (or never).
+async fn ensure_projection(c: &mut deadpool_postgres::Client) -> StoreResult<Option<u64>> {
+    let want = proj::stored_version().into_bytes();
+    let tx = c.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let stored: Option<Vec<u8>> = tx
+        .query_opt("SELECT value FROM meta WHERE key = 'projection'", &[])
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    if stored.as_ref() == Some(&want) {
+        return Ok(None);
+    }
+    let n = rebuild_rows(&tx).await?;
+    tx.commit().await?;
+    Ok(Some(n))
 }
 
 async fn migrate(client: &mut tokio_postgres::Client) -> StoreResult<()> {
@@ -1962,8 +2227,9 @@ impl Storage for PgStorage {
     }
 
     async fn quarantine(&self, id: &str, reason: &str, now_ms: i64) -> StoreResult<bool> {
-        let c = self.client().await?;
-        let n = c
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let n = tx
             .execute(
                 "INSERT INTO quarantine (doc, grid, reason, since_ms)
                  SELECT id, grid, $2, $3 FROM docs WHERE id = $1
@@ -1971,14 +2237,30 @@ impl Storage for PgStorage {
                 &[&id, &reason, &now_ms],
             )
             .await?;
+        if n == 1 {
+            delete_doc_rows(&tx, id).await?;
+        }
+        tx.commit().await?;
         Ok(n == 1)
     }
 
     async fn release(&self, id: &str) -> StoreResult<bool> {
-        let c = self.client().await?;
-        Ok(c.execute("DELETE FROM quarantine WHERE doc = $1", &[&id])
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let released = tx
+            .execute("DELETE FROM quarantine WHERE doc = $1", &[&id])
             .await?
-            == 1)
+            == 1;
+        if released
+            && let Some(r) = tx
+                .query_opt("SELECT bytes FROM docs WHERE id = $1", &[&id])
+                .await?
+        {
+            let bytes: Vec<u8> = r.try_get(0)?;
+            project_stored(&tx, id, &bytes).await?;
+        }
+        tx.commit().await?;
+        Ok(released)
     }
 
     async fn quarantined(&self) -> StoreResult<Vec<Quarantined>> {
@@ -1999,6 +2281,26 @@ impl Storage for PgStorage {
                 })
             })
             .collect()
+    }
+
+    async fn select(&self, table: Table, sel: &Select) -> StoreResult<Projection> {
+        let (sql, vals) = sel.sql(table, D);
+        let c = self.client().await?;
+        let stmt = c.prepare_cached(&sql).await?;
+        let p = pg_vals(&vals);
+        let mut out = Projection::default();
+        for r in c.query(&stmt, &pg_refs(&p)).await? {
+            out.push(projected::decode(table, &r)?);
+        }
+        Ok(out)
+    }
+
+    async fn rebuild_projection(&self) -> StoreResult<u64> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let n = rebuild_rows(&tx).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     async fn set_tier(

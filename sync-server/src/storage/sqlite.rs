@@ -13,11 +13,13 @@ use xiuhua_core::doc::DocKind;
 use xiuhua_core::model::{Role, Tier};
 use xiuhua_core::store::{PROJECTION_VERSION, rows_of};
 
+use super::projected::{self, Dialect, PRow, RowGet, Val};
 use super::*;
 use crate::access::{Caller, GrantRow, Scope};
 use crate::credentials::{self, CodeRow, DeviceRow, RefreshDecision, RefreshRow, Standing};
 use crate::error::{Refusal, StoreError};
 use crate::ingest::{self, Parsed, StoredDoc};
+use crate::projection::{self as proj, DocRows};
 
 /// File name of the database in the data folder.
 pub const DB_FILE: &str = "xiuhua-server.sqlite3";
@@ -102,6 +104,52 @@ CREATE TABLE moves (
     grid TEXT NOT NULL, seq INTEGER NOT NULL, doc TEXT NOT NULL,
     from_building TEXT, to_building TEXT,
     PRIMARY KEY (grid, seq, doc)) STRICT, WITHOUT ROWID;
+"#,
+    // 7: the server's projection (crate::projection), queried by the station's console.
+    r#"
+CREATE TABLE p_households (
+    id TEXT PRIMARY KEY, grid TEXT NOT NULL, building TEXT NOT NULL, unit TEXT NOT NULL,
+    room TEXT NOT NULL, head_name TEXT NOT NULL, member_count INTEGER NOT NULL,
+    tags TEXT NOT NULL, visit_count INTEGER NOT NULL, last_visit_at INTEGER,
+    conflicts INTEGER NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL,
+    moved_out_at INTEGER) STRICT;
+CREATE INDEX p_households_grid ON p_households(grid, created_at);
+CREATE TABLE p_residents (
+    household TEXT NOT NULL, pos INTEGER NOT NULL, member TEXT NOT NULL, grid TEXT NOT NULL,
+    building TEXT NOT NULL, name TEXT NOT NULL, pinyin TEXT NOT NULL, initials TEXT NOT NULL,
+    phone_masked TEXT, id_masked TEXT, gender TEXT NOT NULL, birth_year INTEGER NOT NULL,
+    relation TEXT NOT NULL, tags TEXT NOT NULL, status TEXT,
+    PRIMARY KEY (household, pos)) STRICT, WITHOUT ROWID;
+CREATE INDEX p_residents_grid ON p_residents(grid);
+CREATE TABLE p_visits (
+    household TEXT NOT NULL, pos INTEGER NOT NULL, id TEXT NOT NULL, grid TEXT NOT NULL,
+    at_ms INTEGER NOT NULL, by_user TEXT NOT NULL, by_name TEXT NOT NULL,
+    purpose TEXT NOT NULL, note TEXT NOT NULL, follow_up TEXT,
+    PRIMARY KEY (household, pos)) STRICT, WITHOUT ROWID;
+CREATE INDEX p_visits_grid ON p_visits(grid, at_ms);
+CREATE TABLE p_records (
+    id TEXT PRIMARY KEY, grid TEXT NOT NULL, category TEXT NOT NULL, status TEXT NOT NULL,
+    shown TEXT NOT NULL, reporter TEXT NOT NULL, household TEXT, building TEXT,
+    place TEXT NOT NULL, reported_at INTEGER NOT NULL, summary TEXT NOT NULL,
+    created_by TEXT NOT NULL) STRICT;
+CREATE INDEX p_records_grid ON p_records(grid, reported_at);
+CREATE INDEX p_records_household ON p_records(household);
+CREATE TABLE p_tasks (
+    id TEXT PRIMARY KEY, grid TEXT NOT NULL, title TEXT NOT NULL, category TEXT NOT NULL,
+    level TEXT, status TEXT NOT NULL, ordered INTEGER NOT NULL, tier TEXT NOT NULL,
+    linked_unit TEXT, assignee TEXT, deadline INTEGER, created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL, ordered_by TEXT, household TEXT, source_record TEXT,
+    rating INTEGER, rejected INTEGER NOT NULL, done_at INTEGER, closed_at INTEGER,
+    reopened INTEGER NOT NULL, escalated INTEGER NOT NULL) STRICT;
+CREATE INDEX p_tasks_grid ON p_tasks(grid, created_at);
+CREATE INDEX p_tasks_record ON p_tasks(source_record);
+CREATE INDEX p_tasks_household ON p_tasks(household);
+CREATE TABLE p_task_events (
+    task TEXT NOT NULL, id TEXT NOT NULL, grid TEXT NOT NULL, pos INTEGER NOT NULL,
+    kind TEXT NOT NULL, author TEXT NOT NULL, author_name TEXT NOT NULL, role TEXT NOT NULL,
+    at_ms INTEGER NOT NULL, body TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT,
+    PRIMARY KEY (task, id)) STRICT, WITHOUT ROWID;
+CREATE INDEX p_task_events_grid ON p_task_events(grid);
 "#,
 ];
 
@@ -259,6 +307,172 @@ fn refresh_rows(conn: &mut Connection) -> StoreResult<usize> {
     }
     tx.commit()?;
     Ok(stale.len())
+}
+
+// ----- the projection tables (rows from `crate::projection`, SQL from `projected`) -----
+
+const D: Dialect = Dialect::Sqlite;
+
+impl RowGet for rusqlite::Row<'_> {
+    fn text(&self, i: usize) -> StoreResult<String> {
+        Ok(self.get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> StoreResult<Option<String>> {
+        Ok(self.get(i)?)
+    }
+    fn int(&self, i: usize) -> StoreResult<i64> {
+        Ok(self.get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> StoreResult<Option<i64>> {
+        Ok(self.get(i)?)
+    }
+}
+
+fn sql_val(v: &Val) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match v {
+        Val::Text(Some(s)) => Value::Text(s.clone()),
+        Val::Int(Some(n)) => Value::Integer(*n),
+        Val::Text(None) | Val::Int(None) => Value::Null,
+        Val::Texts(list) => {
+            Value::Text(serde_json::to_string(list).unwrap_or_else(|_| "[]".into()))
+        }
+    }
+}
+
+/// Sets the status `record` shows from the tasks made from it ([`proj::shown_status`]).
+fn refresh_shown(c: &Connection, record: &str) -> StoreResult<()> {
+    let own: Option<(String, String)> = c
+        .prepare_cached(&projected::record_status_sql(D))?
+        .query_row([record], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((own, grid)) = own else {
+        return Ok(());
+    };
+    let tasks: Vec<String> = c
+        .prepare_cached(&projected::tasks_of_record_sql(D))?
+        .query_map([record, grid.as_str()], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let shown = proj::shown_status(&own, tasks.iter().map(String::as_str));
+    c.prepare_cached(&projected::set_shown_sql(D))?
+        .execute(params![record, shown])?;
+    Ok(())
+}
+
+/// The record a stored task row was made from.
+fn task_link(c: &Connection, task: &str) -> StoreResult<Option<String>> {
+    Ok(c.prepare_cached(&projected::task_link_sql(D))?
+        .query_row([task], |r| r.get::<_, Option<String>>(0))
+        .optional()?
+        .flatten())
+}
+
+/// Replaces a document's projection rows, in the caller's transaction.
+fn write_doc_rows(c: &Connection, rows: &DocRows) -> StoreResult<()> {
+    let id = rows.id();
+    let linked_before = match rows.kind() {
+        DocKind::Task => task_link(c, id)?,
+        _ => None,
+    };
+    for t in projected::Table::of_kind(rows.kind()) {
+        c.prepare_cached(&D.delete(*t))?.execute([id])?;
+    }
+    for (t, vals) in projected::values_of(rows) {
+        c.prepare_cached(&D.insert(t))?
+            .execute(rusqlite::params_from_iter(vals.iter().map(sql_val)))?;
+    }
+    for r in proj::records_to_refresh(rows, linked_before.as_deref()) {
+        refresh_shown(c, &r)?;
+    }
+    Ok(())
+}
+
+/// Removes a document's projection rows (quarantine), refreshing the record a task was
+/// made from.
+fn delete_doc_rows(c: &Connection, id: &str) -> StoreResult<()> {
+    let linked = task_link(c, id)?;
+    for t in projected::Table::ALL {
+        c.prepare_cached(&D.delete(t))?.execute([id])?;
+    }
+    if let Some(r) = linked {
+        refresh_shown(c, &r)?;
+    }
+    Ok(())
+}
+
+/// Projects a stored document's bytes and writes its rows; a document that does not load
+/// or project keeps none (it is for `xiuhua-server check` to quarantine). Returns whether
+/// rows were written.
+fn project_stored(c: &Connection, id: &str, bytes: &[u8]) -> StoreResult<bool> {
+    let projected = AutoCommit::load(bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|doc| proj::project(id, &doc).map_err(|e| e.to_string()));
+    match projected {
+        Ok(Some(p)) => {
+            write_doc_rows(c, &p.server)?;
+            Ok(true)
+        }
+        Ok(None) => Ok(false),
+        Err(reason) => {
+            tracing::warn!(doc = id, reason = %reason, "stored document not projected");
+            Ok(false)
+        }
+    }
+}
+
+/// Recomputes every projection row from the stored documents (quarantined ones get none)
+/// and records the projection's version, in the caller's transaction.
+fn rebuild_rows(c: &Connection) -> StoreResult<u64> {
+    for t in projected::Table::ALL {
+        c.execute(&format!("DELETE FROM {}", t.name()), [])?;
+    }
+    let ids: Vec<String> = c
+        .prepare("SELECT id FROM docs WHERE id NOT IN (SELECT doc FROM quarantine) ORDER BY id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut n = 0;
+    let mut stmt = c.prepare_cached("SELECT bytes FROM docs WHERE id = ?1")?;
+    for id in &ids {
+        let bytes: Vec<u8> = stmt.query_row([id], |r| r.get(0))?;
+        if project_stored(c, id, &bytes)? {
+            n += 1;
+        }
+    }
+    c.execute(
+        "INSERT INTO meta (key, value) VALUES ('projection', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [proj::stored_version()],
+    )?;
+    Ok(n)
+}
+
+/// Rebuilds the projection when it was written by another version (or never: a database
+/// from before the projection tables).
+fn ensure_projection(conn: &mut Connection) -> StoreResult<Option<u64>> {
+    let stored: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'projection'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if stored.as_deref() == Some(proj::stored_version().as_str()) {
+        return Ok(None);
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let n = rebuild_rows(&tx)?;
+    tx.commit()?;
+    Ok(Some(n))
+}
+
+fn select_rows(c: &Connection, table: projected::Table, sel: &Select) -> StoreResult<Projection> {
+    let (sql, vals) = sel.sql(table, D);
+    let mut stmt = c.prepare_cached(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(vals.iter().map(sql_val)))?;
+    let mut out = Projection::default();
+    while let Some(r) = rows.next()? {
+        let row: PRow = projected::decode(table, r)?;
+        out.push(row);
+    }
+    Ok(out)
 }
 
 fn parse_kind(s: &str) -> rusqlite::Result<DocKind> {
@@ -448,6 +662,7 @@ fn quarantine_rows(
     )?;
     for (id, grid, reason) in rows {
         stmt.execute(params![id, grid, reason, now_ms])?;
+        delete_doc_rows(conn, id)?;
     }
     Ok(())
 }
@@ -611,6 +826,9 @@ fn write_push(
                 ])?;
             }
         }
+        for d in &plan.docs {
+            write_doc_rows(tx, &d.server_rows)?;
+        }
         write_moves(tx, &plan, &last_seq)?;
         let mut upd_grid = tx.prepare_cached("UPDATE grids SET seq = ?2 WHERE id = ?1")?;
         for (grid, seq) in &seqs {
@@ -724,8 +942,11 @@ fn push_attempt(
             if matches!(e, StoreError::Refused(_)) {
                 return Err(e);
             }
-            let w = lock(&inner.writer);
-            return Err(after_apply_error(&w, &read, e));
+            let mut w = lock(&inner.writer);
+            let tx = w.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let e = after_apply_error(&tx, &read, e);
+            tx.commit()?;
+            return Err(e);
         }
     };
     let mut w = lock(&inner.writer);
@@ -1028,6 +1249,13 @@ impl SqliteStorage {
                 documents = n,
                 version = PROJECTION_VERSION,
                 "recomputed projection rows"
+            );
+        }
+        if let Some(n) = ensure_projection(&mut writer)? {
+            tracing::info!(
+                documents = n,
+                version = proj::stored_version(),
+                "rebuilt the server's projection"
             );
         }
         Ok(SqliteStorage {
@@ -1674,7 +1902,9 @@ impl Storage for SqliteStorage {
                 .query_row("SELECT grid FROM docs WHERE id = ?1", [&id], |r| r.get(0))
                 .optional()?;
             let Some(grid) = grid else { return Ok(false) };
-            quarantine_rows(c, &[(id, grid, reason)], now_ms)?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            quarantine_rows(&tx, &[(id, grid, reason)], now_ms)?;
+            tx.commit()?;
             Ok(true)
         })
         .await
@@ -1682,8 +1912,21 @@ impl Storage for SqliteStorage {
 
     async fn release(&self, id: &str) -> StoreResult<bool> {
         let id = id.to_string();
-        self.write(move |c| Ok(c.execute("DELETE FROM quarantine WHERE doc = ?1", [&id])? == 1))
-            .await
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let released = tx.execute("DELETE FROM quarantine WHERE doc = ?1", [&id])? == 1;
+            if released {
+                let bytes: Option<Vec<u8>> = tx
+                    .query_row("SELECT bytes FROM docs WHERE id = ?1", [&id], |r| r.get(0))
+                    .optional()?;
+                if let Some(bytes) = bytes {
+                    project_stored(&tx, &id, &bytes)?;
+                }
+            }
+            tx.commit()?;
+            Ok(released)
+        })
+        .await
     }
 
     async fn quarantined(&self) -> StoreResult<Vec<Quarantined>> {
@@ -1701,6 +1944,27 @@ impl Storage for SqliteStorage {
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn select(&self, table: Table, sel: &Select) -> StoreResult<Projection> {
+        let sel = sel.clone();
+        self.read(move |c| {
+            let tx = c.transaction()?;
+            let out = select_rows(&tx, table, &sel);
+            tx.commit()?;
+            out
+        })
+        .await
+    }
+
+    async fn rebuild_projection(&self) -> StoreResult<u64> {
+        self.write(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n = rebuild_rows(&tx)?;
+            tx.commit()?;
+            Ok(n)
         })
         .await
     }

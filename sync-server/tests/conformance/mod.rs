@@ -1683,3 +1683,377 @@ pub async fn device_succession(f: &dyn Factory) {
     let new_row = listed.iter().find(|d| d.id == "dev-new").unwrap();
     assert_eq!(new_row.succeeds.as_deref(), Some("dev-old"));
 }
+
+// ----- the server's projection and the console's queries -----
+
+/// Pulls all of `grid` from the server into a phone's store (its own changes come back as
+/// duplicates).
+async fn pull_into(s: &dyn Storage, st: &mut Store, grid: &str) {
+    let mut since = 0;
+    loop {
+        let page = s.pull(grid, since, 1000, &Scope::Grid).await.unwrap();
+        let changes: Vec<xiuhua_core::RemoteChange> = page
+            .changes
+            .iter()
+            .map(|(_, doc, bytes)| xiuhua_core::RemoteChange {
+                doc: doc.clone(),
+                change: bytes.clone(),
+            })
+            .collect();
+        st.apply_remote(&changes).unwrap();
+        since = page.next;
+        if !page.more {
+            break;
+        }
+    }
+}
+
+const FULL_ID: &str = "11010519491231002X";
+const FULL_PHONE: &str = "13812345678";
+
+fn act(st: &mut Store, task: &str, a: TaskAction) {
+    st.task_action(task, a).unwrap();
+}
+
+/// Pushes of households, records and tasks through the five orders (点单, 派单, 督单, 问单,
+/// 评单) keep the server's projection: masked residents, visits, a record showing
+/// 处理中 then 已办结 as its task moves, every task event with the fold's outcome (a
+/// rejected one with its reason), and a rebuild gives the same rows; the console's queries
+/// read them.
+pub async fn projection_follows_pushes(f: &dyn Factory) {
+    use xiuhua_server::storage::{
+        BoardColumn, BoardQuery, LedgerFilter, TaskFilter, TaskSort, TimeRange,
+    };
+    let s = f.open().await;
+    let s = &*s;
+    directory(s).await;
+    s.add_user("u-sec", "孙书记").await.unwrap();
+    let grids = s.community_grids("c1").await.unwrap();
+    s.grant("u-sec", &grids, Role::Secretary, &[])
+        .await
+        .unwrap();
+    let c_wang = device(s, "u-grid", "dev-w").await;
+    let c_zhao = device(s, "u-staff", "dev-z").await;
+    let c_sun = device(s, "u-sec", "dev-s").await;
+    let mut wang = store("u-grid", "王伟", Role::GridMember, "dev-w");
+    let mut zhao = store("u-staff", "赵敏", Role::CommunityStaff, "dev-z");
+    let mut sun = store("u-sec", "孙书记", Role::Secretary, "dev-s");
+
+    // 点单 from a record about a household, with a visit.
+    let mut hh = household("g1", "1号楼", "101");
+    hh.members[0].phone = Some(FULL_PHONE.into());
+    hh.members[0].id_number = Some(FULL_ID.into());
+    let h = wang.create_household(hh).unwrap();
+    wang.add_visit(
+        &h,
+        NewVisit {
+            purpose: "入户走访".into(),
+            note: "老人独居".into(),
+            follow_up: None,
+        },
+    )
+    .unwrap();
+    let mut rec = record("g1", None, 1);
+    rec.household = Some(h.clone());
+    let r = wang.create_record(rec).unwrap();
+    let t = wang
+        .order_from_record(
+            &r,
+            xiuhua_core::store::OrderFromRecord {
+                level: Level::Doorstep,
+                title: None,
+                assignee: None,
+                deadline: Some(xiuhua_server::now_ms() + 3 * 86_400_000),
+            },
+        )
+        .unwrap();
+    push(s, &c_wang, drain(&mut wang)).await.unwrap();
+
+    let p = s.projection_dump().await.unwrap();
+    assert_eq!(p.households.len(), 1);
+    assert_eq!(p.households[0].visit_count, 1);
+    assert_eq!(p.residents.len(), 1);
+    assert_eq!(
+        p.residents[0].id_masked.as_deref(),
+        Some("110***********002X")
+    );
+    assert_eq!(p.residents[0].phone_masked.as_deref(), Some("138****5678"));
+    assert_eq!(p.visits.len(), 1);
+    assert_eq!(p.visits[0].by, "u-grid");
+    assert_eq!(p.records.len(), 1);
+    assert_eq!(p.records[0].status, "待处理");
+    assert_eq!(
+        p.records[0].shown, "处理中",
+        "a live task raises the record"
+    );
+    assert_eq!(p.tasks.len(), 1);
+    assert_eq!(p.tasks[0].status, "ordered");
+    assert!(p.tasks[0].ordered);
+    assert_eq!(p.tasks[0].source_record.as_deref(), Some(r.as_str()));
+    assert_eq!(p.events.len(), 1);
+    assert_eq!(
+        (p.events[0].kind.as_str(), p.events[0].outcome.as_str()),
+        ("order", "applied")
+    );
+    let full = format!("{p:?}");
+    assert!(
+        !full.contains(FULL_ID) && !full.contains(FULL_PHONE),
+        "only masked values are stored"
+    );
+
+    // 派单, accept; then 督单 by the community with a new deadline.
+    act(
+        &mut wang,
+        &t,
+        TaskAction::Assign {
+            assignee: "u-grid".into(),
+        },
+    );
+    act(&mut wang, &t, TaskAction::Accept);
+    push(s, &c_wang, drain(&mut wang)).await.unwrap();
+    pull_into(s, &mut zhao, "g1").await;
+    let later = xiuhua_server::now_ms() + 5 * 86_400_000;
+    act(
+        &mut zhao,
+        &t,
+        TaskAction::Supervise {
+            text: "请尽快上门".into(),
+            new_deadline: Some(later),
+        },
+    );
+    push(s, &c_zhao, drain(&mut zhao)).await.unwrap();
+    let d = s.task_detail(&t).await.unwrap().unwrap();
+    assert_eq!(
+        d.task.status, "in_progress",
+        "a second push updates the rows"
+    );
+    assert_eq!(d.task.assignee.as_deref(), Some("u-grid"));
+    assert_eq!(d.task.deadline, Some(later));
+    let kinds: Vec<&str> = d.events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, vec!["order", "assign", "accept", "supervise"]);
+
+    // Done: awaiting 评单; 问单 with send-back reopens it; a bad rating reopens it again.
+    pull_into(s, &mut wang, "g1").await;
+    act(
+        &mut wang,
+        &t,
+        TaskAction::Complete {
+            result: "已上门".into(),
+        },
+    );
+    push(s, &c_wang, drain(&mut wang)).await.unwrap();
+    let now = xiuhua_server::now_ms();
+    let filter = TaskFilter {
+        grids: grids.clone(),
+        ..TaskFilter::default()
+    };
+    let board = |column| BoardQuery {
+        filter: filter.clone(),
+        column,
+        sort: TaskSort::Deadline,
+        offset: 0,
+        limit: 50,
+        now_ms: now,
+    };
+    let b = s.board(&board(BoardColumn::AwaitingRating)).await.unwrap();
+    assert_eq!(b.total, 1);
+    assert_eq!(b.tasks[0].task.id, t);
+    assert_eq!(
+        s.projection_dump().await.unwrap().records[0].shown,
+        "处理中",
+        "done is not closed"
+    );
+    pull_into(s, &mut sun, "g1").await;
+    act(
+        &mut sun,
+        &t,
+        TaskAction::Inquire {
+            text: "居民说没修好".into(),
+            send_back: true,
+        },
+    );
+    push(s, &c_sun, drain(&mut sun)).await.unwrap();
+    assert_eq!(
+        s.task_detail(&t).await.unwrap().unwrap().task.status,
+        "in_progress"
+    );
+    pull_into(s, &mut wang, "g1").await;
+    act(
+        &mut wang,
+        &t,
+        TaskAction::Complete {
+            result: "再次上门".into(),
+        },
+    );
+    act(
+        &mut wang,
+        &t,
+        TaskAction::Rate {
+            score: 2,
+            comment: "不满意".into(),
+        },
+    );
+    push(s, &c_wang, drain(&mut wang)).await.unwrap();
+    let b = s.board(&board(BoardColumn::Reopened)).await.unwrap();
+    assert_eq!(b.total, 1, "{b:?}");
+    assert!(b.tasks[0].task.reopened);
+    act(
+        &mut wang,
+        &t,
+        TaskAction::Complete {
+            result: "第三次上门".into(),
+        },
+    );
+    act(
+        &mut wang,
+        &t,
+        TaskAction::Rate {
+            score: 5,
+            comment: "满意".into(),
+        },
+    );
+    push(s, &c_wang, drain(&mut wang)).await.unwrap();
+    let d = s.task_detail(&t).await.unwrap().unwrap();
+    assert_eq!(d.task.status, "closed");
+    assert_eq!(d.task.rating, Some(5));
+    assert!(!d.task.reopened);
+    assert!(d.task.closed_at.is_some() && d.task.done_at.is_some());
+    assert_eq!(
+        s.projection_dump().await.unwrap().records[0].shown,
+        "已办结",
+        "its task closed"
+    );
+
+    // A cancel concurrent with an accept loses: listed rejected, with the fold's reason.
+    let t2 = wang.create_task(task("g1")).unwrap();
+    act(
+        &mut wang,
+        &t2,
+        TaskAction::Assign {
+            assignee: "u-grid".into(),
+        },
+    );
+    push(s, &c_wang, drain(&mut wang)).await.unwrap();
+    pull_into(s, &mut zhao, "g1").await;
+    act(
+        &mut zhao,
+        &t2,
+        TaskAction::Cancel {
+            reason: "重复".into(),
+        },
+    );
+    act(&mut wang, &t2, TaskAction::Accept);
+    push(s, &c_zhao, drain(&mut zhao)).await.unwrap();
+    push(s, &c_wang, drain(&mut wang)).await.unwrap();
+    let d = s.task_detail(&t2).await.unwrap().unwrap();
+    assert_eq!(d.task.status, "in_progress");
+    assert_eq!(d.task.rejected, 1);
+    let cancel = d.events.iter().find(|e| e.kind == "cancel").unwrap();
+    assert_eq!(cancel.outcome, "rejected");
+    assert!(
+        cancel
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("already accepted"),
+        "{cancel:?}"
+    );
+
+    // The ledgers, statistics, search and a household's page.
+    let lf = LedgerFilter {
+        grids: grids.clone(),
+        range: None,
+    };
+    let rl = s.records_ledger(&lf).await.unwrap();
+    assert_eq!(rl.len(), 1);
+    assert_eq!(
+        (rl[0].record.id.as_str(), rl[0].tasks, rl[0].open_tasks),
+        (r.as_str(), 1, 0)
+    );
+    assert!(rl[0].closed_at.is_some());
+    let tl = s.tasks_ledger(&lf, now).await.unwrap();
+    assert_eq!(tl.len(), 2);
+    let tl1 = tl.iter().find(|l| l.task.id == t).unwrap();
+    assert_eq!(tl1.on_time, Some(true));
+    assert!(tl1.days_to_close.is_some_and(|d| (0.0..1.0).contains(&d)));
+    let none = LedgerFilter {
+        grids: grids.clone(),
+        range: Some(TimeRange {
+            from_ms: 0,
+            to_ms: 1,
+        }),
+    };
+    assert!(s.records_ledger(&none).await.unwrap().is_empty());
+    assert!(s.tasks_ledger(&none, now).await.unwrap().is_empty());
+    assert!(
+        s.records_ledger(&LedgerFilter {
+            grids: vec!["g2".into()],
+            range: None
+        })
+        .await
+        .unwrap()
+        .is_empty(),
+        "another grid's ledger is empty"
+    );
+    let stats = s.grid_stats(&lf).await.unwrap();
+    assert_eq!(stats.len(), 1, "{stats:?}");
+    let g = &stats[0];
+    assert_eq!(g.grid, "g1");
+    assert_eq!(
+        (g.households_registered, g.households_visited, g.visits),
+        (1, 1, 1)
+    );
+    assert_eq!((g.records_opened, g.records_closed), (1, 1));
+    assert_eq!(g.tasks_by_level.get("上门办"), Some(&2));
+    assert_eq!(g.tasks_by_state.get("closed"), Some(&1));
+    assert_eq!(g.tasks_by_state.get("in_progress"), Some(&1));
+    assert_eq!(g.tasks_closed, 1);
+    assert_eq!(g.on_time_rate, Some(1.0));
+    assert_eq!(g.average_satisfaction, Some(5.0));
+    for q in ["lf", "liufang", "刘"] {
+        let hits = s.search_households(&grids, q, 10).await.unwrap();
+        assert_eq!(hits.len(), 1, "{q}");
+        assert_eq!(hits[0].household.id, h);
+        assert_eq!(hits[0].residents[0].name, "刘芳");
+    }
+    assert!(
+        s.search_households(&grids, "zs", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.search_households(&["g2".to_string()], "lf", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let hd = s.household_detail(&h).await.unwrap().unwrap();
+    assert_eq!(
+        (hd.residents.len(), hd.visits.len(), hd.records.len()),
+        (1, 1, 1)
+    );
+    assert_eq!(hd.tasks.len(), 1, "the task made from its record names it");
+    assert_eq!(
+        hd.residents[0].id_masked.as_deref(),
+        Some("110***********002X")
+    );
+    assert!(s.household_detail("no-such").await.unwrap().is_none());
+    assert!(s.task_detail("no-such").await.unwrap().is_none());
+
+    // Rebuilding from the documents gives the rows the pushes kept, also on another handle.
+    let before = s.projection_dump().await.unwrap();
+    assert_eq!(s.rebuild_projection().await.unwrap(), 4);
+    assert_eq!(s.projection_dump().await.unwrap(), before);
+    let other = f.open().await;
+    assert_eq!(other.projection_dump().await.unwrap(), before);
+
+    // Quarantine removes a document's rows (its record shows its own status again);
+    // release brings them back.
+    assert!(s.quarantine(&t, "test", now).await.unwrap());
+    let q = s.projection_dump().await.unwrap();
+    assert!(q.tasks.iter().all(|x| x.id != t) && q.events.iter().all(|e| e.task != t));
+    assert_eq!(q.records[0].shown, "待处理");
+    assert!(s.release(&t).await.unwrap());
+    assert_eq!(s.projection_dump().await.unwrap(), before);
+}

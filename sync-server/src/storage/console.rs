@@ -1,0 +1,871 @@
+//! What the station's console asks of the projection, and the rules that are not SQL, once
+//! for both backends: the board's columns and overdue days, the two ledgers, per-grid
+//! monthly statistics (median days to close, on-time rate, average satisfaction) and the
+//! household search's ranking. A backend only reads rows ([`super::Storage::select`]); these
+//! pure functions turn them into answers.
+//!
+//! Access: every query takes the grids the console user may see; a lookup by id returns the
+//! row's grid, which the caller checks before showing it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use xiuhua_core::model::{RecordStatus, TaskStatus};
+use xiuhua_core::pinyin;
+
+use super::DAY_MS;
+use super::projected::{TimeRange, like_escape};
+use crate::projection::{EventP, HouseholdP, RecordP, ResidentP, TaskP, VisitP};
+
+/// A column of the 督单/问单 board. A task may be in several (an overdue task is also in
+/// progress).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BoardColumn {
+    /// Ordered (点单), nobody assigned yet: awaiting 派单.
+    AwaitingAssign,
+    /// Assigned or being worked on.
+    InProgress,
+    /// Open and past its deadline.
+    Overdue,
+    /// Done, awaiting the resident's rating (评单).
+    AwaitingRating,
+    /// Open again after a bad rating.
+    Reopened,
+    /// Open and escalated to the community.
+    Escalated,
+    /// Open and handed to a linked unit (1+3+N).
+    LinkedUnit,
+}
+
+impl BoardColumn {
+    pub const ALL: [BoardColumn; 7] = [
+        BoardColumn::AwaitingAssign,
+        BoardColumn::InProgress,
+        BoardColumn::Overdue,
+        BoardColumn::AwaitingRating,
+        BoardColumn::Reopened,
+        BoardColumn::Escalated,
+        BoardColumn::LinkedUnit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BoardColumn::AwaitingAssign => "awaiting_assign",
+            BoardColumn::InProgress => "in_progress",
+            BoardColumn::Overdue => "overdue",
+            BoardColumn::AwaitingRating => "awaiting_rating",
+            BoardColumn::Reopened => "reopened",
+            BoardColumn::Escalated => "escalated",
+            BoardColumn::LinkedUnit => "linked_unit",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BoardColumn> {
+        BoardColumn::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// The column's Chinese label.
+    pub fn label(self) -> &'static str {
+        match self {
+            BoardColumn::AwaitingAssign => "待派单",
+            BoardColumn::InProgress => "办理中",
+            BoardColumn::Overdue => "已超期",
+            BoardColumn::AwaitingRating => "待评单",
+            BoardColumn::Reopened => "差评重办",
+            BoardColumn::Escalated => "上报社区",
+            BoardColumn::LinkedUnit => "转交联动单位",
+        }
+    }
+
+    /// Whether `task` is in this column at `now_ms`.
+    pub fn holds(self, task: &TaskP, now_ms: i64) -> bool {
+        let status = TaskStatus::parse(&task.status).ok();
+        let open = status.is_some_and(TaskStatus::is_open) && task.ordered;
+        match self {
+            BoardColumn::AwaitingAssign => task.ordered && status == Some(TaskStatus::Ordered),
+            BoardColumn::InProgress => {
+                matches!(status, Some(TaskStatus::Assigned | TaskStatus::InProgress))
+            }
+            BoardColumn::Overdue => days_overdue(task, now_ms).is_some(),
+            BoardColumn::AwaitingRating => status == Some(TaskStatus::Done),
+            BoardColumn::Reopened => open && task.reopened,
+            BoardColumn::Escalated => open && task.tier == "community",
+            BoardColumn::LinkedUnit => open && task.tier == "linked_unit",
+        }
+    }
+}
+
+/// Whole days a task is past its deadline at `now_ms` (a started day counts: 1 ms late is
+/// 1 day), if it is ordered, still open and past it; else `None`.
+pub fn days_overdue(task: &TaskP, now_ms: i64) -> Option<i64> {
+    let open = TaskStatus::parse(&task.status).is_ok_and(TaskStatus::is_open);
+    let deadline = task.deadline?;
+    if !(task.ordered && open && now_ms > deadline) {
+        return None;
+    }
+    let late = now_ms.saturating_sub(deadline);
+    Some(late.saturating_add(DAY_MS - 1) / DAY_MS)
+}
+
+/// Days from a task's creation to its closing, if closed.
+pub fn days_to_close(task: &TaskP) -> Option<f64> {
+    let closed = task.closed_at?;
+    Some(closed.saturating_sub(task.created_at).max(0) as f64 / DAY_MS as f64)
+}
+
+/// Whether a task was done (办结) by its deadline: `None` without a deadline or before it
+/// is done.
+pub fn on_time(task: &TaskP) -> Option<bool> {
+    Some(task.done_at? <= task.deadline?)
+}
+
+/// The median of `values` (`None` when empty); the mean of the middle two for an even count.
+pub fn median(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// Hours the month key is taken in: China Standard Time (UTC+8), the stations' time.
+const CST_OFFSET_MS: i64 = 8 * 3_600_000;
+
+/// The month (`YYYY-MM`, China Standard Time) of a time in ms.
+pub fn month_of(ms: i64) -> String {
+    let days = ms.saturating_add(CST_OFFSET_MS).div_euclid(DAY_MS);
+    let (y, m, _) = xiuhua_core::hlc::civil_date(u64::try_from(days).unwrap_or(0));
+    format!("{y:04}-{m:02}")
+}
+
+/// Which tasks a board or ledger looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    /// The grids the console user may see (required: an empty list shows nothing).
+    pub grids: Vec<String>,
+    pub level: Option<String>,
+    pub category: Option<String>,
+    pub assignee: Option<String>,
+    /// Created in this range.
+    pub created: Option<TimeRange>,
+}
+
+impl TaskFilter {
+    pub fn matches(&self, t: &TaskP) -> bool {
+        self.grids.contains(&t.grid)
+            && self
+                .level
+                .as_ref()
+                .is_none_or(|l| t.level.as_ref() == Some(l))
+            && self.category.as_ref().is_none_or(|c| &t.category == c)
+            && self
+                .assignee
+                .as_ref()
+                .is_none_or(|a| t.assignee.as_ref() == Some(a))
+            && self.created.is_none_or(|r| r.contains(t.created_at))
+    }
+}
+
+/// The order of a board's page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TaskSort {
+    /// Earliest deadline first (tasks without one last).
+    #[default]
+    Deadline,
+    /// Newest first.
+    CreatedDesc,
+    /// Oldest first.
+    CreatedAsc,
+    /// Most days overdue first.
+    MostOverdue,
+}
+
+/// A board request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoardQuery {
+    pub filter: TaskFilter,
+    pub column: BoardColumn,
+    pub sort: TaskSort,
+    pub offset: usize,
+    pub limit: usize,
+    pub now_ms: i64,
+}
+
+/// A task on the board.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoardTask {
+    pub task: TaskP,
+    pub days_overdue: Option<i64>,
+}
+
+/// The board: every column's count and one page of one column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Board {
+    pub counts: Vec<(BoardColumn, usize)>,
+    pub column: BoardColumn,
+    /// Tasks in the column (all pages).
+    pub total: usize,
+    pub tasks: Vec<BoardTask>,
+}
+
+/// Most tasks a page holds.
+pub const MAX_PAGE: usize = 500;
+
+/// The board from the tasks of the filter's grids.
+pub fn board(tasks: Vec<TaskP>, q: &BoardQuery) -> Board {
+    let tasks: Vec<TaskP> = tasks.into_iter().filter(|t| q.filter.matches(t)).collect();
+    let counts = BoardColumn::ALL
+        .iter()
+        .map(|c| (*c, tasks.iter().filter(|t| c.holds(t, q.now_ms)).count()))
+        .collect();
+    let mut col: Vec<BoardTask> = tasks
+        .into_iter()
+        .filter(|t| q.column.holds(t, q.now_ms))
+        .map(|task| BoardTask {
+            days_overdue: days_overdue(&task, q.now_ms),
+            task,
+        })
+        .collect();
+    match q.sort {
+        TaskSort::Deadline => col.sort_by(|a, b| {
+            (a.task.deadline.is_none(), a.task.deadline, &a.task.id).cmp(&(
+                b.task.deadline.is_none(),
+                b.task.deadline,
+                &b.task.id,
+            ))
+        }),
+        TaskSort::CreatedDesc => col
+            .sort_by(|a, b| (b.task.created_at, &b.task.id).cmp(&(a.task.created_at, &a.task.id))),
+        TaskSort::CreatedAsc => col
+            .sort_by(|a, b| (a.task.created_at, &a.task.id).cmp(&(b.task.created_at, &b.task.id))),
+        TaskSort::MostOverdue => {
+            col.sort_by(|a, b| (b.days_overdue, &a.task.id).cmp(&(a.days_overdue, &b.task.id)))
+        }
+    }
+    let total = col.len();
+    let tasks = col
+        .into_iter()
+        .skip(q.offset)
+        .take(q.limit.min(MAX_PAGE))
+        .collect();
+    Board {
+        counts,
+        column: q.column,
+        total,
+        tasks,
+    }
+}
+
+/// A task and its timeline: every event in fold order, rejected ones with their reasons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskDetail {
+    pub task: TaskP,
+    pub events: Vec<EventP>,
+}
+
+/// Which rows a ledger or statistics page covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerFilter {
+    pub grids: Vec<String>,
+    /// 民情台账: reported in the range; 政务台账: created in it; statistics: each count by
+    /// its own time.
+    pub range: Option<TimeRange>,
+}
+
+/// A line of the 民情台账: one record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordLedgerRow {
+    pub record: RecordP,
+    /// Tasks made from it (点单 from the record), cancelled ones included.
+    pub tasks: usize,
+    /// Of which still open.
+    pub open_tasks: usize,
+    /// When its last task closed, if it shows 已办结 or 已回访 through its tasks.
+    pub closed_at: Option<i64>,
+}
+
+/// The 民情台账 from the range's records and the grids' tasks, by report time then id.
+pub fn record_ledger(records: Vec<RecordP>, tasks: &[TaskP]) -> Vec<RecordLedgerRow> {
+    let mut by_record: HashMap<&str, Vec<&TaskP>> = HashMap::new();
+    for t in tasks {
+        if let Some(r) = &t.source_record {
+            by_record.entry(r.as_str()).or_default().push(t);
+        }
+    }
+    let mut out: Vec<RecordLedgerRow> = records
+        .into_iter()
+        .map(|record| {
+            let mine = by_record
+                .get(record.id.as_str())
+                .cloned()
+                .unwrap_or_default();
+            let open_tasks = mine
+                .iter()
+                .filter(|t| TaskStatus::parse(&t.status).is_ok_and(TaskStatus::is_open))
+                .count();
+            let closed = record_closed(&record.shown);
+            RecordLedgerRow {
+                tasks: mine.len(),
+                open_tasks,
+                closed_at: if closed {
+                    mine.iter().filter_map(|t| t.closed_at).max()
+                } else {
+                    None
+                },
+                record,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        (a.record.reported_at, &a.record.id).cmp(&(b.record.reported_at, &b.record.id))
+    });
+    out
+}
+
+fn record_closed(shown: &str) -> bool {
+    matches!(
+        RecordStatus::parse(shown),
+        Ok(RecordStatus::Resolved | RecordStatus::FollowedUp)
+    )
+}
+
+/// A line of the 政务台账: one task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskLedgerRow {
+    pub task: TaskP,
+    pub days_to_close: Option<f64>,
+    pub on_time: Option<bool>,
+    pub days_overdue: Option<i64>,
+}
+
+/// The 政务台账 from the range's tasks, by creation time then id.
+pub fn task_ledger(tasks: Vec<TaskP>, now_ms: i64) -> Vec<TaskLedgerRow> {
+    let mut out: Vec<TaskLedgerRow> = tasks
+        .into_iter()
+        .map(|task| TaskLedgerRow {
+            days_to_close: days_to_close(&task),
+            on_time: on_time(&task),
+            days_overdue: days_overdue(&task, now_ms),
+            task,
+        })
+        .collect();
+    out.sort_by(|a, b| (a.task.created_at, &a.task.id).cmp(&(b.task.created_at, &b.task.id)));
+    out
+}
+
+/// One grid's figures for one month (China Standard Time).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GridMonthStats {
+    pub grid: String,
+    /// `YYYY-MM`.
+    pub month: String,
+    /// Households registered (created) that month.
+    pub households_registered: usize,
+    /// Distinct households visited that month.
+    pub households_visited: usize,
+    pub visits: usize,
+    /// Records reported that month.
+    pub records_opened: usize,
+    /// Of those, the ones showing 已办结 or 已回访 now.
+    pub records_closed: usize,
+    /// Tasks created that month, by level (`""`: not ordered) and by state.
+    pub tasks_by_level: BTreeMap<String, usize>,
+    pub tasks_by_state: BTreeMap<String, usize>,
+    /// Of the tasks created that month, those escalated.
+    pub escalations: usize,
+    /// Tasks closed that month: their median days from creation to closing.
+    pub tasks_closed: usize,
+    pub median_days_to_close: Option<f64>,
+    /// Of the tasks closed that month with a deadline, the share done by it.
+    pub on_time_rate: Option<f64>,
+    /// The mean rating (1–5) of the tasks closed that month.
+    pub average_satisfaction: Option<f64>,
+}
+
+/// Rows a statistics page reads.
+#[derive(Debug, Clone, Default)]
+pub struct StatsInput {
+    pub households: Vec<HouseholdP>,
+    pub visits: Vec<VisitP>,
+    pub records: Vec<RecordP>,
+    pub tasks: Vec<TaskP>,
+}
+
+/// The closing figures of one grid and month, gathered before they are summarised.
+#[derive(Default)]
+struct Closing {
+    days: Vec<f64>,
+    with_deadline: usize,
+    in_time: usize,
+    ratings: Vec<i64>,
+}
+
+/// The figures of `grid` for the month of `ms`, if `ms` is within `range`.
+fn slot<'a>(
+    out: &'a mut BTreeMap<(String, String), GridMonthStats>,
+    range: Option<TimeRange>,
+    grid: &str,
+    ms: i64,
+) -> Option<&'a mut GridMonthStats> {
+    if !range.is_none_or(|r| r.contains(ms)) {
+        return None;
+    }
+    let month = month_of(ms);
+    Some(
+        out.entry((grid.to_string(), month.clone()))
+            .or_insert_with(|| GridMonthStats {
+                grid: grid.to_string(),
+                month,
+                ..GridMonthStats::default()
+            }),
+    )
+}
+
+/// Per-grid, per-month statistics, sorted by grid then month. Each count falls in the
+/// month of its own time (registration, visit, report, creation, closing), within `range`
+/// when given.
+pub fn grid_month_stats(input: &StatsInput, range: Option<TimeRange>) -> Vec<GridMonthStats> {
+    let mut out: BTreeMap<(String, String), GridMonthStats> = BTreeMap::new();
+    for h in &input.households {
+        if let Some(s) = slot(&mut out, range, &h.grid, h.created_at) {
+            s.households_registered += 1;
+        }
+    }
+    let mut visited: HashSet<(String, String, &str)> = HashSet::new();
+    for v in &input.visits {
+        if let Some(s) = slot(&mut out, range, &v.grid, v.at) {
+            s.visits += 1;
+            if visited.insert((s.grid.clone(), s.month.clone(), v.household.as_str())) {
+                s.households_visited += 1;
+            }
+        }
+    }
+    for r in &input.records {
+        if let Some(s) = slot(&mut out, range, &r.grid, r.reported_at) {
+            s.records_opened += 1;
+            if record_closed(&r.shown) {
+                s.records_closed += 1;
+            }
+        }
+    }
+    // Closing figures gathered per (grid, month) first.
+    let mut closing: BTreeMap<(String, String), Closing> = BTreeMap::new();
+    for t in &input.tasks {
+        if let Some(s) = slot(&mut out, range, &t.grid, t.created_at) {
+            *s.tasks_by_level
+                .entry(t.level.clone().unwrap_or_default())
+                .or_default() += 1;
+            *s.tasks_by_state.entry(t.status.clone()).or_default() += 1;
+            if t.escalated {
+                s.escalations += 1;
+            }
+        }
+        if let Some(closed) = t.closed_at
+            && let Some(s) = slot(&mut out, range, &t.grid, closed)
+        {
+            s.tasks_closed += 1;
+            let c = closing
+                .entry((s.grid.clone(), s.month.clone()))
+                .or_default();
+            if let Some(d) = days_to_close(t) {
+                c.days.push(d);
+            }
+            if let Some(ok) = on_time(t) {
+                c.with_deadline += 1;
+                if ok {
+                    c.in_time += 1;
+                }
+            }
+            if let Some(r) = t.rating {
+                c.ratings.push(r);
+            }
+        }
+    }
+    for (
+        key,
+        Closing {
+            days,
+            with_deadline,
+            in_time,
+            ratings,
+        },
+    ) in closing
+    {
+        if let Some(s) = out.get_mut(&key) {
+            s.median_days_to_close = median(&days);
+            s.on_time_rate = (with_deadline > 0).then(|| in_time as f64 / with_deadline as f64);
+            s.average_satisfaction = (!ratings.is_empty())
+                .then(|| ratings.iter().sum::<i64>() as f64 / ratings.len() as f64);
+        }
+    }
+    out.into_values().collect()
+}
+
+/// A household found by a search, with the residents that matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HouseholdHit {
+    pub household: HouseholdP,
+    pub residents: Vec<ResidentP>,
+}
+
+/// A household's page: members (masked), visits, records and tasks naming it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HouseholdDetail {
+    pub household: HouseholdP,
+    pub residents: Vec<ResidentP>,
+    pub visits: Vec<VisitP>,
+    pub records: Vec<RecordP>,
+    pub tasks: Vec<TaskP>,
+}
+
+/// The `LIKE` pattern a resident search reads with, as the phone searches: a name
+/// substring (张), full pinyin (zhangsan) or initials (zs), normalised by the core
+/// (`pinyin::normalize_query`). `None` for an empty query. Phone numbers are stored masked
+/// only, so a digits query finds nothing here.
+pub fn search_pattern(query: &str) -> Option<String> {
+    let q = pinyin::normalize_query(query);
+    if q.is_empty() || q.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let term = if pinyin::is_pinyin_query(&q) {
+        q
+    } else {
+        query.trim().to_string()
+    };
+    Some(format!("%{}%", like_escape(&term)))
+}
+
+/// Sorts a search's residents as the phone orders its hits: initials starting with the
+/// query (or a name starting with it) first, then shorter names, then by name.
+fn sort_hits(query: &str, residents: &mut [ResidentP]) {
+    let q = pinyin::normalize_query(query);
+    let pinyin_q = pinyin::is_pinyin_query(&q);
+    let term = query.trim();
+    residents.sort_by_cached_key(|r| {
+        let first = if pinyin_q {
+            r.initials.split(' ').any(|k| k.starts_with(q.as_str()))
+        } else {
+            r.name.starts_with(term)
+        };
+        (
+            !first,
+            r.name.chars().count(),
+            r.name.clone(),
+            r.household.clone(),
+            r.pos,
+        )
+    });
+}
+
+/// The households of a search's best hits, best first, at most `limit`.
+pub fn ranked_household_ids(query: &str, residents: &[ResidentP], limit: usize) -> Vec<String> {
+    let mut sorted = residents.to_vec();
+    sort_hits(query, &mut sorted);
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for r in sorted {
+        if out.len() >= limit {
+            break;
+        }
+        if seen.insert(r.household.clone()) {
+            out.push(r.household);
+        }
+    }
+    out
+}
+
+/// Groups a search's residents under their households (those of `households`, in the
+/// order of [`ranked_household_ids`]), at most `limit`, each with the residents that
+/// matched.
+pub fn rank_households(
+    query: &str,
+    residents: Vec<ResidentP>,
+    households: Vec<HouseholdP>,
+    limit: usize,
+) -> Vec<HouseholdHit> {
+    let mut residents = residents;
+    sort_hits(query, &mut residents);
+    let mut by_id: HashMap<String, HouseholdP> =
+        households.into_iter().map(|h| (h.id.clone(), h)).collect();
+    let mut order: Vec<String> = Vec::new();
+    let mut hits: HashMap<String, Vec<ResidentP>> = HashMap::new();
+    for r in residents {
+        if !by_id.contains_key(&r.household) {
+            continue;
+        }
+        if !hits.contains_key(&r.household) {
+            if order.len() >= limit {
+                continue;
+            }
+            order.push(r.household.clone());
+        }
+        hits.entry(r.household.clone()).or_default().push(r);
+    }
+    order
+        .into_iter()
+        .filter_map(|id| {
+            Some(HouseholdHit {
+                household: by_id.remove(&id)?,
+                residents: hits.remove(&id).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn task(id: &str, status: &str) -> TaskP {
+        TaskP {
+            id: id.into(),
+            grid: "g1".into(),
+            title: String::new(),
+            category: "代办服务".into(),
+            level: Some("上门办".into()),
+            status: status.into(),
+            ordered: true,
+            tier: "grid".into(),
+            linked_unit: None,
+            assignee: None,
+            deadline: None,
+            created_at: 0,
+            created_by: String::new(),
+            ordered_by: None,
+            household: None,
+            source_record: None,
+            rating: None,
+            rejected: 0,
+            done_at: None,
+            closed_at: None,
+            reopened: false,
+            escalated: false,
+        }
+    }
+
+    #[test]
+    fn overdue_days_count_started_days_of_open_tasks_only() {
+        let mut t = task("t", "in_progress");
+        assert_eq!(days_overdue(&t, 10), None, "no deadline");
+        t.deadline = Some(1_000);
+        assert_eq!(days_overdue(&t, 1_000), None, "at the deadline");
+        assert_eq!(days_overdue(&t, 1_001), Some(1));
+        assert_eq!(days_overdue(&t, 1_000 + DAY_MS), Some(1));
+        assert_eq!(days_overdue(&t, 1_001 + DAY_MS), Some(2));
+        t.status = "done".into();
+        assert_eq!(days_overdue(&t, 1_000 + 5 * DAY_MS), None, "done");
+        t.status = "ordered".into();
+        t.ordered = false;
+        assert_eq!(days_overdue(&t, 1_000 + 5 * DAY_MS), None, "never ordered");
+    }
+
+    #[test]
+    fn median_on_time_and_days_to_close() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0]), Some(3.0));
+        assert_eq!(median(&[5.0, 1.0, 3.0]), Some(3.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        let mut t = task("t", "closed");
+        t.created_at = 0;
+        t.closed_at = Some(3 * DAY_MS / 2);
+        assert_eq!(days_to_close(&t), Some(1.5));
+        assert_eq!(on_time(&t), None, "no deadline");
+        t.deadline = Some(DAY_MS);
+        t.done_at = Some(DAY_MS);
+        assert_eq!(on_time(&t), Some(true));
+        t.done_at = Some(DAY_MS + 1);
+        assert_eq!(on_time(&t), Some(false));
+    }
+
+    #[test]
+    fn months_are_china_standard_time() {
+        // 2026-11-30T16:00:00Z is 2026-12-01 00:00 in Beijing.
+        let utc_2026_11_30_16h = 1_796_054_400_000;
+        assert_eq!(month_of(utc_2026_11_30_16h - 1), "2026-11");
+        assert_eq!(month_of(utc_2026_11_30_16h), "2026-12");
+        assert_eq!(month_of(0), "1970-01");
+    }
+
+    #[test]
+    fn board_columns_counts_filters_and_pages() {
+        let now = 10 * DAY_MS;
+        let mut ordered = task("a", "ordered");
+        ordered.deadline = Some(now - 3 * DAY_MS);
+        let mut working = task("b", "in_progress");
+        working.deadline = Some(now - DAY_MS);
+        working.assignee = Some("u-li".into());
+        let done = task("c", "done");
+        let mut reopened = task("d", "in_progress");
+        reopened.reopened = true;
+        let mut esc = task("e", "ordered");
+        esc.tier = "community".into();
+        let mut unit = task("f", "assigned");
+        unit.tier = "linked_unit".into();
+        let mut closed_unit = task("g", "closed");
+        closed_unit.tier = "linked_unit".into();
+        let mut other_grid = task("h", "ordered");
+        other_grid.grid = "g9".into();
+        let all = vec![
+            ordered,
+            working,
+            done,
+            reopened,
+            esc,
+            unit,
+            closed_unit,
+            other_grid,
+        ];
+        let q = |column, sort| BoardQuery {
+            filter: TaskFilter {
+                grids: vec!["g1".into()],
+                ..TaskFilter::default()
+            },
+            column,
+            sort,
+            offset: 0,
+            limit: 10,
+            now_ms: now,
+        };
+        let b = board(all.clone(), &q(BoardColumn::Overdue, TaskSort::MostOverdue));
+        let count = |c| b.counts.iter().find(|(k, _)| *k == c).map(|(_, n)| *n);
+        assert_eq!(count(BoardColumn::AwaitingAssign), Some(2));
+        assert_eq!(count(BoardColumn::InProgress), Some(3));
+        assert_eq!(count(BoardColumn::Overdue), Some(2));
+        assert_eq!(count(BoardColumn::AwaitingRating), Some(1));
+        assert_eq!(count(BoardColumn::Reopened), Some(1));
+        assert_eq!(count(BoardColumn::Escalated), Some(1));
+        assert_eq!(count(BoardColumn::LinkedUnit), Some(1));
+        let ids: Vec<(&str, Option<i64>)> = b
+            .tasks
+            .iter()
+            .map(|t| (t.task.id.as_str(), t.days_overdue))
+            .collect();
+        assert_eq!(ids, vec![("a", Some(3)), ("b", Some(1))]);
+        // Filters and paging.
+        let mut by_assignee = q(BoardColumn::InProgress, TaskSort::Deadline);
+        by_assignee.filter.assignee = Some("u-li".into());
+        let b = board(all.clone(), &by_assignee);
+        assert_eq!(b.total, 1);
+        assert_eq!(b.tasks[0].task.id, "b");
+        let mut page = q(BoardColumn::InProgress, TaskSort::CreatedAsc);
+        page.offset = 1;
+        page.limit = 1;
+        let b = board(all, &page);
+        assert_eq!((b.total, b.tasks.len()), (3, 1));
+        assert_eq!(b.tasks[0].task.id, "d");
+    }
+
+    #[test]
+    fn stats_fall_in_the_month_of_their_own_time() {
+        let nov = 1_793_462_400_000; // 2026-11-01T00:00+08:00
+        let dec = 1_796_054_400_000; // 2026-12-01T00:00+08:00
+        let mut a = task("a", "closed");
+        a.created_at = nov;
+        a.closed_at = Some(dec + DAY_MS);
+        a.done_at = Some(dec);
+        a.deadline = Some(dec + 5 * DAY_MS);
+        a.rating = Some(5);
+        let mut b = task("b", "closed");
+        b.created_at = dec;
+        b.closed_at = Some(dec + 3 * DAY_MS);
+        b.done_at = Some(dec + 3 * DAY_MS);
+        b.deadline = Some(dec + DAY_MS);
+        b.rating = Some(2);
+        b.escalated = true;
+        b.level = None;
+        let stats = grid_month_stats(
+            &StatsInput {
+                tasks: vec![a, b],
+                ..StatsInput::default()
+            },
+            None,
+        );
+        assert_eq!(stats.len(), 2);
+        let (n, d) = (&stats[0], &stats[1]);
+        assert_eq!((n.month.as_str(), d.month.as_str()), ("2026-11", "2026-12"));
+        assert_eq!(n.tasks_by_level.get("上门办"), Some(&1));
+        assert_eq!(n.tasks_closed, 0);
+        assert_eq!(d.tasks_by_level.get(""), Some(&1));
+        assert_eq!(d.escalations, 1);
+        assert_eq!(d.tasks_closed, 2);
+        // 31 days and 3 days.
+        assert_eq!(d.median_days_to_close, Some(17.0));
+        assert_eq!(d.on_time_rate, Some(0.5));
+        assert_eq!(d.average_satisfaction, Some(3.5));
+        // A range keeps only what falls in it.
+        let only_dec = grid_month_stats(
+            &StatsInput {
+                tasks: vec![task("x", "ordered")],
+                ..StatsInput::default()
+            },
+            Some(TimeRange {
+                from_ms: dec,
+                to_ms: dec + 31 * DAY_MS,
+            }),
+        );
+        assert!(only_dec.is_empty());
+    }
+
+    #[test]
+    fn search_patterns_and_ranking() {
+        assert_eq!(search_pattern("  "), None);
+        assert_eq!(search_pattern("1380"), None);
+        assert_eq!(search_pattern("Zhang San"), Some("%zhangsan%".into()));
+        assert_eq!(search_pattern("张"), Some("%张%".into()));
+        assert_eq!(search_pattern("z_s"), Some("%z\\_s%".into()));
+        let res = |hh: &str, name: &str| {
+            let k = pinyin::name_keys(name);
+            ResidentP {
+                household: hh.into(),
+                pos: 0,
+                member: name.into(),
+                grid: "g1".into(),
+                building: "1号楼".into(),
+                name: name.into(),
+                pinyin: k.full.join(" "),
+                initials: k.initials.join(" "),
+                phone_masked: None,
+                id_masked: None,
+                gender: "男".into(),
+                birth_year: 1950,
+                relation: "户主".into(),
+                tags: String::new(),
+                status: None,
+            }
+        };
+        let hh = |id: &str| HouseholdP {
+            id: id.into(),
+            grid: "g1".into(),
+            building: "1号楼".into(),
+            unit: String::new(),
+            room: String::new(),
+            head_name: String::new(),
+            member_count: 1,
+            tags: String::new(),
+            visit_count: 0,
+            last_visit_at: None,
+            conflicts: 0,
+            created_at: 0,
+            created_by: String::new(),
+            moved_out_at: None,
+        };
+        let hits = rank_households(
+            "zs",
+            vec![res("h2", "张森淼"), res("h1", "张三"), res("h1", "周晓松")],
+            vec![hh("h1"), hh("h2")],
+            10,
+        );
+        let ids: Vec<&str> = hits.iter().map(|h| h.household.id.as_str()).collect();
+        assert_eq!(ids, vec!["h1", "h2"]);
+        assert_eq!(hits[0].residents[0].name, "张三");
+        let both = vec![res("h2", "张森淼"), res("h1", "张三")];
+        assert_eq!(ranked_household_ids("zs", &both, 1), vec!["h1".to_string()]);
+        let one = rank_households("zs", both, vec![hh("h1"), hh("h2")], 1);
+        assert_eq!(one.len(), 1);
+    }
+}
