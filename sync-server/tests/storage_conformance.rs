@@ -121,6 +121,7 @@ macro_rules! all_cases {
                 pages_bounded_by_bytes,
                 device_quota,
                 quarantine_broken_documents,
+                console_accounts_sessions_audit,
             ]
         );
     };
