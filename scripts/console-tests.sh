@@ -16,6 +16,10 @@ if ! command -v chromium >/dev/null 2>&1; then
         exit 1
     fi
 fi
+# A font with Chinese glyphs, so that the screenshots are legible (the pages need none).
+if [ "$(id -u)" = 0 ] && command -v fc-list >/dev/null 2>&1 && [ -z "$(fc-list :lang=zh)" ]; then
+    apt-get install -y -qq fonts-wqy-microhei >/dev/null || true
+fi
 if [ ! -d console-tests/node_modules/playwright-core ]; then
     (cd console-tests && npm ci --no-audit --no-fund --silent)
 fi
