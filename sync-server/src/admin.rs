@@ -149,6 +149,25 @@ pub async fn revoke_grant(s: &dyn Storage, user: &str, grid: &str) -> Result<Str
     ))
 }
 
+/// Sets a user's console password (argon2id); their console sessions end.
+pub async fn set_password(
+    s: &dyn Storage,
+    user: &str,
+    password: &str,
+) -> Result<String, StoreError> {
+    check_id("user", user)?;
+    crate::console::password::check_new(password).map_err(StoreError::Invalid)?;
+    let pw = password.to_string();
+    let phc = tokio::task::spawn_blocking(move || crate::console::password::hash(&pw))
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+        .map_err(StoreError::Backend)?;
+    s.set_password(user, &phc, crate::now_ms()).await?;
+    Ok(format!(
+        "console password of {user} set (argon2id); their console sessions ended"
+    ))
+}
+
 /// Creates a one-time enrollment code for a user, valid 24 hours; returns it.
 pub async fn enroll_code(
     s: &dyn Storage,

@@ -124,6 +124,20 @@ impl Secret {
         Ok((device.to_string(), user.to_string()))
     }
 
+    /// A keyed tag of `data` for one `purpose` (the console's CSRF tokens), hex.
+    pub fn tag(&self, purpose: &str, data: &str) -> String {
+        self.sign(format!("tag:{purpose}:{data}").as_bytes())
+    }
+
+    /// Whether `tag` is [`Secret::tag`] of `data` for `purpose` (compared in constant time).
+    pub fn check_tag(&self, purpose: &str, data: &str, tag: &str) -> bool {
+        unhex(tag).is_some_and(|t| {
+            self.mac(format!("tag:{purpose}:{data}").as_bytes())
+                .verify_slice(&t)
+                .is_ok()
+        })
+    }
+
     /// The stored form of an enrollment code (keyed hash of its normalised form).
     pub fn code_hash(&self, code: &str) -> Option<String> {
         let norm = normalize_code(code)?;
@@ -192,7 +206,8 @@ pub fn refresh_hash(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
 }
 
-fn random_bytes<const N: usize>() -> Result<[u8; N], getrandom::Error> {
+/// `N` random bytes from the operating system.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], getrandom::Error> {
     let mut b = [0u8; N];
     getrandom::fill(&mut b)?;
     Ok(b)

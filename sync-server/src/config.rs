@@ -31,6 +31,11 @@
 //! | `enroll_per_minute` | `XIUHUA_ENROLL_PER_MINUTE` | 120 (enrollment attempts from all addresses) |
 //! | `secret_file` | `XIUHUA_SECRET_FILE` (or the secret itself in `XIUHUA_SECRET`) | PostgreSQL: the token-signing secret, at least 32 bytes |
 //! | `db_key_file` | `XIUHUA_DB_KEY_FILE` (or the key itself in `XIUHUA_DB_KEY`) | none: SQLite: encrypt the server database with SQLCipher |
+//! | `[console] enabled` | `XIUHUA_CONSOLE` | off: `1`/`true` serves the station console under `/console/` |
+//! | `[console] secure_cookie` | `XIUHUA_CONSOLE_SECURE_COOKIE` | off: set it when TLS is terminated in front (cookies get `Secure`) |
+//! | `[console] idle_minutes` | `XIUHUA_CONSOLE_IDLE_MINUTES` | 30 (a session unused this long ends) |
+//! | `[console] session_hours` | `XIUHUA_CONSOLE_SESSION_HOURS` | 12 (a session ends this long after the login) |
+//! | `[console] public_url` | `XIUHUA_PUBLIC_URL` | none: the address phones use, put in enrollment QR codes (else the request's `Host`) |
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -71,6 +76,44 @@ struct FileConfig {
     enroll_per_minute: Option<u64>,
     secret_file: Option<PathBuf>,
     db_key_file: Option<PathBuf>,
+    console: Option<ConsoleFile>,
+}
+
+/// The file's `[console]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsoleFile {
+    enabled: Option<bool>,
+    secure_cookie: Option<bool>,
+    idle_minutes: Option<u64>,
+    session_hours: Option<u64>,
+    public_url: Option<String>,
+}
+
+/// The station console's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    /// Serve `/console/` (off by default).
+    pub enabled: bool,
+    /// Give cookies the `Secure` attribute: set when a TLS proxy is in front. A flag rather
+    /// than `X-Forwarded-Proto`, which any client can send when no proxy strips it.
+    pub secure_cookie: bool,
+    pub idle_minutes: u64,
+    pub session_hours: u64,
+    /// The server address phones use (enrollment QR codes); `None`: from the request.
+    pub public_url: Option<String>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            enabled: false,
+            secure_cookie: false,
+            idle_minutes: 30,
+            session_hours: 12,
+            public_url: None,
+        }
+    }
 }
 
 /// A secret value: never printed by `Debug`.
@@ -129,6 +172,8 @@ pub struct Config {
     pub db_key_file: Option<PathBuf>,
     /// SQLite: the SQLCipher key itself (`XIUHUA_DB_KEY`).
     pub db_key: Option<Sensitive>,
+    /// The station console.
+    pub console: ConsoleConfig,
 }
 
 /// Which storage backend a configuration selects.
@@ -181,6 +226,7 @@ impl Default for Config {
             secret: None,
             db_key_file: None,
             db_key: None,
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -238,7 +284,40 @@ impl Config {
                 )));
             }
         };
+        let cf = f.console.unwrap_or_default();
+        let flag = |var: &str, file: Option<bool>| -> Result<bool, ConfigError> {
+            match env(var).map(|v| v.trim().to_ascii_lowercase()) {
+                Some(v) if v.is_empty() => Ok(file.unwrap_or(false)),
+                Some(v) => match v.as_str() {
+                    "1" | "true" | "yes" | "on" => Ok(true),
+                    "0" | "false" | "no" | "off" => Ok(false),
+                    _ => Err(ConfigError(format!("{var}={v:?}: expected 1 or 0"))),
+                },
+                None => Ok(file.unwrap_or(false)),
+            }
+        };
+        let console = ConsoleConfig {
+            enabled: flag("XIUHUA_CONSOLE", cf.enabled)?,
+            secure_cookie: flag("XIUHUA_CONSOLE_SECURE_COOKIE", cf.secure_cookie)?,
+            idle_minutes: num("XIUHUA_CONSOLE_IDLE_MINUTES", cf.idle_minutes, 30)?,
+            session_hours: num("XIUHUA_CONSOLE_SESSION_HOURS", cf.session_hours, 12)?,
+            public_url: get("XIUHUA_PUBLIC_URL", cf.public_url)
+                .map(|u| u.trim().trim_end_matches('/').to_string()),
+        };
+        if console.idle_minutes == 0 || console.session_hours == 0 {
+            return Err(ConfigError(
+                "the console's session lifetimes must be positive".into(),
+            ));
+        }
+        if let Some(u) = &console.public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(ConfigError(format!(
+                "public URL {u:?}: expected http://… or https://…"
+            )));
+        }
         let cfg = Config {
+            console,
             listen,
             data_dir: get(
                 "XIUHUA_DATA_DIR",
@@ -645,6 +724,43 @@ mod tests {
         ] {
             let e = Config::load_with(None, |k| (k == var).then(|| v.to_string())).expect_err(var);
             assert!(e.to_string().contains("XIUHUA_MAX_CHANGE_BYTES"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_console_is_off_by_default_and_set_by_file_or_environment() {
+        let d = Config::load_with(None, |_| None).expect("config");
+        assert_eq!(d.console, ConsoleConfig::default());
+        assert!(!d.console.enabled && !d.console.secure_cookie);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[console]\nenabled = true\nidle_minutes = 5\npublic_url = \"https://station.example/\"\n",
+        )
+        .expect("write");
+        let c = Config::load_with(Some(&p), |k| {
+            (k == "XIUHUA_CONSOLE_SECURE_COOKIE").then(|| "1".to_string())
+        })
+        .expect("config");
+        assert!(c.console.enabled && c.console.secure_cookie);
+        assert_eq!(c.console.idle_minutes, 5);
+        assert_eq!(
+            c.console.public_url.as_deref(),
+            Some("https://station.example")
+        );
+        let off = Config::load_with(Some(&p), |k| (k == "XIUHUA_CONSOLE").then(|| "0".into()))
+            .expect("config");
+        assert!(!off.console.enabled);
+        for (var, v) in [
+            ("XIUHUA_CONSOLE", "maybe"),
+            ("XIUHUA_CONSOLE_IDLE_MINUTES", "0"),
+            ("XIUHUA_PUBLIC_URL", "station.example"),
+        ] {
+            assert!(
+                Config::load_with(None, |k| (k == var).then(|| v.to_string())).is_err(),
+                "{var}"
+            );
         }
     }
 

@@ -21,8 +21,8 @@ use xiuhua_core::workflow::Outcome;
 use xiuhua_core::{Store, sync};
 
 use crate::admin::{self, GrantTarget};
-use crate::auth::Secret;
-use crate::http::{AppState, Limits, router};
+use crate::auth::{self, Secret};
+use crate::http::{AppState, Limits};
 use crate::storage::sqlite::SqliteStorage;
 
 const DISTRICT: &str = "rongdong";
@@ -75,6 +75,16 @@ impl Drop for TempDir {
 
 /// Runs the field day; prints as it goes.
 pub async fn run() -> Result<String, String> {
+    run_with(false).await
+}
+
+/// The secretary, whose console login `demo --serve` prints.
+pub const CONSOLE_USER: &str = "u-chenhong";
+
+/// The field day; with `serve`, the server (and its station console) keeps running
+/// afterwards until SIGINT/SIGTERM, and the secretary's console login is printed as one line
+/// `console: URL user=ID password=PASSWORD` (a fresh random password each run).
+pub async fn run_with(serve: bool) -> Result<String, String> {
     let dir = TempDir::new()?;
     let data = dir.0.join("server");
     println!("绣花 Xiuhua · 一天的网格工作 A field day on loopback");
@@ -86,7 +96,8 @@ pub async fn run() -> Result<String, String> {
     let codes = seed(&storage, &secret).await?;
 
     // The same server as `serve`: the edge limits of the default configuration.
-    let cfg = crate::config::Config::default();
+    let mut cfg = crate::config::Config::default();
+    cfg.console.enabled = serve;
     let state = AppState::new(
         Arc::new(storage.clone()),
         secret.clone(),
@@ -101,7 +112,8 @@ pub async fn run() -> Result<String, String> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let edge = crate::server::EdgeLimits::from_config(&cfg);
     let server = tokio::spawn(async move {
-        crate::server::serve_connections(listener, router(state), &edge, metrics, async {
+        let app = crate::server::app_router(state, &cfg);
+        crate::server::serve_connections(listener, app, &edge, metrics, async {
             let _ = stopped.await;
         })
         .await;
@@ -109,9 +121,20 @@ pub async fn run() -> Result<String, String> {
     println!("服务器 Server: listening on {url} (embedded SQLite)\n");
 
     let devices = dir.0.join("devices");
-    let day = tokio::task::spawn_blocking(move || field_day(&url, &codes, &devices))
+    let day_url = url.clone();
+    let day = tokio::task::spawn_blocking(move || field_day(&day_url, &codes, &devices))
         .await
         .ctx("the field day")?;
+    if serve && day.is_ok() {
+        let password = auth::new_enroll_code().ctx("a console password")?;
+        admin::set_password(&storage, CONSOLE_USER, &password)
+            .await
+            .ctx("the secretary's console password")?;
+        println!();
+        println!("console: {url}/console/ user={CONSOLE_USER} password={password}");
+        println!("(服务器继续运行，按 Ctrl-C 停止。 The server keeps running; Ctrl-C stops it.)");
+        crate::server::shutdown_signal().await;
+    }
     let _ = stop.send(());
     server.await.ctx("the server task")?;
     day?;

@@ -23,6 +23,7 @@
 //! - [`admin`]: the station's administration commands (directory, users, grants, devices).
 //! - [`check`]: `xiuhua-server check`: verifies every stored document, quarantines broken ones.
 //! - [`edge`]: enrollment attempt limits, long polls per device, connections per address.
+//! - [`console`]: the station console under `/console/` (HTML, accounts, sessions, audit).
 //! - [`server`]: binding, connection limits and timeouts, logging, graceful shutdown.
 //!
 //! **Architecture invariant:** no write reaches the change feed without passing
@@ -37,6 +38,7 @@ pub mod auth;
 pub mod check;
 pub mod chunk;
 pub mod config;
+pub mod console;
 pub mod credentials;
 pub mod demo;
 pub mod edge;

@@ -26,7 +26,16 @@ enum Command {
     /// Runs the server.
     Serve,
     /// Runs a field day on loopback (server, four phones, offline work, sync) and exits.
-    Demo,
+    Demo {
+        /// Keep the server (with the station console) running after the field day and print
+        /// the secretary's console login.
+        #[arg(long)]
+        serve: bool,
+    },
+    /// Sets a user's password for the station console. Read from the terminal without echo
+    /// (asked twice), or from the first line of standard input when it is not a terminal;
+    /// never an argument.
+    SetPassword { user: String },
     /// Districts (片区).
     District {
         #[command(subcommand)]
@@ -143,7 +152,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if !matches!(cli.command, Command::Demo) {
+    if !matches!(cli.command, Command::Demo { .. }) {
         server::init_logging(&cfg);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -185,13 +194,20 @@ async fn run(cmd: Command, cfg: Config) -> Result<String, String> {
         server::serve(cfg).await?;
         return Ok(String::new());
     }
-    if let Command::Demo = cmd {
-        return xiuhua_server::demo::run().await;
+    if let Command::Demo { serve } = cmd {
+        return xiuhua_server::demo::run_with(serve).await;
     }
+    let password = match &cmd {
+        Command::SetPassword { user } => Some(read_password(user)?),
+        _ => None,
+    };
     let (storage, secret) = server::open_storage(&cfg).await?;
     let s = &*storage;
     let r = match cmd {
-        Command::Serve | Command::Demo => Ok(String::new()),
+        Command::Serve | Command::Demo { .. } => Ok(String::new()),
+        Command::SetPassword { user } => {
+            admin::set_password(s, &user, password.as_deref().unwrap_or_default()).await
+        }
         Command::District { cmd: AddOnly::Add { id, name } } => admin::add_district(s, &id, &name).await,
         Command::Community { cmd: AddCommunity::Add { id, name, district } } => admin::add_community(s, &id, &name, &district).await,
         Command::Grid { cmd: AddGrid::Add { id, name, community } } => admin::add_grid(s, &id, &name, &community).await,
@@ -231,4 +247,27 @@ async fn run(cmd: Command, cfg: Config) -> Result<String, String> {
         }
     };
     r.map_err(|e| e.to_string())
+}
+
+/// A new password: from the terminal without echo, asked twice, or the first line of
+/// standard input when it is not a terminal (scripts).
+fn read_password(user: &str) -> Result<String, String> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("console password for {user}: "))
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        let again = rpassword::prompt_password("again: ")
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        if first != again {
+            return Err("the two passwords differ; nothing was changed".into());
+        }
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    }
 }

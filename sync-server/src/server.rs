@@ -106,6 +106,16 @@ pub fn forward_events(storage: &dyn Storage, notifier: Arc<Notifier>) {
     });
 }
 
+/// The server's routes, with the station console's when the configuration enables it.
+pub fn app_router(state: AppState, cfg: &Config) -> axum::Router {
+    if cfg.console.enabled {
+        let console = crate::console::router(&state, &cfg.console);
+        router(state).merge(console)
+    } else {
+        router(state)
+    }
+}
+
 /// Serves until SIGINT or SIGTERM, then finishes the requests in flight.
 pub async fn serve(cfg: Config) -> Result<(), String> {
     if cfg.tls_cert.is_some() {
@@ -119,7 +129,7 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
     let state = AppState::new(storage, secret, Limits::from_config(&cfg));
     forward_events(&*state.storage, state.notifier.clone());
     let metrics = state.metrics.clone();
-    let app = router(state);
+    let app = app_router(state, &cfg);
     let listener = TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
@@ -128,6 +138,9 @@ pub async fn serve(cfg: Config) -> Result<(), String> {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on http://{addr}").and_then(|()| out.flush());
+        if cfg.console.enabled {
+            let _ = writeln!(out, "console on http://{addr}/console/").and_then(|()| out.flush());
+        }
     }
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "serving");
     serve_connections(
@@ -228,7 +241,8 @@ pub async fn serve_connections(
     }
 }
 
-async fn shutdown_signal() {
+/// Completes at SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

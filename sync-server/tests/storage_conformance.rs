@@ -122,6 +122,7 @@ macro_rules! all_cases {
                 device_quota,
                 quarantine_broken_documents,
                 projection_follows_pushes,
+                console_accounts_sessions_audit,
             ]
         );
     };

@@ -14,6 +14,7 @@
 pub mod engine;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod link;
 pub mod proto;
 
 #[cfg(test)]

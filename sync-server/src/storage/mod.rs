@@ -456,6 +456,54 @@ pub struct DocMeta {
     pub unit: Option<String>,
 }
 
+/// A directory user as the console's login sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleAccount {
+    pub user: String,
+    pub name: String,
+    /// The argon2id PHC string; `None` until `xiuhua-server set-password` ran.
+    pub password_hash: Option<String>,
+    pub revoked: bool,
+}
+
+/// Failed console logins of an account (the rule: [`crate::console::rules::after_failure`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginFailures {
+    pub count: u32,
+    pub last_ms: i64,
+    /// The account refuses logins until then (0: not locked).
+    pub locked_until_ms: i64,
+}
+
+/// A console session; the cookie holds the token, the database its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSession {
+    /// SHA-256 of the token, hex.
+    pub hash: String,
+    pub user: String,
+    pub created_ms: i64,
+    pub last_seen_ms: i64,
+    /// The address it was opened from.
+    pub ip: String,
+}
+
+/// One row of the console's audit log: who, when, what, from which address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Assigned by the storage (increasing); ignored when appending.
+    pub id: i64,
+    pub at_ms: i64,
+    /// The user acting, or the user id a failed login named.
+    pub user: String,
+    pub ip: String,
+    /// What was done (`login`, `logout`, `grant`, …).
+    pub action: String,
+    /// Its arguments, for people (never a password, ID or phone number).
+    pub detail: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+}
+
 /// "Grid `grid` is now at `seq`": a push stored changes there, in any process sharing the
 /// database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -787,6 +835,40 @@ pub trait Storage: Send + Sync + 'static {
             tasks: self.select(Table::Tasks, &mine).await?.tasks,
         }))
     }
+    // ----- the station console (accounts, sessions, audit) -----
+    /// Sets a user's console password (an argon2id PHC string), ends their sessions and
+    /// clears their failed logins, in one transaction. `NotFound` for an unknown user.
+    async fn set_password(&self, user: &str, password_hash: &str, now_ms: i64) -> StoreResult<()>;
+    /// A user's name, password hash and standing; `None` for an unknown user.
+    async fn console_account(&self, user: &str) -> StoreResult<Option<ConsoleAccount>>;
+    /// A user's failed logins (`None`: none remembered).
+    async fn login_failures(&self, user: &str) -> StoreResult<Option<LoginFailures>>;
+    /// Counts a failed login of a known user by [`crate::console::rules::after_failure`] and
+    /// appends `audit`, in one transaction; returns the new count and lock.
+    async fn record_login_failure(
+        &self,
+        user: &str,
+        now_ms: i64,
+        audit: &AuditEntry,
+    ) -> StoreResult<LoginFailures>;
+    /// A successful login: clears the user's failures, stores the session and appends
+    /// `audit`, in one transaction.
+    async fn begin_session(&self, session: &ConsoleSession, audit: &AuditEntry) -> StoreResult<()>;
+    /// The session with this hash if [`crate::console::rules::session_live`] at `now`
+    /// (its last use set to `now`); an expired one is deleted and `None` returned.
+    async fn touch_session(
+        &self,
+        hash: &str,
+        now_ms: i64,
+        policy: &crate::console::rules::SessionPolicy,
+    ) -> StoreResult<Option<ConsoleSession>>;
+    /// Ends a session (logout); false if there was none.
+    async fn end_session(&self, hash: &str) -> StoreResult<bool>;
+    /// Appends a row to the audit log.
+    async fn audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+    /// The audit log, newest first: at most `limit` rows with an id below `before` (all when
+    /// none).
+    async fn audit_log(&self, before: Option<i64>, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 }
 
 #[cfg(test)]

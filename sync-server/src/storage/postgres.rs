@@ -192,6 +192,25 @@ CREATE TABLE p_task_events (
 CREATE INDEX p_task_events_grid ON p_task_events(grid);
 "#,
     ),
+    (
+        "the station console: passwords, sessions, failed logins, audit log",
+        r#"
+CREATE TABLE console_passwords (
+    user_id TEXT COLLATE "C" PRIMARY KEY REFERENCES users(id), hash TEXT NOT NULL,
+    set_ms BIGINT NOT NULL);
+CREATE TABLE console_sessions (
+    hash TEXT COLLATE "C" PRIMARY KEY, user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id),
+    created_ms BIGINT NOT NULL, last_seen_ms BIGINT NOT NULL, ip TEXT NOT NULL);
+CREATE INDEX console_sessions_user ON console_sessions(user_id);
+CREATE TABLE console_login_failures (
+    user_id TEXT COLLATE "C" PRIMARY KEY REFERENCES users(id), count INTEGER NOT NULL,
+    last_ms BIGINT NOT NULL, locked_until_ms BIGINT NOT NULL);
+CREATE TABLE console_audit (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at_ms BIGINT NOT NULL,
+    user_id TEXT NOT NULL, ip TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL,
+    ok BOOLEAN NOT NULL);
+"#,
+    ),
 ];
 
 /// The schema version this build writes.
@@ -2320,4 +2339,220 @@ impl Storage for PgStorage {
             .await?;
         Ok(n == 1)
     }
+
+    async fn set_password(&self, user: &str, password_hash: &str, now_ms: i64) -> StoreResult<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        require(&*tx, "users", user, "user").await?;
+        tx.execute(
+            "INSERT INTO console_passwords (user_id, hash, set_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, set_ms = excluded.set_ms",
+            &[&user, &password_hash, &now_ms],
+        )
+        .await?;
+        tx.execute("DELETE FROM console_sessions WHERE user_id = $1", &[&user])
+            .await?;
+        tx.execute(
+            "DELETE FROM console_login_failures WHERE user_id = $1",
+            &[&user],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn console_account(&self, user: &str) -> StoreResult<Option<ConsoleAccount>> {
+        let c = self.client().await?;
+        c.query_opt(
+            "SELECT u.id, u.name, p.hash, u.revoked_ms IS NOT NULL
+             FROM users u LEFT JOIN console_passwords p ON p.user_id = u.id WHERE u.id = $1",
+            &[&user],
+        )
+        .await?
+        .map(|r| {
+            Ok(ConsoleAccount {
+                user: r.try_get(0)?,
+                name: r.try_get(1)?,
+                password_hash: r.try_get(2)?,
+                revoked: r.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn login_failures(&self, user: &str) -> StoreResult<Option<LoginFailures>> {
+        let c = self.client().await?;
+        pg_failures(&**c, user).await
+    }
+
+    async fn record_login_failure(
+        &self,
+        user: &str,
+        now_ms: i64,
+        audit: &AuditEntry,
+    ) -> StoreResult<LoginFailures> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        // The user's row is the lock: concurrent failures of one account count one by one.
+        if tx
+            .query_opt("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", &[&user])
+            .await?
+            .is_none()
+        {
+            return Err(StoreError::NotFound(format!("no user with id {user:?}")));
+        }
+        let prev = pg_failures(&*tx, user).await?;
+        let next = crate::console::rules::after_failure(prev.as_ref(), now_ms);
+        let count = i32::try_from(next.count).unwrap_or(i32::MAX);
+        tx.execute(
+            "INSERT INTO console_login_failures (user_id, count, last_ms, locked_until_ms)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (user_id) DO UPDATE SET count = excluded.count,
+                last_ms = excluded.last_ms, locked_until_ms = excluded.locked_until_ms",
+            &[&user, &count, &next.last_ms, &next.locked_until_ms],
+        )
+        .await?;
+        pg_audit(&*tx, audit).await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    async fn begin_session(&self, session: &ConsoleSession, audit: &AuditEntry) -> StoreResult<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        require(&*tx, "users", &session.user, "user").await?;
+        tx.execute(
+            "DELETE FROM console_login_failures WHERE user_id = $1",
+            &[&session.user],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO console_sessions (hash, user_id, created_ms, last_seen_ms, ip)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &session.hash,
+                &session.user,
+                &session.created_ms,
+                &session.last_seen_ms,
+                &session.ip,
+            ],
+        )
+        .await?;
+        pg_audit(&*tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn touch_session(
+        &self,
+        hash: &str,
+        now_ms: i64,
+        policy: &crate::console::rules::SessionPolicy,
+    ) -> StoreResult<Option<ConsoleSession>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let found = tx
+            .query_opt(
+                "SELECT s.hash, s.user_id, s.created_ms, s.last_seen_ms, s.ip
+                 FROM console_sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.hash = $1 AND u.revoked_ms IS NULL FOR UPDATE OF s",
+                &[&hash],
+            )
+            .await?
+            .map(|r| -> StoreResult<ConsoleSession> {
+                Ok(ConsoleSession {
+                    hash: r.try_get(0)?,
+                    user: r.try_get(1)?,
+                    created_ms: r.try_get(2)?,
+                    last_seen_ms: r.try_get(3)?,
+                    ip: r.try_get(4)?,
+                })
+            })
+            .transpose()?;
+        let out = match found {
+            Some(mut s) if crate::console::rules::session_live(&s, now_ms, policy) => {
+                tx.execute(
+                    "UPDATE console_sessions SET last_seen_ms = $2 WHERE hash = $1",
+                    &[&hash, &now_ms],
+                )
+                .await?;
+                s.last_seen_ms = now_ms;
+                Some(s)
+            }
+            _ => {
+                tx.execute("DELETE FROM console_sessions WHERE hash = $1", &[&hash])
+                    .await?;
+                None
+            }
+        };
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn end_session(&self, hash: &str) -> StoreResult<bool> {
+        let c = self.client().await?;
+        Ok(
+            c.execute("DELETE FROM console_sessions WHERE hash = $1", &[&hash])
+                .await?
+                == 1,
+        )
+    }
+
+    async fn audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        let c = self.client().await?;
+        pg_audit(&**c, entry).await
+    }
+
+    async fn audit_log(&self, before: Option<i64>, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        let c = self.client().await?;
+        c.query(
+            "SELECT id, at_ms, user_id, ip, action, detail, ok FROM console_audit
+             WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2",
+            &[&before, &i64::from(limit)],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AuditEntry {
+                id: r.try_get(0)?,
+                at_ms: r.try_get(1)?,
+                user: r.try_get(2)?,
+                ip: r.try_get(3)?,
+                action: r.try_get(4)?,
+                detail: r.try_get(5)?,
+                ok: r.try_get(6)?,
+            })
+        })
+        .collect()
+    }
+}
+
+async fn pg_failures(
+    c: &impl tokio_postgres::GenericClient,
+    user: &str,
+) -> StoreResult<Option<LoginFailures>> {
+    c.query_opt(
+        "SELECT count, last_ms, locked_until_ms FROM console_login_failures WHERE user_id = $1",
+        &[&user],
+    )
+    .await?
+    .map(|r| {
+        let count: i32 = r.try_get(0)?;
+        Ok(LoginFailures {
+            count: u32::try_from(count).unwrap_or(0),
+            last_ms: r.try_get(1)?,
+            locked_until_ms: r.try_get(2)?,
+        })
+    })
+    .transpose()
+}
+
+async fn pg_audit(c: &impl tokio_postgres::GenericClient, e: &AuditEntry) -> StoreResult<()> {
+    c.execute(
+        "INSERT INTO console_audit (at_ms, user_id, ip, action, detail, ok)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[&e.at_ms, &e.user, &e.ip, &e.action, &e.detail, &e.ok],
+    )
+    .await?;
+    Ok(())
 }

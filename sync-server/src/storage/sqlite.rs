@@ -151,6 +151,21 @@ CREATE TABLE p_task_events (
     PRIMARY KEY (task, id)) STRICT, WITHOUT ROWID;
 CREATE INDEX p_task_events_grid ON p_task_events(grid);
 "#,
+    // 8: the station console: passwords, sessions (token hashes), failed logins, audit log.
+    r#"
+CREATE TABLE console_passwords (
+    user TEXT PRIMARY KEY REFERENCES users(id), hash TEXT NOT NULL, set_ms INTEGER NOT NULL) STRICT;
+CREATE TABLE console_sessions (
+    hash TEXT PRIMARY KEY, user TEXT NOT NULL REFERENCES users(id),
+    created_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL, ip TEXT NOT NULL) STRICT;
+CREATE INDEX console_sessions_user ON console_sessions(user);
+CREATE TABLE console_login_failures (
+    user TEXT PRIMARY KEY REFERENCES users(id), count INTEGER NOT NULL,
+    last_ms INTEGER NOT NULL, locked_until_ms INTEGER NOT NULL) STRICT;
+CREATE TABLE console_audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, user TEXT NOT NULL,
+    ip TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL, ok INTEGER NOT NULL) STRICT;
+"#,
 ];
 
 /// The schema version this build writes.
@@ -1986,4 +2001,203 @@ impl Storage for SqliteStorage {
         })
         .await
     }
+
+    async fn set_password(&self, user: &str, password_hash: &str, now_ms: i64) -> StoreResult<()> {
+        let (user, hash) = (user.to_string(), password_hash.to_string());
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            require(&tx, "users", &user, "user")?;
+            tx.execute(
+                "INSERT INTO console_passwords (user, hash, set_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user) DO UPDATE SET hash = excluded.hash, set_ms = excluded.set_ms",
+                params![user, hash, now_ms],
+            )?;
+            tx.execute("DELETE FROM console_sessions WHERE user = ?1", [&user])?;
+            tx.execute(
+                "DELETE FROM console_login_failures WHERE user = ?1",
+                [&user],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn console_account(&self, user: &str) -> StoreResult<Option<ConsoleAccount>> {
+        let user = user.to_string();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT u.id, u.name, p.hash, u.revoked_ms IS NOT NULL
+                 FROM users u LEFT JOIN console_passwords p ON p.user = u.id WHERE u.id = ?1",
+                [&user],
+                |r| {
+                    Ok(ConsoleAccount {
+                        user: r.get(0)?,
+                        name: r.get(1)?,
+                        password_hash: r.get(2)?,
+                        revoked: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn login_failures(&self, user: &str) -> StoreResult<Option<LoginFailures>> {
+        let user = user.to_string();
+        self.read(move |c| sqlite_failures(c, &user)).await
+    }
+
+    async fn record_login_failure(
+        &self,
+        user: &str,
+        now_ms: i64,
+        audit: &AuditEntry,
+    ) -> StoreResult<LoginFailures> {
+        let (user, audit) = (user.to_string(), audit.clone());
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            require(&tx, "users", &user, "user")?;
+            let prev = sqlite_failures(&tx, &user)?;
+            let next = crate::console::rules::after_failure(prev.as_ref(), now_ms);
+            tx.execute(
+                "INSERT INTO console_login_failures (user, count, last_ms, locked_until_ms)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (user) DO UPDATE SET count = excluded.count,
+                    last_ms = excluded.last_ms, locked_until_ms = excluded.locked_until_ms",
+                params![user, next.count, next.last_ms, next.locked_until_ms],
+            )?;
+            sqlite_audit(&tx, &audit)?;
+            tx.commit()?;
+            Ok(next)
+        })
+        .await
+    }
+
+    async fn begin_session(&self, session: &ConsoleSession, audit: &AuditEntry) -> StoreResult<()> {
+        let (s, audit) = (session.clone(), audit.clone());
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            require(&tx, "users", &s.user, "user")?;
+            tx.execute(
+                "DELETE FROM console_login_failures WHERE user = ?1",
+                [&s.user],
+            )?;
+            tx.execute(
+                "INSERT INTO console_sessions (hash, user, created_ms, last_seen_ms, ip)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![s.hash, s.user, s.created_ms, s.last_seen_ms, s.ip],
+            )?;
+            sqlite_audit(&tx, &audit)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn touch_session(
+        &self,
+        hash: &str,
+        now_ms: i64,
+        policy: &crate::console::rules::SessionPolicy,
+    ) -> StoreResult<Option<ConsoleSession>> {
+        let (hash, policy) = (hash.to_string(), *policy);
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let found = tx
+                .query_row(
+                    "SELECT s.hash, s.user, s.created_ms, s.last_seen_ms, s.ip
+                     FROM console_sessions s JOIN users u ON u.id = s.user
+                     WHERE s.hash = ?1 AND u.revoked_ms IS NULL",
+                    [&hash],
+                    |r| {
+                        Ok(ConsoleSession {
+                            hash: r.get(0)?,
+                            user: r.get(1)?,
+                            created_ms: r.get(2)?,
+                            last_seen_ms: r.get(3)?,
+                            ip: r.get(4)?,
+                        })
+                    },
+                )
+                .optional()?;
+            let out = match found {
+                Some(mut s) if crate::console::rules::session_live(&s, now_ms, &policy) => {
+                    tx.execute(
+                        "UPDATE console_sessions SET last_seen_ms = ?2 WHERE hash = ?1",
+                        params![hash, now_ms],
+                    )?;
+                    s.last_seen_ms = now_ms;
+                    Some(s)
+                }
+                _ => {
+                    tx.execute("DELETE FROM console_sessions WHERE hash = ?1", [&hash])?;
+                    None
+                }
+            };
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn end_session(&self, hash: &str) -> StoreResult<bool> {
+        let hash = hash.to_string();
+        self.write(move |c| {
+            Ok(c.execute("DELETE FROM console_sessions WHERE hash = ?1", [&hash])? == 1)
+        })
+        .await
+    }
+
+    async fn audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        let e = entry.clone();
+        self.write(move |c| sqlite_audit(c, &e)).await
+    }
+
+    async fn audit_log(&self, before: Option<i64>, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT id, at_ms, user, ip, action, detail, ok FROM console_audit
+                 WHERE ?1 IS NULL OR id < ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            Ok(stmt
+                .query_map(params![before, limit], |r| {
+                    Ok(AuditEntry {
+                        id: r.get(0)?,
+                        at_ms: r.get(1)?,
+                        user: r.get(2)?,
+                        ip: r.get(3)?,
+                        action: r.get(4)?,
+                        detail: r.get(5)?,
+                        ok: r.get(6)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+}
+
+fn sqlite_failures(c: &Connection, user: &str) -> StoreResult<Option<LoginFailures>> {
+    Ok(c.query_row(
+        "SELECT count, last_ms, locked_until_ms FROM console_login_failures WHERE user = ?1",
+        [user],
+        |r| {
+            Ok(LoginFailures {
+                count: r.get(0)?,
+                last_ms: r.get(1)?,
+                locked_until_ms: r.get(2)?,
+            })
+        },
+    )
+    .optional()?)
+}
+
+fn sqlite_audit(c: &Connection, e: &AuditEntry) -> StoreResult<()> {
+    c.execute(
+        "INSERT INTO console_audit (at_ms, user, ip, action, detail, ok) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![e.at_ms, e.user, e.ip, e.action, e.detail, e.ok],
+    )?;
+    Ok(())
 }

@@ -2057,3 +2057,153 @@ pub async fn projection_follows_pushes(f: &dyn Factory) {
     assert!(s.release(&t).await.unwrap());
     assert_eq!(s.projection_dump().await.unwrap(), before);
 }
+
+/// The station console's rows: passwords, failed logins and their lock (the shared rule),
+/// sessions with idle and absolute expiry, logout, and the audit log, seen alike by every
+/// handle on the database.
+pub async fn console_accounts_sessions_audit(f: &dyn Factory) {
+    use xiuhua_server::console::rules::{self, SessionPolicy};
+    use xiuhua_server::storage::{AuditEntry, ConsoleSession};
+    let s = f.open().await;
+    let other = f.open().await;
+    directory(&*s).await;
+    let audit = |user: &str, action: &str, ok: bool| AuditEntry {
+        id: 0,
+        at_ms: 1_000,
+        user: user.into(),
+        ip: "192.0.2.7".into(),
+        action: action.into(),
+        detail: format!("{action} of {user}"),
+        ok,
+    };
+    // Passwords: only for known users; the account shows the hash and standing.
+    assert!(matches!(
+        s.set_password("nobody", "$argon2id$x", 1).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let a = s.console_account("u-grid").await.unwrap().unwrap();
+    assert_eq!(
+        (a.name.as_str(), a.password_hash, a.revoked),
+        ("王伟", None, false)
+    );
+    assert_eq!(s.console_account("nobody").await.unwrap(), None);
+    s.set_password("u-grid", "$argon2id$first", 1)
+        .await
+        .unwrap();
+    s.set_password("u-grid", "$argon2id$second", 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        other
+            .console_account("u-grid")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash
+            .as_deref(),
+        Some("$argon2id$second")
+    );
+    // Failed logins count by the shared rule; the fifth locks.
+    let mut last = None;
+    for i in 1..=5 {
+        let n = s
+            .record_login_failure("u-grid", 10_000 + i, &audit("u-grid", "login", false))
+            .await
+            .unwrap();
+        assert_eq!(n, rules::after_failure(last.as_ref(), 10_000 + i));
+        last = Some(n);
+    }
+    let seen = other.login_failures("u-grid").await.unwrap();
+    assert_eq!(seen, last);
+    assert_eq!(
+        rules::locked_for(seen.as_ref(), 10_005),
+        Some(rules::FIRST_LOCK_MS)
+    );
+    assert!(matches!(
+        s.record_login_failure("nobody", 1, &audit("nobody", "login", false))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Concurrent failures of one account from two handles all count.
+    let lead_failed = audit("u-lead", "login", false);
+    let (x, y) = tokio::join!(
+        s.record_login_failure("u-lead", 1, &lead_failed),
+        other.record_login_failure("u-lead", 1, &lead_failed),
+    );
+    x.unwrap();
+    y.unwrap();
+    assert_eq!(s.login_failures("u-lead").await.unwrap().unwrap().count, 2);
+    // A session: live while used, ends when idle, when old, at logout.
+    let policy = SessionPolicy {
+        idle_ms: 1_000,
+        absolute_ms: 5_000,
+    };
+    let session = |hash: &str, at: i64| ConsoleSession {
+        hash: hash.into(),
+        user: "u-grid".into(),
+        created_ms: at,
+        last_seen_ms: at,
+        ip: "192.0.2.7".into(),
+    };
+    s.begin_session(&session("h1", 100_000), &audit("u-grid", "login", true))
+        .await
+        .unwrap();
+    assert_eq!(s.login_failures("u-grid").await.unwrap(), None, "cleared");
+    let t = other
+        .touch_session("h1", 100_900, &policy)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((t.user.as_str(), t.last_seen_ms), ("u-grid", 100_900));
+    for at in [101_800, 102_700, 103_600, 104_500] {
+        assert!(s.touch_session("h1", at, &policy).await.unwrap().is_some());
+    }
+    assert_eq!(
+        s.touch_session("h1", 105_000, &policy).await.unwrap(),
+        None,
+        "absolute"
+    );
+    assert_eq!(s.touch_session("h1", 105_001, &policy).await.unwrap(), None);
+    s.begin_session(&session("h2", 200_000), &audit("u-grid", "login", true))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.touch_session("h2", 201_000, &policy).await.unwrap(),
+        None,
+        "idle"
+    );
+    s.begin_session(&session("h3", 300_000), &audit("u-grid", "login", true))
+        .await
+        .unwrap();
+    assert!(other.end_session("h3").await.unwrap());
+    assert!(!s.end_session("h3").await.unwrap());
+    assert_eq!(s.touch_session("h3", 300_001, &policy).await.unwrap(), None);
+    // A new password ends the user's sessions; so does revoking the user.
+    s.begin_session(&session("h4", 400_000), &audit("u-grid", "login", true))
+        .await
+        .unwrap();
+    s.set_password("u-grid", "$argon2id$third", 400_001)
+        .await
+        .unwrap();
+    assert_eq!(s.touch_session("h4", 400_002, &policy).await.unwrap(), None);
+    s.begin_session(&session("h5", 500_000), &audit("u-grid", "login", true))
+        .await
+        .unwrap();
+    s.revoke_user("u-grid", 500_001).await.unwrap();
+    assert_eq!(s.touch_session("h5", 500_002, &policy).await.unwrap(), None);
+    assert!(s.console_account("u-grid").await.unwrap().unwrap().revoked);
+    // The audit log: every row above, newest first, paged by id.
+    other
+        .audit(&audit("u-staff", "add_building", true))
+        .await
+        .unwrap();
+    let log = s.audit_log(None, 1_000).await.unwrap();
+    assert_eq!(log.len(), 5 + 2 + 5 + 1);
+    assert_eq!(log[0].action, "add_building");
+    assert_eq!(log[0].user, "u-staff");
+    assert_eq!(log[0].ip, "192.0.2.7");
+    assert!(log.windows(2).all(|w| w[0].id > w[1].id));
+    assert_eq!(log.iter().filter(|e| e.ok).count(), 5 + 1);
+    let page = s.audit_log(Some(log[2].id), 3).await.unwrap();
+    assert_eq!(page, log[3..6].to_vec());
+}
