@@ -17,6 +17,8 @@ mod convergence;
 mod files;
 #[path = "store/input.rs"]
 mod input;
+#[path = "store/lists.rs"]
+mod lists;
 #[path = "store/merging.rs"]
 mod merging;
 #[path = "store/queries.rs"]

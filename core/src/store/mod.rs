@@ -7,6 +7,7 @@
 
 mod codec;
 mod identity;
+mod lists;
 mod open;
 mod projection;
 mod query;
@@ -25,6 +26,7 @@ pub use identity::{DataOwner, SignedOut, UnsyncedWork};
 pub use projection::{
     HouseholdRow, PROJECTION_VERSION, RecordRow, ResidentRow, Rows, TaskRow, rows_of,
 };
+pub use lists::*;
 pub use query::*;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub(crate) use status::FinishedSync;
@@ -1460,7 +1462,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch("DELETE FROM households; DELETE FROM residents; DELETE FROM records; DELETE FROM tasks;")?;
+        tx.execute_batch("DELETE FROM households; DELETE FROM residents; DELETE FROM records; DELETE FROM tasks; DELETE FROM search_rows; DELETE FROM search_fts;")?;
         let ids: Vec<String> = tx
             .prepare("SELECT id FROM docs")?
             .query_map([], |r| r.get(0))?

@@ -94,7 +94,7 @@ pub struct TimelineEntry {
 
 const OPEN_STATUSES: &str = "('ordered','assigned','in_progress')";
 
-fn household_summary(r: &Row<'_>) -> rusqlite::Result<HouseholdSummary> {
+pub(super) fn household_summary(r: &Row<'_>) -> rusqlite::Result<HouseholdSummary> {
     let tags: String = r.get(6)?;
     Ok(HouseholdSummary {
         id: r.get(0)?,
@@ -155,7 +155,7 @@ fn task_summary(r: &Row<'_>) -> rusqlite::Result<TaskSummary> {
     })
 }
 
-const HH_COLS: &str = "id, building, unit, room, head_name, member_count, tags, visit_count, last_visit_at, conflicts";
+pub(super) const HH_COLS: &str = "id, building, unit, room, head_name, member_count, tags, visit_count, last_visit_at, conflicts";
 const RES_COLS: &str = "household, member, name, building, phone, id_masked, relation, birth_year";
 /// `shown` is the status a record shows: its own, raised by the tasks made from it.
 const REC_COLS: &str = "id, category, shown, reporter, household, place, reported_at, summary";
