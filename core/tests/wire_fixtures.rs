@@ -34,6 +34,7 @@ use xiuhua_core::sync::proto::{self, *};
 /// Serializable types of `proto.rs` that only travel inside another message's fixture.
 const NESTED: &[(&str, &str)] = &[
     ("Grant", "EnrollResponse"),
+    ("GridPerson", "SessionResponse"),
     ("DocChanges", "PushRequest"),
     ("GridSeq", "PushResponse"),
     ("PulledChange", "PullResponse"),

@@ -334,9 +334,11 @@ fn like_escape(s: &str) -> String {
 fn snippet_around(text: &str, needle: &str, chars: usize) -> String {
     let lower = text.to_lowercase();
     let chars_of: Vec<char> = text.chars().collect();
+    // Lowercasing may change a character count (rarely): stay within the text.
     let start = lower
         .find(&needle.to_lowercase())
-        .map_or(0, |b| lower[..b].chars().count());
+        .map_or(0, |b| lower[..b].chars().count())
+        .min(chars_of.len());
     let from = start.saturating_sub(chars / 3);
     let to = (from + chars).min(chars_of.len());
     let mut s: String = chars_of[from..to].iter().collect();

@@ -53,7 +53,7 @@ fn home_list_is_overdue_then_due_soon_then_reminded_then_reopened_then_unvisited
         ))
         .unwrap();
 
-    let now = MAR_10 + HOUR;
+    let now = MAR_10 + 10 * HOUR;
     let over = s
         .create_task(new_task("逾期", Some("u-wang"), Some(now - HOUR), Some(&never)))
         .unwrap();
