@@ -466,7 +466,10 @@ pub fn record_page(store: &Store, m: &Mapped, n: usize) -> Result<QueryStat> {
                 ..Default::default()
             },
             2 => RecordFilter {
-                category: m.records.get(spread(i, m.records.len(), 1)).map(|r| r.category),
+                category: m
+                    .records
+                    .get(spread(i, m.records.len(), 1))
+                    .map(|r| r.category),
                 ..Default::default()
             },
             _ => RecordFilter {

@@ -151,6 +151,9 @@ fn lists_search_and_coverage_through_the_bindings() {
     assert_eq!((c.registered, c.visited), (2, 1));
     assert_eq!(c.buildings.len(), 1);
     let not = s.not_visited("grid-1".into(), None, 10).unwrap();
-    assert_eq!(not.iter().map(|h| h.id.clone()).collect::<Vec<_>>(), vec![hh]);
+    assert_eq!(
+        not.iter().map(|h| h.id.clone()).collect::<Vec<_>>(),
+        vec![hh]
+    );
     assert!(s.grid_people("grid-1".into()).unwrap().is_empty());
 }

@@ -518,93 +518,102 @@ impl Store {
 
     /// Searches residents (name, pinyin, pinyin initials, phone suffix; ID and phone
     /// numbers never shown), addresses, record text and place, and task titles and text.
-    /// Queries of 3 or more characters use the FTS5 trigram index; shorter ones (two
-    /// Chinese characters are a common word) scan the same texts with LIKE. Residents
-    /// first, then households, records and tasks, best match first within each.
+    /// Queries of 3 or more characters use the FTS5 trigram index (residents' names and
+    /// pinyin keys are indexed too); shorter ones, which trigram cannot match (two Chinese
+    /// characters are a common word, `zs` common initials), scan: the residents table as
+    /// [`Store::search_residents`] does, and the indexed texts with LIKE, stopping at the
+    /// limit. Residents first, then households, records and tasks, newest first within each.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
         let term = query.trim();
-        if term.is_empty() {
+        let q = pinyin::normalize_query(term);
+        if q.is_empty() {
             return Ok(Vec::new());
         }
         let limit = clamp_page(limit) as usize;
+        let digits = q.chars().all(|c| c.is_ascii_digit());
+        let pinyin_query = pinyin::is_pinyin_query(&q);
+        // What goes to the text index: pinyin without its spaces and apostrophes.
+        let text_query = if pinyin_query { q.as_str() } else { term };
+        let indexed = text_query.chars().count() >= 3;
         let mut hits: Vec<SearchHit> = Vec::new();
-        let q = pinyin::normalize_query(term);
-        let matched = if q.chars().all(|c| c.is_ascii_digit()) {
-            "phone"
-        } else if pinyin::is_pinyin_query(&q) {
-            "pinyin"
-        } else {
-            "name"
-        };
-        for r in self.search_residents(term, limit)? {
-            let address = self.address_of(&r.household)?;
-            hits.push(SearchHit {
-                kind: SearchKind::Resident,
-                id: r.household,
-                member: Some(r.member),
-                title: r.name,
-                matched: matched.to_string(),
-                snippet: String::new(),
-                address,
-            });
+        if digits || !indexed {
+            let matched = if digits {
+                "phone"
+            } else if pinyin_query {
+                "pinyin"
+            } else {
+                "name"
+            };
+            for r in self.search_residents(term, limit)? {
+                let address = self.address_of(&r.household)?;
+                hits.push(SearchHit {
+                    kind: SearchKind::Resident,
+                    id: r.household,
+                    member: Some(r.member),
+                    title: r.name,
+                    matched: matched.to_string(),
+                    snippet: String::new(),
+                    address,
+                });
+            }
         }
-        let mut text_hits: Vec<(SearchKind, String, String, String)> = Vec::new();
-        if term.chars().count() >= 3 {
+        let fetch = (limit * 2) as i64;
+        let mut text_hits: Vec<(SearchKind, String, Option<String>, String, String)> = Vec::new();
+        let row =
+            |r: &Row<'_>| -> rusqlite::Result<(String, String, Option<String>, String, String)> {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            };
+        if indexed {
             let mut stmt = self.conn().prepare_cached(
-                "SELECT s.kind, s.doc, s.field, snippet(search_fts, 0, '', '', '…', 16)
+                "SELECT s.kind, s.doc, s.member, s.field, snippet(search_fts, 0, '', '', '…', 16)
                  FROM search_fts JOIN search_rows s ON s.id = search_fts.rowid
-                 WHERE search_fts MATCH ?1 ORDER BY rank LIMIT ?2",
+                 WHERE search_fts MATCH ?1 ORDER BY search_fts.rowid DESC LIMIT ?2",
             )?;
-            let phrase = format!("\"{}\"", term.replace('"', "\"\""));
-            let rows = stmt.query_map(params![phrase, (limit * 2) as i64], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })?;
-            for row in rows {
-                let (kind, doc, field, snippet) = row?;
-                text_hits.push((kind_of(&kind), doc, field, snippet));
+            let phrase = format!("\"{}\"", text_query.replace('"', "\"\""));
+            for r in stmt.query_map(params![phrase, fetch], row)? {
+                let (kind, doc, member, field, snippet) = r?;
+                text_hits.push((kind_of(&kind, &field), doc, member, field, snippet));
             }
         } else {
-            // Trigram needs 3 characters: a scan of the texts, stopping at the limit.
+            // Trigram needs 3 characters: a scan of the texts, stopping at the limit. The
+            // residents came from their own table above.
             let mut stmt = self.conn().prepare_cached(
-                "SELECT s.kind, s.doc, s.field, search_fts.body
+                "SELECT s.kind, s.doc, s.member, s.field, search_fts.body
                  FROM search_fts JOIN search_rows s ON s.id = search_fts.rowid
-                 WHERE search_fts.body LIKE ?1 ESCAPE '\\' LIMIT ?2",
+                 WHERE s.member IS NULL AND search_fts.body LIKE ?1 ESCAPE '\\'
+                 ORDER BY search_fts.rowid DESC LIMIT ?2",
             )?;
             let pat = format!("%{}%", like_escape(term));
-            let rows = stmt.query_map(params![pat, (limit * 2) as i64], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })?;
-            for row in rows {
-                let (kind, doc, field, body) = row?;
-                text_hits.push((kind_of(&kind), doc, field, snippet_around(&body, term, 32)));
+            for r in stmt.query_map(params![pat, fetch], row)? {
+                let (kind, doc, member, field, body) = r?;
+                let snippet = snippet_around(&body, term, 32);
+                text_hits.push((kind_of(&kind, &field), doc, member, field, snippet));
             }
         }
-        // Households, records, tasks; the rank order within each (a stable sort).
+        // Residents, households, records, tasks; newest first within each (a stable sort).
         text_hits.sort_by_key(|h| h.0);
-        for (kind, doc, field, snippet) in text_hits {
+        for (kind, doc, member, field, snippet) in text_hits {
             if hits.len() >= limit {
                 break;
             }
-            if hits.iter().any(|h| h.kind == kind && h.id == doc) {
+            if hits
+                .iter()
+                .any(|h| h.kind == kind && h.id == doc && h.member == member)
+            {
                 continue; // matched in two fields: listed once
             }
-            let Some((title, address)) = self.title_of(kind, &doc)? else {
+            let Some((title, address)) = self.title_of(kind, &doc, member.as_deref())? else {
                 continue;
+            };
+            let snippet = if kind == SearchKind::Resident {
+                String::new()
+            } else {
+                snippet
             };
             hits.push(SearchHit {
                 kind,
                 id: doc,
-                member: None,
+                member,
                 title,
                 matched: field,
                 snippet,
@@ -627,10 +636,21 @@ impl Store {
     }
 
     /// What a search hit of `kind` shows as its title, and its household's address.
-    fn title_of(&self, kind: SearchKind, doc: &str) -> Result<Option<(String, Option<AddressLine>)>> {
+    fn title_of(
+        &self,
+        kind: SearchKind,
+        doc: &str,
+        member: Option<&str>,
+    ) -> Result<Option<(String, Option<AddressLine>)>> {
         let c = self.conn();
         let row: Option<(String, Option<String>)> = match kind {
-            SearchKind::Household | SearchKind::Resident => c
+            SearchKind::Resident => c
+                .prepare_cached(
+                    "SELECT name, household FROM residents WHERE household = ?1 AND member = ?2",
+                )?
+                .query_row(params![doc, member], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?,
+            SearchKind::Household => c
                 .prepare_cached(
                     "SELECT building || unit || room || ' ' || head_name, id FROM households WHERE id = ?1",
                 )?
@@ -725,9 +745,9 @@ impl Store {
 
     /// The grid's people (from the server's `/v1/session`), by name: the assignee picker.
     pub fn grid_people(&self, grid: &str) -> Result<Vec<Person>> {
-        let mut stmt = self
-            .conn()
-            .prepare_cached("SELECT user, name, role FROM people WHERE grid = ?1 ORDER BY name, user")?;
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT user, name, role FROM people WHERE grid = ?1 ORDER BY name, user",
+        )?;
         let rows = stmt.query_map([grid], |r| {
             Ok(Person {
                 user: r.get(0)?,
@@ -748,7 +768,10 @@ impl Store {
         people: &[crate::sync::proto::GridPerson],
     ) -> Result<()> {
         if people.len() > MAX_PEOPLE {
-            return Err(Error::invalid("people", "the server listed too many people"));
+            return Err(Error::invalid(
+                "people",
+                "the server listed too many people",
+            ));
         }
         for p in people {
             if p.user.is_empty()
@@ -756,7 +779,10 @@ impl Store {
                 || p.name.chars().count() > 64
                 || p.role.chars().count() > 32
             {
-                return Err(Error::invalid("people", "a person's id, name or role is too long"));
+                return Err(Error::invalid(
+                    "people",
+                    "a person's id, name or role is too long",
+                ));
             }
         }
         let tx = self.conn_mut().transaction()?;
@@ -776,8 +802,9 @@ impl Store {
     }
 }
 
-fn kind_of(kind: &str) -> SearchKind {
+fn kind_of(kind: &str, field: &str) -> SearchKind {
     match kind {
+        "household" if field == "name" || field == "pinyin" => SearchKind::Resident,
         "household" => SearchKind::Household,
         "record" => SearchKind::Record,
         _ => SearchKind::Task,
@@ -833,7 +860,10 @@ mod tests {
 
     #[test]
     fn snippets_cut_around_the_match() {
-        assert_eq!(snippet_around("楼道里堆满了杂物需要清理", "杂物", 4), "…了杂物需…");
+        assert_eq!(
+            snippet_around("楼道里堆满了杂物需要清理", "杂物", 4),
+            "…了杂物需…"
+        );
         assert_eq!(snippet_around("abc", "zz", 10), "abc");
     }
 }

@@ -23,10 +23,10 @@ use autosurgeon::{Text, hydrate, reconcile};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 pub use identity::{DataOwner, SignedOut, UnsyncedWork};
+pub use lists::*;
 pub use projection::{
     HouseholdRow, PROJECTION_VERSION, RecordRow, ResidentRow, Rows, TaskRow, rows_of,
 };
-pub use lists::*;
 pub use query::*;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub(crate) use status::FinishedSync;

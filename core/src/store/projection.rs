@@ -271,32 +271,62 @@ pub(crate) fn reopened_by_rating(view: &workflow::TaskView) -> Option<i64> {
     (is_open(view.status) && r.score <= 2).then(|| event_ms(r.hlc))
 }
 
-/// The searchable texts of a document's rows: (field, text) pairs for `search_fts`.
-/// Residents are found through their own table (name, pinyin keys), not here.
-pub(crate) fn search_texts(rows: &Rows) -> Vec<(&'static str, String)> {
+/// One searchable text of a document: its field, the resident it is about (households),
+/// and the text.
+pub(crate) struct SearchText {
+    pub field: &'static str,
+    pub member: Option<String>,
+    pub text: String,
+}
+
+/// The searchable texts of a document's rows for `search_fts`: a household's address and
+/// each resident's name and pinyin keys (full and initials; never a phone or ID number), a
+/// record's text and place, a task's title and text.
+pub(crate) fn search_texts(rows: &Rows) -> Vec<SearchText> {
+    let t = |field, member: Option<&String>, text: String| SearchText {
+        field,
+        member: member.cloned(),
+        text,
+    };
     let mut out = Vec::new();
     match rows {
-        Rows::Household { household: h, .. } => {
+        Rows::Household {
+            household: h,
+            residents,
+        } => {
             // "3号楼2单元502" and "3号楼502": what people type for an address.
-            out.push((
+            out.push(t(
                 "address",
+                None,
                 format!(
                     "{}{}{} {}{}",
                     h.building, h.unit, h.room, h.building, h.room
                 ),
             ));
-        }
-        Rows::Record(r) => {
-            let text = if r.text.is_empty() { &r.summary } else { &r.text };
-            out.push(("text", text.clone()));
-            if !r.place.is_empty() {
-                out.push(("place", r.place.clone()));
+            for r in residents {
+                out.push(t("name", Some(&r.member), r.name.clone()));
+                out.push(t(
+                    "pinyin",
+                    Some(&r.member),
+                    format!("{} {}", r.pinyin, r.initials),
+                ));
             }
         }
-        Rows::Task(t) => {
-            out.push(("title", t.title.clone()));
-            if !t.text.is_empty() {
-                out.push(("text", t.text.clone()));
+        Rows::Record(r) => {
+            let text = if r.text.is_empty() {
+                &r.summary
+            } else {
+                &r.text
+            };
+            out.push(t("text", None, text.clone()));
+            if !r.place.is_empty() {
+                out.push(t("place", None, r.place.clone()));
+            }
+        }
+        Rows::Task(task) => {
+            out.push(t("title", None, task.title.clone()));
+            if !task.text.is_empty() {
+                out.push(t("text", None, task.text.clone()));
             }
         }
     }
@@ -312,12 +342,12 @@ fn write_search(tx: &Transaction<'_>, rows: &Rows) -> Result<()> {
         Rows::Task(t) => (&t.id, DocKind::Task, &t.grid),
     };
     let mut row = tx.prepare_cached(
-        "INSERT INTO search_rows (doc, kind, grid, field) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO search_rows (doc, kind, grid, field, member) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     let mut fts = tx.prepare_cached("INSERT INTO search_fts (rowid, body) VALUES (?1, ?2)")?;
-    for (field, text) in search_texts(rows) {
-        row.execute(params![id, kind.as_str(), grid, field])?;
-        fts.execute(params![tx.last_insert_rowid(), text])?;
+    for s in search_texts(rows) {
+        row.execute(params![id, kind.as_str(), grid, s.field, s.member])?;
+        fts.execute(params![tx.last_insert_rowid(), s.text])?;
     }
     Ok(())
 }

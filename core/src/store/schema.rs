@@ -156,7 +156,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "#,
     // 6: lists, search, people. Tasks keep the 督单 reminder not yet answered and the bad
     // rating that reopened them (the home list); keyset-paged lists get their indexes; the
-    // text search is one `search_rows` row per searchable field of a document, its text in
+    // text search is one `search_rows` row per searchable field of a document (and of each
+    // resident of a household: `member`), its text in
     // the FTS5 trigram table `search_fts` under the same rowid; `people` holds the names and
     // roles of the grids' users from `/v1/session`. PROJECTION_VERSION 2 refills them.
     r#"
@@ -170,7 +171,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         doc TEXT NOT NULL,
         kind TEXT NOT NULL,
         grid TEXT NOT NULL,
-        field TEXT NOT NULL
+        field TEXT NOT NULL,
+        member TEXT
     );
     CREATE INDEX search_rows_doc ON search_rows(doc);
     CREATE INDEX search_rows_grid ON search_rows(grid);

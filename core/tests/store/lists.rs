@@ -55,19 +55,39 @@ fn home_list_is_overdue_then_due_soon_then_reminded_then_reopened_then_unvisited
 
     let now = MAR_10 + 10 * HOUR;
     let over = s
-        .create_task(new_task("逾期", Some("u-wang"), Some(now - HOUR), Some(&never)))
+        .create_task(new_task(
+            "逾期",
+            Some("u-wang"),
+            Some(now - HOUR),
+            Some(&never),
+        ))
         .unwrap();
     let soon = s
-        .create_task(new_task("快到期", Some("u-wang"), Some(now + 2 * DAY), None))
+        .create_task(new_task(
+            "快到期",
+            Some("u-wang"),
+            Some(now + 2 * DAY),
+            None,
+        ))
         .unwrap();
     let far_reminded = s
-        .create_task(new_task("被督办", Some("u-wang"), Some(now + 10 * DAY), None))
+        .create_task(new_task(
+            "被督办",
+            Some("u-wang"),
+            Some(now + 10 * DAY),
+            None,
+        ))
         .unwrap();
     let answered = s
         .create_task(new_task("督办已回应", Some("u-wang"), None, None))
         .unwrap();
     let over_and_reminded = s
-        .create_task(new_task("逾期又督办", Some("u-wang"), Some(now - 2 * HOUR), None))
+        .create_task(new_task(
+            "逾期又督办",
+            Some("u-wang"),
+            Some(now - 2 * HOUR),
+            None,
+        ))
         .unwrap();
     let reopened = s
         .create_task(new_task("差评重办", Some("u-wang"), None, None))
@@ -157,7 +177,14 @@ fn home_list_is_overdue_then_due_soon_then_reminded_then_reopened_then_unvisited
     // Each item says why, with the time it is about and the address.
     assert_eq!(list[1].at, Some(now - HOUR));
     assert_eq!(
-        list[1].task.as_ref().unwrap().address.as_ref().unwrap().building,
+        list[1]
+            .task
+            .as_ref()
+            .unwrap()
+            .address
+            .as_ref()
+            .unwrap()
+            .building,
         "5号楼"
     );
     assert!(list[3].at.unwrap() >= MAR_10 + 60_000);
@@ -169,7 +196,9 @@ fn home_list_is_overdue_then_due_soon_then_reminded_then_reopened_then_unvisited
     let later = s.home_list(GRID, "u-wang", now + 3 * DAY, 50).unwrap();
     assert_eq!(later[2].reason, HomeReason::Overdue);
     assert_eq!(later[2].task.as_ref().unwrap().id, soon);
-    let april = s.home_list(GRID, "u-wang", MAR_2026 + 40 * DAY, 50).unwrap();
+    let april = s
+        .home_list(GRID, "u-wang", MAR_2026 + 40 * DAY, 50)
+        .unwrap();
     assert_eq!(
         april
             .iter()
@@ -239,10 +268,9 @@ fn records_pages_are_newest_first_without_gaps_or_repeats() {
     let mut after: Option<String> = None;
     let mut pages = 0;
     loop {
-        let p = l
-            .s
-            .record_page(GRID, &RecordFilter::default(), after.as_deref(), 3)
-            .unwrap();
+        let p =
+            l.s.record_page(GRID, &RecordFilter::default(), after.as_deref(), 3)
+                .unwrap();
         pages += 1;
         assert!(p.items.len() <= 3);
         seen.extend(p.items.iter().map(|r| r.id.clone()));
@@ -256,10 +284,9 @@ fn records_pages_are_newest_first_without_gaps_or_repeats() {
     assert_eq!(seen, newest_first);
 
     // A record added while paging does not shift the pages after the cursor.
-    let first = l
-        .s
-        .record_page(GRID, &RecordFilter::default(), None, 3)
-        .unwrap();
+    let first =
+        l.s.record_page(GRID, &RecordFilter::default(), None, 3)
+            .unwrap();
     let mut s = l.s;
     s.create_record(new_record(Category::Safety, None)).unwrap();
     let second = s
@@ -285,10 +312,9 @@ fn records_carry_the_address_and_filter_by_building_tag_status_and_category() {
             .map(|r| r.id)
             .collect()
     };
-    let page = l
-        .s
-        .record_page(GRID, &RecordFilter::default(), None, 1)
-        .unwrap();
+    let page =
+        l.s.record_page(GRID, &RecordFilter::default(), None, 1)
+            .unwrap();
     let newest = &page.items[0];
     let addr = newest.address.as_ref().unwrap();
     assert_eq!(
@@ -511,6 +537,20 @@ fn search_finds_residents_by_pinyin_initials_without_id_or_phone_numbers() {
     assert_eq!(hits[0].title, "张三");
     assert_eq!(hits[0].matched, "pinyin");
     assert_eq!(hits[0].address.as_ref().unwrap().room, "101");
+    // Three letters or more go through the text index, which holds the pinyin keys too.
+    for q in ["zhangsan", "Zhang San", "zhang'san"] {
+        let hits = s.search(q, 20).unwrap();
+        assert_eq!(
+            (hits[0].kind, hits[0].id.as_str(), hits[0].member.is_some()),
+            (SearchKind::Resident, zhang.as_str(), true),
+            "{q}"
+        );
+        assert_eq!(
+            (hits[0].title.as_str(), hits[0].matched.as_str()),
+            ("张三", "pinyin")
+        );
+        assert!(hits[0].snippet.is_empty());
+    }
     // By phone suffix: found, but the number is nowhere in the hit.
     let by_phone = s.search("1234", 20).unwrap();
     assert_eq!(by_phone[0].kind, SearchKind::Resident);
@@ -524,7 +564,11 @@ fn search_finds_an_address_a_word_of_a_record_and_a_task_title() {
     let (mut s, zhang, rec, task) = search_store();
     let by_addr = s.search("3号楼101", 20).unwrap();
     assert_eq!(
-        (by_addr[0].kind, by_addr[0].id.as_str(), by_addr[0].matched.as_str()),
+        (
+            by_addr[0].kind,
+            by_addr[0].id.as_str(),
+            by_addr[0].matched.as_str()
+        ),
         (SearchKind::Household, zhang.as_str(), "address")
     );
     let by_full_addr = s.search("5号楼2单元502", 20).unwrap();
@@ -534,7 +578,11 @@ fn search_finds_an_address_a_word_of_a_record_and_a_task_title() {
     let by_word = s.search("看不见", 20).unwrap();
     assert_eq!(by_word.len(), 1);
     assert_eq!(
-        (by_word[0].kind, by_word[0].id.as_str(), by_word[0].matched.as_str()),
+        (
+            by_word[0].kind,
+            by_word[0].id.as_str(),
+            by_word[0].matched.as_str()
+        ),
         (SearchKind::Record, rec.as_str(), "text")
     );
     assert!(by_word[0].snippet.contains("看不见"));
@@ -547,7 +595,8 @@ fn search_finds_an_address_a_word_of_a_record_and_a_task_title() {
     );
 
     // The index follows an edit in the same transaction, and a rebuild.
-    s.set_record_description(&rec, "垃圾桶满了没人清运").unwrap();
+    s.set_record_description(&rec, "垃圾桶满了没人清运")
+        .unwrap();
     assert!(s.search("看不见", 20).unwrap().is_empty());
     assert_eq!(s.search("没人清运", 20).unwrap()[0].id, rec);
     s.rebuild_projection().unwrap();
@@ -592,7 +641,12 @@ fn coverage_counts_households_visited_this_month_per_building() {
     let clock = FakeClock::new(FEB_20);
     let mut s = store(wang(), &clock);
     let mut hh = Vec::new();
-    for (b, r) in [("3号楼", "101"), ("3号楼", "102"), ("3号楼", "103"), ("5号楼", "101")] {
+    for (b, r) in [
+        ("3号楼", "101"),
+        ("3号楼", "102"),
+        ("3号楼", "103"),
+        ("5号楼", "101"),
+    ] {
         hh.push(
             s.create_household(new_household(
                 b,
