@@ -420,6 +420,116 @@ pub fn overdue(store: &Store, m: &Mapped, n: usize) -> Result<QueryStat> {
     Ok(query_stat(&samples, rows))
 }
 
+/// The users tasks are assigned to, most tasks first (at most 20).
+fn busiest_assignees(m: &Mapped) -> Vec<String> {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for t in &m.tasks {
+        if let Some(a) = xiuhua_core::workflow::fold(t.events.values()).assignee {
+            *counts.entry(a).or_default() += 1;
+        }
+    }
+    let mut v: Vec<(String, usize)> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.into_iter().take(20).map(|(a, _)| a).collect()
+}
+
+/// `home_list(grid, user, now, 50)` for the busiest assignees in turn.
+pub fn home_list(store: &Store, m: &Mapped, n: usize) -> Result<QueryStat> {
+    let users = busiest_assignees(m);
+    if users.is_empty() {
+        return Err(msg("no task of the workload has an assignee"));
+    }
+    let now = store.now_ms();
+    let mut samples = Vec::with_capacity(n);
+    let mut rows = 0;
+    for i in 0..n {
+        let user = &users[i % users.len()];
+        let (d, r) = timed(|| Ok(store.home_list(&m.grid, user, now, 50)?))?;
+        rows += r.len();
+        samples.push(d);
+    }
+    Ok(query_stat(&samples, rows))
+}
+
+/// A 50-record page: the first page and the page after it, unfiltered and filtered by
+/// building, by category and by status, in turn.
+pub fn record_page(store: &Store, m: &Mapped, n: usize) -> Result<QueryStat> {
+    use xiuhua_core::store::RecordFilter;
+    let b = buildings(m);
+    let mut samples = Vec::with_capacity(n);
+    let mut rows = 0;
+    for i in 0..n {
+        let filter = match i % 4 {
+            0 => RecordFilter::default(),
+            1 => RecordFilter {
+                building: Some(b[spread(i, b.len(), 3)].clone()),
+                ..Default::default()
+            },
+            2 => RecordFilter {
+                category: m
+                    .records
+                    .get(spread(i, m.records.len(), 1))
+                    .map(|r| r.category),
+                ..Default::default()
+            },
+            _ => RecordFilter {
+                status: Some(RecordStatus::Pending),
+                ..Default::default()
+            },
+        };
+        let first = store.record_page(&m.grid, &filter, None, 50)?;
+        let (d, r) = if i % 2 == 0 {
+            timed(|| Ok(store.record_page(&m.grid, &filter, None, 50)?))?
+        } else {
+            timed(|| Ok(store.record_page(&m.grid, &filter, first.next.as_deref(), 50)?))?
+        };
+        rows += r.items.len();
+        samples.push(d);
+    }
+    Ok(query_stat(&samples, rows))
+}
+
+/// Words of `chars` characters taken from the records' descriptions (skipping punctuation).
+fn record_words(m: &Mapped, n: usize, chars: usize) -> Vec<String> {
+    let mut out = Vec::with_capacity(n);
+    let mut i = 0;
+    while out.len() < n && !m.records.is_empty() && i < n * 10 {
+        let r = &m.records[spread(i, m.records.len(), 11)];
+        let text: Vec<char> = r.description.as_str().chars().collect();
+        if text.len() >= chars {
+            let at = spread(i, text.len() - chars + 1, 2);
+            let word: String = text[at..at + chars].iter().collect();
+            if word.chars().all(|c| c.is_alphanumeric()) {
+                out.push(word);
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// `search(q, 50)` with 3–4 character words of records' descriptions (the FTS5 trigram
+/// path), and separately with 2-character words (the scan fallback).
+pub fn text_search(store: &Store, m: &Mapped, n: usize) -> Result<(QueryStat, QueryStat)> {
+    let mut long = record_words(m, n / 2, 3);
+    long.extend(record_words(m, n - n / 2, 4));
+    let short = record_words(m, n / 4, 2);
+    if long.is_empty() || short.is_empty() {
+        return Err(msg("no search words could be taken from the records"));
+    }
+    let run = |qs: &[String]| -> Result<QueryStat> {
+        let mut samples = Vec::with_capacity(qs.len());
+        let mut rows = 0;
+        for q in qs {
+            let (d, r) = timed(|| Ok(store.search(q, 50)?))?;
+            rows += r.len();
+            samples.push(d);
+        }
+        Ok(query_stat(&samples, rows))
+    };
+    Ok((run(&long)?, run(&short)?))
+}
+
 // ----- the floor -----
 
 /// Time to insert the same projection rows (and, with `with_docs`, the documents' bytes

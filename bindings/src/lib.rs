@@ -10,12 +10,14 @@
 //! [`XiuhuaError`] (see `tests/bad_input.rs`).
 
 mod error;
+mod lists;
 mod status;
 mod store;
 mod sync;
 mod types;
 
 pub use error::XiuhuaError;
+pub use lists::*;
 pub use status::{LastSync, RefusedChange, TimeSource};
 pub use store::{
     ChangeEvent, ChangeOrigin, ChangedDoc, MergeSummary, RemoteChange, StoreObserver, XiuhuaStore,

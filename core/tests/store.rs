@@ -19,6 +19,8 @@ mod files;
 mod household_life;
 #[path = "store/input.rs"]
 mod input;
+#[path = "store/lists.rs"]
+mod lists;
 #[path = "store/merging.rs"]
 mod merging;
 #[path = "store/queries.rs"]

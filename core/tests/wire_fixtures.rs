@@ -34,6 +34,7 @@ use xiuhua_core::sync::proto::{self, *};
 /// Serializable types of `proto.rs` that only travel inside another message's fixture.
 const NESTED: &[(&str, &str)] = &[
     ("Grant", "EnrollResponse"),
+    ("GridPerson", "SessionResponse"),
     ("DocChanges", "PushRequest"),
     ("GridSeq", "PushResponse"),
     ("PulledChange", "PullResponse"),
@@ -216,6 +217,7 @@ fn record_rows() -> Rows {
         place: "3号楼楼道".into(),
         reported_at: NOW - 3_600_000,
         summary: "楼道堆物".into(),
+        text: String::new(),
     })
 }
 
@@ -235,6 +237,9 @@ fn task_rows() -> Rows {
         source_record: Some("rec-01".into()),
         rating: Some(9),
         rejected: 1,
+        reminded_at: None,
+        reopened_at: None,
+        text: String::new(),
     })
 }
 
@@ -284,6 +289,35 @@ fn all_cases(c: &mut Checker) {
                 role: "楼门长".into(),
                 buildings: vec!["3号楼".into()],
             }],
+            people: None,
+        },
+    );
+    c.check(
+        "with_people",
+        SessionResponse {
+            server_time_ms: NOW,
+            device: "dev-7f3a".into(),
+            user: "u-wang".into(),
+            user_name: "王伟".into(),
+            grants: vec![Grant {
+                grid: "东城-02".into(),
+                role: "网格员".into(),
+                buildings: vec![],
+            }],
+            people: Some(vec![
+                GridPerson {
+                    grid: "东城-02".into(),
+                    user: "u-wang".into(),
+                    name: "王伟".into(),
+                    role: "网格员".into(),
+                },
+                GridPerson {
+                    grid: "东城-02".into(),
+                    user: "u-li".into(),
+                    name: "李强".into(),
+                    role: "楼门长".into(),
+                },
+            ]),
         },
     );
     c.check(

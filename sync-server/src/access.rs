@@ -165,6 +165,34 @@ pub fn check_escalation(role: Role, from: Tier, to: Tier) -> Result<(), Refusal>
     }
 }
 
+
+/// The people of the caller's grids for the assignee picker: every user with a grant on
+/// one of `caller_grants`' grids and not revoked, with their name and the role of that
+/// grant — nothing more (no buildings, devices or contact details). Ordered by grid, user.
+pub fn grid_people(
+    caller_grants: &[GrantRow],
+    all_grants: &[GrantRow],
+    users: &[crate::storage::UserInfo],
+) -> Vec<xiuhua_core::sync::proto::GridPerson> {
+    let names: std::collections::HashMap<&str, &crate::storage::UserInfo> =
+        users.iter().map(|u| (u.id.as_str(), u)).collect();
+    let mut out: Vec<xiuhua_core::sync::proto::GridPerson> = all_grants
+        .iter()
+        .filter(|g| caller_grants.iter().any(|c| c.grid == g.grid))
+        .filter_map(|g| {
+            let u = names.get(g.user.as_str()).filter(|u| !u.revoked)?;
+            Some(xiuhua_core::sync::proto::GridPerson {
+                grid: g.grid.clone(),
+                user: g.user.clone(),
+                name: u.name.clone(),
+                role: g.role.as_str().to_string(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.grid, &a.user).cmp(&(&b.grid, &b.user)));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -658,12 +658,17 @@ async fn session(
     let _: SessionRequest = read_body(&st, body, Endpoint::Read)
         .await
         .map_err(|e| e.with_purge(&caller.purge_grids()))?;
+    let (all_grants, users) = (
+        st.storage.list_grants().await?,
+        st.storage.list_users().await?,
+    );
     let resp = SessionResponse {
         server_time_ms: now_ms(),
         device: caller.device.clone(),
         user: caller.user.clone(),
         user_name: caller.user_name.clone(),
         grants: caller.grants.iter().map(grant_of).collect(),
+        people: Some(access::grid_people(&caller.grants, &all_grants, &users)),
     };
     Ok(wire(&resp, Some(&caller)))
 }

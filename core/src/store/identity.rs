@@ -110,6 +110,9 @@ const DATA_TABLES: &[&str] = &[
     "pending_changes",
     "pending_escalations",
     "set_aside",
+    "search_rows",
+    "search_fts",
+    "people",
 ];
 
 impl Store {

@@ -77,6 +77,9 @@ pub struct RecordRow {
     pub place: String,
     pub reported_at: i64,
     pub summary: String,
+    /// The whole description, for the text search (`search_fts`); not a column of `records`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +98,16 @@ pub struct TaskRow {
     pub source_record: Option<String>,
     pub rating: Option<i64>,
     pub rejected: i64,
+    /// ms of the latest applied 督单 reminder the assignee has not acted on since, while the
+    /// task is open ([`reminder_pending`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reminded_at: Option<i64>,
+    /// ms of the bad rating (1–2) that reopened the task, while it is still open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reopened_at: Option<i64>,
+    /// The whole description, for the text search (`search_fts`); not a column of `tasks`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
 }
 
 pub(crate) fn tags_text(tags: &[Tag]) -> String {
@@ -216,6 +229,7 @@ pub(crate) fn record_row(r: &Record) -> RecordRow {
         place: r.place.clone(),
         reported_at: r.reported_at,
         summary: r.description.as_str().chars().take(40).collect(),
+        text: r.description.as_str().to_string(),
     }
 }
 
@@ -240,11 +254,158 @@ pub(crate) fn task_row_with(t: &Task, view: &workflow::TaskView) -> TaskRow {
         source_record: t.source_record.clone(),
         rating: view.last_rating.as_ref().map(|r| i64::from(r.score)),
         rejected: view.rejected().count() as i64,
+        reminded_at: reminder_pending(view),
+        reopened_at: reopened_by_rating(view),
+        text: t.description.as_str().to_string(),
     }
 }
 
-/// Removes a document's rows.
+fn event_ms(hlc: i64) -> i64 {
+    crate::hlc::Hlc::from_i64(hlc).map_or(0, |h| i64::try_from(h.wall_ms()).unwrap_or(i64::MAX))
+}
+
+fn is_open(status: TaskStatus) -> bool {
+    matches!(
+        status,
+        TaskStatus::Ordered | TaskStatus::Assigned | TaskStatus::InProgress
+    )
+}
+
+/// When the latest applied 督单 reminder was given, if the task is open and its assignee has
+/// applied no event of their own after it (in fold order): a reminder "received" and not yet
+/// answered.
+pub(crate) fn reminder_pending(view: &workflow::TaskView) -> Option<i64> {
+    if !is_open(view.status) {
+        return None;
+    }
+    let assignee = view.assignee.as_deref();
+    let mut pending = None;
+    for f in &view.events {
+        if f.outcome != workflow::Outcome::Applied {
+            continue;
+        }
+        if f.event.kind == crate::model::EventKind::Supervise.as_str() {
+            pending = Some(event_ms(f.event.hlc));
+        } else if Some(f.event.author.as_str()) == assignee {
+            pending = None;
+        }
+    }
+    pending
+}
+
+/// When a bad rating (1–2) reopened the task, while it is open again.
+pub(crate) fn reopened_by_rating(view: &workflow::TaskView) -> Option<i64> {
+    let r = view.last_rating.as_ref()?;
+    (is_open(view.status) && r.score <= 2).then(|| event_ms(r.hlc))
+}
+
+/// One searchable text of a document: its field, the resident it is about (households),
+/// and the text.
+pub(crate) struct SearchText {
+    pub field: &'static str,
+    pub member: Option<String>,
+    pub text: String,
+}
+
+/// The searchable texts of a document's rows for `search_fts`: a household's address and
+/// each resident's name and pinyin keys (full and initials; never a phone or ID number), a
+/// record's text and place, a task's title and text.
+pub(crate) fn search_texts(rows: &Rows) -> Vec<SearchText> {
+    let t = |field, member: Option<&String>, text: String| SearchText {
+        field,
+        member: member.cloned(),
+        text,
+    };
+    let mut out = Vec::new();
+    match rows {
+        Rows::Household {
+            household: h,
+            residents,
+        } => {
+            // "3号楼2单元502" and "3号楼502": what people type for an address.
+            out.push(t(
+                "address",
+                None,
+                format!(
+                    "{}{}{} {}{}",
+                    h.building, h.unit, h.room, h.building, h.room
+                ),
+            ));
+            for r in residents {
+                out.push(t("name", Some(&r.member), r.name.clone()));
+                out.push(t(
+                    "pinyin",
+                    Some(&r.member),
+                    format!("{} {}", r.pinyin, r.initials),
+                ));
+            }
+        }
+        Rows::Record(r) => {
+            let text = if r.text.is_empty() {
+                &r.summary
+            } else {
+                &r.text
+            };
+            out.push(t("text", None, text.clone()));
+            if !r.place.is_empty() {
+                out.push(t("place", None, r.place.clone()));
+            }
+        }
+        Rows::Task(task) => {
+            out.push(t("title", None, task.title.clone()));
+            if !task.text.is_empty() {
+                out.push(t("text", None, task.text.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Writes a document's search rows (`search_rows` and the `search_fts` text of the same
+/// rowid), in the transaction that writes its projection rows.
+fn write_search(tx: &Transaction<'_>, rows: &Rows) -> Result<()> {
+    let (id, kind, grid) = match rows {
+        Rows::Household { household: h, .. } => (&h.id, DocKind::Household, &h.grid),
+        Rows::Record(r) => (&r.id, DocKind::Record, &r.grid),
+        Rows::Task(t) => (&t.id, DocKind::Task, &t.grid),
+    };
+    let mut row = tx.prepare_cached(
+        "INSERT INTO search_rows (doc, kind, grid, field, member) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut fts = tx.prepare_cached("INSERT INTO search_fts (rowid, body) VALUES (?1, ?2)")?;
+    for s in search_texts(rows) {
+        row.execute(params![id, kind.as_str(), grid, s.field, s.member])?;
+        fts.execute(params![tx.last_insert_rowid(), s.text])?;
+    }
+    Ok(())
+}
+
+/// Deletes a document's search rows.
+fn delete_search(tx: &Transaction<'_>, id: &str) -> Result<()> {
+    tx.prepare_cached(
+        "DELETE FROM search_fts WHERE rowid IN (SELECT id FROM search_rows WHERE doc = ?1)",
+    )?
+    .execute([id])?;
+    tx.prepare_cached("DELETE FROM search_rows WHERE doc = ?1")?
+        .execute([id])?;
+    Ok(())
+}
+
+/// Deletes the search rows of every document of `grid` (a purged grid).
+pub(crate) fn delete_search_of_grid(tx: &Transaction<'_>, grid: &str) -> Result<()> {
+    tx.prepare_cached(
+        "DELETE FROM search_fts WHERE rowid IN (SELECT id FROM search_rows WHERE grid = ?1)",
+    )?
+    .execute([grid])?;
+    tx.prepare_cached("DELETE FROM search_rows WHERE grid = ?1")?
+        .execute([grid])?;
+    Ok(())
+}
+
+/// Removes a document's rows (its search rows too, whatever `kind` says: callers that do
+/// not know the kind delete through `DocKind::Task` first).
 pub(crate) fn delete_rows(tx: &Transaction<'_>, kind: DocKind, id: &str) -> Result<()> {
+    delete_search(tx, id)?;
     match kind {
         DocKind::Household => {
             tx.prepare_cached("DELETE FROM households WHERE id = ?1")?
@@ -321,6 +482,11 @@ pub(crate) fn refresh_all_records_shown(tx: &Transaction<'_>) -> Result<()> {
 
 /// Replaces a document's rows.
 pub(crate) fn write_rows(tx: &Transaction<'_>, rows: &Rows, replace: bool) -> Result<()> {
+    write_table_rows(tx, rows, replace)?;
+    write_search(tx, rows)
+}
+
+fn write_table_rows(tx: &Transaction<'_>, rows: &Rows, replace: bool) -> Result<()> {
     match rows {
         Rows::Household {
             household: h,
@@ -386,12 +552,12 @@ pub(crate) fn write_rows(tx: &Transaction<'_>, rows: &Rows, replace: bool) -> Re
                 None
             };
             tx.prepare_cached(
-                "INSERT INTO tasks (id, grid, title, category, level, status, tier, assignee, deadline, created_at, household, source_record, rating, rejected)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                "INSERT INTO tasks (id, grid, title, category, level, status, tier, assignee, deadline, created_at, household, source_record, rating, rejected, reminded_at, reopened_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?
             .execute(params![
                 t.id, t.grid, t.title, t.category, t.level, t.status, t.tier, t.assignee, t.deadline, t.created_at,
-                t.household, t.source_record, t.rating, t.rejected
+                t.household, t.source_record, t.rating, t.rejected, t.reminded_at, t.reopened_at
             ])?;
             if let Some(r) = &t.source_record {
                 refresh_record_shown(tx, r)?;

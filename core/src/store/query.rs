@@ -96,7 +96,7 @@ pub struct TimelineEntry {
 
 const OPEN_STATUSES: &str = "('ordered','assigned','in_progress')";
 
-fn household_summary(r: &Row<'_>) -> rusqlite::Result<HouseholdSummary> {
+pub(super) fn household_summary(r: &Row<'_>) -> rusqlite::Result<HouseholdSummary> {
     let tags: String = r.get(6)?;
     Ok(HouseholdSummary {
         id: r.get(0)?,
@@ -158,7 +158,7 @@ fn task_summary(r: &Row<'_>) -> rusqlite::Result<TaskSummary> {
     })
 }
 
-const HH_COLS: &str = "id, building, unit, room, head_name, member_count, tags, visit_count, last_visit_at, conflicts";
+pub(super) const HH_COLS: &str = "id, building, unit, room, head_name, member_count, tags, visit_count, last_visit_at, conflicts";
 const RES_COLS: &str =
     "household, member, name, building, phone, id_masked, relation, birth_year, status";
 /// `shown` is the status a record shows: its own, raised by the tasks made from it.
@@ -177,7 +177,8 @@ impl Store {
     /// Buildings of a grid with their household counts, in natural order.
     pub fn buildings(&self, grid: &str) -> Result<Vec<(String, i64)>> {
         let mut stmt = self.conn().prepare_cached(
-            "SELECT building, count(*) FROM households WHERE grid = ?1 GROUP BY building ORDER BY length(building), building",
+            "SELECT building, count(*) FROM households WHERE grid = ?1 AND moved_out_at IS NULL
+             GROUP BY building ORDER BY length(building), building",
         )?;
         let rows = stmt.query_map([grid], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -154,9 +154,37 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX records_shown ON records(grid, shown, category);
     CREATE INDEX tasks_source_record ON tasks(source_record) WHERE source_record IS NOT NULL;
     "#,
-    // 6: members who moved out or died, households that left the grid. Filled by the
-    // projection rebuild that PROJECTION_VERSION 2 triggers at the same open.
+    // 6: lists, search, people; members' status and households moved out. Tasks keep the
+    // 督单 reminder not yet answered and the bad rating that reopened them (the home list);
+    // keyset-paged lists get their indexes; the text search is one `search_rows` row per
+    // searchable field of a document (and of each resident of a household: `member`), its
+    // text in the FTS5 trigram table `search_fts` under the same rowid; `people` holds the
+    // names and roles of the grids' users from `/v1/session`; residents get their status
+    // (迁出, 去世) and households the time they moved out. PROJECTION_VERSION 2 refills them.
     r#"
+    ALTER TABLE tasks ADD COLUMN reminded_at INTEGER;
+    ALTER TABLE tasks ADD COLUMN reopened_at INTEGER;
+    CREATE INDEX tasks_page ON tasks(grid, coalesce(deadline, 9223372036854775807), id);
+    CREATE INDEX records_page ON records(grid, reported_at, id);
+    CREATE INDEX households_visit ON households(grid, last_visit_at);
+    CREATE TABLE search_rows (
+        id INTEGER PRIMARY KEY,
+        doc TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        grid TEXT NOT NULL,
+        field TEXT NOT NULL,
+        member TEXT
+    );
+    CREATE INDEX search_rows_doc ON search_rows(doc);
+    CREATE INDEX search_rows_grid ON search_rows(grid);
+    CREATE VIRTUAL TABLE search_fts USING fts5(body, tokenize = 'trigram');
+    CREATE TABLE people (
+        grid TEXT NOT NULL,
+        user TEXT NOT NULL,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        PRIMARY KEY (grid, user)
+    ) WITHOUT ROWID;
     ALTER TABLE residents ADD COLUMN status TEXT;
     ALTER TABLE households ADD COLUMN moved_out_at INTEGER;
     "#,

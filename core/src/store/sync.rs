@@ -400,6 +400,7 @@ impl Store {
             .prepare("SELECT id FROM docs WHERE grid = ?1")?
             .query_map([grid], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
+        projection::delete_search_of_grid(&tx, grid)?;
         let set_aside = match keep_work {
             Some(reason) => tx.execute(
                 "INSERT INTO set_aside (doc, grid, hash, change, reason, at_ms)
@@ -424,6 +425,7 @@ impl Store {
             "outbox",
             "pending_escalations",
             "sync_cursors",
+            "people",
             "docs",
         ] {
             tx.execute(&format!("DELETE FROM {table} WHERE grid = ?1"), [grid])?;

@@ -1049,6 +1049,9 @@ impl SyncEngine {
                 }
                 store.anchor_clock(r.server_time_ms)?;
                 let change = store.apply_grants(&r.grants)?;
+                if let Some(people) = &r.people {
+                    store.apply_people(&r.grants, people)?;
+                }
                 self.report.dropped_docs += change.dropped_docs;
                 self.report.set_aside += change.set_aside;
                 self.stage = Stage::Push;

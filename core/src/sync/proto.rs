@@ -194,6 +194,20 @@ pub struct SessionResponse {
     pub user_name: String,
     /// The user's current grants.
     pub grants: Vec<Grant>,
+    /// The users of the granted grids (names and roles only), for the assignee picker.
+    /// `None` from a server that predates it: the phone keeps what it had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub people: Option<Vec<GridPerson>>,
+}
+
+/// A user holding a grant on a grid: what the assignee picker shows, nothing more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GridPerson {
+    pub grid: String,
+    pub user: String,
+    pub name: String,
+    /// A [`crate::model::Role`] string.
+    pub role: String,
 }
 
 /// The default and largest number of documents in one bootstrap page.

@@ -167,6 +167,7 @@ impl FakeServer {
                             user: self.user.clone(),
                             user_name: "王伟".into(),
                             grants: grants.clone(),
+                            people: None,
                         },
                         purge_grids: self.revoked.iter().cloned().collect(),
                     })

@@ -169,6 +169,11 @@ fn a_household_that_moved_out_leaves_the_building_list_but_not_the_store() {
     share_all(&mut a, &mut b);
 
     assert!(b.households_in(GRID, "3号楼", None).unwrap().is_empty());
+    // Nor is it counted by the visit coverage or listed as not visited.
+    let now = MAR_2026 + 2 * DAY;
+    assert_eq!(b.visit_coverage(GRID, now).unwrap().registered, 0);
+    assert!(b.not_visited(GRID, None, now, 10).unwrap().is_empty());
+    assert!(b.buildings(GRID).unwrap().is_empty());
     let h = b.household(&hh).unwrap();
     assert_eq!(h.moved_out_at, Some(MAR_2026 + DAY));
     // Its records can still be read, and it can come back.
@@ -176,6 +181,7 @@ fn a_household_that_moved_out_leaves_the_building_list_but_not_the_store() {
     share_all(&mut a, &mut b);
     assert_eq!(b.households_in(GRID, "3号楼", None).unwrap().len(), 1);
     assert_eq!(b.household(&hh).unwrap().moved_out_at, None);
+    assert_eq!(b.visit_coverage(GRID, now).unwrap().registered, 1);
 }
 
 #[test]

@@ -973,6 +973,7 @@ mod tests {
                 place: String::new(),
                 reported_at: 0,
                 summary: String::new(),
+                text: String::new(),
             }))
             .unwrap()
         };
@@ -992,6 +993,9 @@ mod tests {
                 source_record: None,
                 rating: None,
                 rejected: 0,
+                reminded_at: None,
+                reopened_at: None,
+                text: String::new(),
             }))
             .unwrap()
         };

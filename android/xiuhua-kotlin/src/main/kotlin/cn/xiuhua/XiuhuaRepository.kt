@@ -39,6 +39,14 @@ import cn.xiuhua.ffi.Vocabulary
 import cn.xiuhua.ffi.XiuhuaException
 import cn.xiuhua.ffi.XiuhuaStore
 import cn.xiuhua.ffi.vocabulary
+import cn.xiuhua.ffi.Coverage
+import cn.xiuhua.ffi.HomeItem
+import cn.xiuhua.ffi.Person
+import cn.xiuhua.ffi.RecordFilter
+import cn.xiuhua.ffi.RecordPage
+import cn.xiuhua.ffi.SearchHit
+import cn.xiuhua.ffi.TaskFilter
+import cn.xiuhua.ffi.TaskPage
 import kotlinx.coroutines.CoroutineDispatcher
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.channels.awaitClose
@@ -213,6 +221,30 @@ class XiuhuaRepository(
     suspend fun tasks(grid: String, level: String? = null, status: String? = null, limit: Int = 200): List<TaskSummary> =
         call { tasks(grid, level, status, limit.coerceAtLeast(0).toUInt()) }
     suspend fun ledger(grid: String): Ledger = call { ledger(grid) }
+
+    // ----- lists, search, coverage, people -----
+
+    /**
+     * The home list of the store's user on [grid]: overdue, due within three days, 督单
+     * reminders not yet answered, reopened by a bad rating, then households not visited this
+     * month — in that order; [HomeItem.reason] says why each is there.
+     */
+    suspend fun homeList(grid: String, limit: Int = 100): List<HomeItem> =
+        call { homeList(grid, limit.coerceAtLeast(0).toUInt()) }
+    /** A page of records, newest first; pass the previous page's [RecordPage.next] as [after]. */
+    suspend fun recordPage(grid: String, filter: RecordFilter = RecordFilter(), after: String? = null, limit: Int = 50): RecordPage =
+        call { recordPage(grid, filter, after, limit.coerceAtLeast(0).toUInt()) }
+    /** A page of tasks, soonest deadline first; [TaskPage.next] as in [recordPage]. */
+    suspend fun taskPage(grid: String, filter: TaskFilter = TaskFilter(), after: String? = null, limit: Int = 50): TaskPage =
+        call { taskPage(grid, filter, after, limit.coerceAtLeast(0).toUInt()) }
+    /** Residents (pinyin), addresses, record text and tasks; typed hits, never an ID or phone number. */
+    suspend fun search(query: String, limit: Int = 50): List<SearchHit> =
+        call { search(query, limit.coerceAtLeast(0).toUInt()) }
+    suspend fun visitCoverage(grid: String): Coverage = call { visitCoverage(grid) }
+    suspend fun notVisited(grid: String, building: String? = null, limit: Int = 200): List<HouseholdSummary> =
+        call { notVisited(grid, building, limit.coerceAtLeast(0).toUInt()) }
+    /** The assignee picker: the grid's people (names and roles) as the last sync brought them. */
+    suspend fun gridPeople(grid: String): List<Person> = call { gridPeople(grid) }
 
     // ----- conflicts and history -----
 

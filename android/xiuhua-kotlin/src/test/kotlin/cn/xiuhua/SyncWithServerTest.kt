@@ -2,6 +2,7 @@ package cn.xiuhua
 
 import cn.xiuhua.ffi.EnrollmentKind
 import cn.xiuhua.ffi.NewRecord
+import cn.xiuhua.ffi.NewTask
 import cn.xiuhua.ffi.RefusedChange
 import cn.xiuhua.ffi.SyncPhase
 import cn.xiuhua.ffi.XiuhuaException
@@ -152,6 +153,14 @@ object SyncWithServerTest {
             }
             check(heard.everything) { "a sync that brought changes tells the screens to refresh: $heard" }
             checkEq(listOf("周八"), li.searchResidents("zhouba").map { it.name }, "li finds the resident")
+            // The assignee picker: the server sent the grid's people (names and roles only).
+            checkEq(
+                listOf("李四" to "网格员", "王伟" to "网格员"),
+                li.gridPeople(GRID).map { it.name to it.role },
+                "the grid's people",
+            )
+            val errand = li.createTask(NewTask(GRID, "上门办", "代办服务", "换灯泡", "", hh, null, "u-wang", null))
+            checkEq("王伟", li.taskPage(GRID).items.single { it.id == errand }.assigneeName, "lists show names, not ids")
             li.addVisit(hh, "上门核实路灯")
             li.sync()
 

@@ -52,6 +52,7 @@ class Suite {
 fun main(args: Array<String>) {
     val suite = Suite()
     GridWorkerDayTest.register(suite)
+    ListsTest.register(suite)
     SyncWithServerTest.register(suite)
     val failed = suite.run(args.firstOrNull())
     exitProcess(if (failed == 0) 0 else 1)
