@@ -20,7 +20,6 @@ mod sync;
 mod sys;
 mod workload;
 
-
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

@@ -165,7 +165,6 @@ pub fn check_escalation(role: Role, from: Tier, to: Tier) -> Result<(), Refusal>
     }
 }
 
-
 /// The people of the caller's grids for the assignee picker: every user with a grant on
 /// one of `caller_grants`' grids and not revoked, with their name and the role of that
 /// grant — nothing more (no buildings, devices or contact details). Ordered by grid, user.
