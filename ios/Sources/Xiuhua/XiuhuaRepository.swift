@@ -109,6 +109,36 @@ public final class XiuhuaRepository: Sendable {
     }
     public func householdHistory(_ id: String) async throws -> [TimelineEntry] { try await call { try $0.householdHistory(id: id) } }
 
+    // MARK: lists, search, coverage, people
+
+    /// The home list of the store's user on `grid`: overdue, due within three days, 督单
+    /// reminders not yet answered, reopened by a bad rating, then households not visited this
+    /// month, in that order; `HomeItem.reason` says why each is there.
+    public func homeList(_ grid: String, limit: UInt32 = 100) async throws -> [HomeItem] {
+        try await call { try $0.homeList(grid: grid, limit: limit) }
+    }
+    /// A page of records, newest first; pass the previous page's `next` as `after`.
+    public func recordPage(_ grid: String, filter: RecordFilter = RecordFilter(), after: String? = nil,
+                           limit: UInt32 = 50) async throws -> RecordPage {
+        try await call { try $0.recordPage(grid: grid, filter: filter, after: after, limit: limit) }
+    }
+    /// A page of tasks, soonest deadline first; `next` as in `recordPage`.
+    public func taskPage(_ grid: String, filter: TaskFilter = TaskFilter(), after: String? = nil,
+                         limit: UInt32 = 50) async throws -> TaskPage {
+        try await call { try $0.taskPage(grid: grid, filter: filter, after: after, limit: limit) }
+    }
+    /// Residents (pinyin), addresses, record text and tasks; typed hits, never an ID or phone number.
+    public func search(_ query: String, limit: UInt32 = 50) async throws -> [SearchHit] {
+        try await call { try $0.search(query: query, limit: limit) }
+    }
+    /// Households visited this month ÷ registered, per grid and building.
+    public func visitCoverage(_ grid: String) async throws -> Coverage { try await call { try $0.visitCoverage(grid: grid) } }
+    public func notVisited(_ grid: String, building: String? = nil, limit: UInt32 = 200) async throws -> [HouseholdSummary] {
+        try await call { try $0.notVisited(grid: grid, building: building, limit: limit) }
+    }
+    /// The assignee picker: the grid's people (names and roles) as the last sync brought them.
+    public func gridPeople(_ grid: String) async throws -> [Person] { try await call { try $0.gridPeople(grid: grid) } }
+
     // MARK: 民情 records
 
     public func createRecord(_ r: NewRecord) async throws -> String { try await call { try $0.createRecord(record: r) } }
