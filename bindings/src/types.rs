@@ -149,6 +149,7 @@ pub struct Member {
 
 impl From<core::Member> for Member {
     fn from(m: core::Member) -> Self {
+        let status = m.status().as_str().to_string();
         Member {
             id: m.id,
             name: m.name,
@@ -158,11 +159,7 @@ impl From<core::Member> for Member {
             id_number: m.id_number,
             relation: m.relation.as_str().to_string(),
             tags: tags_out(&m.tags),
-            status: m
-                .status
-                .unwrap_or(core::MemberStatus::Living)
-                .as_str()
-                .to_string(),
+            status,
         }
     }
 }

@@ -366,6 +366,15 @@ pub struct Household {
 }
 
 impl Household {
+    /// A household document as the phone reads it: hydrated, then [`Household::normalize`]d.
+    pub fn read_from(
+        doc: &impl autosurgeon::ReadDoc,
+    ) -> std::result::Result<Household, HydrateError> {
+        let mut h: Household = autosurgeon::hydrate(doc)?;
+        h.normalize();
+        Ok(h)
+    }
+
     /// Folds what concurrent edits can leave doubled: a tag added on two phones at once is
     /// in the document's list twice, and is one tag here (the next edit writes it once).
     pub fn normalize(&mut self) {

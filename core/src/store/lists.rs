@@ -257,6 +257,16 @@ fn cursor_of(key: i64, id: &str) -> String {
     format!("{key}:{id}")
 }
 
+/// A page is read with one row more than `limit`: when it came, the page is cut to `limit`
+/// and the cursor of its last row is the next page's start.
+fn cut_page<T>(items: &mut Vec<T>, limit: i64, cursor: impl Fn(&T) -> String) -> Option<String> {
+    if items.len() as i64 <= limit {
+        return None;
+    }
+    items.truncate(limit as usize);
+    items.last().map(cursor)
+}
+
 fn address_at(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<AddressLine>> {
     let household: Option<String> = r.get(i)?;
     let building: Option<String> = r.get(i + 1)?;
@@ -450,12 +460,7 @@ impl Store {
                 record_item,
             )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let next = if items.len() as i64 > limit {
-            items.truncate(limit as usize);
-            items.last().map(|r| cursor_of(r.reported_at, &r.id))
-        } else {
-            None
-        };
+        let next = cut_page(&mut items, limit, |r| cursor_of(r.reported_at, &r.id));
         Ok(RecordPage { items, next })
     }
 
@@ -505,14 +510,9 @@ impl Store {
                 task_item,
             )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let next = if items.len() as i64 > limit {
-            items.truncate(limit as usize);
-            items
-                .last()
-                .map(|t| cursor_of(t.deadline.unwrap_or(i64::MAX), &t.id))
-        } else {
-            None
-        };
+        let next = cut_page(&mut items, limit, |t| {
+            cursor_of(t.deadline.unwrap_or(i64::MAX), &t.id)
+        });
         Ok(TaskPage { items, next })
     }
 

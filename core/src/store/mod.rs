@@ -561,8 +561,7 @@ impl Store {
             .optional()?
             .unwrap_or(1);
         self.act(id, what, |doc, hlc, actor| {
-            let mut h: Household = hydrate(doc).map_err(|e| Error::bad_doc(id, e))?;
-            h.normalize();
+            let mut h = Household::read_from(doc).map_err(|e| Error::bad_doc(id, e))?;
             let r = f(&mut h, hlc, actor)?;
             h.check_bounds()?;
             reconcile(doc, &h).map_err(|e| Error::bad_doc(id, e))?;
@@ -638,11 +637,7 @@ impl Store {
         member: NewMember,
     ) -> Result<()> {
         self.edit_household(household, "update member", |h, _, _| {
-            let m = h
-                .members
-                .iter_mut()
-                .find(|m| m.id == member_id)
-                .ok_or_else(|| Error::NotFound(format!("member {member_id} in {household}")))?;
+            let m = member_mut(h, household, member_id)?;
             let status = m.status;
             *m = member.validate(member_id.to_string())?;
             m.status = status;
@@ -660,11 +655,7 @@ impl Store {
         status: MemberStatus,
     ) -> Result<()> {
         self.edit_household(household, "set member status", |h, _, _| {
-            let m = h
-                .members
-                .iter_mut()
-                .find(|m| m.id == member_id)
-                .ok_or_else(|| Error::NotFound(format!("member {member_id} in {household}")))?;
+            let m = member_mut(h, household, member_id)?;
             m.status = (status != MemberStatus::Living).then_some(status);
             Ok(())
         })
@@ -696,11 +687,7 @@ impl Store {
             Some(p) => Some(validate::mobile("phone", p)?),
         };
         self.edit_household(household, "set phone", |h, _, _| {
-            let m = h
-                .members
-                .iter_mut()
-                .find(|m| m.id == member_id)
-                .ok_or_else(|| Error::NotFound(format!("member {member_id} in {household}")))?;
+            let m = member_mut(h, household, member_id)?;
             m.phone = phone;
             Ok(())
         })
@@ -1143,11 +1130,7 @@ impl Store {
     /// A household with its members (ID numbers whole), tags, note and visits.
     pub fn household(&mut self, id: &str) -> Result<HouseholdDetail> {
         self.read_doc(id, |doc, kind| match kind {
-            DocKind::Household => {
-                let mut h: Household = hydrate(doc).map_err(|e| Error::bad_doc(id, e))?;
-                h.normalize();
-                Ok(h)
-            }
+            DocKind::Household => Household::read_from(doc).map_err(|e| Error::bad_doc(id, e)),
             _ => Err(Error::NotFound(format!("household {id}"))),
         })
     }
@@ -1664,6 +1647,18 @@ fn validate_action(action: &TaskAction) -> Result<()> {
         | TaskAction::Escalate { .. } => {}
     }
     Ok(())
+}
+
+/// The member `member_id` of `household`, or `NotFound`.
+fn member_mut<'a>(
+    h: &'a mut Household,
+    household: &str,
+    member_id: &str,
+) -> Result<&'a mut Member> {
+    h.members
+        .iter_mut()
+        .find(|m| m.id == member_id)
+        .ok_or_else(|| Error::NotFound(format!("member {member_id} in {household}")))
 }
 
 /// A visit's purpose, note and follow-up as stored: trimmed, bounded, an empty follow-up

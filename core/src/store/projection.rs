@@ -148,8 +148,7 @@ pub fn rows_and_model(doc_id: &str, doc: &AutoCommit) -> Result<Option<(Rows, Mo
     let bad = |e: autosurgeon::HydrateError| Error::bad_doc(doc_id, e);
     Ok(Some(match kind {
         DocKind::Household => {
-            let mut h: Household = autosurgeon::hydrate(doc).map_err(bad)?;
-            h.normalize();
+            let h = Household::read_from(doc).map_err(bad)?;
             let rows = household_rows(&h, crate::doc::field_conflicts(doc).len() as i64);
             (rows, Model::Household(h))
         }
