@@ -119,6 +119,25 @@ pub fn civil_date(days: u64) -> (u64, u64, u64) {
     (year, month, rest + 1)
 }
 
+/// Days from 1970-01-01 to the proleptic Gregorian date `year-month-day`, the inverse of
+/// [`civil_date`]; `None` for a date that does not exist or is before 1970 or after 9999.
+pub fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
+    if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || day == 0 {
+        return None;
+    }
+    let february = if is_leap_year(year) { 29 } else { 28 };
+    let month_lengths = [31, february, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let len = month_lengths[usize::try_from(month - 1).ok()?];
+    if day > len {
+        return None;
+    }
+    let before_year: u64 = (1970..year)
+        .map(|y| if is_leap_year(y) { 366 } else { 365 })
+        .sum();
+    let before_month: u64 = month_lengths[..usize::try_from(month - 1).ok()?].iter().sum();
+    Some(before_year + before_month + day - 1)
+}
+
 /// A remote stamp further than this ahead of our corrected time is not
 /// adopted by [`ClockState::observe`] (one day).
 pub const MAX_FORWARD_DRIFT_MS: u64 = 24 * 3600 * 1000;
@@ -292,6 +311,20 @@ impl ClockState {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn days_from_civil_inverts_civil_date() {
+        for days in (0..60_000).step_by(7).chain([59, 365, 10_957, 11_016, 2_932_896]) {
+            let (y, m, d) = civil_date(days);
+            assert_eq!(days_from_civil(y, m, d), Some(days), "{y}-{m}-{d}");
+        }
+        assert_eq!(days_from_civil(2026, 2, 29), None);
+        assert_eq!(days_from_civil(2028, 2, 29).map(civil_date), Some((2028, 2, 29)));
+        assert_eq!(days_from_civil(2026, 13, 1), None);
+        assert_eq!(days_from_civil(1969, 12, 31), None);
+        assert_eq!(days_from_civil(2026, 4, 31), None);
+    }
+
     use super::*;
 
     const DAY_MS: i64 = 24 * 3600 * 1000;

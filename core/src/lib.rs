@@ -9,6 +9,7 @@ pub mod model;
 pub mod pinyin;
 pub mod store;
 pub mod sync;
+pub mod task_act;
 pub mod validate;
 pub mod workflow;
 

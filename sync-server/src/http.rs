@@ -208,7 +208,7 @@ impl AppState {
 
     /// Runs CPU-heavy `f` on the blocking pool once one of the [`AppState::work`] permits
     /// is free; a panic in `f` is answered 400 (`what` names the input, never its value).
-    async fn work<R: Send + 'static>(
+    pub(crate) async fn work<R: Send + 'static>(
         &self,
         what: &'static str,
         f: impl FnOnce() -> Result<R, ApiError> + Send + 'static,
@@ -692,6 +692,33 @@ async fn push(
     let purge = caller.purge_grids();
     let result = async {
         let req: PushRequest = read_body(&st, body, Endpoint::Push).await?;
+        push_checked(&st, &caller, req).await
+    }
+    .await;
+    let outcome = result.map_err(|e| e.with_purge(&purge))?;
+    let resp = PushResponse {
+        server_time_ms: now_ms(),
+        stored: outcome.stored,
+        duplicates: outcome.duplicates,
+        grid_seqs: outcome
+            .grid_seqs
+            .into_iter()
+            .map(|(grid, seq)| GridSeq { grid, seq })
+            .collect(),
+    };
+    Ok(wire(&resp, Some(&caller)))
+}
+
+/// Checks and stores a push of `caller` (a phone's, or the station console's on its
+/// console device): parsed under a work permit, then [`Storage::push_within`] with the
+/// device's quota; counted, logged when refused, and waking the long polls of the grids it
+/// changed. The one path every change takes into the server.
+pub async fn push_checked(
+    st: &AppState,
+    caller: &Caller,
+    req: PushRequest,
+) -> Result<crate::storage::PushOutcome, ApiError> {
+    let result = async {
         let (devices, max, caps) = (
             caller.own_devices(),
             st.limits.max_push_changes,
@@ -704,7 +731,7 @@ async fn push(
             .await?;
         Ok::<_, ApiError>(
             st.storage
-                .push_within(&caller, parsed, &st.limits.quota)
+                .push_within(caller, parsed, &st.limits.quota)
                 .await?,
         )
     }
@@ -723,7 +750,7 @@ async fn push(
                     "push refused"
                 );
             }
-            return Err(e.with_purge(&purge));
+            return Err(e);
         }
     };
     Metrics::add(&st.metrics.changes_stored, outcome.stored);
@@ -733,17 +760,7 @@ async fn push(
             st.notifier.notify(grid);
         }
     }
-    let resp = PushResponse {
-        server_time_ms: now_ms(),
-        stored: outcome.stored,
-        duplicates: outcome.duplicates,
-        grid_seqs: outcome
-            .grid_seqs
-            .into_iter()
-            .map(|(grid, seq)| GridSeq { grid, seq })
-            .collect(),
-    };
-    Ok(wire(&resp, Some(&caller)))
+    Ok(outcome)
 }
 
 /// The read scope of a grid, refusing with `purge` when the device held it.
@@ -1095,19 +1112,7 @@ async fn escalate(
         if meta.kind != DocKind::Task {
             return Err(ApiError::bad_request(format!("{} is a {}, not a task", meta.id, meta.kind.as_str())));
         }
-        let grant = caller.grant(&meta.grid).ok_or_else(|| not_visible(&caller, &meta.id))?;
-        access::check_escalation(grant.role, meta.tier, to)?;
-        let unit = req.unit.as_deref().map(str::trim).filter(|u| !u.is_empty());
-        if to == Tier::LinkedUnit && unit.is_none() {
-            return Err(ApiError::bad_request("escalating to a linked unit needs the unit (物业, 建设, 执法 or a co-building unit)"));
-        }
-        if unit.is_some_and(|u| u.chars().count() > 64) {
-            return Err(ApiError::bad_request("unit longer than 64 characters"));
-        }
-        if !st.storage.set_tier(&meta.id, meta.tier, to, unit).await? {
-            return Err(Refusal::conflict(format!("task {} changed tier concurrently; retry", meta.id)).into());
-        }
-        tracing::info!(task = meta.id, from = %meta.tier, to = %to, user = caller.user, "task escalated");
+        escalate_task(&*st.storage, &caller, &meta, to, req.unit.as_deref()).await?;
         Ok(())
     }
     .await;
@@ -1119,4 +1124,38 @@ async fn escalate(
         },
         Some(&caller),
     ))
+}
+
+/// Moves a task the caller may see up to tier `to` (to a linked unit: naming it), the
+/// server's side of an escalation: the rule of `/v1/escalate` and of the station console's
+/// escalation, which records the event only after this has succeeded.
+pub async fn escalate_task(
+    storage: &dyn Storage,
+    caller: &Caller,
+    meta: &crate::storage::DocMeta,
+    to: Tier,
+    unit: Option<&str>,
+) -> Result<(), ApiError> {
+    let grant = caller
+        .grant(&meta.grid)
+        .ok_or_else(|| not_visible(caller, &meta.id))?;
+    access::check_escalation(grant.role, meta.tier, to)?;
+    let unit = unit.map(str::trim).filter(|u| !u.is_empty());
+    if to == Tier::LinkedUnit && unit.is_none() {
+        return Err(ApiError::bad_request(
+            "escalating to a linked unit needs the unit (物业, 建设, 执法 or a co-building unit)",
+        ));
+    }
+    if unit.is_some_and(|u| u.chars().count() > 64) {
+        return Err(ApiError::bad_request("unit longer than 64 characters"));
+    }
+    if !storage.set_tier(&meta.id, meta.tier, to, unit).await? {
+        return Err(Refusal::conflict(format!(
+            "task {} changed tier concurrently; retry",
+            meta.id
+        ))
+        .into());
+    }
+    tracing::info!(task = meta.id, from = %meta.tier, to = %to, user = caller.user, "task escalated");
+    Ok(())
 }

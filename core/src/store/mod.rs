@@ -38,7 +38,7 @@ use crate::doc::{self, DocKind, FieldConflict, HistoryEntry};
 use crate::error::{Error, Result};
 use crate::hlc::{ClockState, Hlc};
 use crate::model::*;
-use crate::{validate, workflow};
+use crate::{task_act, validate, workflow};
 
 /// After this many incremental chunks a document is compacted into one full save.
 pub const MAX_CHUNKS: i64 = 16;
@@ -1014,16 +1014,11 @@ impl Store {
             let action = TaskAction::Assign {
                 assignee: assignee.to_string(),
             };
-            if let Err(e) = workflow::check(&view, &actor, &action) {
+            let h2 = self.tick();
+            if let Err(e) = task_act::append(&mut events, &view, &actor, h2, &action) {
                 self.clock = saved;
                 return Err(e);
             }
-            let h2 = self.tick();
-            let ev_id = format!("ev-{}-{:x}", actor.device, h2.as_i64());
-            events.insert(
-                ev_id.clone(),
-                workflow::event_for(&action, ev_id, view.heads(), &actor, h2.as_i64()),
-            );
         }
         let t = Task {
             kind: DocKind::Task.as_str().into(),
@@ -1053,24 +1048,9 @@ impl Store {
     /// Records one five-order action on a task. An action that cannot apply to the task as
     /// it stands is refused ([`Error::Refused`]) and nothing is written. Returns the new state.
     pub fn task_action(&mut self, task: &str, action: TaskAction) -> Result<TaskDetail> {
-        validate_action(&action)?;
         let now = self.now_ms();
-        if let TaskAction::ChangeDeadline { deadline }
-        | TaskAction::Supervise {
-            new_deadline: Some(deadline),
-            ..
-        } = &action
-            && *deadline < now
-        {
-            return Err(Error::invalid(
-                "deadline",
-                "the new deadline is already past",
-            ));
-        }
-        let what = format!(
-            "task {}",
-            workflow::event_for(&action, String::new(), vec![], &self.actor, 0).kind
-        );
+        task_act::validate(&action, now)?;
+        let what = task_act::change_note(&action);
         // An escalation is also queued for the server's /v1/escalate, in the same
         // transaction: the server refuses the event until it has checked the escalation.
         let escalation = match &action {
@@ -1088,16 +1068,7 @@ impl Store {
             task,
             &what,
             |doc, hlc, actor| {
-                let mut t: Task = hydrate(doc).map_err(|e| Error::bad_doc(task, e))?;
-                let view = workflow::fold(t.events.values());
-                workflow::check(&view, actor, &action)?;
-                let ev_id = format!("ev-{}-{:x}", actor.device, hlc.as_i64());
-                let ev =
-                    workflow::event_for(&action, ev_id.clone(), view.heads(), actor, hlc.as_i64());
-                t.events.insert(ev_id, ev);
-                t.check_bounds()?;
-                reconcile(doc, &t).map_err(|e| Error::bad_doc(task, e))?;
-                let view = workflow::fold(t.events.values());
+                let (t, view) = task_act::record(doc, task, actor, hlc, &action)?;
                 let rows = Rows::Task(projection::task_row_with(&t, &view));
                 let overdue = view.is_overdue(now);
                 Ok((
@@ -1600,53 +1571,6 @@ impl Store {
     pub(crate) fn conn_mut(&mut self) -> &mut Connection {
         &mut self.conn
     }
-}
-
-fn validate_action(action: &TaskAction) -> Result<()> {
-    let long = |field: &str, s: &str| {
-        if s.chars().count() > 2000 {
-            Err(Error::invalid(field, "longer than 2000 characters"))
-        } else {
-            Ok(())
-        }
-    };
-    match action {
-        TaskAction::Assign { assignee } => {
-            validate::non_empty("assignee", assignee, 64)?;
-        }
-        TaskAction::Note { text } => {
-            validate::non_empty("text", text, 2000)?;
-        }
-        TaskAction::Supervise { text, .. } | TaskAction::Inquire { text, .. } => {
-            long("text", text)?
-        }
-        TaskAction::Complete { result } => {
-            validate::non_empty("result", result, 2000)?;
-        }
-        TaskAction::Rate { score, comment } => {
-            if !(1..=5).contains(score) {
-                return Err(Error::invalid(
-                    "score",
-                    format!("{score} is not a rating from 1 to 5"),
-                ));
-            }
-            long("comment", comment)?;
-        }
-        TaskAction::Escalate {
-            tier: Tier::LinkedUnit,
-            unit,
-        } => {
-            validate::non_empty("unit", unit.as_deref().unwrap_or(""), 64)?;
-        }
-        TaskAction::Cancel { reason } => {
-            validate::non_empty("reason", reason, 2000)?;
-        }
-        TaskAction::Accept
-        | TaskAction::ChangeLevel { .. }
-        | TaskAction::ChangeDeadline { .. }
-        | TaskAction::Escalate { .. } => {}
-    }
-    Ok(())
 }
 
 /// The member `member_id` of `household`, or `NotFound`.

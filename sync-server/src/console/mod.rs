@@ -21,6 +21,8 @@
 //!   a 管理员 grant and acts only on those grids. Anything else is the same 404 as a page
 //!   that does not exist.
 
+pub mod act;
+pub mod board;
 pub mod i18n;
 pub mod password;
 pub mod rules;
@@ -73,6 +75,8 @@ const AUDIT_PAGE: u32 = 100;
 /// What the console's handlers share.
 #[derive(Clone)]
 pub struct Console {
+    /// The sync server's state: console actions push through it like a phone.
+    app: AppState,
     storage: Arc<dyn Storage>,
     secret: Secret,
     /// The server's permits for CPU-heavy work: password hashing takes one.
@@ -91,6 +95,7 @@ const LOGIN_FAILURES_PER_MINUTE: u32 = 200;
 pub fn router(app: &AppState, cfg: &ConsoleConfig) -> Router {
     let minutes = |m: u64| i64::try_from(m.saturating_mul(60_000)).unwrap_or(i64::MAX);
     let con = Console {
+        app: app.clone(),
         storage: app.storage.clone(),
         secret: app.secret.clone(),
         work: app.work.clone(),
@@ -113,7 +118,6 @@ pub fn router(app: &AppState, cfg: &ConsoleConfig) -> Router {
     };
     Router::new()
         .route("/console", get(|| async { Redirect::to("/console/") }))
-        .route("/console/", get(home))
         .route("/console/login", get(login_form).post(login))
         .route("/console/logout", post(logout))
         .route("/console/lang/{lang}", get(set_lang))
@@ -127,6 +131,7 @@ pub fn router(app: &AppState, cfg: &ConsoleConfig) -> Router {
         .route("/console/admin/buildings", post(admin_add_building))
         .route("/console/admin/revoke-device", post(admin_revoke_device))
         .route("/console/admin/enroll-code", post(admin_enroll_code))
+        .merge(board::routes())
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
@@ -490,21 +495,6 @@ struct LoginPage {
     error: Option<String>,
 }
 
-struct GridRow {
-    id: String,
-    name: String,
-    community: String,
-    role: String,
-    buildings: Vec<String>,
-}
-
-#[derive(Template)]
-#[template(path = "console/home.html")]
-struct HomePage {
-    nav: Nav,
-    grids: Vec<GridRow>,
-}
-
 #[derive(Template)]
 #[template(path = "console/grid.html")]
 struct GridPage {
@@ -815,39 +805,6 @@ async fn logout(
         r.headers_mut()
             .append(header::SET_COOKIE, con.cookie(SESSION_COOKIE, "", Some(0)));
         Ok::<Response, Response>(r)
-    };
-    inner.await.unwrap_or_else(|r| r)
-}
-
-async fn home(State(con): State<Console>, c: Client) -> Response {
-    let inner = async {
-        let me = con.require(&c).await?;
-        let all = con
-            .storage
-            .list_grids()
-            .await
-            .map_err(|e| con.fail(&c, e))?;
-        let mine = me.grids();
-        let grids = all
-            .into_iter()
-            .filter_map(|g| {
-                let role = mine.iter().find(|(id, _)| *id == g.id)?.1;
-                Some(GridRow {
-                    id: g.id,
-                    name: g.name,
-                    community: g.community,
-                    role: role.as_str().to_string(),
-                    buildings: g.buildings,
-                })
-            })
-            .collect();
-        Ok::<Response, Response>(page(
-            StatusCode::OK,
-            &HomePage {
-                nav: con.nav(&c, Some(&me)),
-                grids,
-            },
-        ))
     };
     inner.await.unwrap_or_else(|r| r)
 }
