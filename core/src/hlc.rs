@@ -134,7 +134,9 @@ pub fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
     let before_year: u64 = (1970..year)
         .map(|y| if is_leap_year(y) { 366 } else { 365 })
         .sum();
-    let before_month: u64 = month_lengths[..usize::try_from(month - 1).ok()?].iter().sum();
+    let before_month: u64 = month_lengths[..usize::try_from(month - 1).ok()?]
+        .iter()
+        .sum();
     Some(before_year + before_month + day - 1)
 }
 
@@ -314,12 +316,18 @@ mod tests {
 
     #[test]
     fn days_from_civil_inverts_civil_date() {
-        for days in (0..60_000).step_by(7).chain([59, 365, 10_957, 11_016, 2_932_896]) {
+        for days in (0..60_000)
+            .step_by(7)
+            .chain([59, 365, 10_957, 11_016, 2_932_896])
+        {
             let (y, m, d) = civil_date(days);
             assert_eq!(days_from_civil(y, m, d), Some(days), "{y}-{m}-{d}");
         }
         assert_eq!(days_from_civil(2026, 2, 29), None);
-        assert_eq!(days_from_civil(2028, 2, 29).map(civil_date), Some((2028, 2, 29)));
+        assert_eq!(
+            days_from_civil(2028, 2, 29).map(civil_date),
+            Some((2028, 2, 29))
+        );
         assert_eq!(days_from_civil(2026, 13, 1), None);
         assert_eq!(days_from_civil(1969, 12, 31), None);
         assert_eq!(days_from_civil(2026, 4, 31), None);

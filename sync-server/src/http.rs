@@ -1110,7 +1110,11 @@ async fn escalate(
         let to = Tier::parse(&req.tier).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let (meta, _) = visible_doc(&st, &caller, &req.task).await?;
         if meta.kind != DocKind::Task {
-            return Err(ApiError::bad_request(format!("{} is a {}, not a task", meta.id, meta.kind.as_str())));
+            return Err(ApiError::bad_request(format!(
+                "{} is a {}, not a task",
+                meta.id,
+                meta.kind.as_str()
+            )));
         }
         escalate_task(&*st.storage, &caller, &meta, to, req.unit.as_deref()).await?;
         Ok(())

@@ -214,6 +214,31 @@ impl Server {
         }
     }
 
+    /// Gives `user` a console password through `xiuhua-server set-password`, which reads it
+    /// from standard input when that is not a terminal.
+    pub fn set_password(&self, user: &str, password: &str) {
+        use std::io::Write;
+        let mut child = Command::new(server_bin())
+            .args(["set-password", user])
+            .env("XIUHUA_DATA_DIR", self.dir.path())
+            .env("XIUHUA_LOG", "warn")
+            .env_remove("XIUHUA_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("set-password runs");
+        if let Some(mut stdin) = child.stdin.take() {
+            writeln!(stdin, "{password}").expect("the password is written");
+        }
+        let out = child.wait_with_output().expect("set-password ends");
+        assert!(
+            out.status.success(),
+            "set-password {user}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Runs an admin command that must succeed.
     pub fn admin(&self, args: &[&str]) -> String {
         self.try_admin(args)

@@ -49,8 +49,12 @@ pub fn parse_day(s: &str) -> Option<i64> {
     if y.len() != 4 || m.len() != 2 || d.len() != 2 {
         return None;
     }
-    let days = xiuhua_core::hlc::days_from_civil(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)?;
-    i64::try_from(days).ok()?.checked_mul(DAY_MS)?.checked_sub(CST_MS)
+    let days =
+        xiuhua_core::hlc::days_from_civil(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)?;
+    i64::try_from(days)
+        .ok()?
+        .checked_mul(DAY_MS)?
+        .checked_sub(CST_MS)
 }
 
 /// `YYYY-MM-DDTHH:MM` (a `datetime-local` field) as ms, China time.
@@ -158,11 +162,13 @@ struct BoardPage {
 
 /// Query strings of the board's links, keeping the filters.
 fn board_href(q: &HashMap<String, String>, set: &[(&str, String)]) -> String {
-    let mut pairs: Vec<(String, String)> = ["grid", "level", "category", "assignee", "from", "to", "col", "sort"]
-        .iter()
-        .filter(|k| !set.iter().any(|(s, _)| s == *k))
-        .filter_map(|k| opt(q, k).map(|v| (k.to_string(), v.to_string())))
-        .collect();
+    let mut pairs: Vec<(String, String)> = [
+        "grid", "level", "category", "assignee", "from", "to", "col", "sort",
+    ]
+    .iter()
+    .filter(|k| !set.iter().any(|(s, _)| s == *k))
+    .filter_map(|k| opt(q, k).map(|v| (k.to_string(), v.to_string())))
+    .collect();
     pairs.extend(set.iter().map(|(k, v)| (k.to_string(), v.clone())));
     match serde_urlencoded::to_string(&pairs) {
         Ok(s) if !s.is_empty() => format!("/console/?{s}"),
@@ -187,17 +193,29 @@ async fn board_page(
             None => mine.clone(),
         };
         let level = match opt(&q, "level") {
-            Some(l) => Some(Level::parse(l).map_err(|e| bad(e.to_string()))?.as_str().to_string()),
+            Some(l) => Some(
+                Level::parse(l)
+                    .map_err(|e| bad(e.to_string()))?
+                    .as_str()
+                    .to_string(),
+            ),
             None => None,
         };
         let category = match opt(&q, "category") {
-            Some(v) => Some(Category::parse(v).map_err(|e| bad(e.to_string()))?.as_str().to_string()),
+            Some(v) => Some(
+                Category::parse(v)
+                    .map_err(|e| bad(e.to_string()))?
+                    .as_str()
+                    .to_string(),
+            ),
             None => None,
         };
         let assignee = opt(&q, "assignee").map(|a| a.chars().take(64).collect::<String>());
         let created = day_range(opt(&q, "from"), opt(&q, "to")).map_err(bad)?;
         let column = match opt(&q, "col") {
-            Some(v) => BoardColumn::parse(v).ok_or_else(|| bad(format!("col: unknown column {v:?}")))?,
+            Some(v) => {
+                BoardColumn::parse(v).ok_or_else(|| bad(format!("col: unknown column {v:?}")))?
+            }
             None => BoardColumn::Overdue,
         };
         let sort_key = opt(&q, "sort").unwrap_or("deadline");
@@ -236,7 +254,11 @@ async fn board_page(
             .await
             .map_err(|e| con.fail(&c, e))?;
         let names = con.user_names(&c).await?;
-        let grid_infos = con.storage.list_grids().await.map_err(|e| con.fail(&c, e))?;
+        let grid_infos = con
+            .storage
+            .list_grids()
+            .await
+            .map_err(|e| con.fail(&c, e))?;
         let grid_name = |id: &str| {
             grid_infos
                 .iter()
@@ -300,18 +322,41 @@ async fn board_page(
             &BoardPage {
                 nav: con.nav(&c, Some(&me)),
                 w,
-                grids: std::iter::once(Choice { value: String::new(), label: all.clone(), selected: grid.is_none() })
-                    .chain(choices(
-                        mine.iter().map(|g| (g.as_str(), format!("{} ({g})", grid_name(g)))),
-                        grid,
-                    ))
-                    .collect(),
-                levels: std::iter::once(Choice { value: String::new(), label: all.clone(), selected: level.is_none() })
-                    .chain(choices(Level::ALL.iter().map(|l| (l.as_str(), l.as_str().to_string())), level.as_deref()))
-                    .collect(),
-                categories: std::iter::once(Choice { value: String::new(), label: all, selected: category.is_none() })
-                    .chain(choices(Category::ALL.iter().map(|l| (l.as_str(), l.as_str().to_string())), category.as_deref()))
-                    .collect(),
+                grids: std::iter::once(Choice {
+                    value: String::new(),
+                    label: all.clone(),
+                    selected: grid.is_none(),
+                })
+                .chain(choices(
+                    mine.iter()
+                        .map(|g| (g.as_str(), format!("{} ({g})", grid_name(g)))),
+                    grid,
+                ))
+                .collect(),
+                levels: std::iter::once(Choice {
+                    value: String::new(),
+                    label: all.clone(),
+                    selected: level.is_none(),
+                })
+                .chain(choices(
+                    Level::ALL
+                        .iter()
+                        .map(|l| (l.as_str(), l.as_str().to_string())),
+                    level.as_deref(),
+                ))
+                .collect(),
+                categories: std::iter::once(Choice {
+                    value: String::new(),
+                    label: all,
+                    selected: category.is_none(),
+                })
+                .chain(choices(
+                    Category::ALL
+                        .iter()
+                        .map(|l| (l.as_str(), l.as_str().to_string())),
+                    category.as_deref(),
+                ))
+                .collect(),
                 sorts: choices(
                     [
                         ("deadline", w.sort_deadline.to_string()),
@@ -329,7 +374,8 @@ async fn board_page(
                 rows,
                 summary,
                 prev: (page_no > 1).then(|| board_href(&q, &[("page", (page_no - 1).to_string())])),
-                next: (page_no < pages).then(|| board_href(&q, &[("page", (page_no + 1).to_string())])),
+                next: (page_no < pages)
+                    .then(|| board_href(&q, &[("page", (page_no + 1).to_string())])),
                 my_grids,
             },
         ))
@@ -409,20 +455,46 @@ fn allowed(view: &TaskView, actor: &Actor, now_ms: i64) -> Allowed {
     let ok = |a: TaskAction| workflow::check(view, actor, &a).is_ok();
     let text = String::from("?");
     Allowed {
-        assign: ok(TaskAction::Assign { assignee: "?".into() }),
+        assign: ok(TaskAction::Assign {
+            assignee: "?".into(),
+        }),
         accept: ok(TaskAction::Accept),
-        supervise: ok(TaskAction::Supervise { text: text.clone(), new_deadline: None }),
-        inquire: ok(TaskAction::Inquire { text: text.clone(), send_back: false }),
-        send_back: ok(TaskAction::Inquire { text: text.clone(), send_back: true }),
-        complete: ok(TaskAction::Complete { result: text.clone() }),
-        rate: ok(TaskAction::Rate { score: 5, comment: String::new() }),
+        supervise: ok(TaskAction::Supervise {
+            text: text.clone(),
+            new_deadline: None,
+        }),
+        inquire: ok(TaskAction::Inquire {
+            text: text.clone(),
+            send_back: false,
+        }),
+        send_back: ok(TaskAction::Inquire {
+            text: text.clone(),
+            send_back: true,
+        }),
+        complete: ok(TaskAction::Complete {
+            result: text.clone(),
+        }),
+        rate: ok(TaskAction::Rate {
+            score: 5,
+            comment: String::new(),
+        }),
         change_level: Level::ALL
             .iter()
             .any(|l| ok(TaskAction::ChangeLevel { level: *l })),
-        change_deadline: ok(TaskAction::ChangeDeadline { deadline: now_ms + DAY_MS }),
-        escalate_community: ok(TaskAction::Escalate { tier: Tier::Community, unit: None }),
-        escalate_unit: ok(TaskAction::Escalate { tier: Tier::LinkedUnit, unit: Some(text.clone()) }),
-        cancel: ok(TaskAction::Cancel { reason: text.clone() }),
+        change_deadline: ok(TaskAction::ChangeDeadline {
+            deadline: now_ms + DAY_MS,
+        }),
+        escalate_community: ok(TaskAction::Escalate {
+            tier: Tier::Community,
+            unit: None,
+        }),
+        escalate_unit: ok(TaskAction::Escalate {
+            tier: Tier::LinkedUnit,
+            unit: Some(text.clone()),
+        }),
+        cancel: ok(TaskAction::Cancel {
+            reason: text.clone(),
+        }),
         note: ok(TaskAction::Note { text }),
     }
 }
@@ -470,11 +542,20 @@ async fn task_view(
     flash: Option<(bool, String)>,
 ) -> Result<Response, Response> {
     let w = c.lang.work();
-    let Some(detail) = con.storage.task_detail(id).await.map_err(|e| con.fail(c, e))? else {
+    let Some(detail) = con
+        .storage
+        .task_detail(id)
+        .await
+        .map_err(|e| con.fail(c, e))?
+    else {
         return Err(con.not_found_for(c, Some(me)));
     };
     let grids = me.grids();
-    let Some(role) = grids.iter().find(|(g, _)| *g == detail.task.grid).map(|(_, r)| *r) else {
+    let Some(role) = grids
+        .iter()
+        .find(|(g, _)| *g == detail.task.grid)
+        .map(|(_, r)| *r)
+    else {
         return Err(con.not_found_for(c, Some(me)));
     };
     let now = crate::now_ms();
@@ -492,7 +573,10 @@ async fn task_view(
             .map(|t| workflow::fold(t.events.values())),
         _ => None,
     };
-    let allowed = view.as_ref().map(|v| allowed(v, &actor, now)).unwrap_or_default();
+    let allowed = view
+        .as_ref()
+        .map(|v| allowed(v, &actor, now))
+        .unwrap_or_default();
     let names = con.user_names(c).await?;
     let name_of = |u: &str| names.get(u).cloned().unwrap_or_else(|| u.to_string());
     let t = &detail.task;
@@ -502,9 +586,22 @@ async fn task_view(
         (w.category.to_string(), t.category.clone()),
         (c.t().grid.to_string(), t.grid.clone()),
         (w.tier.to_string(), c.lang.label(&t.tier)),
-        (w.assignee.to_string(), t.assignee.as_deref().map(name_of).unwrap_or_default()),
-        (w.deadline.to_string(), t.deadline.map(format_minute).unwrap_or_default()),
-        (w.created.to_string(), format!("{} · {}", format_minute(t.created_at), name_of(&t.created_by))),
+        (
+            w.assignee.to_string(),
+            t.assignee.as_deref().map(name_of).unwrap_or_default(),
+        ),
+        (
+            w.deadline.to_string(),
+            t.deadline.map(format_minute).unwrap_or_default(),
+        ),
+        (
+            w.created.to_string(),
+            format!(
+                "{} · {}",
+                format_minute(t.created_at),
+                name_of(&t.created_by)
+            ),
+        ),
     ];
     if let Some(unit) = &t.linked_unit {
         facts.push((w.unit.to_string(), unit.clone()));
@@ -521,7 +618,11 @@ async fn task_view(
         .map(|e| EventRow {
             at: format_minute(e.at),
             kind: c.lang.label(&e.kind),
-            by: if e.author_name.is_empty() { e.author.clone() } else { e.author_name.clone() },
+            by: if e.author_name.is_empty() {
+                e.author.clone()
+            } else {
+                e.author_name.clone()
+            },
             role: e.role.clone(),
             text: e.text.clone(),
             applied: e.outcome == "applied",
@@ -534,9 +635,17 @@ async fn task_view(
             reason: e.reason.clone().unwrap_or_default(),
         })
         .collect();
-    let all_grants = con.storage.list_grants().await.map_err(|e| con.fail(c, e))?;
+    let all_grants = con
+        .storage
+        .list_grants()
+        .await
+        .map_err(|e| con.fail(c, e))?;
     let users = con.storage.list_users().await.map_err(|e| con.fail(c, e))?;
-    let here: Vec<_> = all_grants.iter().filter(|g| g.grid == t.grid).cloned().collect();
+    let here: Vec<_> = all_grants
+        .iter()
+        .filter(|g| g.grid == t.grid)
+        .cloned()
+        .collect();
     let people = crate::access::grid_people(&here, &all_grants, &users)
         .into_iter()
         .filter(|p| p.role != Role::Admin.as_str())
@@ -566,7 +675,7 @@ async fn task_view(
 }
 
 /// The `action` values of the task forms.
-pub const ACTION_KINDS: [&str; 12] = [
+pub const ACTION_KINDS: [&str; 11] = [
     "assign",
     "accept",
     "note",
@@ -578,7 +687,6 @@ pub const ACTION_KINDS: [&str; 12] = [
     "change_deadline",
     "escalate",
     "cancel",
-    "order",
 ];
 
 /// The action a task form asks for; `Err` with the field that is wrong.
@@ -594,14 +702,24 @@ pub fn action_of(form: &HashMap<String, String>) -> Result<TaskAction, String> {
             .ok_or_else(|| format!("{k}: {v:?} is not a date and time"))
     };
     Ok(match f("action").as_str() {
-        "assign" => TaskAction::Assign { assignee: f("assignee") },
+        "assign" => TaskAction::Assign {
+            assignee: f("assignee"),
+        },
         "accept" => TaskAction::Accept,
         "note" => TaskAction::Note { text: f("text") },
-        "supervise" => TaskAction::Supervise { text: f("text"), new_deadline: deadline("deadline")? },
-        "inquire" => TaskAction::Inquire { text: f("text"), send_back: form.contains_key("send_back") },
+        "supervise" => TaskAction::Supervise {
+            text: f("text"),
+            new_deadline: deadline("deadline")?,
+        },
+        "inquire" => TaskAction::Inquire {
+            text: f("text"),
+            send_back: form.contains_key("send_back"),
+        },
         "complete" => TaskAction::Complete { result: f("text") },
         "rate" => TaskAction::Rate {
-            score: f("score").parse().map_err(|_| format!("score: {:?} is not a rating from 1 to 5", f("score")))?,
+            score: f("score")
+                .parse()
+                .map_err(|_| format!("score: {:?} is not a rating from 1 to 5", f("score")))?,
             comment: f("text"),
         },
         "change_level" => TaskAction::ChangeLevel {
@@ -628,10 +746,23 @@ async fn task_act(
 ) -> Response {
     let inner = async {
         let me = con.require_post(&c, &form, "task_action").await?;
-        let kind = form.get("action").map_or("", |v| v.trim()).chars().take(32).collect::<String>();
-        let detail = format!("task={} action={kind}", id.chars().take(200).collect::<String>());
+        let kind = form
+            .get("action")
+            .map_or("", |v| v.trim())
+            .chars()
+            .take(32)
+            .collect::<String>();
+        let detail = format!(
+            "task={} action={kind}",
+            id.chars().take(200).collect::<String>()
+        );
         // The task must be one of the user's grids before anything else is said about it.
-        let visible = match con.storage.task_detail(&id).await.map_err(|e| con.fail(&c, e))? {
+        let visible = match con
+            .storage
+            .task_detail(&id)
+            .await
+            .map_err(|e| con.fail(&c, e))?
+        {
             Some(d) => me.grids().iter().any(|(g, _)| *g == d.task.grid),
             None => false,
         };
@@ -641,13 +772,29 @@ async fn task_act(
         let action = match action_of(&form) {
             Ok(a) => a,
             Err(m) => {
-                con.record(&me.user, &c, "task_action", &format!("{detail}: {m}"), false).await?;
-                return task_view(&con, &c, &me, &id, StatusCode::BAD_REQUEST, Some((false, m))).await;
+                con.record(
+                    &me.user,
+                    &c,
+                    "task_action",
+                    &format!("{detail}: {m}"),
+                    false,
+                )
+                .await?;
+                return task_view(
+                    &con,
+                    &c,
+                    &me,
+                    &id,
+                    StatusCode::BAD_REQUEST,
+                    Some((false, m)),
+                )
+                .await;
             }
         };
         match act::act(&con.app, &me.user, &id, action, crate::now_ms()).await {
             Ok(_) => {
-                con.record(&me.user, &c, "task_action", &detail, true).await?;
+                con.record(&me.user, &c, "task_action", &detail, true)
+                    .await?;
                 Ok(Redirect::to(&format!("/console/tasks/{id}?done={kind}")).into_response())
             }
             Err(ActError::NotFound) => Err(con.out_of_scope(&c, &me, "task_action", &detail).await),
@@ -655,15 +802,36 @@ async fn task_act(
                 let (status, text) = match e {
                     ActError::Invalid(m) => (StatusCode::BAD_REQUEST, m),
                     ActError::Refused(m) => (StatusCode::CONFLICT, m),
-                    ActError::DeviceRevoked => (StatusCode::FORBIDDEN, c.lang.work().device_revoked.to_string()),
+                    ActError::DeviceRevoked => (
+                        StatusCode::FORBIDDEN,
+                        c.lang.work().device_revoked.to_string(),
+                    ),
                     ActError::Internal(m) => {
                         tracing::error!(error = %m, "console: task action failed");
-                        (StatusCode::INTERNAL_SERVER_ERROR, c.t().server_error.to_string())
+                        (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            c.t().server_error.to_string(),
+                        )
                     }
                     ActError::NotFound => (StatusCode::NOT_FOUND, c.t().not_found.to_string()),
                 };
-                con.record(&me.user, &c, "task_action", &format!("{detail}: {text}"), false).await?;
-                task_view(&con, &c, &me, &id, status, Some((false, format!("{}{text}", c.t().refused)))).await
+                con.record(
+                    &me.user,
+                    &c,
+                    "task_action",
+                    &format!("{detail}: {text}"),
+                    false,
+                )
+                .await?;
+                task_view(
+                    &con,
+                    &c,
+                    &me,
+                    &id,
+                    status,
+                    Some((false, format!("{}{text}", c.t().refused))),
+                )
+                .await
             }
         }
     };
@@ -719,7 +887,12 @@ async fn households_page(
                 address: address(&h.household),
                 head: h.household.head_name.clone(),
                 members: h.household.member_count,
-                matched: h.residents.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join("、"),
+                matched: h
+                    .residents
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join("、"),
                 moved_out: h.household.moved_out_at.is_some(),
             })
             .collect();
@@ -774,7 +947,12 @@ async fn household_page(State(con): State<Console>, c: Client, Path(id): Path<St
     let inner = async {
         let me = con.require(&c).await?;
         let w = c.lang.work();
-        let Some(d) = con.storage.household_detail(&id).await.map_err(|e| con.fail(&c, e))? else {
+        let Some(d) = con
+            .storage
+            .household_detail(&id)
+            .await
+            .map_err(|e| con.fail(&c, e))?
+        else {
             return Err(con.not_found_for(&c, Some(&me)));
         };
         if !me.grids().iter().any(|(g, _)| *g == d.household.grid) {
@@ -849,7 +1027,11 @@ async fn household_page(State(con): State<Console>, c: Client, Path(id): Path<St
             .rev()
             .map(|e| LineRow {
                 at: format_minute(e.at_ms),
-                a: if e.name.is_empty() { e.user.clone() } else { format!("{} ({})", e.name, e.user) },
+                a: if e.name.is_empty() {
+                    e.user.clone()
+                } else {
+                    format!("{} ({})", e.name, e.user)
+                },
                 b: e.what.clone(),
                 c: e.device.clone(),
                 href: None,
@@ -881,20 +1063,30 @@ mod tests {
     fn days_and_minutes_are_read_in_china_time() {
         // 2026-12-02 00:00 in China is 2026-12-01 16:00 UTC.
         assert_eq!(parse_day("2026-12-02"), Some(1_796_169_600_000 - CST_MS));
-        assert_eq!(format_ms(parse_day("2026-12-02").unwrap()), "2026-12-02 00:00:00");
+        assert_eq!(
+            format_ms(parse_day("2026-12-02").unwrap()),
+            "2026-12-02 00:00:00"
+        );
         let m = parse_minute("2026-12-02T09:30").unwrap();
         assert_eq!(format_minute(m), "2026-12-02 09:30");
         for bad in ["2026-13-01", "2026-02-30", "26-12-02", "2026-12-2", "", "x"] {
             assert_eq!(parse_day(bad), None, "{bad}");
         }
-        for bad in ["2026-12-02T24:00", "2026-12-02T09", "2026-12-02", "2026-12-02T9:3"] {
+        for bad in [
+            "2026-12-02T24:00",
+            "2026-12-02T09",
+            "2026-12-02",
+            "2026-12-02T9:3",
+        ] {
             assert_eq!(parse_minute(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn a_created_range_includes_its_last_day() {
-        let r = day_range(Some("2026-12-01"), Some("2026-12-01")).unwrap().unwrap();
+        let r = day_range(Some("2026-12-01"), Some("2026-12-01"))
+            .unwrap()
+            .unwrap();
         assert_eq!(r.to_ms - r.from_ms, DAY_MS);
         assert!(day_range(Some("2026-12-02"), Some("2026-12-01")).is_err());
         assert!(day_range(Some("tomorrow"), None).is_err());
@@ -904,23 +1096,53 @@ mod tests {
     #[test]
     fn task_forms_are_read_into_actions_or_name_the_wrong_field() {
         let form = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
         };
         assert_eq!(
-            action_of(&form(&[("action", "supervise"), ("text", " 请尽快 "), ("deadline", "2026-12-03T18:00")])),
+            action_of(&form(&[
+                ("action", "supervise"),
+                ("text", " 请尽快 "),
+                ("deadline", "2026-12-03T18:00")
+            ])),
             Ok(TaskAction::Supervise {
                 text: "请尽快".into(),
                 new_deadline: parse_minute("2026-12-03T18:00")
             })
         );
         assert_eq!(
-            action_of(&form(&[("action", "inquire"), ("text", "为何未办"), ("send_back", "on")])),
-            Ok(TaskAction::Inquire { text: "为何未办".into(), send_back: true })
+            action_of(&form(&[
+                ("action", "inquire"),
+                ("text", "为何未办"),
+                ("send_back", "on")
+            ])),
+            Ok(TaskAction::Inquire {
+                text: "为何未办".into(),
+                send_back: true
+            })
         );
-        assert!(action_of(&form(&[("action", "rate"), ("score", "五")])).unwrap_err().contains("score"));
-        assert!(action_of(&form(&[("action", "change_deadline")])).unwrap_err().contains("deadline"));
-        assert!(action_of(&form(&[("action", "supervise"), ("deadline", "明天")])).unwrap_err().contains("deadline"));
-        assert!(action_of(&form(&[("action", "drop_table")])).unwrap_err().contains("unknown"));
+        assert!(
+            action_of(&form(&[("action", "rate"), ("score", "五")]))
+                .unwrap_err()
+                .contains("score")
+        );
+        assert!(
+            action_of(&form(&[("action", "change_deadline")]))
+                .unwrap_err()
+                .contains("deadline")
+        );
+        assert!(
+            action_of(&form(&[("action", "supervise"), ("deadline", "明天")]))
+                .unwrap_err()
+                .contains("deadline")
+        );
+        assert!(
+            action_of(&form(&[("action", "drop_table")]))
+                .unwrap_err()
+                .contains("unknown")
+        );
         assert!(matches!(
             action_of(&form(&[("action", "escalate"), ("tier", "linked_unit"), ("unit", "物业")])),
             Ok(TaskAction::Escalate { tier: Tier::LinkedUnit, unit: Some(u) }) if u == "物业"
