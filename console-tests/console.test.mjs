@@ -57,7 +57,7 @@ test('a user logs in and sees their grids', async () => {
   assert.match(await page.locator('#grid-title').textContent(), /第一网格/);
   await shot(page, '03-grid');
   await page.click('#lang');
-  assert.match(await page.locator('h1').first().textContent(), /My grids/);
+  assert.match(await page.locator('h1').first().textContent(), /Supervision board/);
   await shot(page, '04-home-english');
   await context.close();
 });
@@ -150,5 +150,101 @@ test('an admin creates an enrollment code and sees its QR code', async () => {
   assert.match(audit, /enroll_code/);
   assert.match(audit, /refused: account locked/);
   await shot(page, '10-audit');
+  await context.close();
+});
+
+// ----- the work pages, against a real phone (PHONE_BIN, seeded by console-tests.sh) -----
+
+import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+
+if (!process.env.PHONE_SEED || !process.env.PHONE_BIN) throw new Error('PHONE_SEED and PHONE_BIN must be set (scripts/console-tests.sh)');
+const SEED = JSON.parse(readFileSync(process.env.PHONE_SEED, 'utf8'));
+
+function phoneSync() {
+  return JSON.parse(execFileSync(process.env.PHONE_BIN, ['sync', process.env.PHONE_DIR], { encoding: 'utf8' }));
+}
+
+async function count(page, column) {
+  return Number(await page.locator(`#count-${column} .n`).textContent());
+}
+
+test('the board counts what the synced phone counts', async () => {
+  const { context, page } = await fresh();
+  await login(page, 'u-staff');
+  await page.goto(`${BASE}/console/?grid=g1`);
+  for (const [column, n] of Object.entries(SEED.counts)) {
+    assert.equal(await count(page, column), n, column);
+  }
+  assert.equal(await page.locator(`#board tr[data-task="${SEED.tasks.late}"]`).count(), 1, 'the overdue task is listed');
+  assert.match(await page.locator(`#board tr[data-task="${SEED.tasks.late}"] td.overdue`).textContent(), /^1$/);
+  await shot(page, '11-board');
+  // Another column, filtered by level, keeps its filters in the count links.
+  await page.click('#count-awaiting_assign');
+  assert.equal(await page.locator(`#board tr[data-task="${SEED.tasks.waiting}"]`).count(), 1);
+  await page.selectOption('select[name=level]', '党群办');
+  await Promise.all([page.waitForNavigation(), page.click('#apply')]);
+  assert.equal(await page.locator('#no-tasks').count(), 1, 'no 党群办 task awaits 派单');
+  await context.close();
+});
+
+test('督单 with a new deadline in the browser reaches the phone at its next sync', async () => {
+  const { context, page } = await fresh();
+  await login(page, 'u-staff');
+  await page.goto(`${BASE}/console/tasks/${SEED.tasks.working}`);
+  await page.fill('#act-supervise input[name=text]', '请今天内修好');
+  const soon = new Date(Date.now() + 3 * 86400000 + 8 * 3600000).toISOString().slice(0, 16);
+  await page.fill('#act-supervise input[name=deadline]', soon);
+  const [resp] = await Promise.all([page.waitForNavigation(), page.click('#act-supervise button')]);
+  assert.equal(resp.status(), 200);
+  assert.match(await page.locator('#flash').textContent(), /已记录：督单/);
+  assert.match(await page.locator('#timeline').textContent(), /请今天内修好/);
+  await shot(page, '12-task');
+  const phone = phoneSync().tasks[SEED.tasks.working];
+  assert.equal(phone.last_kind, 'supervise');
+  assert.equal(phone.last_author, 'u-staff');
+  assert.equal(phone.last_text, '请今天内修好');
+  assert.ok(phone.deadline > Date.now() + 2 * 86400000, 'the new deadline');
+  await context.close();
+});
+
+test('问单 with send-back by the secretary reopens a done task on the phone', async () => {
+  const { context, page } = await fresh();
+  await login(page, 'u-sec');
+  await page.goto(`${BASE}/console/tasks/${SEED.tasks.done}`);
+  assert.equal(await page.locator('#act-assign').count(), 0, 'no 派单 of a done task');
+  await page.fill('#act-inquire input[name=text]', '居民反映还没办好');
+  await page.check('#act-inquire input[name=send_back]');
+  await Promise.all([page.waitForNavigation(), page.click('#act-inquire button')]);
+  assert.match(await page.locator('#flash').textContent(), /问单/);
+  assert.equal(phoneSync().tasks[SEED.tasks.done].status, 'in_progress');
+  await context.close();
+});
+
+test('a household is found by pinyin and shown with masked numbers and its history', async () => {
+  const { context, page } = await fresh();
+  await login(page, 'u-staff');
+  await page.goto(`${BASE}/console/households`);
+  await page.fill('#q', 'zhangsan');
+  await Promise.all([page.waitForNavigation(), page.click('#search')]);
+  await shot(page, '13-households');
+  await Promise.all([page.waitForNavigation(), page.click(`a[href="/console/households/${SEED.household}"]`)]);
+  const text = await page.locator('main').textContent();
+  assert.match(text, /张三/);
+  assert.ok(!text.includes('13800138000'), 'the phone number is masked');
+  assert.match(await page.locator('#history').textContent(), /王伟/);
+  await shot(page, '14-household');
+  await context.close();
+});
+
+test('a 网格员 of another grid gets the same 404 for a task URL', async () => {
+  const { context, page } = await fresh();
+  await login(page, 'u-g2');
+  const theirs = await page.goto(`${BASE}/console/tasks/${SEED.tasks.working}`);
+  assert.equal(theirs.status(), 404);
+  const text = await page.locator('main').textContent();
+  const missing = await page.goto(`${BASE}/console/tasks/no-such-task`);
+  assert.equal(missing.status(), 404);
+  assert.equal(await page.locator('main').textContent(), text);
   await context.close();
 });

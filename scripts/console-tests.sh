@@ -25,7 +25,11 @@ if [ ! -d console-tests/node_modules/playwright-core ]; then
 fi
 
 nice cargo build -q -p xiuhua-server
+# A phone (the core's store, syncing over HTTP) that makes the day's tasks and later syncs
+# what the console did (tests/src/bin/console-phone.rs).
+nice cargo build -q -p xiuhua-e2e --bin console-phone
 bin="${CARGO_TARGET_DIR:-$root/target}/debug/xiuhua-server"
+phone_bin="${CARGO_TARGET_DIR:-$root/target}/debug/console-phone"
 
 data=$(mktemp -d)
 server_pid=
@@ -46,7 +50,7 @@ cli community add c1 金湖社区 --district rd
 cli grid add g1 第一网格 --community c1
 cli grid add g2 第二网格 --community c1
 cli building add g1 3号楼
-for u in "u-admin 站点管理员" "u-g1 王伟" "u-g2 刘洋" "u-lock 孙丽"; do
+for u in "u-admin 站点管理员" "u-g1 王伟" "u-g2 刘洋" "u-lock 孙丽" "u-staff 赵敏" "u-sec 陈红"; do
     # shellcheck disable=SC2086
     cli user add $u
 done
@@ -55,8 +59,10 @@ cli grant u-admin --grid g2 --role 管理员
 cli grant u-g1 --grid g1 --role 网格员
 cli grant u-g2 --grid g2 --role 网格员
 cli grant u-lock --grid g1 --role 网格员
+cli grant u-staff --community c1 --role 社区工作者
+cli grant u-sec --community c1 --role 社区书记
 password="console-test-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
-for u in u-admin u-g1 u-g2 u-lock; do
+for u in u-admin u-g1 u-g2 u-lock u-staff u-sec; do
     # Standard input is not a terminal: the first line is the password.
     printf '%s\n' "$password" | "$bin" set-password "$u" >/dev/null
 done
@@ -80,6 +86,11 @@ if [ -z "$url" ]; then
     exit 1
 fi
 echo "console-tests: server at $url"
+
+# u-g1's phone makes the day's tasks on g1 and syncs; what it counts is in phone-seed.json.
+code=$("$bin" enroll-code u-g1 | head -1)
+"$phone_bin" seed "$data/phone" "$url" "$code" >"$data/phone-seed.json"
+export PHONE_BIN="$phone_bin" PHONE_DIR="$data/phone" PHONE_SEED="$data/phone-seed.json"
 
 cd console-tests
 rm -rf screenshots
