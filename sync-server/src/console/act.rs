@@ -106,16 +106,14 @@ pub async fn console_caller(app: &AppState, user: &str, now_ms: i64) -> Result<C
             refresh_hash: &refresh_hash,
             refresh_expires_ms: now_ms,
         };
-        match storage
+        // Anything but `Enrolled`: registered concurrently by another request of the same
+        // user; the next look finds it.
+        if let EnrollOutcome::Enrolled(_) = storage
             .enroll_device(&code_hash, &new, None, now_ms)
             .await
             .map_err(internal)?
         {
-            EnrollOutcome::Enrolled(_) => {
-                tracing::info!(device, user, "console device registered");
-            }
-            // Registered concurrently by another request of the same user: look again.
-            _ => {}
+            tracing::info!(device, user, "console device registered");
         }
     }
     Err(ActError::Internal(format!(
