@@ -39,6 +39,7 @@ const NESTED: &[(&str, &str)] = &[
     ("GridSeq", "PushResponse"),
     ("PulledChange", "PullResponse"),
     ("BundleDoc", "Bundle"),
+    ("GridEstimate", "EstimateResponse"),
 ];
 
 fn dir() -> PathBuf {
@@ -463,6 +464,7 @@ fn all_cases(c: &mut Checker) {
                 },
             ],
             more: true,
+            total_docs: Some(3),
         },
     );
     c.check(
@@ -470,6 +472,25 @@ fn all_cases(c: &mut Checker) {
         RepairRequest {
             doc: "hh-01".into(),
             message: bytes(b"\x42sync-message"),
+        },
+    );
+    c.check("empty", EstimateRequest {});
+    c.check(
+        "two_grids",
+        EstimateResponse {
+            server_time_ms: NOW,
+            grids: vec![
+                GridEstimate {
+                    grid: "东城-01".into(),
+                    docs: 3_214,
+                    bytes: 2_640_118,
+                },
+                GridEstimate {
+                    grid: "东城-02".into(),
+                    docs: 0,
+                    bytes: 0,
+                },
+            ],
         },
     );
     c.check("in_sync", RepairResponse { message: None });

@@ -918,6 +918,7 @@ fn bundle() -> Bundle {
         projection_version: xiuhua_core::store::PROJECTION_VERSION,
         docs,
         more: false,
+        total_docs: None,
     }
 }
 

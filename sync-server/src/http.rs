@@ -238,6 +238,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/bootstrap", post(bootstrap))
         .route("/v1/repair", post(repair))
         .route("/v1/escalate", post(escalate))
+        .route("/v1/estimate", post(estimate))
         .route_layer(middleware::from_fn(check_protocol));
     Router::new()
         .route("/healthz", get(healthz))
@@ -935,6 +936,17 @@ async fn bootstrap(
         .bootstrap(&req.grid, &scope, req.after.as_deref(), req.limit)
         .await
         .map_err(|e| ApiError::from(e).with_purge(&purge))?;
+    // The first page says how many documents the whole bundle holds.
+    let total_docs = if req.after.is_none() {
+        let (n, _) = st
+            .storage
+            .grid_size(&req.grid, &scope)
+            .await
+            .map_err(|e| ApiError::from(e).with_purge(&purge))?;
+        Some(n)
+    } else {
+        None
+    };
     let grid = req.grid;
     let purge_in_body = purge.clone();
     let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
@@ -959,6 +971,7 @@ async fn bootstrap(
             projection_version: PROJECTION_VERSION,
             docs,
             more: snap.more,
+            total_docs,
         };
         Ok(encode_with_purge(&bundle, &purge_in_body))
     })
@@ -1096,6 +1109,39 @@ pub fn repair_reply(saved: &[u8], message: &[u8]) -> Result<Option<Vec<u8>>, Rep
         version: MessageVersion::V1,
     };
     Ok(Some(reply.encode()))
+}
+
+/// How big a first sync of each granted grid would be, in the caller's scope: asked by a
+/// phone before it starts (on a slow or paid connection the worker may wait for Wi-Fi).
+async fn estimate(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&st, &headers).await?;
+    let purge = caller.purge_grids();
+    let result = async {
+        let _: EstimateRequest = read_body(&st, body, Endpoint::Read).await?;
+        let mut grids = Vec::with_capacity(caller.grants.len());
+        for g in &caller.grants {
+            let (docs, bytes) = st.storage.grid_size(&g.grid, &Scope::of(g)).await?;
+            grids.push(GridEstimate {
+                grid: g.grid.clone(),
+                docs,
+                bytes,
+            });
+        }
+        Ok::<_, ApiError>(grids)
+    }
+    .await;
+    let grids = result.map_err(|e| e.with_purge(&purge))?;
+    Ok(wire(
+        &EstimateResponse {
+            server_time_ms: now_ms(),
+            grids,
+        },
+        Some(&caller),
+    ))
 }
 
 async fn escalate(

@@ -277,6 +277,8 @@ pub struct SyncEngine {
     grid_idx: usize,
     grid_started: bool,
     grid_pulled: u64,
+    /// How many documents the grid's bundle holds, as its first page said.
+    bootstrap_total: Option<u64>,
     /// The next bootstrap page to ask for, while a grid's bundle has more.
     bootstrap_next: Option<InFlight>,
     grid_seqs: HashMap<String, u64>,
@@ -394,6 +396,7 @@ impl SyncEngine {
             grid_started: false,
             bootstrap_next: None,
             grid_pulled: 0,
+            bootstrap_total: None,
             grid_seqs: HashMap::new(),
             purged: HashSet::new(),
             refused: Vec::new(),
@@ -1123,7 +1126,16 @@ impl SyncEngine {
                 }
                 self.report.bootstrapped_docs += n as u64;
                 self.grid_pulled += n as u64;
-                let total = (!bundle.more).then_some(self.grid_pulled);
+                if after.is_none() {
+                    self.bootstrap_total = bundle.total_docs;
+                }
+                // The first page's total (a count taken a moment earlier: never shown below
+                // what arrived), exact once the last page is in.
+                let total = if bundle.more {
+                    self.bootstrap_total.map(|t| t.max(self.grid_pulled))
+                } else {
+                    Some(self.grid_pulled)
+                };
                 self.progress = (SyncPhase::Bootstrap, self.grid_pulled, total);
                 if bundle.more {
                     self.bootstrap_next = Some(InFlight::Bootstrap {

@@ -324,6 +324,25 @@ pub fn repair_document(
     })
 }
 
+/// How big a first sync will be: per granted grid, the documents the phone would receive
+/// and their stored bytes (`/v1/estimate`), so the app can say "3,214 documents, about
+/// 2.6 MB" and let the worker wait for Wi-Fi. Asked right after enrollment with the saved
+/// access token (a sync refreshes it; an expired one is refused 401 like any request, and
+/// the app then just syncs). Writes nothing.
+pub fn estimate(store: &Store, transport: &mut dyn Transport) -> Result<proto::EstimateResponse> {
+    let creds = store.credentials()?.ok_or(Error::NotEnrolled)?;
+    let body = proto::encode(&proto::EstimateRequest {});
+    let (status, reply) = transport.post("/v1/estimate", body, Some(&creds.access_token))?;
+    if !(200..300).contains(&status) {
+        return Err(engine::error_from_reply(status, &reply));
+    }
+    proto::decode(&reply).map_err(|e| Error::Sync {
+        status,
+        code: "bad_reply".into(),
+        message: e.to_string(),
+    })
+}
+
 /// Exchanges a one-time enrollment code (printed at the station) for a device id and tokens.
 /// Save the answer with [`Store::save_enrollment`]; [`enroll_store`] does both with the
 /// identity rules, and is what an app calls.

@@ -250,6 +250,32 @@ pub struct Bundle {
     /// More documents follow: ask again with `after` = the id of the last document here.
     #[serde(default)]
     pub more: bool,
+    /// On a bundle's first page: how many documents the whole bundle holds, so the progress
+    /// bar knows its total from the start. `None` on later pages and from older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_docs: Option<u64>,
+}
+
+/// `/v1/estimate`: how big a first sync will be, asked before it starts (the body names
+/// nothing: the answer covers every grid the caller holds a grant on, in its scope).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EstimateRequest {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EstimateResponse {
+    pub server_time_ms: i64,
+    pub grids: Vec<GridEstimate>,
+}
+
+/// One grid's size as the caller would bootstrap it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GridEstimate {
+    pub grid: String,
+    /// Documents in the caller's scope (households, 民情 records, tasks).
+    pub docs: u64,
+    /// Their stored size (documents and rows, before compression): an upper bound of what
+    /// the bootstrap downloads.
+    pub bytes: u64,
 }
 
 /// Automerge's sync protocol for one document whose heads disagree.
@@ -517,6 +543,15 @@ mod tests {
             projection_version: 1,
             docs: vec![],
             more: true,
+            total_docs: Some(12),
+        });
+        round_trip(EstimateResponse {
+            server_time_ms: 1,
+            grids: vec![GridEstimate {
+                grid: "g".into(),
+                docs: 12,
+                bytes: 3_000,
+            }],
         });
         round_trip(RepairRequest {
             doc: "d".into(),

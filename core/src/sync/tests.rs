@@ -276,6 +276,7 @@ impl FakeServer {
                     projection_version: self.projection_version,
                     docs,
                     more,
+                    total_docs: b.after.is_none().then_some(matching as u64),
                 });
                 if b.after.is_none() && more {
                     for push in std::mem::take(&mut self.between_pages) {
@@ -1106,6 +1107,40 @@ fn progress_is_reported() {
     let seen = rec.0.lock().unwrap();
     assert!(seen.iter().any(|(p, _, _)| *p == SyncPhase::Bootstrap));
     assert_eq!(seen.last().map(|s| s.0), Some(SyncPhase::Done));
+}
+
+#[test]
+fn a_paged_bootstrap_knows_its_total_from_the_first_page() {
+    struct Rec(Mutex<Vec<(SyncPhase, u64, Option<u64>)>>);
+    impl SyncProgress for Rec {
+        fn on_progress(&self, phase: SyncPhase, done: u64, total: Option<u64>) {
+            self.0.lock().unwrap().push((phase, done, total));
+        }
+    }
+    let net = Net::new();
+    let _a = populated(&net);
+    let mut b = device(&net, "u-li", "dev-b");
+    let rec = Rec(Mutex::new(Vec::new()));
+    let mut t = net.clone();
+    let creds = b.credentials().unwrap().unwrap();
+    let opts = SyncOptions {
+        bootstrap_page: 4,
+        ..SyncOptions::default()
+    };
+    sync_with(&mut b, &mut t, Some(&rec), &creds, opts).unwrap();
+    let seen = rec.0.lock().unwrap();
+    let pages: Vec<(u64, Option<u64>)> = seen
+        .iter()
+        .filter(|(p, done, _)| *p == SyncPhase::Bootstrap && *done > 0)
+        .map(|(_, d, t)| (*d, *t))
+        .collect();
+    let all = b.grid_doc_count(G1).unwrap() as u64;
+    assert!(pages.len() >= 3, "{pages:?}");
+    // Every page after the first knows the total: the bar is never indeterminate.
+    assert!(
+        pages.iter().all(|(d, t)| *t == Some(all) && *d <= all),
+        "{pages:?} of {all}"
+    );
 }
 
 #[test]

@@ -672,6 +672,9 @@ pub trait Storage: Send + Sync + 'static {
         self.bootstrap_within(grid, scope, after, limit, PAGE_MAX_BYTES)
             .await
     }
+    /// How many documents a bootstrap of `grid` in `scope` would send, and their stored
+    /// bytes (documents and rows); quarantined documents are left out, as in a bootstrap.
+    async fn grid_size(&self, grid: &str, scope: &Scope) -> StoreResult<(u64, u64)>;
     /// A registered document's metadata and `save_nocompress()` bytes; refused
     /// ([`quarantined_refusal`]) for a quarantined document.
     async fn doc(&self, id: &str) -> StoreResult<Option<(DocMeta, Vec<u8>)>>;

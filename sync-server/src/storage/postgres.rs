@@ -2095,6 +2095,31 @@ impl Storage for PgStorage {
         })
     }
 
+    async fn grid_size(&self, grid: &str, scope: &Scope) -> StoreResult<(u64, u64)> {
+        let c = self.client().await?;
+        let row = match scope {
+            Scope::Grid => {
+                c.query_one(
+                    "SELECT count(*)::int8, coalesce(sum(octet_length(bytes) + octet_length(rows)), 0)::int8
+                     FROM docs WHERE grid = $1 AND id NOT IN (SELECT doc FROM quarantine)",
+                    &[&grid],
+                )
+                .await?
+            }
+            Scope::Buildings(bs) => {
+                c.query_one(
+                    "SELECT count(*)::int8, coalesce(sum(octet_length(bytes) + octet_length(rows)), 0)::int8
+                     FROM docs WHERE grid = $1 AND building = ANY($2)
+                       AND id NOT IN (SELECT doc FROM quarantine)",
+                    &[&grid, bs],
+                )
+                .await?
+            }
+        };
+        let (n, b): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        Ok((u64::try_from(n).unwrap_or(0), u64::try_from(b).unwrap_or(0)))
+    }
+
     async fn bootstrap_within(
         &self,
         grid: &str,

@@ -1861,6 +1861,32 @@ impl Storage for SqliteStorage {
             .await
     }
 
+    async fn grid_size(&self, grid: &str, scope: &Scope) -> StoreResult<(u64, u64)> {
+        let (grid, bs) = (grid.to_string(), buildings_json(scope));
+        self.read(move |c| {
+            let size = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, i64)> {
+                Ok((r.get(0)?, r.get(1)?))
+            };
+            let (n, b) = match &bs {
+                None => c
+                    .prepare_cached(
+                        "SELECT count(*), coalesce(sum(length(bytes) + length(rows)), 0) FROM docs
+                         WHERE grid = ?1 AND id NOT IN (SELECT doc FROM quarantine)",
+                    )?
+                    .query_row(params![grid], size)?,
+                Some(bs) => c
+                    .prepare_cached(
+                        "SELECT count(*), coalesce(sum(length(bytes) + length(rows)), 0) FROM docs
+                         WHERE grid = ?1 AND building IN (SELECT value FROM json_each(?2))
+                           AND id NOT IN (SELECT doc FROM quarantine)",
+                    )?
+                    .query_row(params![grid, bs], size)?,
+            };
+            Ok((u64::try_from(n).unwrap_or(0), u64::try_from(b).unwrap_or(0)))
+        })
+        .await
+    }
+
     async fn doc(&self, id: &str) -> StoreResult<Option<(DocMeta, Vec<u8>)>> {
         let id = id.to_string();
         self.read(move |c| {

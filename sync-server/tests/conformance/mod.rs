@@ -683,6 +683,25 @@ pub async fn bootstrap_and_scope(f: &dyn Factory) {
     let empty = s.bootstrap("g2", &Scope::Grid, None, 0).await.unwrap();
     assert_eq!(empty.cursor, 0);
     assert!(empty.docs.is_empty());
+    // A first sync's estimate is the bootstrap's own count and size, per scope.
+    let full = s.bootstrap("g1", &Scope::Grid, None, 0).await.unwrap();
+    let size = |snap: &xiuhua_server::storage::Snapshot| {
+        let bytes = snap
+            .docs
+            .iter()
+            .map(|d| d.bytes.len() + d.rows.len())
+            .sum::<usize>();
+        (snap.docs.len() as u64, bytes as u64)
+    };
+    assert_eq!(s.grid_size("g1", &Scope::Grid).await.unwrap(), size(&full));
+    let scoped = s.bootstrap("g1", &one, None, 0).await.unwrap();
+    assert_eq!(s.grid_size("g1", &one).await.unwrap(), size(&scoped));
+    assert_eq!(s.grid_size("g2", &Scope::Grid).await.unwrap(), (0, 0));
+    assert_eq!(
+        s.grid_size("g1", &Scope::Buildings(vec![])).await.unwrap(),
+        (0, 0),
+        "no building, nothing"
+    );
     // Document metadata and bytes.
     let (meta, bytes) = s.doc(&h2).await.unwrap().unwrap();
     assert_eq!(meta.grid, "g1");
