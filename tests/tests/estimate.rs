@@ -23,7 +23,8 @@ fn a_new_phone_learns_the_size_of_its_first_sync_and_the_bootstrap_matches_it() 
     // The whole grid for a 网格员, only 3号楼 for its 楼门长.
     let fresh = server.enroll("u-wang");
     let mut t = HttpTransport::new(&fresh.url).unwrap();
-    let e = xiuhua_core::sync::estimate(&fresh.store, &mut t).unwrap();
+    let e =
+        xiuhua_core::sync::estimate(&fresh.store.credentials().unwrap().unwrap(), &mut t).unwrap();
     let g1 = e
         .grids
         .iter()
@@ -32,7 +33,7 @@ fn a_new_phone_learns_the_size_of_its_first_sync_and_the_bootstrap_matches_it() 
     assert_eq!(g1.docs, 4);
     assert!(g1.bytes > 1_000, "{g1:?}");
     let mut li = server.enroll("u-li");
-    let e = xiuhua_core::sync::estimate(&li.store, &mut t).unwrap();
+    let e = xiuhua_core::sync::estimate(&li.store.credentials().unwrap().unwrap(), &mut t).unwrap();
     assert_eq!(e.grids.len(), 1);
     assert_eq!((e.grids[0].grid.as_str(), e.grids[0].docs), ("g1", 3));
     assert!(e.grids[0].bytes < g1.bytes);

@@ -329,8 +329,11 @@ pub fn repair_document(
 /// 2.6 MB" and let the worker wait for Wi-Fi. Asked right after enrollment with the saved
 /// access token (a sync refreshes it; an expired one is refused 401 like any request, and
 /// the app then just syncs). Writes nothing.
-pub fn estimate(store: &Store, transport: &mut dyn Transport) -> Result<proto::EstimateResponse> {
-    let creds = store.credentials()?.ok_or(Error::NotEnrolled)?;
+/// Takes the credentials (not the store), so that nothing is locked while it waits.
+pub fn estimate(
+    creds: &Credentials,
+    transport: &mut dyn Transport,
+) -> Result<proto::EstimateResponse> {
     let body = proto::encode(&proto::EstimateRequest {});
     let (status, reply) = transport.post("/v1/estimate", body, Some(&creds.access_token))?;
     if !(200..300).contains(&status) {

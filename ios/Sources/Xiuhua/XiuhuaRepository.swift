@@ -203,6 +203,9 @@ public final class XiuhuaRepository: Sendable {
     public func grants() async throws -> [Grant] { try await call { try $0.grants() } }
     public func grids() async throws -> [String] { try await call { try $0.grids() } }
     public func syncStatus() async throws -> SyncStatus { try await call { try $0.syncStatus() } }
+    /// How big the first sync will be, per granted grid (documents, bytes before
+    /// compression): ask it right after `enroll` to offer "download now or on Wi-Fi".
+    public func firstSyncEstimate() async throws -> [GridEstimate] { try await call { try $0.firstSyncEstimate() } }
     public func actor() async throws -> Actor { try await call { try $0.actor() } }
     public func nowMs() async throws -> Int64 { try await call { try $0.nowMs() } }
     public func setServerUrl(_ url: String) async throws { try await call { try $0.setServerUrl(serverUrl: url) } }

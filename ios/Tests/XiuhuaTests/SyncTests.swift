@@ -86,9 +86,17 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(st.lastSync?.finished, true)
         XCTAssertEqual(st.serverUrl, station.url)
 
-        // Li's fresh phone bootstraps the grid, and its change stream hears about it.
+        // Before its first sync, Li's phone learns how big it will be.
+        let estimate = try await li.firstSyncEstimate().first { $0.grid == grid }
+        XCTAssertEqual(estimate?.documents, 2, "the household and the record await li")
+        XCTAssertGreaterThan(estimate?.bytes ?? 0, 500)
+        // Li's fresh phone bootstraps the grid, and its change stream hears about it; the
+        // progress bar knows its total.
         var heard = li.changes().makeAsyncIterator()
-        let report = try await li.sync()
+        let totals = Totals()
+        let report = try await li.sync { phase, _, total in if phase == .bootstrap { totals.append(total) } }
+        XCTAssertFalse(totals.all.isEmpty)
+        XCTAssertTrue(totals.all.allSatisfy { $0 == nil || $0 == 2 }, "bootstrap totals: \(totals.all)")
         XCTAssertGreaterThanOrEqual(report.bootstrappedDocs + report.pulled, 2, "li got the grid: \(report)")
         let event = await heard.next()
         XCTAssertEqual(event?.everything, true, "a sync that brought changes tells the screens to refresh")
@@ -339,6 +347,14 @@ final class Phases: @unchecked Sendable {
     private var phases: [SyncPhase] = []
     func append(_ p: SyncPhase) { lock.lock(); phases.append(p); lock.unlock() }
     var all: [SyncPhase] { lock.lock(); defer { lock.unlock() }; return phases }
+}
+
+/// The progress totals a sync reported.
+final class Totals: @unchecked Sendable {
+    private let lock = NSLock()
+    private var seen: [UInt64?] = []
+    func append(_ t: UInt64?) { lock.lock(); seen.append(t); lock.unlock() }
+    var all: [UInt64?] { lock.lock(); defer { lock.unlock() }; return seen }
 }
 
 /// Cancels a sync's task from inside its progress callback, the first time `phase` comes:

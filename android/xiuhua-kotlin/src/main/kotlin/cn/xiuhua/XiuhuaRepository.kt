@@ -6,6 +6,7 @@ import cn.xiuhua.ffi.ChangeEvent
 import cn.xiuhua.ffi.Enrollment
 import cn.xiuhua.ffi.FieldConflict
 import cn.xiuhua.ffi.Grant
+import cn.xiuhua.ffi.GridEstimate
 import cn.xiuhua.ffi.HistoryEntry
 import cn.xiuhua.ffi.Household
 import cn.xiuhua.ffi.HouseholdSummary
@@ -270,6 +271,11 @@ class XiuhuaRepository(
     suspend fun grants(): List<Grant> = call { grants() }
     suspend fun grids(): List<String> = call { grids() }
     suspend fun syncStatus(): SyncStatus = call { syncStatus() }
+    /**
+     * How big the first sync will be, per granted grid (documents, bytes before
+     * compression): ask it right after [enroll] to offer "download now or on Wi-Fi".
+     */
+    suspend fun firstSyncEstimate(): List<GridEstimate> = call { firstSyncEstimate() }
     suspend fun setServerUrl(url: String) = call { setServerUrl(url) }
     /**
      * Signs out and erases the residents' data from this phone. With work not yet sent to

@@ -143,11 +143,17 @@ object SyncWithServerTest {
             checkEq(0L, st.pendingChanges, "outbox empty after the ack")
             check(st.lastSuccessMs != null && st.lastError == null && st.enrolled && !st.running) { "status: $st" }
 
-            // Li's fresh phone bootstraps the grid and hears about it.
+            // Before its first sync, Li's phone learns how big it will be.
+            val estimate = li.firstSyncEstimate().single { it.grid == GRID }
+            checkEq(2uL, estimate.documents, "the household and the record await li")
+            check(estimate.bytes > 500uL) { "an estimate in bytes: $estimate" }
+            // Li's fresh phone bootstraps the grid and hears about it; the bar knows its total.
+            val totals = mutableListOf<Long?>()
             val heard = kotlinx.coroutines.coroutineScope {
                 val first = async(Dispatchers.Unconfined) { withTimeout(30_000) { li.changes().first() } }
                 Thread.sleep(500)
-                val report = li.sync()
+                val report = li.sync { phase, _, total -> if (phase == SyncPhase.BOOTSTRAP) totals += total }
+                check(totals.isNotEmpty() && totals.all { it == null || it == 2L }) { "bootstrap totals: $totals" }
                 check(report.bootstrappedDocs + report.pulled >= 2uL) { "li got the grid: $report" }
                 first.await()
             }
