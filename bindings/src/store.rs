@@ -544,6 +544,13 @@ impl XiuhuaStore {
         Ok(rows.into_iter().map(HouseholdSummary::from).collect())
     }
 
+    /// 民情 records of a grid with fields holding concurrent values (settled like a
+    /// household's, with `conflicts` and `resolve_conflict`).
+    pub fn records_with_conflicts(&self, grid: String) -> Result<Vec<RecordSummary>> {
+        let rows = self.with(|s| s.records_with_conflicts(&grid))?;
+        Ok(rows.into_iter().map(RecordSummary::from).collect())
+    }
+
     /// Tasks of a grid with rejected events (concurrent transitions that lost).
     pub fn tasks_with_conflicts(&self, grid: String) -> Result<Vec<TaskSummary>> {
         let rows = self.with(|s| s.tasks_with_conflicts(&grid))?;

@@ -219,6 +219,7 @@ fn record_rows() -> Rows {
         reported_at: NOW - 3_600_000,
         summary: "楼道堆物".into(),
         text: String::new(),
+        conflicts: 0,
     })
 }
 

@@ -820,7 +820,7 @@ impl Store {
             created_by: self.actor.user.clone(),
         };
         r.check_bounds()?;
-        let rows = Rows::Record(projection::record_row(&r));
+        let rows = Rows::Record(projection::record_row(&r, 0));
         self.create(DocKind::Record, &grid, hlc, "log record", &r, rows, &id)?;
         Ok(id)
     }
@@ -916,11 +916,24 @@ impl Store {
         f: impl FnOnce(&mut Record) -> Result<()>,
     ) -> Result<()> {
         self.act(id, what, |doc, _, _| {
-            let mut r: Record = hydrate(doc).map_err(|e| Error::bad_doc(id, e))?;
+            let before: Record = hydrate(doc).map_err(|e| Error::bad_doc(id, e))?;
+            let mut r = before.clone();
             f(&mut r)?;
             r.check_bounds()?;
-            reconcile(doc, &r).map_err(|e| Error::bad_doc(id, e))?;
-            Ok(((), Some(Rows::Record(projection::record_row(&r)))))
+            // Only the fields the edit changed are written: rewriting the others would
+            // settle their conflicts silently, in favour of the value shown.
+            macro_rules! put_changed {
+                ($($field:ident),*) => {$(
+                    if r.$field != before.$field {
+                        autosurgeon::reconcile_prop(doc, automerge::ROOT, stringify!($field), &r.$field)
+                            .map_err(|e| Error::bad_doc(id, e))?;
+                    }
+                )*};
+            }
+            put_changed!(category, description, reporter, household, building, place, status);
+            // An edit settles no conflict of another field: count what remains.
+            let conflicts = doc::field_conflicts(doc).len() as i64;
+            Ok(((), Some(Rows::Record(projection::record_row(&r, conflicts)))))
         })
     }
 

@@ -13,7 +13,7 @@ use crate::model::{Household, Record, RecordStatus, Tag, Task, TaskStatus};
 use crate::{pinyin, validate, workflow};
 
 /// Version of the projection rows computed from documents.
-pub const PROJECTION_VERSION: i64 = 2;
+pub const PROJECTION_VERSION: i64 = 3;
 
 /// The rows of one document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +80,14 @@ pub struct RecordRow {
     /// The whole description, for the text search (`search_fts`); not a column of `records`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub text: String,
+    /// Fields holding concurrent values (two phones edited the same field offline), for
+    /// the conflicts screen; absent (0) in older rows.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub conflicts: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,7 +162,8 @@ pub fn rows_and_model(doc_id: &str, doc: &AutoCommit) -> Result<Option<(Rows, Mo
         }
         DocKind::Record => {
             let r: Record = autosurgeon::hydrate(doc).map_err(bad)?;
-            (Rows::Record(record_row(&r)), Model::Record(r))
+            let conflicts = crate::doc::field_conflicts(doc).len() as i64;
+            (Rows::Record(record_row(&r, conflicts)), Model::Record(r))
         }
         DocKind::Task => {
             let t: Task = autosurgeon::hydrate(doc).map_err(bad)?;
@@ -216,7 +225,7 @@ pub(crate) fn household_rows(h: &Household, conflicts: i64) -> Rows {
     }
 }
 
-pub(crate) fn record_row(r: &Record) -> RecordRow {
+pub(crate) fn record_row(r: &Record, conflicts: i64) -> RecordRow {
     RecordRow {
         id: r.id.clone(),
         grid: r.grid.clone(),
@@ -229,6 +238,7 @@ pub(crate) fn record_row(r: &Record) -> RecordRow {
         reported_at: r.reported_at,
         summary: r.description.as_str().chars().take(40).collect(),
         text: r.description.as_str().to_string(),
+        conflicts,
     }
 }
 
@@ -535,12 +545,12 @@ fn write_table_rows(tx: &Transaction<'_>, rows: &Rows, replace: bool) -> Result<
                 delete_rows(tx, DocKind::Record, &r.id)?;
             }
             tx.prepare_cached(
-                "INSERT INTO records (id, grid, category, status, shown, reporter, household, building, place, reported_at, summary)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO records (id, grid, category, status, shown, reporter, household, building, place, reported_at, summary, conflicts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?
             .execute(params![
                 r.id, r.grid, r.category, r.status, shown_status(tx, &r.id, &r.status)?.as_str(), r.reporter,
-                r.household, r.building, r.place, r.reported_at, r.summary
+                r.household, r.building, r.place, r.reported_at, r.summary, r.conflicts
             ])?;
         }
         Rows::Task(t) => {

@@ -314,6 +314,16 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// 民情 records with fields holding concurrent values, for the conflicts screen (settle
+    /// each with [`Store::conflicts`] and [`Store::resolve_conflict`], as for households).
+    pub fn records_with_conflicts(&self, grid: &str) -> Result<Vec<RecordSummary>> {
+        let sql =
+            format!("SELECT {REC_COLS} FROM records WHERE grid = ?1 AND conflicts > 0 ORDER BY id");
+        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let rows = stmt.query_map([grid], record_summary)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Tasks with rejected events (concurrent transitions that lost), for the conflicts screen.
     pub fn tasks_with_conflicts(&self, grid: &str) -> Result<Vec<TaskSummary>> {
         let sql =

@@ -188,6 +188,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE residents ADD COLUMN status TEXT;
     ALTER TABLE households ADD COLUMN moved_out_at INTEGER;
     "#,
+    // 7: 民情 records count their field conflicts, as households do (the conflicts screen
+    // lists both). PROJECTION_VERSION 3 recounts them.
+    r#"
+    ALTER TABLE records ADD COLUMN conflicts INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX records_conflicts ON records(grid) WHERE conflicts > 0;
+    "#,
 ];
 
 /// The version whose migration added `records.shown`.

@@ -230,3 +230,54 @@ fn two_phones_offline_merge_to_the_same_state_with_conflicts_shown() {
     }
     assert_eq!(dump(&a), dump(&b));
 }
+
+#[test]
+fn a_record_edited_on_two_phones_offline_is_listed_with_its_conflict_and_settled_once() {
+    let clock_a = FakeClock::new(MAR_2026);
+    let clock_b = FakeClock::new(MAR_2026 + 5 * 60_000);
+    let mut a = store(wang(), &clock_a);
+    let mut b = store(li(), &clock_b);
+    let rec = a
+        .create_record(new_record(xiuhua_core::Category::Environment, None))
+        .unwrap();
+    ship_outbox(&mut a, &mut b);
+    assert!(a.records_with_conflicts(GRID).unwrap().is_empty());
+
+    // Offline, both correct where it happened.
+    clock_a.advance(HOUR);
+    clock_b.advance(HOUR);
+    a.set_record_place(&rec, "3号楼东侧").unwrap();
+    b.set_record_place(&rec, "3号楼西侧").unwrap();
+    ship_outbox(&mut a, &mut b);
+    ship_outbox(&mut b, &mut a);
+    for (who, s) in [("A", &mut a), ("B", &mut b)] {
+        let listed: Vec<String> = s
+            .records_with_conflicts(GRID)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(listed, vec![rec.clone()], "{who}");
+        let c = s.conflicts(&rec).unwrap();
+        assert_eq!(c.len(), 1, "{who}: {c:?}");
+        assert_eq!(c[0].values.len(), 2);
+    }
+    // Another field's edit keeps the conflict listed.
+    a.set_record_category(&rec, xiuhua_core::Category::Safety)
+        .unwrap();
+    assert_eq!(a.records_with_conflicts(GRID).unwrap().len(), 1);
+
+    // A settles it; the choice syncs to B and both lists empty.
+    let c = a.conflicts(&rec).unwrap().remove(0);
+    let east = c
+        .values
+        .iter()
+        .position(|v| v.value == "3号楼东侧")
+        .unwrap();
+    a.resolve_conflict(&rec, &c.path, east).unwrap();
+    ship_outbox(&mut a, &mut b);
+    for s in [&mut a, &mut b] {
+        assert!(s.records_with_conflicts(GRID).unwrap().is_empty());
+        assert_eq!(s.record(&rec).unwrap().place, "3号楼东侧");
+    }
+}

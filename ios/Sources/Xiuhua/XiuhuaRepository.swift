@@ -183,6 +183,7 @@ public final class XiuhuaRepository: Sendable {
     // MARK: conflicts and history
 
     public func householdsWithConflicts(_ grid: String) async throws -> [HouseholdSummary] { try await call { try $0.householdsWithConflicts(grid: grid) } }
+    public func recordsWithConflicts(_ grid: String) async throws -> [RecordSummary] { try await call { try $0.recordsWithConflicts(grid: grid) } }
     public func tasksWithConflicts(_ grid: String) async throws -> [TaskSummary] { try await call { try $0.tasksWithConflicts(grid: grid) } }
     public func conflicts(_ doc: String) async throws -> [FieldConflict] { try await call { try $0.conflicts(doc: doc) } }
     public func resolveConflict(_ doc: String, path: String, choice: UInt32) async throws {

@@ -223,6 +223,32 @@ final class GridWorkerDayTests: XCTestCase {
         XCTAssertEqual(v25, 0, "the resolution syncs like any change")
     }
 
+    func testTwoPhonesCorrectARecordsPlaceOfflineTheRecordIsListedAndSettled() async throws {
+        let a = try await XiuhuaRepository.inMemory(actor: wangActor)
+        let b = try await XiuhuaRepository.inMemory(actor: actor("u-li", "李四", "网格员", "phone-li"))
+        let rec = try await a.createRecord(NewRecord(grid: grid, category: "环境卫生", description: "垃圾桶满了", reporter: "周八",
+                                                     household: nil, building: "5号楼", place: "5号楼门口"))
+        try await exchange(a, b)
+        try await a.setRecordPlace(rec, "5号楼东侧")
+        try await b.setRecordPlace(rec, "5号楼西侧")
+        try await exchange(a, b)
+        try await exchange(b, a)
+        let listed = try await a.recordsWithConflicts(grid).map(\.id)
+        XCTAssertEqual(listed, [rec])
+        let conflict = try XCTUnwrap(try await a.conflicts(rec).first)
+        XCTAssertEqual(conflict.path, "place")
+        try await a.setRecordCategory(rec, "安全隐患")
+        let still = try await a.recordsWithConflicts(grid).map(\.id)
+        XCTAssertEqual(still, [rec], "another field's edit does not settle it")
+        let keep = try XCTUnwrap(conflict.values.firstIndex { $0.value == "5号楼西侧" })
+        try await a.resolveConflict(rec, path: conflict.path, choice: UInt32(keep))
+        let place = try await a.record(rec).place
+        XCTAssertEqual(place, "5号楼西侧")
+        try await exchange(a, b)
+        let left = try await b.recordsWithConflicts(grid).count
+        XCTAssertEqual(left, 0, "settled on both phones")
+    }
+
     func testTheChangeStreamHearsLocalWritesAndMerges() async throws {
         let a = try await XiuhuaRepository.inMemory(actor: wangActor)
         let b = try await XiuhuaRepository.inMemory(actor: actor("u-li", "李四", "网格员", "phone-li"))

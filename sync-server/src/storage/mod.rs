@@ -977,6 +977,7 @@ mod tests {
                 reported_at: 0,
                 summary: String::new(),
                 text: String::new(),
+                conflicts: 0,
             }))
             .unwrap()
         };

@@ -250,6 +250,7 @@ class XiuhuaRepository(
     // ----- conflicts and history -----
 
     suspend fun householdsWithConflicts(grid: String): List<HouseholdSummary> = call { householdsWithConflicts(grid) }
+    suspend fun recordsWithConflicts(grid: String): List<RecordSummary> = call { recordsWithConflicts(grid) }
     suspend fun tasksWithConflicts(grid: String): List<TaskSummary> = call { tasksWithConflicts(grid) }
     suspend fun conflicts(doc: String): List<FieldConflict> = call { conflicts(doc) }
     suspend fun resolveConflict(doc: String, path: String, choice: Int) =

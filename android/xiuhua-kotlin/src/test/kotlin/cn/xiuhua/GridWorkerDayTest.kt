@@ -229,6 +229,30 @@ object GridWorkerDayTest {
             }
         }
 
+        suite.test("two phones correct a record's place offline: the record is listed with its conflict and settled") {
+            runBlocking {
+                val a = XiuhuaRepository.inMemory(wang)
+                val b = XiuhuaRepository.inMemory(actor("u-li", "李四", "网格员", "phone-li"))
+                val rec = a.createRecord(NewRecord(GRID, "环境卫生", "垃圾桶满了", "周八", null, "5号楼", "5号楼门口"))
+                exchange(a, b)
+                a.setRecordPlace(rec, "5号楼东侧")
+                b.setRecordPlace(rec, "5号楼西侧")
+                exchange(a, b)
+                exchange(b, a)
+                checkEq(listOf(rec), a.recordsWithConflicts(GRID).map { it.id }, "records with conflicts")
+                val conflict = a.conflicts(rec).single()
+                checkEq("place", conflict.path, "conflict path")
+                // Editing another field does not settle it behind the user's back.
+                a.setRecordCategory(rec, "安全隐患")
+                checkEq(listOf(rec), a.recordsWithConflicts(GRID).map { it.id }, "still listed after another edit")
+                a.resolveConflict(rec, conflict.path, conflict.values.indexOfFirst { it.value == "5号楼西侧" })
+                checkEq("5号楼西侧", a.record(rec).place, "chosen value")
+                exchange(a, b)
+                check(b.recordsWithConflicts(GRID).isEmpty()) { "settled on both phones" }
+                a.close(); b.close()
+            }
+        }
+
         suite.test("a screen's Flow hears local writes and merges") {
             runBlocking {
                 val a = XiuhuaRepository.inMemory(wang)
