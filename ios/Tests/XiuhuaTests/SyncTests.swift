@@ -26,6 +26,45 @@ final class SyncTests: XCTestCase {
         return s
     }
 
+    func testAWorkerOnTwoGridsHoldsBothAndEachActionCarriesTheRoleHeldThere() async throws {
+        let station = try StationServer()
+        try station.admin("district", "add", "d-1", "东城片区")
+        try station.admin("community", "add", "c-1", "和平社区", "--district", "d-1")
+        try station.admin("grid", "add", "g-a", "一网格", "--community", "c-1")
+        try station.admin("grid", "add", "g-b", "二网格", "--community", "c-1")
+        try station.admin("user", "add", "u-two", "孙丽")
+        try station.admin("grant", "u-two", "--grid", "g-a", "--role", "网格员")
+        try station.admin("grant", "u-two", "--grid", "g-b", "--role", "社区工作者")
+        let code = try station.enrollCode("u-two")
+        try station.start()
+        let p = try await phone("two")
+        _ = try await p.enroll(serverUrl: station.url, code: code, deviceName: "孙丽的手机")
+        _ = try await p.sync()
+        let grids = try await p.grids().sorted()
+        XCTAssertEqual(grids, ["g-a", "g-b"], "the switcher lists both grids")
+        let roles = try await p.grants().map { "\($0.grid)=\($0.role)" }.sorted()
+        XCTAssertEqual(roles, ["g-a=网格员", "g-b=社区工作者"])
+        func task(_ grid: String, _ title: String) -> NewTask {
+            NewTask(grid: grid, level: "上门办", category: "代办服务", title: title, description: "",
+                    household: nil, sourceRecord: nil, assignee: nil, deadline: nil)
+        }
+        let a = try await p.createTask(task("g-a", "一网格的代办"))
+        let b = try await p.createTask(task("g-b", "二网格的代办"))
+        let roleA = try await p.task(a).events.first?.role
+        let roleB = try await p.task(b).events.first?.role
+        XCTAssertEqual(roleA, "网格员")
+        XCTAssertEqual(roleB, "社区工作者")
+        _ = try await p.taskAction(b, .supervise(text: "请尽快", newDeadline: nil))
+        let refused = try await expectXiuhuaError("督单 is not a 网格员's") {
+            try await p.taskAction(a, .supervise(text: "请尽快", newDeadline: nil))
+        }
+        guard case .Refused = refused else { return XCTFail("expected Refused, got \(refused)") }
+        let pushed = try await p.sync().pushed
+        XCTAssertEqual(pushed, 3, "the server accepts each event as signed")
+        let refusedChanges = try await p.refusedChanges()
+        XCTAssertTrue(refusedChanges.isEmpty)
+    }
+
     func testEnrollTwoPhonesPushBootstrapPullHonestStatus() async throws {
         let station = try station()
         let codeWang = try station.enrollCode("u-wang")

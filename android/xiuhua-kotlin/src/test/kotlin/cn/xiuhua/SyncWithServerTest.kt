@@ -81,6 +81,52 @@ object SyncWithServerTest {
             check(File(bin).canExecute()) { "no server binary at $bin" }
             StationServer(bin).use { station -> runBlocking { day(station) } }
         }
+        suite.test("a worker on two grids holds both, and each action carries the role held on its grid") {
+            val bin = System.getenv("XIUHUA_SERVER_BIN")
+                ?: throw TestFailure("XIUHUA_SERVER_BIN is not set (scripts/kotlin-tests.sh sets it)")
+            StationServer(bin).use { station -> runBlocking { twoGrids(station) } }
+        }
+    }
+
+    private suspend fun twoGrids(station: StationServer) {
+        station.admin("district", "add", "d-1", "东城片区")
+        station.admin("community", "add", "c-1", "和平社区", "--district", "d-1")
+        station.admin("grid", "add", "g-a", "一网格", "--community", "c-1")
+        station.admin("grid", "add", "g-b", "二网格", "--community", "c-1")
+        station.admin("user", "add", "u-two", "孙丽")
+        station.admin("grant", "u-two", "--grid", "g-a", "--role", "网格员")
+        station.admin("grant", "u-two", "--grid", "g-b", "--role", "社区工作者")
+        val code = station.admin("enroll-code", "u-two").lines().first().trim()
+        station.start()
+        val dir = Files.createTempDirectory("xiuhua-two-grids")
+        val phone = XiuhuaRepository.open(
+            dir.resolve("two.db").toString(), "k-two",
+            GridWorkerDayTest.actor("unknown", "未登记", "网格员", "new-phone"),
+        )
+        try {
+            phone.enroll(station.url, code, "孙丽的手机")
+            phone.sync()
+            checkEq(listOf("g-a", "g-b"), phone.grids().sorted(), "the switcher lists both grids")
+            checkEq(
+                listOf("g-a" to "网格员", "g-b" to "社区工作者"),
+                phone.grants().map { it.grid to it.role }.sortedBy { it.first },
+                "the role held on each",
+            )
+            val a = phone.createTask(NewTask("g-a", "上门办", "代办服务", "一网格的代办", "", null, null, "u-two", null))
+            val b = phone.createTask(NewTask("g-b", "上门办", "代办服务", "二网格的代办", "", null, null, null, null))
+            checkEq("网格员", phone.task(a).events.first().role, "signed as 网格员 on g-a")
+            checkEq("社区工作者", phone.task(b).events.first().role, "signed as 社区工作者 on g-b")
+            phone.supervise(b, "请尽快")
+            expectThrows<XiuhuaException.Refused>("督单 is not a 网格员's") {
+                runBlocking { phone.supervise(a, "请尽快") }
+            }
+            val r = phone.sync()
+            checkEq(3uL, r.pushed, "the server accepts each event as signed")
+            checkEq(emptyList<RefusedChange>(), phone.refusedChanges(), "nothing refused")
+        } finally {
+            phone.close()
+            dir.toFile().deleteRecursively()
+        }
     }
 
     private suspend fun day(station: StationServer) {
