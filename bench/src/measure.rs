@@ -698,6 +698,7 @@ pub fn bundle_bytes(
             projection_version: xiuhua_core::store::PROJECTION_VERSION,
             more: !rest.is_empty(),
             docs: std::mem::replace(&mut out, rest),
+            total_docs: pages.is_empty().then_some(docs.len() as u64),
         };
         pages.push(xiuhua_core::sync::proto::encode(&bundle));
     }
