@@ -21,7 +21,10 @@
 //!   a 管理员 grant and acts only on those grids. Anything else is the same 404 as a page
 //!   that does not exist.
 
+pub mod chart;
+pub mod export;
 pub mod i18n;
+pub mod ledgers;
 pub mod password;
 pub mod rules;
 
@@ -127,6 +130,7 @@ pub fn router(app: &AppState, cfg: &ConsoleConfig) -> Router {
         .route("/console/admin/buildings", post(admin_add_building))
         .route("/console/admin/revoke-device", post(admin_revoke_device))
         .route("/console/admin/enroll-code", post(admin_enroll_code))
+        .merge(ledgers::routes())
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
