@@ -84,5 +84,5 @@ echo "console-tests: server at $url"
 cd console-tests
 rm -rf screenshots
 CONSOLE_URL="$url" CONSOLE_PASSWORD="$password" CONSOLE_SCREENSHOTS="$root/console-tests/screenshots" \
-    node --test --test-concurrency=1 console.test.mjs
+    node --test --test-concurrency=1 ./*.test.mjs
 echo "console-tests: screenshots in console-tests/screenshots/"

@@ -119,11 +119,16 @@ pub fn percent_bars(id: &str, title: &str, categories: &[String], values: &[Opti
                     v * 100.0
                 );
                 if labelled {
+                    // Inside a tall bar (white), else above it.
+                    let (ty, fill) = if h > 20.0 {
+                        (y + 14.0, "#ffffff")
+                    } else {
+                        (y - 4.0, "#1f2328")
+                    };
                     let _ = write!(
                         out,
-                        "<text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" \
-                         fill=\"#1f2328\">{:.0}%</text>",
-                        (y - 4.0).max(TOP + 10.0),
+                        "<text x=\"{cx:.1}\" y=\"{ty:.1}\" text-anchor=\"middle\" \
+                         fill=\"{fill}\">{:.0}%</text>",
                         v * 100.0
                     );
                 }
@@ -173,7 +178,8 @@ pub fn stacked_columns(id: &str, title: &str, categories: &[String], series: &[S
                 .sum()
         })
         .collect();
-    let max = nice_max(totals.iter().copied().fold(0.0, f64::max));
+    // At least 5: the ticks (fifths) of a count axis stay whole numbers.
+    let max = nice_max(totals.iter().copied().fold(0.0, f64::max)).max(5.0);
     let ticks: Vec<(f64, String)> = (0..=5)
         .map(|i| {
             let v = max * f64::from(i) / 5.0;
