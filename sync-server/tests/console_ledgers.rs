@@ -19,9 +19,10 @@ use tower::ServiceExt;
 use xiuhua_core::store::OrderFromRecord;
 use xiuhua_core::sync::proto::{DocChanges, PushRequest};
 use xiuhua_core::{
-    Actor, Address, Category, Gender, Level, NewHousehold, NewMember, NewRecord, NewTask,
-    NewVisit, Relation, Role, Store, TaskAction,
+    Actor, Address, Category, Gender, Level, NewHousehold, NewMember, NewRecord, NewTask, NewVisit,
+    Relation, Role, Store, TaskAction,
 };
+use xiuhua_server::SqliteStorage;
 use xiuhua_server::access::Caller;
 use xiuhua_server::admin::{self, GrantTarget};
 use xiuhua_server::auth::Secret;
@@ -30,7 +31,6 @@ use xiuhua_server::http::{AppState, Limits};
 use xiuhua_server::ingest;
 use xiuhua_server::server::app_router;
 use xiuhua_server::storage::{DeviceStanding, Storage};
-use xiuhua_server::SqliteStorage;
 
 const PW: &str = "correct horse 12";
 const HOUR: i64 = 3_600_000;
@@ -124,10 +124,17 @@ impl Phone {
         s.add_enroll_code(user, &code, now + 60_000, now)
             .await
             .unwrap();
-        s.enroll(&code, device, "phone", &format!("rt-{device}"), i64::MAX / 2, now)
-            .await
-            .unwrap()
-            .expect("enrolled");
+        s.enroll(
+            &code,
+            device,
+            "phone",
+            &format!("rt-{device}"),
+            i64::MAX / 2,
+            now,
+        )
+        .await
+        .unwrap()
+        .expect("enrolled");
         let caller = match s.device_standing(device, user, now).await.unwrap() {
             DeviceStanding::Active(c) => c,
             other => panic!("{other:?}"),
@@ -346,9 +353,7 @@ impl Answer {
         self.body[at..].split('"').next().unwrap().to_string()
     }
     fn header(&self, name: header::HeaderName) -> &str {
-        self.headers
-            .get(name)
-            .map_or("", |v| v.to_str().unwrap())
+        self.headers.get(name).map_or("", |v| v.to_str().unwrap())
     }
     /// The text of the element with this id.
     fn text_of(&self, id: &str) -> String {
@@ -527,10 +532,7 @@ async fn ledger_pages_show_the_ranges_rows_of_the_users_grids_and_other_grids_ar
     let tasks = g1.get(&format!("/console/ledgers/tasks?{DEC}")).await;
     assert_eq!(tasks.status, StatusCode::OK);
     let rows = tasks.table("ledger");
-    assert_eq!(
-        ids(&rows),
-        vec![d.t_closed.as_str(), d.t_overdue.as_str()]
-    );
+    assert_eq!(ids(&rows), vec![d.t_closed.as_str(), d.t_overdue.as_str()]);
     assert_eq!(rows[0][5], "上门办");
     assert_eq!(rows[0][6], "已评价");
     assert_eq!(rows[0][13], "是", "done before its deadline");
@@ -644,7 +646,11 @@ async fn ledgers_are_paged_by_100() {
     assert_eq!(p1.text_of("page-of"), "第 1 / 2 页");
     assert!(!p1.body.contains("id=\"prev\""));
     let next = p1.body.split("id=\"next\"").next().unwrap();
-    let href = next.rsplit("href=\"").next().unwrap().trim_end_matches("\" ");
+    let href = next
+        .rsplit("href=\"")
+        .next()
+        .unwrap()
+        .trim_end_matches("\" ");
     assert_eq!(href.replace("&#38;", "&"), format!("{path}&page=2"));
     let p2 = b.get(&format!("{path}&page=2")).await;
     let rows = p2.table("ledger");
@@ -840,7 +846,8 @@ async fn csv_exports_have_a_bom_the_rows_and_no_live_formula() {
     assert!(rows.iter().any(|r| &r[0] == d.r_g2.as_str()));
     let log = h.storage.audit_log(None, 10).await.unwrap();
     assert!(log.iter().any(|e| e.action == "export"
-        && e.detail == "ledger=records format=csv grids=g1,g2 range=2026-12-01..2026-12-31 rows=2"));
+        && e.detail
+            == "ledger=records format=csv grids=g1,g2 range=2026-12-01..2026-12-31 rows=2"));
 }
 
 #[tokio::test]
@@ -866,10 +873,18 @@ async fn statistics_count_coverage_against_the_register_and_draw_charts() {
     let dec = line("2026-12");
     assert_eq!(dec[2..6], ["1", "0", "1", "100.0%"]);
     assert_eq!(dec[7..10], ["1", "1", "2"], "records, closed, tasks");
-    assert_eq!(dec[10..14], ["1", "0", "1", "0"], "党群办, 小区办, 上门办, 未点单");
+    assert_eq!(
+        dec[10..14],
+        ["1", "0", "1", "0"],
+        "党群办, 小区办, 上门办, 未点单"
+    );
     // The bar of December is the whole plot (100%), October's is empty (0%).
     let svg = &r.body[r.body.find("id=\"coverage-chart\"").unwrap()..];
-    assert_eq!(svg.matches("class=\"bar\"").count(), 3, "a bar a month, 0% included");
+    assert_eq!(
+        svg.matches("class=\"bar\"").count(),
+        3,
+        "a bar a month, 0% included"
+    );
     assert!(svg.contains("2026-12: 100.0%"));
     let handling = r.table("stats-handling");
     let dec = handling.iter().find(|r| r[1] == "2026-12").unwrap();

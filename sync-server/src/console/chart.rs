@@ -90,7 +90,12 @@ fn x_labels(out: &mut String, categories: &[String], slot: f64) {
 
 /// A bar per category for shares (0–1), the axis in percent; `None` (no denominator) is
 /// drawn as no bar and labelled `—`.
-pub fn percent_bars(id: &str, title: &str, categories: &[String], values: &[Option<f64>]) -> String {
+pub fn percent_bars(
+    id: &str,
+    title: &str,
+    categories: &[String],
+    values: &[Option<f64>],
+) -> String {
     let height = TOP + PLOT_H + AXIS_H;
     let mut out = String::new();
     open(&mut out, id, title, height);
@@ -249,11 +254,18 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert!(!svg.contains("<script>") && !svg.contains("<b>"));
         assert!(svg.contains("&lt;b&gt;"));
-        assert_eq!(svg.matches("class=\"bar\"").count(), 2, "no bar for no register");
+        assert_eq!(
+            svg.matches("class=\"bar\"").count(),
+            2,
+            "no bar for no register"
+        );
         assert!(svg.contains("height=\"90.0\""), "half the plot for 50%");
         assert!(svg.contains("height=\"180.0\""), "the whole plot for 100%");
         assert!(svg.contains(">—</text>"));
-        assert!(!svg.contains("style="), "no inline style: the CSP refuses it");
+        assert!(
+            !svg.contains("style="),
+            "no inline style: the CSP refuses it"
+        );
     }
 
     #[test]

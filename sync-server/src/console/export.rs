@@ -351,8 +351,7 @@ fn rfc5987(s: &str) -> String {
 pub fn file_part(s: &str) -> String {
     s.chars()
         .map(|c| {
-            if c.is_control() || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|')
-            {
+            if c.is_control() || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|') {
                 '_'
             } else {
                 c
@@ -381,7 +380,11 @@ mod tests {
             mask_numbers("请联系13812345678，身份证11010519491231002X。"),
             "请联系138****5678，身份证110***********002X。"
         );
-        assert_eq!(mask_numbers("门牌1234567号"), "门牌1234567号", "short runs stay");
+        assert_eq!(
+            mask_numbers("门牌1234567号"),
+            "门牌1234567号",
+            "short runs stay"
+        );
         assert_eq!(mask_numbers("2026年12月1日"), "2026年12月1日");
         assert!(matches!(mask_numbers("没有数字"), Cow::Borrowed(_)));
         assert_eq!(mask_numbers("x13812345678"), "x138****5678");

@@ -609,7 +609,11 @@ async fn grid_names(con: &Console, c: &Client) -> Result<HashMap<String, String>
         .map_err(|e| con.fail(c, e))?
         .into_iter()
         .map(|g| {
-            let name = if g.name.is_empty() { g.id.clone() } else { g.name };
+            let name = if g.name.is_empty() {
+                g.id.clone()
+            } else {
+                g.name
+            };
             (g.id, name)
         })
         .collect())
@@ -1269,7 +1273,10 @@ mod tests {
         let now = 1_796_152_620_000;
         let d = ledger_query(&q(&[]), now, &ZH).unwrap();
         assert_eq!((d.from, d.to), ((2026, 12, 1), (2026, 12, 2)));
-        assert_eq!((d.page, d.format, d.grid.as_deref()), (1, Format::Page, None));
+        assert_eq!(
+            (d.page, d.format, d.grid.as_deref()),
+            (1, Format::Page, None)
+        );
         let m = ledger_query(&q(&[("from", "2026-02-01"), ("grid", " g1 ")]), now, &ZH).unwrap();
         assert_eq!(m.to, (2026, 2, 28), "to the end of from's month");
         assert_eq!(m.period(), "2026-02");
@@ -1303,14 +1310,20 @@ mod tests {
             grid: Some("g 1&x".into()),
             ..d
         };
-        assert!(g.href("/p", None, Some("csv")).ends_with("&grid=g%201%26x&format=csv"));
+        assert!(
+            g.href("/p", None, Some("csv"))
+                .ends_with("&grid=g%201%26x&format=csv")
+        );
     }
 
     #[test]
     fn stats_months_default_to_the_last_six() {
         let now = 1_796_152_620_000;
         let (f, t) = stats_months(&q(&[]), now, &ZH).unwrap();
-        assert_eq!((f.to_string(), t.to_string()), ("2026-07".into(), "2026-12".into()));
+        assert_eq!(
+            (f.to_string(), t.to_string()),
+            ("2026-07".into(), "2026-12".into())
+        );
         let (f, _) = stats_months(&q(&[("to", "2026-03")]), now, &ZH).unwrap();
         assert_eq!(f.to_string(), "2025-10");
         assert!(stats_months(&q(&[("from", "2026-12"), ("to", "2026-11")]), now, &ZH).is_err());
@@ -1324,7 +1337,10 @@ mod tests {
         assert_eq!(ZH.task_state("closed"), "已评价");
         assert_eq!(EN.task_state("in_progress"), "in progress");
         assert_eq!(ZH.task_state("weird"), "weird");
-        assert_eq!(ZH.tier("linked_unit", Some("物业公司")), "联动单位：物业公司");
+        assert_eq!(
+            ZH.tier("linked_unit", Some("物业公司")),
+            "联动单位：物业公司"
+        );
         assert_eq!(ZH.tier("community", None), "社区");
         assert_eq!(ZH.level(None), "未点单");
         assert_eq!(ZH.level(Some("")), "未点单");

@@ -573,7 +573,10 @@ pub fn record_totals(rows: &[RecordLedgerRow]) -> RecordTotals {
         records: rows.len(),
         by_category: ordered_counts(rows.iter().map(|r| r.record.category.as_str()), &cats),
         by_status: ordered_counts(rows.iter().map(|r| r.record.shown.as_str()), &statuses),
-        closed: rows.iter().filter(|r| record_closed(&r.record.shown)).count(),
+        closed: rows
+            .iter()
+            .filter(|r| record_closed(&r.record.shown))
+            .count(),
         with_tasks: rows.iter().filter(|r| r.tasks > 0).count(),
     }
 }
@@ -1188,17 +1191,18 @@ mod tests {
 
     #[test]
     fn coverage_divides_by_the_register_at_the_months_end() {
-        let m = |y, mo| Month {
-            year: y,
-            month: mo,
-        };
+        let m = |y, mo| Month { year: y, month: mo };
         let (oct, nov, dec) = (m(2026, 10), m(2026, 11), m(2026, 12));
         let households = vec![
             // Registered long before the range: on the register every month.
             household("old", m(2025, 3).start_ms() + DAY_MS, None),
             household("oct", oct.start_ms() + 2 * DAY_MS, None),
             // Moved out in November: on October's register, not November's.
-            household("gone", oct.start_ms() + 3 * DAY_MS, Some(nov.start_ms() + DAY_MS)),
+            household(
+                "gone",
+                oct.start_ms() + 3 * DAY_MS,
+                Some(nov.start_ms() + DAY_MS),
+            ),
             // Moves out at the first instant of December: still there at November's end.
             household("edge", oct.start_ms() + 4 * DAY_MS, Some(dec.start_ms())),
             household("dec", dec.start_ms() + 5 * DAY_MS, None),
@@ -1248,7 +1252,10 @@ mod tests {
             ]
         );
         assert!(registered_at(&household("h", 10, None), 11));
-        assert!(!registered_at(&household("h", 10, None), 10), "created at the end");
+        assert!(
+            !registered_at(&household("h", 10, None), 10),
+            "created at the end"
+        );
         assert!(!registered_at(&household("h", 0, Some(5)), 10));
         assert!(registered_at(&household("h", 0, Some(10)), 10));
         let empty = GridMonthStats::default();
