@@ -833,7 +833,10 @@ async fn tasks_ledger(
 
 /// A ledger's rows as typed cells, with their totals.
 struct Rows {
+    /// A page shows one page of rows: only those are made into cells.
     table: Table,
+    /// Rows in the range (all pages).
+    total: usize,
     summary: Summary,
 }
 
@@ -853,6 +856,11 @@ async fn ledger(con: &Console, c: &Client, q: &HashMap<String, String>, which: L
         grids: grids.clone(),
         range: Some(lq.range),
     };
+    // The rows made into cells: a page's, or every row for a file.
+    let (skip, take) = match lq.format {
+        Format::Page => ((lq.page - 1).saturating_mul(PAGE_ROWS), PAGE_ROWS),
+        Format::Xlsx | Format::Csv => (0, usize::MAX),
+    };
     let rows = match which {
         Ledger::Records => {
             let rows = con
@@ -862,9 +870,15 @@ async fn ledger(con: &Console, c: &Client, q: &HashMap<String, String>, which: L
                 .map_err(|e| con.fail(c, e))?;
             Rows {
                 summary: record_summary(&record_totals(&rows), l),
+                total: rows.len(),
                 table: Table {
                     headers: l.record_headers.to_vec(),
-                    rows: rows.iter().map(|r| record_cells(r, &names)).collect(),
+                    rows: rows
+                        .iter()
+                        .skip(skip)
+                        .take(take)
+                        .map(|r| record_cells(r, &names))
+                        .collect(),
                 },
             }
         }
@@ -876,9 +890,15 @@ async fn ledger(con: &Console, c: &Client, q: &HashMap<String, String>, which: L
                 .map_err(|e| con.fail(c, e))?;
             Rows {
                 summary: task_summary(&task_totals(&rows), l),
+                total: rows.len(),
                 table: Table {
                     headers: l.task_headers.to_vec(),
-                    rows: rows.iter().map(|r| task_cells(r, &names, l)).collect(),
+                    rows: rows
+                        .iter()
+                        .skip(skip)
+                        .take(take)
+                        .map(|r| task_cells(r, &names, l))
+                        .collect(),
                 },
             }
         }
@@ -901,15 +921,13 @@ fn ledger_page(
     rows: Rows,
 ) -> Response {
     let l = strings(c.lang);
-    let total = rows.table.rows.len();
+    let total = rows.total;
     let pages = total.div_ceil(PAGE_ROWS).max(1);
     let path = which.path();
     let shown = rows
         .table
         .rows
         .iter()
-        .skip((lq.page - 1).saturating_mul(PAGE_ROWS))
-        .take(PAGE_ROWS)
         .map(|r| r.iter().map(Cell::display).collect())
         .collect();
     let mine: BTreeSet<&str> = me.grids().iter().map(|(g, _)| *g).collect();
@@ -1000,7 +1018,7 @@ async fn download(
         ),
         None => format!("{}-{}.{ext}", which.file_name(l), lq.period()),
     };
-    let n = rows.table.rows.len();
+    let n = rows.total;
     let format = lq.format;
     let names = SheetNames {
         ledger: match which {
