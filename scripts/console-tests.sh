@@ -95,5 +95,5 @@ export PHONE_BIN="$phone_bin" PHONE_DIR="$data/phone" PHONE_SEED="$data/phone-se
 cd console-tests
 rm -rf screenshots
 CONSOLE_URL="$url" CONSOLE_PASSWORD="$password" CONSOLE_SCREENSHOTS="$root/console-tests/screenshots" \
-    node --test --test-concurrency=1 console.test.mjs
+    node --test --test-concurrency=1 ./*.test.mjs
 echo "console-tests: screenshots in console-tests/screenshots/"

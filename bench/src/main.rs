@@ -12,6 +12,7 @@
 // The figures object of `local` is one json! literal with many keys.
 #![recursion_limit = "256"]
 
+mod console;
 mod error;
 mod mapping;
 mod measure;
@@ -109,16 +110,17 @@ fn main() {
         Some("local") => parse_local(&args[1..]).and_then(|o| run_local(&o)),
         Some("sync") => sync::parse(&args[1..]).and_then(|o| sync::run(&o)),
         Some("sync-chart") => sync::chart(&args[1..]),
+        Some("console") => console::parse(&args[1..]).and_then(|o| console::run(&o)),
         Some(sync::DEVICE_CHILD) => sync::device_child(&args[1..]),
         Some(measure::LOAD_CHILD) if args.len() == 4 => {
             measure::load_child(&args[1], Path::new(&args[2]), Path::new(&args[3]))
         }
         Some("__profile") if args.len() == 2 => profile::run(Path::new(&args[1])),
         Some("-h" | "--help" | "help") => {
-            println!("{USAGE}\n{}", sync::USAGE);
+            println!("{USAGE}\n{}\n{}", sync::USAGE, console::USAGE);
             Ok(())
         }
-        _ => Err(msg(format!("{USAGE}\n{}", sync::USAGE))),
+        _ => Err(msg(format!("{USAGE}\n{}\n{}", sync::USAGE, console::USAGE))),
     };
     if let Err(e) = result {
         eprintln!("xiuhua-bench: {}", error::report(e.as_ref()));

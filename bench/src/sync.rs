@@ -45,9 +45,9 @@ pub const USAGE: &str =
                     [--devices N] [--workload-dir DIR]
   xiuhua-bench sync-chart --json F1 F4 F16 … --png OUT.png";
 
-const USER: &str = "u-bench";
-const USER_NAME: &str = "基准测试员";
-const ROLE: &str = "社区工作者";
+pub(crate) const USER: &str = "u-bench";
+pub(crate) const USER_NAME: &str = "基准测试员";
+pub(crate) const ROLE: &str = "社区工作者";
 
 /// Goals at scale 1: (figure, limit, unit, at most?).
 const GOALS: &[(&str, f64, &str, bool)] = &[
@@ -133,8 +133,8 @@ pub fn parse(args: &[String]) -> Result<Opts> {
 // ----- the TCP relay -----
 
 /// A relay on 127.0.0.1 to one server, counting bytes both ways.
-struct Proxy {
-    url: String,
+pub(crate) struct Proxy {
+    pub(crate) url: String,
     up: Arc<AtomicU64>,
     down: Arc<AtomicU64>,
 }
@@ -209,7 +209,7 @@ fn server_bin() -> Result<PathBuf> {
 }
 
 /// Where the server keeps its data: the same for every process of a run.
-struct Station {
+pub(crate) struct Station {
     bin: PathBuf,
     env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
@@ -240,7 +240,7 @@ fn psql(sql: &str) -> Result<()> {
 }
 
 impl Station {
-    fn new(backend: Backend) -> Result<Station> {
+    pub(crate) fn new(backend: Backend) -> Result<Station> {
         let dir = tempfile::tempdir().context("creating the server's data folder")?;
         let mut env = vec![
             (
@@ -285,7 +285,7 @@ impl Station {
         })
     }
 
-    fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.env_remove("XIUHUA_CONFIG");
         for (k, v) in &self.env {
@@ -294,7 +294,7 @@ impl Station {
         cmd
     }
 
-    fn admin(&self, args: &[&str]) -> Result<String> {
+    pub(crate) fn admin(&self, args: &[&str]) -> Result<String> {
         let out = self
             .command()
             .args(args)
@@ -310,14 +310,20 @@ impl Station {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    fn enroll_code(&self) -> Result<String> {
+    pub(crate) fn enroll_code(&self) -> Result<String> {
         let out = self.admin(&["enroll-code", USER])?;
         Ok(out.lines().next().context("no code printed")?.trim().into())
     }
 
-    fn serve(&self) -> Result<Server> {
+    pub(crate) fn serve(&self) -> Result<Server> {
+        self.serve_with(&[])
+    }
+
+    /// [`Station::serve`] with more environment (e.g. the console on).
+    pub(crate) fn serve_with(&self, env: &[(&str, &str)]) -> Result<Server> {
         let mut child = self
             .command()
+            .envs(env.iter().copied())
             .arg("serve")
             .env("XIUHUA_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
@@ -347,7 +353,11 @@ impl Station {
             .parse()
             .context_with(|| format!("server address {addr:?}"))?;
         let proxy = Proxy::start(target)?;
-        Ok(Server { child, proxy })
+        Ok(Server {
+            child,
+            proxy,
+            addr: target,
+        })
     }
 }
 
@@ -361,9 +371,11 @@ impl Drop for Station {
     }
 }
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    proxy: Proxy,
+    pub(crate) proxy: Proxy,
+    /// The server itself (not through the relay).
+    pub(crate) addr: SocketAddr,
 }
 
 impl Drop for Server {
@@ -382,7 +394,7 @@ fn device_cmd(role: &str, args: &[String]) -> Result<Command> {
 }
 
 /// Runs a device to its end; its JSON line.
-fn device(role: &str, args: &[String]) -> Result<Value> {
+pub(crate) fn device(role: &str, args: &[String]) -> Result<Value> {
     let out = device_cmd(role, args)?
         .stderr(Stdio::inherit())
         .output()
@@ -399,7 +411,7 @@ fn device(role: &str, args: &[String]) -> Result<Value> {
     Ok(serde_json::from_str(line)?)
 }
 
-fn s(v: impl ToString) -> String {
+pub(crate) fn s(v: impl ToString) -> String {
     v.to_string()
 }
 

@@ -43,7 +43,6 @@ impl Lang {
 #[derive(Debug)]
 pub struct Strings {
     pub app: &'static str,
-    pub nav_home: &'static str,
     pub nav_audit: &'static str,
     pub nav_admin: &'static str,
     pub logout: &'static str,
@@ -116,7 +115,6 @@ pub struct Strings {
 
 pub static ZH: Strings = Strings {
     app: "绣花 · 社区工作站",
-    nav_home: "首页",
     nav_audit: "审计日志",
     nav_admin: "系统管理",
     logout: "退出登录",
@@ -187,7 +185,6 @@ pub static ZH: Strings = Strings {
 
 pub static EN: Strings = Strings {
     app: "Xiuhua · station console",
-    nav_home: "Home",
     nav_audit: "Audit log",
     nav_admin: "Administration",
     logout: "Log out",

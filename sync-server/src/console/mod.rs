@@ -23,7 +23,10 @@
 
 pub mod act;
 pub mod board;
+pub mod chart;
+pub mod export;
 pub mod i18n;
+pub mod ledgers;
 pub mod password;
 pub mod rules;
 
@@ -132,6 +135,7 @@ pub fn router(app: &AppState, cfg: &ConsoleConfig) -> Router {
         .route("/console/admin/revoke-device", post(admin_revoke_device))
         .route("/console/admin/enroll-code", post(admin_enroll_code))
         .merge(board::routes())
+        .merge(ledgers::routes())
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(

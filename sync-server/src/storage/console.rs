@@ -7,9 +7,9 @@
 //! Access: every query takes the grids the console user may see; a lookup by id returns the
 //! row's grid, which the caller checks before showing it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use xiuhua_core::model::{RecordStatus, TaskStatus};
+use xiuhua_core::model::{Category, Level, RecordStatus, TaskStatus};
 use xiuhua_core::pinyin;
 
 use super::DAY_MS;
@@ -141,6 +141,181 @@ pub fn month_of(ms: i64) -> String {
     let days = ms.saturating_add(CST_OFFSET_MS).div_euclid(DAY_MS);
     let (y, m, _) = xiuhua_core::hlc::civil_date(u64::try_from(days).unwrap_or(0));
     format!("{y:04}-{m:02}")
+}
+
+/// A calendar month of China Standard Time: what the ledgers and statistics are cut by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Month {
+    pub year: i32,
+    /// 1–12.
+    pub month: u32,
+}
+
+impl Month {
+    /// The month of a time in ms (China Standard Time).
+    pub fn of(ms: i64) -> Month {
+        let days = ms.saturating_add(CST_OFFSET_MS).div_euclid(DAY_MS);
+        let (y, m, _) = civil_from_days(days);
+        Month { year: y, month: m }
+    }
+
+    /// Parses `YYYY-MM` (a four-digit year from 1970 to 9999).
+    pub fn parse(s: &str) -> Option<Month> {
+        let (y, m) = s.split_once('-')?;
+        if y.len() != 4 || m.len() != 2 || !(y.bytes().chain(m.bytes())).all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let (year, month) = (y.parse().ok()?, m.parse().ok()?);
+        ((1970..=9999).contains(&year) && (1..=12).contains(&month))
+            .then_some(Month { year, month })
+    }
+
+    /// The month after this one.
+    pub fn next(self) -> Month {
+        if self.month == 12 {
+            Month {
+                year: self.year.saturating_add(1),
+                month: 1,
+            }
+        } else {
+            Month {
+                year: self.year,
+                month: self.month + 1,
+            }
+        }
+    }
+
+    /// The month `n` months before this one.
+    pub fn minus(self, n: u32) -> Month {
+        let index = i64::from(self.year) * 12 + i64::from(self.month) - 1 - i64::from(n);
+        Month {
+            year: i32::try_from(index.div_euclid(12)).unwrap_or(i32::MIN),
+            month: u32::try_from(index.rem_euclid(12) + 1).unwrap_or(1),
+        }
+    }
+
+    /// Its first instant, ms (China Standard Time).
+    pub fn start_ms(self) -> i64 {
+        day_start_ms(self.year, self.month, 1).unwrap_or(i64::MIN)
+    }
+
+    /// The first instant of the next month: its exclusive end.
+    pub fn end_ms(self) -> i64 {
+        self.next().start_ms()
+    }
+
+    pub fn range(self) -> TimeRange {
+        TimeRange {
+            from_ms: self.start_ms(),
+            to_ms: self.end_ms(),
+        }
+    }
+}
+
+impl std::fmt::Display for Month {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+/// The months a range touches, in order (none for an empty range).
+pub fn months_in(range: TimeRange) -> Vec<Month> {
+    let mut out = Vec::new();
+    if range.to_ms <= range.from_ms {
+        return out;
+    }
+    let last = Month::of(range.to_ms - 1);
+    let mut m = Month::of(range.from_ms);
+    while m <= last {
+        out.push(m);
+        m = m.next();
+    }
+    out
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (H. Hinnant's
+/// `days_from_civil`); `None` for a day the month does not have.
+pub fn days_from_civil(year: i32, month: u32, day: u32) -> Option<i64> {
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    let y = i64::from(year) - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
+}
+
+/// The civil date of a day counted from 1970-01-01 (the inverse of [`days_from_civil`]).
+fn civil_from_days(days: i64) -> (i32, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        i32::try_from(y).unwrap_or(i32::MAX),
+        u32::try_from(m).unwrap_or(1),
+        u32::try_from(d).unwrap_or(1),
+    )
+}
+
+/// The days of a month (28–31).
+pub fn days_in_month(year: i32, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+/// The first instant (ms) of a day in China Standard Time; `None` for a day that does not
+/// exist.
+pub fn day_start_ms(year: i32, month: u32, day: u32) -> Option<i64> {
+    Some(days_from_civil(year, month, day)? * DAY_MS - CST_OFFSET_MS)
+}
+
+/// Parses `YYYY-MM-DD` (China Standard Time) into its year, month and day, checked against
+/// the calendar (1970 to 9999).
+pub fn parse_day(s: &str) -> Option<(i32, u32, u32)> {
+    let mut parts = s.split('-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some()
+        || y.len() != 4
+        || m.len() != 2
+        || d.len() != 2
+        || !(y.bytes().chain(m.bytes()).chain(d.bytes())).all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let (year, month, day) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    if !(1970..=9999).contains(&year) {
+        return None;
+    }
+    days_from_civil(year, month, day)?;
+    Some((year, month, day))
+}
+
+/// The range of whole days `from` to `to`, both included (China Standard Time): what a
+/// ledger's `from` and `to` mean.
+pub fn day_range(from: (i32, u32, u32), to: (i32, u32, u32)) -> Option<TimeRange> {
+    let from_ms = day_start_ms(from.0, from.1, from.2)?;
+    let to_ms = day_start_ms(to.0, to.1, to.2)? + DAY_MS;
+    (from_ms < to_ms).then_some(TimeRange { from_ms, to_ms })
+}
+
+/// A day as `YYYY-MM-DD` (China Standard Time).
+pub fn day_of(ms: i64) -> String {
+    let (y, m, d) = civil_from_days(ms.saturating_add(CST_OFFSET_MS).div_euclid(DAY_MS));
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// Which tasks a board or ledger looks at.
@@ -358,16 +533,138 @@ pub fn task_ledger(tasks: Vec<TaskP>, now_ms: i64) -> Vec<TaskLedgerRow> {
     out
 }
 
+/// Counts of a ledger column's values: the known values in their declared order first
+/// (those with none included, so that a totals sheet always has the same lines), then any
+/// other value a phone wrote, by value.
+fn ordered_counts<'a>(
+    values: impl Iterator<Item = &'a str>,
+    known: &[&str],
+) -> Vec<(String, usize)> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in values {
+        *counts.entry(v).or_default() += 1;
+    }
+    let mut out: Vec<(String, usize)> = known
+        .iter()
+        .map(|k| (k.to_string(), counts.remove(k).unwrap_or(0)))
+        .collect();
+    out.extend(counts.into_iter().map(|(k, n)| (k.to_string(), n)));
+    out
+}
+
+/// The totals of a 民情台账 (its export's 合计 sheet, the page's summary).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecordTotals {
+    pub records: usize,
+    /// By category, in [`Category::ALL`]'s order, then any other.
+    pub by_category: Vec<(String, usize)>,
+    /// By shown status, in [`RecordStatus::ALL`]'s order, then any other.
+    pub by_status: Vec<(String, usize)>,
+    /// Showing 已办结 or 已回访.
+    pub closed: usize,
+    /// With at least one task made from them.
+    pub with_tasks: usize,
+}
+
+pub fn record_totals(rows: &[RecordLedgerRow]) -> RecordTotals {
+    let cats: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
+    let statuses: Vec<&str> = RecordStatus::ALL.iter().map(|s| s.as_str()).collect();
+    RecordTotals {
+        records: rows.len(),
+        by_category: ordered_counts(rows.iter().map(|r| r.record.category.as_str()), &cats),
+        by_status: ordered_counts(rows.iter().map(|r| r.record.shown.as_str()), &statuses),
+        closed: rows
+            .iter()
+            .filter(|r| record_closed(&r.record.shown))
+            .count(),
+        with_tasks: rows.iter().filter(|r| r.tasks > 0).count(),
+    }
+}
+
+/// The totals of a 政务台账.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TaskTotals {
+    pub tasks: usize,
+    /// By state (the stored value), in [`TaskStatus::ALL`]'s order, then any other.
+    pub by_status: Vec<(String, usize)>,
+    /// By level, in [`Level::ALL`]'s order, then `""` (never ordered), then any other.
+    pub by_level: Vec<(String, usize)>,
+    pub by_category: Vec<(String, usize)>,
+    /// 办结: done, rated or not.
+    pub completed: usize,
+    /// Open and past their deadline at the ledger's time.
+    pub overdue: usize,
+    pub escalated: usize,
+    pub reopened: usize,
+    /// Of the completed tasks with a deadline, the share done by it.
+    pub on_time_rate: Option<f64>,
+    /// The mean rating (1–5) of the rated tasks.
+    pub mean_satisfaction: Option<f64>,
+    pub rated: usize,
+}
+
+pub fn task_totals(rows: &[TaskLedgerRow]) -> TaskTotals {
+    let statuses: Vec<&str> = TaskStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let mut levels: Vec<&str> = Level::ALL.iter().map(|l| l.as_str()).collect();
+    levels.push("");
+    let cats: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
+    let judged: Vec<bool> = rows.iter().filter_map(|r| r.on_time).collect();
+    let ratings: Vec<i64> = rows.iter().filter_map(|r| r.task.rating).collect();
+    TaskTotals {
+        tasks: rows.len(),
+        by_status: ordered_counts(rows.iter().map(|r| r.task.status.as_str()), &statuses),
+        by_level: ordered_counts(
+            rows.iter().map(|r| r.task.level.as_deref().unwrap_or("")),
+            &levels,
+        ),
+        by_category: ordered_counts(rows.iter().map(|r| r.task.category.as_str()), &cats),
+        completed: rows
+            .iter()
+            .filter(|r| {
+                matches!(
+                    TaskStatus::parse(&r.task.status),
+                    Ok(TaskStatus::Done | TaskStatus::Closed)
+                )
+            })
+            .count(),
+        overdue: rows.iter().filter(|r| r.days_overdue.is_some()).count(),
+        escalated: rows.iter().filter(|r| r.task.escalated).count(),
+        reopened: rows.iter().filter(|r| r.task.reopened).count(),
+        on_time_rate: (!judged.is_empty())
+            .then(|| judged.iter().filter(|ok| **ok).count() as f64 / judged.len() as f64),
+        mean_satisfaction: (!ratings.is_empty())
+            .then(|| ratings.iter().sum::<i64>() as f64 / ratings.len() as f64),
+        rated: ratings.len(),
+    }
+}
+
+/// Whether a household is on its grid's register at `at_ms` (an exclusive instant, such
+/// as a month's end): registered before it and not moved out (迁出) by then. The coverage
+/// denominator of a month counts these at the month's end, so that a grid's coverage is
+/// visited ÷ households living there, not ÷ households registered that month.
+///
+/// The projection knows a household's current grid only: one moved from another grid
+/// counts in its new grid since its registration.
+pub fn registered_at(h: &HouseholdP, at_ms: i64) -> bool {
+    h.created_at < at_ms && h.moved_out_at.is_none_or(|out| out >= at_ms)
+}
+
 /// One grid's figures for one month (China Standard Time).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct GridMonthStats {
     pub grid: String,
     /// `YYYY-MM`.
     pub month: String,
-    /// Households registered (created) that month.
+    /// Households on the grid's register at the month's end ([`registered_at`]): the
+    /// coverage denominator.
     pub households_registered: usize,
+    /// Households registered (created) that month.
+    pub households_new: usize,
     /// Distinct households visited that month.
     pub households_visited: usize,
+    /// Of the households registered at the month's end, those visited that month: the
+    /// coverage numerator (a household visited and then moved out is not in it).
+    pub registered_visited: usize,
     pub visits: usize,
     /// Records reported that month.
     pub records_opened: usize,
@@ -387,9 +684,20 @@ pub struct GridMonthStats {
     pub average_satisfaction: Option<f64>,
 }
 
+impl GridMonthStats {
+    /// 走访覆盖率: the share of the households registered at the month's end visited
+    /// that month; `None` for a grid with none registered.
+    pub fn coverage(&self) -> Option<f64> {
+        (self.households_registered > 0)
+            .then(|| self.registered_visited as f64 / self.households_registered as f64)
+    }
+}
+
 /// Rows a statistics page reads.
 #[derive(Debug, Clone, Default)]
 pub struct StatsInput {
+    /// Every household of the grids, whenever registered (the denominators count those
+    /// registered before the range).
     pub households: Vec<HouseholdP>,
     pub visits: Vec<VisitP>,
     pub records: Vec<RecordP>,
@@ -428,19 +736,35 @@ fn slot<'a>(
 
 /// Per-grid, per-month statistics, sorted by grid then month. Each count falls in the
 /// month of its own time (registration, visit, report, creation, closing), within `range`
-/// when given.
+/// when given; the register ([`GridMonthStats::households_registered`]) is counted at
+/// each month's end. With a range, every grid that has households gets a line for every
+/// month of the range, a month without any visit included (its coverage is 0, not absent).
 pub fn grid_month_stats(input: &StatsInput, range: Option<TimeRange>) -> Vec<GridMonthStats> {
     let mut out: BTreeMap<(String, String), GridMonthStats> = BTreeMap::new();
     for h in &input.households {
         if let Some(s) = slot(&mut out, range, &h.grid, h.created_at) {
-            s.households_registered += 1;
+            s.households_new += 1;
         }
     }
-    let mut visited: HashSet<(String, String, &str)> = HashSet::new();
+    if let Some(r) = range {
+        let grids: BTreeSet<&str> = input.households.iter().map(|h| h.grid.as_str()).collect();
+        for grid in grids {
+            for m in months_in(r) {
+                // Any instant of the month within the range names its slot.
+                let _ = slot(&mut out, range, grid, m.start_ms().max(r.from_ms));
+            }
+        }
+    }
+    // The households visited, per (grid, month).
+    let mut visited: HashMap<(String, String), HashSet<&str>> = HashMap::new();
     for v in &input.visits {
         if let Some(s) = slot(&mut out, range, &v.grid, v.at) {
             s.visits += 1;
-            if visited.insert((s.grid.clone(), s.month.clone(), v.household.as_str())) {
+            if visited
+                .entry((s.grid.clone(), s.month.clone()))
+                .or_default()
+                .insert(v.household.as_str())
+            {
                 s.households_visited += 1;
             }
         }
@@ -483,6 +807,26 @@ pub fn grid_month_stats(input: &StatsInput, range: Option<TimeRange>) -> Vec<Gri
             }
             if let Some(r) = t.rating {
                 c.ratings.push(r);
+            }
+        }
+    }
+    // The register at each month's end, and which of its households were visited.
+    let mut by_grid: HashMap<&str, Vec<&HouseholdP>> = HashMap::new();
+    for h in &input.households {
+        by_grid.entry(h.grid.as_str()).or_default().push(h);
+    }
+    let none = HashSet::new();
+    for (key, s) in out.iter_mut() {
+        let Some(end) = Month::parse(&s.month).map(Month::end_ms) else {
+            continue;
+        };
+        let seen = visited.get(key).unwrap_or(&none);
+        for h in by_grid.get(s.grid.as_str()).into_iter().flatten() {
+            if registered_at(h, end) {
+                s.households_registered += 1;
+                if seen.contains(h.id.as_str()) {
+                    s.registered_visited += 1;
+                }
             }
         }
     }
@@ -809,6 +1153,233 @@ mod tests {
             }),
         );
         assert!(only_dec.is_empty());
+    }
+
+    fn household(id: &str, created_at: i64, moved_out_at: Option<i64>) -> HouseholdP {
+        HouseholdP {
+            id: id.into(),
+            grid: "g1".into(),
+            building: "1号楼".into(),
+            unit: "1单元".into(),
+            room: "101".into(),
+            head_name: String::new(),
+            member_count: 1,
+            tags: String::new(),
+            visit_count: 0,
+            last_visit_at: None,
+            conflicts: 0,
+            created_at,
+            created_by: String::new(),
+            moved_out_at,
+        }
+    }
+
+    fn visit(household: &str, at: i64) -> VisitP {
+        VisitP {
+            household: household.into(),
+            pos: 0,
+            id: format!("v-{household}-{at}"),
+            grid: "g1".into(),
+            at,
+            by: "u-g1".into(),
+            by_name: "王伟".into(),
+            purpose: "入户走访".into(),
+            note: String::new(),
+            follow_up: None,
+        }
+    }
+
+    #[test]
+    fn coverage_divides_by_the_register_at_the_months_end() {
+        let m = |y, mo| Month { year: y, month: mo };
+        let (oct, nov, dec) = (m(2026, 10), m(2026, 11), m(2026, 12));
+        let households = vec![
+            // Registered long before the range: on the register every month.
+            household("old", m(2025, 3).start_ms() + DAY_MS, None),
+            household("oct", oct.start_ms() + 2 * DAY_MS, None),
+            // Moved out in November: on October's register, not November's.
+            household(
+                "gone",
+                oct.start_ms() + 3 * DAY_MS,
+                Some(nov.start_ms() + DAY_MS),
+            ),
+            // Moves out at the first instant of December: still there at November's end.
+            household("edge", oct.start_ms() + 4 * DAY_MS, Some(dec.start_ms())),
+            household("dec", dec.start_ms() + 5 * DAY_MS, None),
+        ];
+        let visits = vec![
+            visit("old", oct.start_ms() + 10 * DAY_MS),
+            visit("old", oct.start_ms() + 11 * DAY_MS),
+            visit("oct", oct.start_ms() + 12 * DAY_MS),
+            // Visited in November before moving out: a visit, not coverage.
+            visit("gone", nov.start_ms()),
+            visit("edge", nov.start_ms() + 9 * DAY_MS),
+        ];
+        let range = TimeRange {
+            from_ms: oct.start_ms(),
+            to_ms: dec.end_ms(),
+        };
+        let stats = grid_month_stats(
+            &StatsInput {
+                households,
+                visits,
+                ..StatsInput::default()
+            },
+            Some(range),
+        );
+        let got: Vec<(String, usize, usize, usize, usize, Option<f64>)> = stats
+            .iter()
+            .map(|s| {
+                (
+                    s.month.clone(),
+                    s.households_registered,
+                    s.households_new,
+                    s.households_visited,
+                    s.registered_visited,
+                    s.coverage(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                // old, oct, gone, edge registered; old and oct visited.
+                ("2026-10".into(), 4, 3, 2, 2, Some(0.5)),
+                // gone moved out: 3 on the register; edge visited; gone's visit is no coverage.
+                ("2026-11".into(), 3, 0, 2, 1, Some(1.0 / 3.0)),
+                // edge gone, dec new; nobody visited: a line with coverage 0.
+                ("2026-12".into(), 3, 1, 0, 0, Some(0.0)),
+            ]
+        );
+        assert!(registered_at(&household("h", 10, None), 11));
+        assert!(
+            !registered_at(&household("h", 10, None), 10),
+            "created at the end"
+        );
+        assert!(!registered_at(&household("h", 0, Some(5)), 10));
+        assert!(registered_at(&household("h", 0, Some(10)), 10));
+        let empty = GridMonthStats::default();
+        assert_eq!(empty.coverage(), None, "no register, no rate");
+    }
+
+    #[test]
+    fn calendar_days_and_months_in_china_time() {
+        assert_eq!(days_from_civil(1970, 1, 1), Some(0));
+        assert_eq!(days_from_civil(2000, 3, 1), Some(11_017));
+        assert_eq!(days_from_civil(2024, 2, 29), Some(19_782));
+        assert_eq!(days_from_civil(2026, 2, 29), None);
+        assert_eq!(days_from_civil(2026, 4, 31), None);
+        for d in [0, 59, 60, 11_016, 19_782, 20_789, 2_932_896] {
+            let (y, m, dd) = civil_from_days(d);
+            assert_eq!(days_from_civil(y, m, dd), Some(d), "{d}");
+        }
+        assert_eq!(parse_day("2026-12-01"), Some((2026, 12, 1)));
+        for bad in [
+            "2026-2-01",
+            "2026-02-30",
+            "2026-13-01",
+            "1969-12-31",
+            "20261201",
+            "2026-12-01-",
+            "２０２６-12-01",
+            "+026-12-01",
+            "",
+        ] {
+            assert_eq!(parse_day(bad), None, "{bad}");
+        }
+        // 2026-12-01 00:00 in Beijing is 2026-11-30T16:00Z.
+        assert_eq!(day_start_ms(2026, 12, 1), Some(1_796_054_400_000));
+        let r = day_range((2026, 12, 1), (2026, 12, 31)).unwrap();
+        assert_eq!(r.to_ms - r.from_ms, 31 * DAY_MS);
+        assert_eq!(day_range((2026, 12, 2), (2026, 12, 1)), None, "backwards");
+        assert_eq!(day_of(r.from_ms), "2026-12-01");
+        assert_eq!(day_of(r.to_ms - 1), "2026-12-31");
+        let dec = Month::parse("2026-12").unwrap();
+        assert_eq!(dec.range(), r);
+        assert_eq!(dec.next().to_string(), "2027-01");
+        assert_eq!(dec.minus(12).to_string(), "2025-12");
+        assert_eq!(dec.minus(5).to_string(), "2026-07");
+        assert_eq!(Month::of(r.from_ms - 1).to_string(), "2026-11");
+        assert_eq!(Month::parse("2026-1"), None);
+        assert_eq!(Month::parse("2026-00"), None);
+        let months: Vec<String> = months_in(TimeRange {
+            from_ms: Month::parse("2026-11").unwrap().start_ms() + 5,
+            to_ms: Month::parse("2027-02").unwrap().start_ms(),
+        })
+        .iter()
+        .map(Month::to_string)
+        .collect();
+        assert_eq!(months, vec!["2026-11", "2026-12", "2027-01"]);
+    }
+
+    #[test]
+    fn ledger_totals_count_in_a_fixed_order() {
+        let rec = |id: &str, category: &str, shown: &str| RecordP {
+            id: id.into(),
+            grid: "g1".into(),
+            category: category.into(),
+            status: "待处理".into(),
+            shown: shown.into(),
+            reporter: String::new(),
+            household: None,
+            building: None,
+            place: String::new(),
+            reported_at: 0,
+            summary: String::new(),
+            created_by: String::new(),
+        };
+        let mut from = task("t0", "closed");
+        from.source_record = Some("r1".into());
+        let rows = record_ledger(
+            vec![
+                rec("r1", "环境卫生", "已办结"),
+                rec("r2", "环境卫生", "待处理"),
+                rec("r3", "外星来客", "处理中"),
+            ],
+            &[from],
+        );
+        let t = record_totals(&rows);
+        assert_eq!((t.records, t.closed, t.with_tasks), (3, 1, 1));
+        assert_eq!(t.by_category.len(), Category::ALL.len() + 1);
+        assert_eq!(t.by_category[0], ("矛盾纠纷".to_string(), 0));
+        assert!(t.by_category.contains(&("环境卫生".to_string(), 2)));
+        assert_eq!(
+            t.by_category.last(),
+            Some(&("外星来客".to_string(), 1)),
+            "a value no phone should write still counts, last"
+        );
+        let statuses: Vec<&str> = t.by_status.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(statuses, vec!["待处理", "处理中", "已办结", "已回访"]);
+
+        let now = 100 * DAY_MS;
+        let mut a = task("a", "closed");
+        a.deadline = Some(10);
+        a.done_at = Some(5);
+        a.rating = Some(5);
+        let mut b = task("b", "done");
+        b.deadline = Some(10);
+        b.done_at = Some(20);
+        b.rating = Some(2);
+        b.reopened = true;
+        let mut c = task("c", "in_progress");
+        c.deadline = Some(now - DAY_MS);
+        c.escalated = true;
+        let mut d = task("d", "ordered");
+        d.level = None;
+        let t = task_totals(&task_ledger(vec![a, b, c, d], now));
+        assert_eq!(
+            (t.tasks, t.completed, t.overdue, t.escalated, t.reopened),
+            (4, 2, 1, 1, 1)
+        );
+        assert_eq!(t.on_time_rate, Some(0.5));
+        assert_eq!((t.rated, t.mean_satisfaction), (2, Some(3.5)));
+        let levels: Vec<(&str, usize)> = t.by_level.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+        assert_eq!(
+            levels,
+            vec![("党群办", 0), ("小区办", 0), ("上门办", 3), ("", 1)]
+        );
+        assert_eq!(t.by_status[0], ("ordered".to_string(), 1));
+        assert_eq!(task_totals(&[]).on_time_rate, None);
     }
 
     #[test]

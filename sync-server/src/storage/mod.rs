@@ -43,7 +43,8 @@ pub mod sqlite;
 
 pub use console::{
     Board, BoardColumn, BoardQuery, BoardTask, GridMonthStats, HouseholdDetail, HouseholdHit,
-    LedgerFilter, RecordLedgerRow, StatsInput, TaskDetail, TaskFilter, TaskLedgerRow, TaskSort,
+    LedgerFilter, Month, RecordLedgerRow, RecordTotals, StatsInput, TaskDetail, TaskFilter,
+    TaskLedgerRow, TaskSort, TaskTotals,
 };
 pub use projected::{Projection, Select, Table, TimeRange};
 
@@ -776,10 +777,8 @@ pub trait Storage: Send + Sync + 'static {
             ..Select::default()
         };
         let input = StatsInput {
-            households: self
-                .select(Table::Households, &sel(f.range))
-                .await?
-                .households,
+            // The register at a month's end counts households registered before the range.
+            households: self.select(Table::Households, &sel(None)).await?.households,
             visits: self.select(Table::Visits, &sel(f.range)).await?.visits,
             records: self.select(Table::Records, &sel(f.range)).await?.records,
             // Tasks count by creation and by closing: read them all.
