@@ -122,22 +122,25 @@ pub fn civil_date(days: u64) -> (u64, u64, u64) {
 /// Days from 1970-01-01 to the proleptic Gregorian date `year-month-day`, the inverse of
 /// [`civil_date`]; `None` for a date that does not exist or is before 1970 or after 9999.
 pub fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
-    if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || day == 0 {
+    if !(1970..=9999).contains(&year) || day == 0 || day > days_in_month(year, month)? {
         return None;
     }
-    let february = if is_leap_year(year) { 29 } else { 28 };
-    let month_lengths = [31, february, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    let len = month_lengths[usize::try_from(month - 1).ok()?];
-    if day > len {
-        return None;
-    }
-    let before_year: u64 = (1970..year)
-        .map(|y| if is_leap_year(y) { 366 } else { 365 })
-        .sum();
-    let before_month: u64 = month_lengths[..usize::try_from(month - 1).ok()?]
-        .iter()
-        .sum();
+    // Whole years since 1970 (leap days counted by the 4/100/400 rule), then the months.
+    let leaps = |y: u64| y / 4 - y / 100 + y / 400;
+    let before_year = (year - 1970) * 365 + leaps(year - 1) - leaps(1969);
+    let before_month: u64 = (1..month).filter_map(|m| days_in_month(year, m)).sum();
     Some(before_year + before_month + day - 1)
+}
+
+/// The days of `month` (1–12) of `year`, or `None` for a month that does not exist.
+pub fn days_in_month(year: u64, month: u64) -> Option<u64> {
+    Some(match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap_year(year) => 29,
+        2 => 28,
+        _ => return None,
+    })
 }
 
 /// A remote stamp further than this ahead of our corrected time is not

@@ -29,8 +29,6 @@ use crate::storage::projected::TimeRange;
 pub const BOARD_PAGE: usize = 50;
 /// Households a search shows.
 const SEARCH_LIMIT: usize = 50;
-/// China Standard Time, the stations' zone.
-const CST_MS: i64 = 8 * 3_600_000;
 
 pub fn routes() -> Router<Console> {
     Router::new()
@@ -42,19 +40,11 @@ pub fn routes() -> Router<Console> {
 
 // ----- dates as people type them (China time) -----
 
-/// `YYYY-MM-DD` as the ms its day starts at in China.
+/// `YYYY-MM-DD` as the ms its day starts at in China (the ledgers' rule,
+/// [`crate::storage::console::parse_day`]).
 pub fn parse_day(s: &str) -> Option<i64> {
-    let mut it = s.trim().splitn(3, '-');
-    let (y, m, d) = (it.next()?, it.next()?, it.next()?);
-    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
-        return None;
-    }
-    let days =
-        xiuhua_core::hlc::days_from_civil(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)?;
-    i64::try_from(days)
-        .ok()?
-        .checked_mul(DAY_MS)?
-        .checked_sub(CST_MS)
+    let (y, m, d) = crate::storage::console::parse_day(s.trim())?;
+    crate::storage::console::day_start_ms(y, m, d)
 }
 
 /// `YYYY-MM-DDTHH:MM` (a `datetime-local` field) as ms, China time.
@@ -1062,7 +1052,7 @@ mod tests {
     #[test]
     fn days_and_minutes_are_read_in_china_time() {
         // 2026-12-02 00:00 in China is 2026-12-01 16:00 UTC.
-        assert_eq!(parse_day("2026-12-02"), Some(1_796_169_600_000 - CST_MS));
+        assert_eq!(parse_day("2026-12-02"), Some(1_796_169_600_000 - 8 * 3_600_000));
         assert_eq!(
             format_ms(parse_day("2026-12-02").unwrap()),
             "2026-12-02 00:00:00"

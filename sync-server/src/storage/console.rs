@@ -234,32 +234,20 @@ pub fn months_in(range: TimeRange) -> Vec<Month> {
     out
 }
 
-/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (H. Hinnant's
-/// `days_from_civil`); `None` for a day the month does not have.
+/// Days from 1970-01-01 to a date (the core's calendar, [`xiuhua_core::hlc::days_from_civil`]);
+/// `None` for a day the month does not have, or outside 1970–9999.
 pub fn days_from_civil(year: i32, month: u32, day: u32) -> Option<i64> {
-    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
-        return None;
-    }
-    let y = i64::from(year) - i64::from(month <= 2);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
+    let days = xiuhua_core::hlc::days_from_civil(
+        u64::try_from(year).ok()?,
+        u64::from(month),
+        u64::from(day),
+    )?;
+    i64::try_from(days).ok()
 }
 
-/// The civil date of a day counted from 1970-01-01 (the inverse of [`days_from_civil`]).
+/// The civil date of a day counted from 1970-01-01 ([`xiuhua_core::hlc::civil_date`]).
 fn civil_from_days(days: i64) -> (i32, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = xiuhua_core::hlc::civil_date(u64::try_from(days).unwrap_or(0));
     (
         i32::try_from(y).unwrap_or(i32::MAX),
         u32::try_from(m).unwrap_or(1),
@@ -269,12 +257,10 @@ fn civil_from_days(days: i64) -> (i32, u32, u32) {
 
 /// The days of a month (28–31).
 pub fn days_in_month(year: i32, month: u32) -> u32 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        _ => 28,
-    }
+    let days = u64::try_from(year)
+        .ok()
+        .and_then(|y| xiuhua_core::hlc::days_in_month(y, u64::from(month)));
+    days.and_then(|d| u32::try_from(d).ok()).unwrap_or(0)
 }
 
 /// The first instant (ms) of a day in China Standard Time; `None` for a day that does not
