@@ -753,10 +753,17 @@ pub trait Storage: Send + Sync + 'static {
             ..Select::default()
         };
         let records = self.select(Table::Records, &sel).await?.records;
-        let tasks = self
-            .select(Table::Tasks, &Select::grids(&f.grids))
-            .await?
-            .tasks;
+        // Only the tasks made from these records (indexed by source_record).
+        let tasks = if records.is_empty() {
+            Vec::new()
+        } else {
+            let made_from = Select {
+                grids: Some(f.grids.clone()),
+                source_records: Some(records.iter().map(|r| r.id.clone()).collect()),
+                ..Select::default()
+            };
+            self.select(Table::Tasks, &made_from).await?.tasks
+        };
         Ok(console::record_ledger(records, &tasks))
     }
     /// The 政务台账: one row per task created in the range.

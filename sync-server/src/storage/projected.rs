@@ -281,6 +281,9 @@ pub struct Select {
     pub range: Option<TimeRange>,
     /// Residents only: a `LIKE` pattern matched against the name and the pinyin keys.
     pub like: Option<String>,
+    /// Tasks only: those made from one of these records (the 民情台账 joins a month's
+    /// records to their tasks without reading every task of the grids).
+    pub source_records: Option<Vec<String>>,
 }
 
 impl Select {
@@ -333,6 +336,10 @@ impl Select {
             conds.push(format!(
                 "(name LIKE {ph} ESCAPE '\\' OR pinyin LIKE {ph} ESCAPE '\\' OR initials LIKE {ph} ESCAPE '\\')"
             ));
+        }
+        if let (Some(ids), Table::Tasks) = (&self.source_records, table) {
+            vals.push(Val::Texts(ids.clone()));
+            conds.push(d.in_list("source_record", vals.len()));
         }
         let filter = if conds.is_empty() {
             String::new()
@@ -715,6 +722,20 @@ mod tests {
             sql.contains("created_at >= $2 AND created_at < $3"),
             "{sql}"
         );
+        let by_record = Select {
+            source_records: Some(vec!["r1".into(), "r2".into()]),
+            ..sel.clone()
+        };
+        let (sql, vals) = by_record.sql(Table::Tasks, Dialect::Sqlite);
+        assert!(
+            sql.contains("source_record IN (SELECT value FROM json_each(?4))"),
+            "{sql}"
+        );
+        assert_eq!(vals[3], Val::Texts(vec!["r1".into(), "r2".into()]));
+        let (sql, _) = by_record.sql(Table::Tasks, Dialect::Postgres);
+        assert!(sql.contains("source_record = ANY($4)"), "{sql}");
+        let (sql, _) = by_record.sql(Table::Records, Dialect::Postgres);
+        assert!(!sql.contains("source_record"), "tasks only: {sql}");
         // Residents have no time column: the range is not applied.
         let (sql, vals) = sel.sql(Table::Residents, Dialect::Postgres);
         assert!(!sql.contains(">="), "{sql}");
