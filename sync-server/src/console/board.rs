@@ -1052,7 +1052,10 @@ mod tests {
     #[test]
     fn days_and_minutes_are_read_in_china_time() {
         // 2026-12-02 00:00 in China is 2026-12-01 16:00 UTC.
-        assert_eq!(parse_day("2026-12-02"), Some(1_796_169_600_000 - 8 * 3_600_000));
+        assert_eq!(
+            parse_day("2026-12-02"),
+            Some(1_796_169_600_000 - 8 * 3_600_000)
+        );
         assert_eq!(
             format_ms(parse_day("2026-12-02").unwrap()),
             "2026-12-02 00:00:00"
