@@ -173,11 +173,10 @@ pub async fn act(
     let act_for = action.clone();
     let (change, view) = app
         .work("a console action", move || {
-            record(&bytes, &id, &actor, &act_for, now_ms)
-                .map_err(|e| ApiError::new(e.status(), e.code(), e.message()))
+            Ok(record(&bytes, &id, &actor, &act_for, now_ms))
         })
         .await
-        .map_err(ActError::from_api)?;
+        .map_err(ActError::from_api)??;
     if let TaskAction::Escalate { tier, unit } = &action {
         crate::http::escalate_task(&*app.storage, &caller, &meta, *tier, unit.as_deref())
             .await
@@ -198,38 +197,6 @@ pub async fn act(
     })
 }
 
-/// Why [`record`] refused, as an HTTP answer.
-enum RecordError {
-    Core(xiuhua_core::Error),
-    Load(String),
-}
-
-impl RecordError {
-    fn status(&self) -> axum::http::StatusCode {
-        match self {
-            RecordError::Core(xiuhua_core::Error::Refused(_)) => axum::http::StatusCode::CONFLICT,
-            RecordError::Core(xiuhua_core::Error::Invalid { .. }) => {
-                axum::http::StatusCode::BAD_REQUEST
-            }
-            _ => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-    fn code(&self) -> &'static str {
-        match self {
-            RecordError::Core(xiuhua_core::Error::Refused(_)) => "refused",
-            RecordError::Core(xiuhua_core::Error::Invalid { .. }) => "invalid",
-            _ => "internal",
-        }
-    }
-    fn message(&self) -> String {
-        match self {
-            RecordError::Core(xiuhua_core::Error::Refused(m)) => m.clone(),
-            RecordError::Core(e) => e.to_string(),
-            RecordError::Load(m) => m.clone(),
-        }
-    }
-}
-
 /// The change that records `action` in the stored task `saved`, and the task's new fold.
 fn record(
     saved: &[u8],
@@ -237,18 +204,19 @@ fn record(
     actor: &Actor,
     action: &TaskAction,
     now_ms: i64,
-) -> Result<(Vec<u8>, TaskView), RecordError> {
+) -> Result<(Vec<u8>, TaskView), ActError> {
     let mut d: AutoCommit = doc::load_doc(saved)
-        .map_err(|e| RecordError::Load(format!("stored task {id} does not load: {e}")))?;
+        .map_err(|e| ActError::Internal(format!("stored task {id} does not load: {e}")))?;
     d.set_actor(doc::actor_id(&actor.device));
     let before: xiuhua_core::model::Task =
-        autosurgeon::hydrate(&d).map_err(|e| RecordError::Load(format!("task {id}: {e}")))?;
+        autosurgeon::hydrate(&d).map_err(|e| ActError::Internal(format!("task {id}: {e}")))?;
     let hlc = next_hlc(&xiuhua_core::workflow::fold(before.events.values()), now_ms);
-    let (_, view) = task_act::record(&mut d, id, actor, hlc, action).map_err(RecordError::Core)?;
+    let (_, view) =
+        task_act::record(&mut d, id, actor, hlc, action).map_err(ActError::from_core)?;
     task_act::commit(&mut d, actor, hlc, &task_act::change_note(action))
-        .ok_or_else(|| RecordError::Load("the action changed nothing".into()))?;
+        .ok_or_else(|| ActError::Internal("the action changed nothing".into()))?;
     let change = d
         .get_last_local_change()
-        .ok_or_else(|| RecordError::Load("no change after the action".into()))?;
+        .ok_or_else(|| ActError::Internal("no change after the action".into()))?;
     Ok((change.raw_bytes().to_vec(), view))
 }

@@ -567,8 +567,17 @@ async fn task_view(
         .as_ref()
         .map(|v| allowed(v, &actor, now))
         .unwrap_or_default();
-    let names = con.user_names(c).await?;
-    let name_of = |u: &str| names.get(u).cloned().unwrap_or_else(|| u.to_string());
+    // One read of the directory's users: names for the page and the assignee picker.
+    let users = con.storage.list_users().await.map_err(|e| con.fail(c, e))?;
+    let names: HashMap<&str, &str> = users
+        .iter()
+        .map(|u| (u.id.as_str(), u.name.as_str()))
+        .collect();
+    let name_of = |u: &str| {
+        names
+            .get(u)
+            .map_or_else(|| u.to_string(), |n| (*n).to_string())
+    };
     let t = &detail.task;
     let mut facts = vec![
         (w.status.to_string(), c.lang.label(&t.status)),
@@ -630,7 +639,6 @@ async fn task_view(
         .list_grants()
         .await
         .map_err(|e| con.fail(c, e))?;
-    let users = con.storage.list_users().await.map_err(|e| con.fail(c, e))?;
     let here: Vec<_> = all_grants
         .iter()
         .filter(|g| g.grid == t.grid)
