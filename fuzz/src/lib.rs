@@ -391,7 +391,8 @@ fn ingest_push(req: PushRequest, seeded: bool) {
     let stored = if seeded { &w.stored } else { &empty };
     // As the push handler runs it: the parse inside `AppState::work` (the panic guard),
     // then `apply` (which guards its own Automerge steps) and `authorize` unguarded.
-    let Some(Ok(parsed)) = ingest::guarded(|| ingest::parse(&[DEVICE.to_string()], req, 10_000)) else {
+    let Some(Ok(parsed)) = ingest::guarded(|| ingest::parse(&[DEVICE.to_string()], req, 10_000))
+    else {
         return;
     };
     let known: HashSet<ChangeHash> = HashSet::new();
@@ -517,7 +518,7 @@ pub fn reply_decode(data: &[u8]) {
         return;
     };
     let b = body(rest);
-    match sel % 8 {
+    match sel % 9 {
         0 => drop(proto::decode::<EnrollResponse>(&b)),
         1 => drop(proto::decode::<TokenResponse>(&b)),
         2 => drop(proto::decode::<PushResponse>(&b)),
@@ -525,6 +526,7 @@ pub fn reply_decode(data: &[u8]) {
         4 => drop(proto::decode::<Bundle>(&b)),
         5 => drop(proto::decode::<RepairResponse>(&b)),
         6 => drop(proto::decode::<EscalateResponse>(&b)),
+        7 => drop(proto::decode::<EstimateResponse>(&b)),
         _ => drop(proto::decode::<ErrorBody>(&b)),
     }
 }
@@ -775,7 +777,18 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
                     server_time_ms: NOW,
                 },
             ));
-            v.extend(body_seeds(&[7], &error_body()));
+            v.extend(body_seeds(
+                &[7],
+                &EstimateResponse {
+                    server_time_ms: NOW,
+                    grids: vec![GridEstimate {
+                        grid: grid(),
+                        docs: 3,
+                        bytes: 4_096,
+                    }],
+                },
+            ));
+            v.extend(body_seeds(&[8], &error_body()));
             v
         }
         "engine_reply" => {
@@ -910,15 +923,15 @@ fn bundle() -> Bundle {
             rows,
         })
         .into_iter()
-        .collect();
+        .collect::<Vec<_>>();
     Bundle {
         server_time_ms: NOW,
         grid: GRID.into(),
         cursor: 9,
         projection_version: xiuhua_core::store::PROJECTION_VERSION,
+        total_docs: Some(docs.len() as u64),
         docs,
         more: false,
-        total_docs: None,
     }
 }
 
