@@ -21,7 +21,7 @@ use xiuhua_core::{DocKind, validate};
 /// Version of the rows [`project`] computes; with the core's `PROJECTION_VERSION` it makes
 /// the stored projection's version ([`stored_version`]). A server that finds another
 /// version rebuilds the projection at start.
-pub const SERVER_PROJECTION_VERSION: i64 = 1;
+pub const SERVER_PROJECTION_VERSION: i64 = 2;
 
 /// The version the `meta` table records for the projection tables.
 pub fn stored_version() -> String {

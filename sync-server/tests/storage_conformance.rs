@@ -123,6 +123,7 @@ macro_rules! all_cases {
                 quarantine_broken_documents,
                 projection_follows_pushes,
                 console_accounts_sessions_audit,
+                board_and_ledger_pages_match_the_rules,
             ]
         );
     };

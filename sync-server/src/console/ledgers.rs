@@ -28,7 +28,7 @@ use super::i18n::Lang;
 use super::{Answer, Client, Console, Me, Nav, page};
 use crate::storage::console::{
     Month, RecordTotals, TaskTotals, day_of, day_range, days_in_month, months_in, parse_day,
-    record_totals, task_totals,
+    record_groups, record_totals, task_totals,
 };
 use crate::storage::{GridMonthStats, LedgerFilter, RecordLedgerRow, TaskLedgerRow, TimeRange};
 
@@ -862,6 +862,22 @@ async fn ledger(con: &Console, c: &Client, q: &HashMap<String, String>, which: L
         Format::Xlsx | Format::Csv => (0, usize::MAX),
     };
     let rows = match which {
+        // A page reads its own rows, and the totals counted in SQL; a file reads them all.
+        Ledger::Records if lq.format == Format::Page => {
+            let (rows, totals) = con
+                .storage
+                .records_ledger_page(&filter, skip, take)
+                .await
+                .map_err(|e| con.fail(c, e))?;
+            Rows {
+                summary: record_summary(&totals, l),
+                total: totals.records,
+                table: Table {
+                    headers: l.record_headers.to_vec(),
+                    rows: rows.iter().map(|r| record_cells(r, &names)).collect(),
+                },
+            }
+        }
         Ledger::Records => {
             let rows = con
                 .storage
@@ -869,7 +885,7 @@ async fn ledger(con: &Console, c: &Client, q: &HashMap<String, String>, which: L
                 .await
                 .map_err(|e| con.fail(c, e))?;
             Rows {
-                summary: record_summary(&record_totals(&rows), l),
+                summary: record_summary(&record_totals(&record_groups(&rows)), l),
                 total: rows.len(),
                 table: Table {
                     headers: l.record_headers.to_vec(),

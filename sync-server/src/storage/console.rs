@@ -76,34 +76,91 @@ impl BoardColumn {
         }
     }
 
+    /// The column's bit in a task's [`board_flags`]; the overdue column has none (it
+    /// depends on the time: [`OPEN_BIT`] and a deadline already past).
+    pub fn bit(self) -> Option<i64> {
+        let i = match self {
+            BoardColumn::AwaitingAssign => 0,
+            BoardColumn::InProgress => 1,
+            BoardColumn::Overdue => return None,
+            BoardColumn::AwaitingRating => 3,
+            BoardColumn::Reopened => 4,
+            BoardColumn::Escalated => 5,
+            BoardColumn::LinkedUnit => 6,
+        };
+        Some(1 << i)
+    }
+
     /// Whether `task` is in this column at `now_ms`.
     pub fn holds(self, task: &TaskP, now_ms: i64) -> bool {
-        let status = TaskStatus::parse(&task.status).ok();
-        let open = status.is_some_and(TaskStatus::is_open) && task.ordered;
-        match self {
-            BoardColumn::AwaitingAssign => task.ordered && status == Some(TaskStatus::Ordered),
-            BoardColumn::InProgress => {
-                matches!(status, Some(TaskStatus::Assigned | TaskStatus::InProgress))
-            }
-            BoardColumn::Overdue => days_overdue(task, now_ms).is_some(),
-            BoardColumn::AwaitingRating => status == Some(TaskStatus::Done),
-            BoardColumn::Reopened => open && task.reopened,
-            BoardColumn::Escalated => open && task.tier == "community",
-            BoardColumn::LinkedUnit => open && task.tier == "linked_unit",
+        match self.bit() {
+            Some(bit) => board_flags(task) & bit != 0,
+            None => days_overdue(task, now_ms).is_some(),
         }
     }
+
+    /// The same test as [`BoardColumn::holds`], as SQL on `p_tasks` (whose `board` column
+    /// holds [`board_flags`]), with `now` the placeholder of the time.
+    pub fn sql(self, now: &str) -> String {
+        match self.bit() {
+            Some(bit) => format!("(board & {bit}) <> 0"),
+            None => format!("(board & {OPEN_BIT}) <> 0 AND deadline < {now}"),
+        }
+    }
+}
+
+/// A task's [`board_flags`] bit for "ordered and still open": such a task is overdue once
+/// its deadline has passed.
+pub const OPEN_BIT: i64 = 1 << 7;
+
+/// The board's rules, once: which of the columns that do not depend on the time a task is
+/// in, as bits ([`BoardColumn::bit`]), and [`OPEN_BIT`]. The projection stores them with the
+/// task (`p_tasks.board`), so a board counts and pages in SQL without reading every task.
+pub fn board_flags(task: &TaskP) -> i64 {
+    let status = TaskStatus::parse(&task.status).ok();
+    let open = status.is_some_and(TaskStatus::is_open) && task.ordered;
+    let columns = [
+        (
+            BoardColumn::AwaitingAssign,
+            task.ordered && status == Some(TaskStatus::Ordered),
+        ),
+        (
+            BoardColumn::InProgress,
+            matches!(status, Some(TaskStatus::Assigned | TaskStatus::InProgress)),
+        ),
+        (
+            BoardColumn::AwaitingRating,
+            status == Some(TaskStatus::Done),
+        ),
+        (BoardColumn::Reopened, open && task.reopened),
+        (BoardColumn::Escalated, open && task.tier == "community"),
+        (BoardColumn::LinkedUnit, open && task.tier == "linked_unit"),
+    ];
+    columns
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .filter_map(|(c, _)| c.bit())
+        .fold(if open { OPEN_BIT } else { 0 }, |acc, b| acc | b)
 }
 
 /// Whole days a task is past its deadline at `now_ms` (a started day counts: 1 ms late is
 /// 1 day), if it is ordered, still open and past it; else `None`.
 pub fn days_overdue(task: &TaskP, now_ms: i64) -> Option<i64> {
-    let open = TaskStatus::parse(&task.status).is_ok_and(TaskStatus::is_open);
     let deadline = task.deadline?;
-    if !(task.ordered && open && now_ms > deadline) {
+    if board_flags(task) & OPEN_BIT == 0 || now_ms <= deadline {
         return None;
     }
     let late = now_ms.saturating_sub(deadline);
     Some(late.saturating_add(DAY_MS - 1) / DAY_MS)
+}
+
+/// The days-overdue figure of [`days_overdue`] as SQL (NULL when not overdue).
+pub fn days_overdue_sql(now: &str) -> String {
+    format!(
+        "CASE WHEN {} THEN ({now} - deadline + {}) / {DAY_MS} END",
+        BoardColumn::Overdue.sql(now),
+        DAY_MS - 1
+    )
 }
 
 /// Days from a task's creation to its closing, if closed.
@@ -519,16 +576,16 @@ pub fn task_ledger(tasks: Vec<TaskP>, now_ms: i64) -> Vec<TaskLedgerRow> {
     out
 }
 
-/// Counts of a ledger column's values: the known values in their declared order first
-/// (those with none included, so that a totals sheet always has the same lines), then any
-/// other value a phone wrote, by value.
+/// Counts of a ledger column's values (each with its weight): the known values in their
+/// declared order first (those with none included, so that a totals sheet always has the
+/// same lines), then any other value a phone wrote, by value.
 fn ordered_counts<'a>(
-    values: impl Iterator<Item = &'a str>,
+    values: impl Iterator<Item = (&'a str, usize)>,
     known: &[&str],
 ) -> Vec<(String, usize)> {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for v in values {
-        *counts.entry(v).or_default() += 1;
+    for (v, n) in values {
+        *counts.entry(v).or_default() += n;
     }
     let mut out: Vec<(String, usize)> = known
         .iter()
@@ -552,18 +609,57 @@ pub struct RecordTotals {
     pub with_tasks: usize,
 }
 
-pub fn record_totals(rows: &[RecordLedgerRow]) -> RecordTotals {
+/// A 民情台账's records counted by category and shown status, and how many of them have a
+/// task: all its totals need. A page's groups are counted in SQL
+/// ([`super::projected::record_groups`]), a file's from its rows ([`record_groups`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordGroup {
+    pub category: String,
+    pub shown: String,
+    pub records: usize,
+    pub with_tasks: usize,
+}
+
+/// The groups of a ledger's rows.
+pub fn record_groups(rows: &[RecordLedgerRow]) -> Vec<RecordGroup> {
+    let mut groups: BTreeMap<(&str, &str), (usize, usize)> = BTreeMap::new();
+    for r in rows {
+        let g = groups
+            .entry((r.record.category.as_str(), r.record.shown.as_str()))
+            .or_default();
+        g.0 += 1;
+        g.1 += usize::from(r.tasks > 0);
+    }
+    groups
+        .into_iter()
+        .map(|((category, shown), (records, with_tasks))| RecordGroup {
+            category: category.to_string(),
+            shown: shown.to_string(),
+            records,
+            with_tasks,
+        })
+        .collect()
+}
+
+pub fn record_totals(groups: &[RecordGroup]) -> RecordTotals {
     let cats: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
     let statuses: Vec<&str> = RecordStatus::ALL.iter().map(|s| s.as_str()).collect();
     RecordTotals {
-        records: rows.len(),
-        by_category: ordered_counts(rows.iter().map(|r| r.record.category.as_str()), &cats),
-        by_status: ordered_counts(rows.iter().map(|r| r.record.shown.as_str()), &statuses),
-        closed: rows
+        records: groups.iter().map(|g| g.records).sum(),
+        by_category: ordered_counts(
+            groups.iter().map(|g| (g.category.as_str(), g.records)),
+            &cats,
+        ),
+        by_status: ordered_counts(
+            groups.iter().map(|g| (g.shown.as_str(), g.records)),
+            &statuses,
+        ),
+        closed: groups
             .iter()
-            .filter(|r| record_closed(&r.record.shown))
-            .count(),
-        with_tasks: rows.iter().filter(|r| r.tasks > 0).count(),
+            .filter(|g| record_closed(&g.shown))
+            .map(|g| g.records)
+            .sum(),
+        with_tasks: groups.iter().map(|g| g.with_tasks).sum(),
     }
 }
 
@@ -598,12 +694,13 @@ pub fn task_totals(rows: &[TaskLedgerRow]) -> TaskTotals {
     let ratings: Vec<i64> = rows.iter().filter_map(|r| r.task.rating).collect();
     TaskTotals {
         tasks: rows.len(),
-        by_status: ordered_counts(rows.iter().map(|r| r.task.status.as_str()), &statuses),
+        by_status: ordered_counts(rows.iter().map(|r| (r.task.status.as_str(), 1)), &statuses),
         by_level: ordered_counts(
-            rows.iter().map(|r| r.task.level.as_deref().unwrap_or("")),
+            rows.iter()
+                .map(|r| (r.task.level.as_deref().unwrap_or(""), 1)),
             &levels,
         ),
-        by_category: ordered_counts(rows.iter().map(|r| r.task.category.as_str()), &cats),
+        by_category: ordered_counts(rows.iter().map(|r| (r.task.category.as_str(), 1)), &cats),
         completed: rows
             .iter()
             .filter(|r| {
@@ -1324,7 +1421,7 @@ mod tests {
             ],
             &[from],
         );
-        let t = record_totals(&rows);
+        let t = record_totals(&record_groups(&rows));
         assert_eq!((t.records, t.closed, t.with_tasks), (3, 1, 1));
         assert_eq!(t.by_category.len(), Category::ALL.len() + 1);
         assert_eq!(t.by_category[0], ("矛盾纠纷".to_string(), 0));

@@ -702,6 +702,10 @@ pub trait Storage: Send + Sync + 'static {
     // ----- the projection (the station's console) -----
     /// Rows of one projection table ([`projected::Select`]), in its key's order.
     async fn select(&self, table: Table, sel: &Select) -> StoreResult<Projection>;
+    /// The rows of a statement of the shared SQL over the projection (counts, groups).
+    async fn query(&self, q: &projected::Query) -> StoreResult<Vec<Vec<projected::Val>>>;
+    /// The SQL dialect of [`Storage::query`].
+    fn dialect(&self) -> projected::Dialect;
     /// Recomputes every projection row from the stored documents, in one transaction
     /// (`xiuhua-server rebuild-projection`); quarantined documents get none. Returns the
     /// number of documents projected.
@@ -722,15 +726,62 @@ pub trait Storage: Send + Sync + 'static {
         }
         Ok(all)
     }
-    /// The 督单/问单 board: every column's count and a page of one column.
+    /// The 督单/问单 board: every column's count and a page of one column, counted and
+    /// paged in SQL over the tasks' stored [`console::board_flags`] (the same answer as
+    /// [`console::board`] over every task: the conformance suite checks it).
     async fn board(&self, q: &BoardQuery) -> StoreResult<Board> {
+        let d = self.dialect();
+        let f = &q.filter;
         let sel = Select {
-            grids: Some(q.filter.grids.clone()),
-            range: q.filter.created,
+            grids: Some(f.grids.clone()),
+            range: f.created,
+            level: f.level.clone(),
+            category: f.category.clone(),
+            assignee: f.assignee.clone(),
             ..Select::default()
         };
-        let tasks = self.select(Table::Tasks, &sel).await?.tasks;
-        Ok(console::board(tasks, q))
+        let row = self
+            .query(&sel.board_counts(d, q.now_ms))
+            .await?
+            .pop()
+            .unwrap_or_default();
+        let counts: Vec<(BoardColumn, usize)> = BoardColumn::ALL
+            .iter()
+            .zip(
+                row.iter()
+                    .chain(std::iter::repeat(&projected::Val::Int(None))),
+            )
+            .map(|(c, v)| (*c, v.as_count()))
+            .collect();
+        let total = counts
+            .iter()
+            .find(|(c, _)| *c == q.column)
+            .map_or(0, |(_, n)| *n);
+        let page = Select {
+            column: Some((q.column, q.now_ms)),
+            order: Some(projected::Order::Board(q.sort, q.now_ms)),
+            page: Some(projected::Page {
+                offset: q.offset,
+                limit: q.limit.min(console::MAX_PAGE),
+            }),
+            ..sel
+        };
+        let tasks = self
+            .select(Table::Tasks, &page)
+            .await?
+            .tasks
+            .into_iter()
+            .map(|task| console::BoardTask {
+                days_overdue: console::days_overdue(&task, q.now_ms),
+                task,
+            })
+            .collect();
+        Ok(Board {
+            counts,
+            column: q.column,
+            total,
+            tasks,
+        })
     }
     /// A task and its events (rejected ones with their reasons).
     async fn task_detail(&self, id: &str) -> StoreResult<Option<TaskDetail>> {
@@ -765,6 +816,59 @@ pub trait Storage: Send + Sync + 'static {
             self.select(Table::Tasks, &made_from).await?.tasks
         };
         Ok(console::record_ledger(records, &tasks))
+    }
+    /// One page of the 民情台账 (`offset`, at most `limit` rows) with the totals of the
+    /// whole range, counted in SQL: the page reads its own rows only.
+    async fn records_ledger_page(
+        &self,
+        f: &LedgerFilter,
+        offset: usize,
+        limit: usize,
+    ) -> StoreResult<(Vec<RecordLedgerRow>, RecordTotals)> {
+        let sel = Select {
+            grids: Some(f.grids.clone()),
+            range: f.range,
+            ..Select::default()
+        };
+        let groups: Vec<console::RecordGroup> = self
+            .query(&sel.record_groups(self.dialect()))
+            .await?
+            .into_iter()
+            .map(|row| match row.as_slice() {
+                [
+                    projected::Val::Text(Some(category)),
+                    projected::Val::Text(Some(shown)),
+                    n,
+                    with,
+                ] => Ok(console::RecordGroup {
+                    category: category.clone(),
+                    shown: shown.clone(),
+                    records: n.as_count(),
+                    with_tasks: with.as_count(),
+                }),
+                other => Err(projected::bad_row(format!("record group {other:?}"))),
+            })
+            .collect::<StoreResult<_>>()?;
+        let page = Select {
+            order: Some(projected::Order::Reported),
+            page: Some(projected::Page { offset, limit }),
+            ..sel
+        };
+        let records = self.select(Table::Records, &page).await?.records;
+        let tasks = if records.is_empty() {
+            Vec::new()
+        } else {
+            let made_from = Select {
+                grids: Some(f.grids.clone()),
+                source_records: Some(records.iter().map(|r| r.id.clone()).collect()),
+                ..Select::default()
+            };
+            self.select(Table::Tasks, &made_from).await?.tasks
+        };
+        Ok((
+            console::record_ledger(records, &tasks),
+            console::record_totals(&groups),
+        ))
     }
     /// The 政务台账: one row per task created in the range.
     async fn tasks_ledger(&self, f: &LedgerFilter, now_ms: i64) -> StoreResult<Vec<TaskLedgerRow>> {

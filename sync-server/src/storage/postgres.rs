@@ -211,6 +211,12 @@ CREATE TABLE console_audit (
     ok BOOLEAN NOT NULL);
 "#,
     ),
+    (
+        "each task's board columns, counted and paged in SQL",
+        r#"
+ALTER TABLE p_tasks ADD COLUMN board BIGINT NOT NULL DEFAULT 0;
+"#,
+    ),
 ];
 
 /// The schema version this build writes.
@@ -2337,6 +2343,21 @@ impl Storage for PgStorage {
             out.push(projected::decode(table, &r)?);
         }
         Ok(out)
+    }
+
+    fn dialect(&self) -> Dialect {
+        D
+    }
+
+    async fn query(&self, q: &projected::Query) -> StoreResult<Vec<Vec<projected::Val>>> {
+        let c = self.client().await?;
+        let stmt = c.prepare_cached(&q.sql).await?;
+        let p = pg_vals(&q.vals);
+        c.query(&stmt, &pg_refs(&p))
+            .await?
+            .iter()
+            .map(|r| projected::read_values(r, &q.types))
+            .collect()
     }
 
     async fn rebuild_projection(&self) -> StoreResult<u64> {

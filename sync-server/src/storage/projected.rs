@@ -9,6 +9,7 @@ use crate::projection::{DocRows, EventP, HouseholdP, RecordP, ResidentP, TaskP, 
 use xiuhua_core::DocKind;
 
 use super::StoreResult;
+use super::console::{BoardColumn, TaskSort, days_overdue_sql};
 
 /// A projection table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +128,8 @@ impl Table {
                 "closed_at",
                 "reopened",
                 "escalated",
+                // Not a field of `TaskP`: the board's rules applied to it (written, not read).
+                "board",
             ],
             Table::Events => &[
                 "task",
@@ -190,6 +193,16 @@ pub enum Val {
     Int(Option<i64>),
     /// A list of texts (`IN` the list).
     Texts(Vec<String>),
+}
+
+impl Val {
+    /// A count read back (a negative or missing one is 0).
+    pub fn as_count(&self) -> usize {
+        match self {
+            Val::Int(Some(n)) => usize::try_from(*n).unwrap_or(0),
+            _ => 0,
+        }
+    }
 }
 
 fn t(s: &str) -> Val {
@@ -284,6 +297,31 @@ pub struct Select {
     /// Tasks only: those made from one of these records (the 民情台账 joins a month's
     /// records to their tasks without reading every task of the grids).
     pub source_records: Option<Vec<String>>,
+    /// Tasks only: of this level, category and assignee.
+    pub level: Option<String>,
+    pub category: Option<String>,
+    pub assignee: Option<String>,
+    /// Tasks only: in this column of the board at this time.
+    pub column: Option<(BoardColumn, i64)>,
+    /// Another order than the key's, and a page of it.
+    pub order: Option<Order>,
+    pub page: Option<Page>,
+}
+
+/// An order of the rows a [`Select`] reads, other than the table's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Records by report time, then id (the 民情台账's order).
+    Reported,
+    /// Tasks in a board's order ([`TaskSort`]) at a time (for most overdue).
+    Board(TaskSort, i64),
+}
+
+/// Rows `offset..offset + limit` of a selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub offset: usize,
+    pub limit: usize,
 }
 
 impl Select {
@@ -302,6 +340,81 @@ impl Select {
 
     /// The statement and its values.
     pub fn sql(&self, table: Table, d: Dialect) -> (String, Vec<Val>) {
+        let (filter, mut vals) = self.where_clause(table, d);
+        let order = match self.order {
+            None => table.order().to_string(),
+            Some(Order::Reported) => "reported_at, id".to_string(),
+            Some(Order::Board(sort, now)) => match sort {
+                TaskSort::Deadline => "deadline IS NULL, deadline, id".to_string(),
+                TaskSort::CreatedDesc => "created_at DESC, id DESC".to_string(),
+                TaskSort::CreatedAsc => "created_at, id".to_string(),
+                TaskSort::MostOverdue => {
+                    vals.push(i(now));
+                    let days = days_overdue_sql(&d.ph(vals.len()));
+                    format!("({days}) IS NULL, ({days}) DESC, id")
+                }
+            },
+        };
+        let page = match self.page {
+            None => String::new(),
+            Some(p) => format!(
+                " LIMIT {} OFFSET {}",
+                p.limit.min(i64::MAX as usize),
+                p.offset.min(i64::MAX as usize)
+            ),
+        };
+        (
+            format!(
+                "SELECT {} FROM {}{filter} ORDER BY {order}{page}",
+                table.columns().join(", "),
+                table.name(),
+            ),
+            vals,
+        )
+    }
+
+    /// The statement counting the selected tasks in each of the board's columns at `now`
+    /// ([`BoardColumn::ALL`]'s order).
+    pub fn board_counts(&self, d: Dialect, now: i64) -> Query {
+        let (filter, mut vals) = self.where_clause(Table::Tasks, d);
+        vals.push(i(now));
+        let now = d.ph(vals.len());
+        let sums: Vec<String> = BoardColumn::ALL
+            .iter()
+            .map(|c| {
+                format!(
+                    "COALESCE(SUM(CASE WHEN {} THEN 1 ELSE 0 END), 0)",
+                    c.sql(&now)
+                )
+            })
+            .collect();
+        Query {
+            sql: format!("SELECT {} FROM p_tasks{filter}", sums.join(", ")),
+            vals,
+            types: vec![Ty::Int; sums.len()],
+        }
+    }
+
+    /// The statement grouping the selected records by category and shown status, with
+    /// how many of each have a task of one of the selection's grids made from them
+    /// ([`super::console::RecordGroup`]'s columns).
+    pub fn record_groups(&self, d: Dialect) -> Query {
+        let (filter, mut vals) = self.where_clause(Table::Records, d);
+        vals.push(Val::Texts(self.grids.clone().unwrap_or_default()));
+        let task_grid = d.in_list("t.grid", vals.len());
+        Query {
+            sql: format!(
+                "SELECT category, shown, COUNT(*), COALESCE(SUM(CASE WHEN EXISTS \
+                 (SELECT 1 FROM p_tasks t WHERE t.source_record = p_records.id AND {task_grid}) \
+                 THEN 1 ELSE 0 END), 0) FROM p_records{filter} GROUP BY category, shown"
+            ),
+            vals,
+            types: vec![Ty::Text, Ty::Text, Ty::Int, Ty::Int],
+        }
+    }
+
+    /// ` WHERE …` (or nothing) and its values.
+    fn where_clause(&self, table: Table, d: Dialect) -> (String, Vec<Val>) {
         let mut conds = Vec::new();
         let mut vals = Vec::new();
         if let Some(g) = &self.grids {
@@ -337,24 +450,36 @@ impl Select {
                 "(name LIKE {ph} ESCAPE '\\' OR pinyin LIKE {ph} ESCAPE '\\' OR initials LIKE {ph} ESCAPE '\\')"
             ));
         }
-        if let (Some(ids), Table::Tasks) = (&self.source_records, table) {
-            vals.push(Val::Texts(ids.clone()));
-            conds.push(d.in_list("source_record", vals.len()));
+        if table == Table::Tasks {
+            if let Some(ids) = &self.source_records {
+                vals.push(Val::Texts(ids.clone()));
+                conds.push(d.in_list("source_record", vals.len()));
+            }
+            for (col, v) in [
+                ("level", &self.level),
+                ("category", &self.category),
+                ("assignee", &self.assignee),
+            ] {
+                if let Some(v) = v {
+                    vals.push(t(v));
+                    conds.push(format!("{col} = {}", d.ph(vals.len())));
+                }
+            }
+            if let Some((column, now)) = self.column {
+                // Only the overdue column depends on the time: an unused value would be
+                // refused by both databases.
+                if column.bit().is_none() {
+                    vals.push(i(now));
+                }
+                conds.push(column.sql(&d.ph(vals.len())));
+            }
         }
         let filter = if conds.is_empty() {
             String::new()
         } else {
             format!(" WHERE {}", conds.join(" AND "))
         };
-        (
-            format!(
-                "SELECT {} FROM {}{filter} ORDER BY {}",
-                table.columns().join(", "),
-                table.name(),
-                table.order()
-            ),
-            vals,
-        )
+        (filter, vals)
     }
 }
 
@@ -465,6 +590,7 @@ pub fn values_of(rows: &DocRows) -> Vec<(Table, Vec<Val>)> {
                     oi(k.closed_at),
                     b(k.reopened),
                     b(k.escalated),
+                    i(super::console::board_flags(k)),
                 ],
             ));
             for e in events {
@@ -517,6 +643,35 @@ pub trait RowGet {
     fn flag(&self, i: usize) -> StoreResult<bool> {
         Ok(self.int(i)? != 0)
     }
+}
+
+/// The type of a result column of a statement read with [`read_values`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ty {
+    Text,
+    Int,
+}
+
+/// A statement of the shared SQL (counts, groups) whose result columns have these types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    pub sql: String,
+    pub vals: Vec<Val>,
+    pub types: Vec<Ty>,
+}
+
+/// A result row of a [`Query`], by its column types.
+pub fn read_values(r: &impl RowGet, types: &[Ty]) -> StoreResult<Vec<Val>> {
+    types
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| {
+            Ok(match ty {
+                Ty::Text => Val::Text(r.opt_text(i)?),
+                Ty::Int => Val::Int(r.opt_int(i)?),
+            })
+        })
+        .collect()
 }
 
 /// One projection row of any table.

@@ -166,6 +166,11 @@ CREATE TABLE console_audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, user TEXT NOT NULL,
     ip TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL, ok INTEGER NOT NULL) STRICT;
 "#,
+    // 9: each task's board columns (storage::console::board_flags), so that the board counts
+    // and pages in SQL; the projection's new version refills them at start.
+    r#"
+ALTER TABLE p_tasks ADD COLUMN board INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The schema version this build writes.
@@ -1996,6 +2001,24 @@ impl Storage for SqliteStorage {
             let out = select_rows(&tx, table, &sel);
             tx.commit()?;
             out
+        })
+        .await
+    }
+
+    fn dialect(&self) -> Dialect {
+        D
+    }
+
+    async fn query(&self, q: &projected::Query) -> StoreResult<Vec<Vec<projected::Val>>> {
+        let q = q.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&q.sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(q.vals.iter().map(sql_val)))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(projected::read_values(r, &q.types)?);
+            }
+            Ok(out)
         })
         .await
     }

@@ -2226,3 +2226,258 @@ pub async fn console_accounts_sessions_audit(f: &dyn Factory) {
     let page = s.audit_log(Some(log[2].id), 3).await.unwrap();
     assert_eq!(page, log[3..6].to_vec());
 }
+
+/// The board and the 民情台账 page, counted and paged in SQL over the stored board flags
+/// and record groups, give exactly what the pure functions give over every row: for every
+/// column, sort, filter, page and time, on tasks in every state (reopened, escalated,
+/// handed to a unit, cancelled, closed, with and without deadlines and assignees).
+pub async fn board_and_ledger_pages_match_the_rules(f: &dyn Factory) {
+    use xiuhua_server::storage::console::{self, record_groups, record_totals};
+    use xiuhua_server::storage::{
+        BoardColumn, BoardQuery, LedgerFilter, TaskFilter, TaskSort, TimeRange,
+    };
+    let s = f.open().await;
+    let s = &*s;
+    directory(s).await;
+    let c_wang = device(s, "u-grid", "dev-w").await;
+    let mut wang = store("u-grid", "王伟", Role::GridMember, "dev-w");
+    const DAY: i64 = 86_400_000;
+    let now = xiuhua_server::now_ms();
+
+    // 民情 records in both grids, some turned into tasks (点单), the rest tasks of their own.
+    let mut from_records = Vec::new();
+    for n in 0..12 {
+        let grid = if n % 3 == 0 { "g2" } else { "g1" };
+        let mut rec = record(grid, None, n);
+        rec.category = Category::ALL[n % Category::ALL.len()];
+        let r = wang.create_record(rec).unwrap();
+        if n % 2 == 0 {
+            from_records.push(
+                wang.order_from_record(
+                    &r,
+                    xiuhua_core::store::OrderFromRecord {
+                        level: Level::ALL[n % Level::ALL.len()],
+                        title: None,
+                        assignee: None,
+                        deadline: Some(now + (n as i64 + 1) * DAY),
+                    },
+                )
+                .unwrap(),
+            );
+        }
+    }
+    let mut tasks = from_records.clone();
+    for n in 0..30 {
+        let mut nt = task(if n % 3 == 0 { "g2" } else { "g1" });
+        nt.level = Level::ALL[n % Level::ALL.len()];
+        nt.category = Category::ALL[(n / 2) % Category::ALL.len()];
+        nt.deadline = match n % 4 {
+            0 => None,
+            1 => Some(now + DAY),
+            2 => Some(now + 5 * DAY),
+            _ => Some(now + 20 * DAY + n as i64),
+        };
+        tasks.push(wang.create_task(nt).unwrap());
+    }
+    let mut escalate = Vec::new();
+    for (n, t) in tasks.iter().enumerate() {
+        let t = t.as_str();
+        let assign = |who: &str| TaskAction::Assign {
+            assignee: who.into(),
+        };
+        let complete = TaskAction::Complete {
+            result: "已办".into(),
+        };
+        let rate = |score| TaskAction::Rate {
+            score,
+            comment: String::new(),
+        };
+        match n % 9 {
+            0 => {}
+            1 => act(&mut wang, t, assign("u-staff")),
+            2 => {
+                act(&mut wang, t, assign("u-grid"));
+                act(&mut wang, t, TaskAction::Accept);
+            }
+            3 => {
+                act(&mut wang, t, assign("u-grid"));
+                act(&mut wang, t, TaskAction::Accept);
+                act(&mut wang, t, complete);
+            }
+            4 | 5 => {
+                act(&mut wang, t, assign("u-grid"));
+                act(&mut wang, t, TaskAction::Accept);
+                act(&mut wang, t, complete);
+                act(&mut wang, t, rate(if n % 9 == 4 { 2 } else { 5 }));
+            }
+            6 => act(
+                &mut wang,
+                t,
+                TaskAction::Cancel {
+                    reason: "重复".into(),
+                },
+            ),
+            7 => escalate.push((t.to_string(), false)),
+            _ => {
+                act(&mut wang, t, assign("u-grid"));
+                escalate.push((t.to_string(), true));
+            }
+        }
+    }
+    push(s, &c_wang, drain(&mut wang)).await.unwrap();
+    // Escalations as a phone makes them: the server's tier first (`/v1/escalate`), then
+    // the event; every other one is handed on to a linked unit by the community.
+    for (t, _) in &escalate {
+        assert!(
+            s.set_tier(t, Tier::Grid, Tier::Community, None)
+                .await
+                .unwrap()
+        );
+        act(
+            &mut wang,
+            t,
+            TaskAction::Escalate {
+                tier: Tier::Community,
+                unit: None,
+            },
+        );
+    }
+    push(s, &c_wang, drain(&mut wang)).await.unwrap();
+    let c_zhao = device(s, "u-staff", "dev-z").await;
+    let mut zhao = store("u-staff", "赵敏", Role::CommunityStaff, "dev-z");
+    pull_into(s, &mut zhao, "g1").await;
+    pull_into(s, &mut zhao, "g2").await;
+    for (t, _) in escalate.iter().skip(1).step_by(2) {
+        assert!(
+            s.set_tier(t, Tier::Community, Tier::LinkedUnit, Some("物业"))
+                .await
+                .unwrap()
+        );
+        act(
+            &mut zhao,
+            t,
+            TaskAction::Escalate {
+                tier: Tier::LinkedUnit,
+                unit: Some("物业".into()),
+            },
+        );
+    }
+    push(s, &c_zhao, drain(&mut zhao)).await.unwrap();
+
+    let dump = s.projection_dump().await.unwrap();
+    assert_eq!(dump.tasks.len(), 36);
+    let all_grids = s.community_grids("c1").await.unwrap();
+    let created = {
+        let mut c: Vec<i64> = dump.tasks.iter().map(|t| t.created_at).collect();
+        c.sort();
+        c
+    };
+    let filters = [
+        TaskFilter {
+            grids: all_grids.clone(),
+            ..TaskFilter::default()
+        },
+        TaskFilter {
+            grids: vec!["g1".into()],
+            ..TaskFilter::default()
+        },
+        TaskFilter {
+            grids: all_grids.clone(),
+            level: Some(Level::ALL[1].as_str().into()),
+            ..TaskFilter::default()
+        },
+        TaskFilter {
+            grids: all_grids.clone(),
+            category: Some(Category::ALL[0].as_str().into()),
+            assignee: Some("u-grid".into()),
+            ..TaskFilter::default()
+        },
+        TaskFilter {
+            grids: all_grids.clone(),
+            created: Some(TimeRange {
+                from_ms: created[5],
+                to_ms: created[25],
+            }),
+            ..TaskFilter::default()
+        },
+        TaskFilter::default(),
+    ];
+    let sorts = [
+        TaskSort::Deadline,
+        TaskSort::CreatedDesc,
+        TaskSort::CreatedAsc,
+        TaskSort::MostOverdue,
+    ];
+    let mut seen = BTreeSet::new();
+    for filter in &filters {
+        for at in [now, now + 2 * DAY, now + 10 * DAY, now + 40 * DAY] {
+            for column in BoardColumn::ALL {
+                for sort in sorts {
+                    for (offset, limit) in [(0, 50), (0, 3), (2, 4), (40, 10)] {
+                        let q = BoardQuery {
+                            filter: filter.clone(),
+                            column,
+                            sort,
+                            offset,
+                            limit,
+                            now_ms: at,
+                        };
+                        let want = console::board(dump.tasks.clone(), &q);
+                        let got = s.board(&q).await.unwrap();
+                        assert_eq!(got, want, "{q:?}");
+                        if filter.grids.len() == 2 && offset == 0 && limit == 50 {
+                            seen.insert((column.as_str(), want.total > 0));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for column in BoardColumn::ALL {
+        assert!(
+            seen.contains(&(column.as_str(), true)),
+            "the seeded tasks fill column {column:?}"
+        );
+    }
+
+    // The 民情台账's pages: slices of the whole ledger, with the whole range's totals.
+    let reported = {
+        let mut r: Vec<i64> = dump.records.iter().map(|r| r.reported_at).collect();
+        r.sort();
+        r
+    };
+    let ledger_filters = [
+        LedgerFilter {
+            grids: all_grids.clone(),
+            range: None,
+        },
+        LedgerFilter {
+            grids: vec!["g1".into()],
+            range: None,
+        },
+        LedgerFilter {
+            grids: all_grids.clone(),
+            range: Some(TimeRange {
+                from_ms: reported[2],
+                to_ms: reported[9],
+            }),
+        },
+        LedgerFilter {
+            grids: Vec::new(),
+            range: None,
+        },
+    ];
+    for lf in &ledger_filters {
+        let whole = s.records_ledger(lf).await.unwrap();
+        let totals = record_totals(&record_groups(&whole));
+        for (offset, limit) in [(0, 100), (0, 5), (5, 5), (10, 5), (30, 5)] {
+            let (rows, t) = s.records_ledger_page(lf, offset, limit).await.unwrap();
+            let want: Vec<_> = whole.iter().skip(offset).take(limit).cloned().collect();
+            assert_eq!(rows, want, "{lf:?} {offset} {limit}");
+            assert_eq!(t, totals, "{lf:?}");
+        }
+    }
+    let whole = s.records_ledger(&ledger_filters[0]).await.unwrap();
+    assert_eq!(whole.len(), 12);
+    assert_eq!(whole.iter().filter(|r| r.tasks > 0).count(), 6);
+}
