@@ -86,8 +86,9 @@ pub struct XiuhuaStore {
     pub(crate) sync_lock: Mutex<()>,
     /// Set by `cancel_sync`: the running sync stops at its next request boundary.
     pub(crate) cancel: core::sync::CancelFlag,
-    /// (connect, whole request) timeouts of sync requests in ms; 0 = the defaults.
-    pub(crate) timeouts_ms: Mutex<(u64, u64)>,
+    /// The app's transport settings: timeouts, a pinned station certificate, the LAN
+    /// addresses plain http:// may go to (set each launch, like the timeouts).
+    pub(crate) transport_policy: Mutex<core::sync::http::TransportPolicy>,
 }
 
 impl std::fmt::Debug for XiuhuaStore {
@@ -131,7 +132,7 @@ impl XiuhuaStore {
             next_observer: Mutex::new(1),
             sync_lock: Mutex::new(()),
             cancel: core::sync::CancelFlag::new(),
-            timeouts_ms: Mutex::new((0, 0)),
+            transport_policy: Mutex::new(core::sync::http::TransportPolicy::default()),
         })
     }
 

@@ -157,12 +157,31 @@ impl XiuhuaStore {
         }
     }
 
-    fn timeouts(&self) -> (std::time::Duration, std::time::Duration) {
-        let (c, r) = self.timeouts_ms.lock().map_or((0, 0), |t| *t);
-        (
-            std::time::Duration::from_millis(c),
-            std::time::Duration::from_millis(r),
-        )
+    fn policy(&self) -> core::sync::http::TransportPolicy {
+        self.transport_policy
+            .lock()
+            .map_or_else(|_| Default::default(), |p| p.clone())
+    }
+
+    /// Applies `change` to a copy of the transport policy, and keeps it if it checks.
+    fn update_policy(
+        &self,
+        change: impl FnOnce(&mut core::sync::http::TransportPolicy),
+    ) -> Result<()> {
+        let mut next = self.policy();
+        change(&mut next);
+        next.check()?;
+        let mut p = self
+            .transport_policy
+            .lock()
+            .map_err(|_| XiuhuaError::internal("the transport settings are unusable"))?;
+        *p = next;
+        Ok(())
+    }
+
+    /// A transport to `url` under the app's settings.
+    fn transport(&self, url: &str) -> Result<HttpTransport> {
+        Ok(HttpTransport::with_policy(url, &self.policy())?)
     }
 }
 
@@ -307,8 +326,7 @@ impl XiuhuaStore {
         device_name: String,
     ) -> Result<Enrollment> {
         let _sync = self.sync_lock.try_lock().map_err(|_| busy())?;
-        let (connect, request) = self.timeouts();
-        let mut transport = HttpTransport::with_timeouts(&server_url, connect, request)?;
+        let mut transport = self.transport(&server_url)?;
         let base_url = transport.base_url().to_string();
         let done = self.step_by_step(|with_store| {
             core::sync::enroll_store(with_store, &mut transport, &base_url, &code, &device_name)
@@ -344,7 +362,7 @@ impl XiuhuaStore {
     /// Points this device at another address of its station's server (same server, new
     /// address). Needs an enrolled device.
     pub fn set_server_url(&self, server_url: String) -> Result<()> {
-        let url = HttpTransport::new(&server_url)?.base_url().to_string();
+        let url = self.policy().check_url(&server_url)?;
         self.with(|s| {
             let mut creds = s.credentials()?.ok_or(core::Error::NotEnrolled)?;
             creds.server_url = url;
@@ -412,9 +430,29 @@ impl XiuhuaStore {
     /// Sets the connect and whole-request timeouts of the following syncs, in ms (0 = the
     /// defaults: 10 s to connect, 120 s per request).
     pub fn set_sync_timeouts(&self, connect_ms: u64, request_ms: u64) {
-        if let Ok(mut t) = self.timeouts_ms.lock() {
-            *t = (connect_ms, request_ms);
+        if let Ok(mut p) = self.transport_policy.lock() {
+            p.connect = std::time::Duration::from_millis(connect_ms);
+            p.request = std::time::Duration::from_millis(request_ms);
         }
+    }
+
+    /// Trusts only this PEM certificate (the station's own self-signed certificate, or
+    /// its own CA) for the following syncs and enrollments, instead of the public roots;
+    /// `None` goes back to the public roots. A text that holds no certificate is refused
+    /// with `Invalid` and changes nothing. Set it at each launch, like the timeouts.
+    pub fn trust_station_certificate(&self, pem: Option<String>) -> Result<()> {
+        use core::sync::http::Trust;
+        let trust = pem.map_or(Trust::Default, |p| Trust::Pinned(p.into_bytes()));
+        self.update_policy(|p| p.trust = trust)
+    }
+
+    /// Allows plain http:// to these hosts, addresses and networks besides this device
+    /// (`192.168.10.0/24`, `192.168.10.2`, `station.lan`): a station LAN the user chose.
+    /// Everything else needs https:// (enrollment, sync and `set_server_url` refuse it
+    /// before connecting). An entry that is none of these is refused with `Invalid` and
+    /// changes nothing. An empty list allows loopback only (the default).
+    pub fn allow_plain_http(&self, hosts: Vec<String>) -> Result<()> {
+        self.update_policy(|p| p.plain_http = hosts)
     }
 
     /// What the sync screen shows.
@@ -446,8 +484,7 @@ impl XiuhuaStore {
         let creds = self
             .with(|s| s.credentials())?
             .ok_or_else(|| XiuhuaError::from(core::Error::NotEnrolled))?;
-        let (connect, request) = self.timeouts();
-        let mut transport = HttpTransport::with_timeouts(&creds.server_url, connect, request)?;
+        let mut transport = self.transport(&creds.server_url)?;
         // The store is not locked while the request waits.
         let e = core::sync::estimate(&creds, &mut transport)?;
         Ok(e.grids
@@ -471,8 +508,7 @@ impl XiuhuaStore {
         let creds = self
             .with(|s| s.credentials())?
             .ok_or_else(|| XiuhuaError::from(core::Error::NotEnrolled))?;
-        let (connect, request) = self.timeouts();
-        let mut transport = HttpTransport::with_timeouts(&creds.server_url, connect, request)?;
+        let mut transport = self.transport(&creds.server_url)?;
         let listener = progress.map(Listener);
         let report = self.step_by_step(|with_store| {
             core::sync::drive(

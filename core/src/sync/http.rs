@@ -21,67 +21,200 @@ pub struct HttpTransport {
     client: reqwest::blocking::Client,
 }
 
-fn check_url(base_url: &str) -> Result<String> {
-    let base = base_url.trim().trim_end_matches('/');
-    if !(base.starts_with("https://") || base.starts_with("http://"))
-        || base.len() <= "https://".len()
-    {
+/// Which certificate authorities a transport trusts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Trust {
+    /// The platform's own verifier, except on Android: there the platform verifier needs
+    /// the JVM handed to it before the first request, so the bundled roots are used instead.
+    #[default]
+    Default,
+    /// The public roots bundled in the library (Mozilla's, from `webpki-root-certs`).
+    Bundled,
+    /// Only these PEM certificates: a station's own certificate (self-signed, made with
+    /// `basicConstraints=CA:FALSE`) or the station's own CA. Nothing else is trusted.
+    Pinned(Vec<u8>),
+}
+
+/// What the app decides about a transport: whom it trusts, where plain `http://` may go
+/// and how long it waits. The default is the safe one: public roots, plain HTTP only to
+/// this device (loopback), the default timeouts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransportPolicy {
+    pub trust: Trust,
+    /// Besides loopback, where plain `http://` is allowed: host names (`station.lan`),
+    /// addresses (`192.168.10.2`) and networks (`192.168.10.0/24`): a station's LAN that the
+    /// app's user chose to allow. Anything else needs `https://`.
+    pub plain_http: Vec<String>,
+    /// Time to open a connection; zero is [`CONNECT_TIMEOUT`].
+    pub connect: Duration,
+    /// Time for a whole request and its reply; zero is [`REQUEST_TIMEOUT`].
+    pub request: Duration,
+}
+
+/// An entry of [`TransportPolicy::plain_http`], parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PlainHost {
+    Name(String),
+    Net(ipnet::IpNet),
+}
+
+fn plain_host(entry: &str) -> Result<PlainHost> {
+    let e = entry.trim();
+    if let Ok(net) = e.parse::<ipnet::IpNet>() {
+        return Ok(PlainHost::Net(net));
+    }
+    if let Ok(ip) = e.parse::<std::net::IpAddr>() {
+        return Ok(PlainHost::Net(ipnet::IpNet::from(ip)));
+    }
+    let name_ok = !e.is_empty()
+        && e.len() <= 253
+        && e.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if !name_ok {
         return Err(Error::invalid(
-            "server_url",
-            "must look like https://host[:port] (or http:// on a trusted network)",
+            "plain_http",
+            format!("{e:?} is not a host name, an address or a network such as 192.168.10.0/24"),
         ));
     }
-    Ok(base.to_string())
+    Ok(PlainHost::Name(e.to_ascii_lowercase()))
+}
+
+impl TransportPolicy {
+    /// Checks the policy's entries and certificates (what the app's settings screen calls
+    /// before saving them).
+    pub fn check(&self) -> Result<()> {
+        for e in &self.plain_http {
+            plain_host(e)?;
+        }
+        self.roots().map(|_| ())
+    }
+
+    /// The certificates to trust instead of the platform's, if any.
+    fn roots(&self) -> Result<Option<Vec<reqwest::Certificate>>> {
+        let bundled = || {
+            webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                .iter()
+                .map(|c| reqwest::Certificate::from_der(c.as_ref()))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::Network(format!("the bundled roots: {e}")))
+        };
+        match &self.trust {
+            Trust::Default if cfg!(target_os = "android") => bundled().map(Some),
+            Trust::Default => Ok(None),
+            Trust::Bundled => bundled().map(Some),
+            Trust::Pinned(pem) => {
+                let certs = reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| Error::invalid("certificate", e.to_string()))?;
+                if certs.is_empty() {
+                    return Err(Error::invalid("certificate", "no PEM certificate found"));
+                }
+                Ok(Some(certs))
+            }
+        }
+    }
+
+    /// The server URL without its trailing slash, if the policy lets the transport use it:
+    /// `https://` anywhere, `http://` to loopback and to the allowed hosts and networks.
+    pub fn check_url(&self, base_url: &str) -> Result<String> {
+        let base = base_url.trim().trim_end_matches('/');
+        let bad = || {
+            Error::invalid(
+                "server_url",
+                "must look like https://host[:port] (or http:// on a trusted network)",
+            )
+        };
+        let url = reqwest::Url::parse(base).map_err(|_| bad())?;
+        let host = match url.host() {
+            Some(h) if url.username().is_empty() && url.password().is_none() => h,
+            _ => return Err(bad()),
+        };
+        match url.scheme() {
+            "https" => return Ok(base.to_string()),
+            "http" => {}
+            _ => return Err(bad()),
+        }
+        let ip = match &host {
+            url::Host::Ipv4(a) => Some(std::net::IpAddr::V4(*a)),
+            url::Host::Ipv6(a) => Some(std::net::IpAddr::V6(*a)),
+            url::Host::Domain(_) => None,
+        };
+        let name = match &host {
+            url::Host::Domain(d) => Some(d.to_ascii_lowercase()),
+            _ => None,
+        };
+        if ip.is_some_and(|a| a.is_loopback()) || name.as_deref() == Some("localhost") {
+            return Ok(base.to_string());
+        }
+        for e in &self.plain_http {
+            let allowed = match plain_host(e)? {
+                PlainHost::Net(net) => ip.is_some_and(|a| net.contains(&a)),
+                PlainHost::Name(n) => name.as_deref() == Some(n.as_str()),
+            };
+            if allowed {
+                return Ok(base.to_string());
+            }
+        }
+        Err(Error::invalid(
+            "server_url",
+            format!(
+                "plain http:// to {host} is not allowed: use https://, or allow this address \
+                 (the station's LAN) in the app's settings"
+            ),
+        ))
+    }
 }
 
 impl HttpTransport {
-    /// A transport to the server at `base_url` (e.g. `https://station.example:8443`),
-    /// trusting the platform's certificate authorities.
+    /// A transport to the server at `base_url` (e.g. `https://station.example:8443`) under
+    /// the default [`TransportPolicy`].
     pub fn new(base_url: &str) -> Result<HttpTransport> {
-        let base = check_url(base_url)?;
-        Self::build(base, reqwest::blocking::Client::builder())
+        Self::with_policy(base_url, &TransportPolicy::default())
     }
 
     /// A transport that trusts only the given PEM certificate(s): for a station whose
     /// server has its own self-signed certificate.
     pub fn with_root_certificates_pem(base_url: &str, pem: &[u8]) -> Result<HttpTransport> {
-        let base = check_url(base_url)?;
-        let certs = reqwest::Certificate::from_pem_bundle(pem)
-            .map_err(|e| Error::invalid("certificate", e.to_string()))?;
-        if certs.is_empty() {
-            return Err(Error::invalid("certificate", "no PEM certificate found"));
-        }
-        Self::build(
-            base,
-            reqwest::blocking::Client::builder().tls_certs_only(certs),
+        Self::with_policy(
+            base_url,
+            &TransportPolicy {
+                trust: Trust::Pinned(pem.to_vec()),
+                ..TransportPolicy::default()
+            },
         )
     }
 
-    /// A transport with its own connect and whole-request timeouts (the bindings set them
-    /// from the app; zero means the default).
+    /// A transport with its own connect and whole-request timeouts (zero means the
+    /// default).
     pub fn with_timeouts(
         base_url: &str,
         connect: Duration,
         request: Duration,
     ) -> Result<HttpTransport> {
-        let base = check_url(base_url)?;
-        Self::build_with(base, reqwest::blocking::Client::builder(), connect, request)
+        Self::with_policy(
+            base_url,
+            &TransportPolicy {
+                connect,
+                request,
+                ..TransportPolicy::default()
+            },
+        )
     }
 
-    fn build(base: String, builder: reqwest::blocking::ClientBuilder) -> Result<HttpTransport> {
-        Self::build_with(base, builder, CONNECT_TIMEOUT, REQUEST_TIMEOUT)
-    }
-
-    fn build_with(
-        base: String,
-        builder: reqwest::blocking::ClientBuilder,
-        connect: Duration,
-        request: Duration,
-    ) -> Result<HttpTransport> {
+    /// A transport under `policy`: the URL is refused before any connection when the policy
+    /// does not allow it (plain `http://` to a host not allowed).
+    pub fn with_policy(base_url: &str, policy: &TransportPolicy) -> Result<HttpTransport> {
+        let base = policy.check_url(base_url)?;
+        let mut builder = reqwest::blocking::Client::builder();
+        if let Some(certs) = policy.roots()? {
+            builder = builder.tls_certs_only(certs);
+        }
         let or = |d: Duration, default: Duration| if d.is_zero() { default } else { d };
         let client = builder
-            .connect_timeout(or(connect, CONNECT_TIMEOUT))
-            .timeout(or(request, REQUEST_TIMEOUT))
+            .connect_timeout(or(policy.connect, CONNECT_TIMEOUT))
+            .timeout(or(policy.request, REQUEST_TIMEOUT))
             // A redirect would carry the bearer token and the body somewhere else: the
             // station's address is configured, never learned from a reply.
             .redirect(reqwest::redirect::Policy::none())
@@ -314,5 +447,159 @@ mod tests {
         assert!(HttpTransport::new("https://").is_err());
         assert!(HttpTransport::with_root_certificates_pem("https://x", b"not pem").is_err());
         assert!(HttpTransport::new("https://station.example:8443").is_ok());
+    }
+
+    #[test]
+    fn plain_http_goes_only_to_loopback_and_to_what_the_app_allows() {
+        let default = TransportPolicy::default();
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://127.9.9.9",
+            "http://[::1]:80/",
+            "http://localhost:3000",
+            "https://station.example",
+            "https://192.168.10.2:8443",
+        ] {
+            assert!(default.check_url(ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://192.168.10.2:8080",
+            "http://station.lan",
+            "http://10.0.0.1",
+            "ftp://station.example",
+            "https://",
+            "station.example",
+            "https://user:pw@station.example",
+        ] {
+            let e = default.check_url(refused).unwrap_err();
+            assert!(matches!(e, Error::Invalid { .. }), "{refused}: {e:?}");
+        }
+        let e = default.check_url("http://192.168.10.2:8080").unwrap_err();
+        assert!(e.to_string().contains("https://"), "{e}");
+
+        let lan = TransportPolicy {
+            plain_http: vec![
+                "192.168.10.0/24".into(),
+                "Station.LAN".into(),
+                "10.1.2.3".into(),
+            ],
+            ..TransportPolicy::default()
+        };
+        lan.check().unwrap();
+        for ok in [
+            "http://192.168.10.2:8080",
+            "http://station.lan",
+            "http://10.1.2.3",
+        ] {
+            assert!(lan.check_url(ok).is_ok(), "{ok}");
+        }
+        for refused in ["http://192.168.11.2", "http://10.1.2.4", "http://other.lan"] {
+            assert!(lan.check_url(refused).is_err(), "{refused}");
+        }
+        // Refused before any connection: nothing listens at these addresses.
+        assert!(HttpTransport::new("http://192.168.10.2:1").is_err());
+        assert!(HttpTransport::with_policy("http://192.168.10.2:1", &lan).is_ok());
+        for bad in ["", "192.168.10.0/33", "station lan", "a..b", "http://x"] {
+            let p = TransportPolicy {
+                plain_http: vec![bad.into()],
+                ..TransportPolicy::default()
+            };
+            assert!(p.check().is_err(), "{bad:?}");
+        }
+    }
+
+    /// A one-request HTTPS server on loopback with the station's test certificate; it
+    /// answers 200 "ok" to a request, and returns whether a request arrived.
+    fn tls_one_shot() -> (String, std::thread::JoinHandle<bool>) {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(include_bytes!("../../tests/fixtures/tls/station.pem"))
+                .collect::<std::result::Result<_, _>>()
+                .unwrap();
+        let key =
+            PrivateKeyDer::from_pem_slice(include_bytes!("../../tests/fixtures/tls/station.key"))
+                .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let config = std::sync::Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let conn = rustls::ServerConnection::new(config).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            let mut reader = BufReader::new(&mut tls);
+            let mut line = String::new();
+            // A client that refuses the certificate ends the handshake: no request line.
+            if reader.read_line(&mut line).is_err() || line.is_empty() {
+                return false;
+            }
+            loop {
+                let mut l = String::new();
+                if reader.read_line(&mut l).is_err() || l.trim_end().is_empty() {
+                    break;
+                }
+            }
+            drop(reader);
+            let _ = tls
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            let _ = tls.flush();
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+            true
+        });
+        (format!("https://localhost:{port}"), handle)
+    }
+
+    #[test]
+    fn a_pinned_station_certificate_is_trusted_and_nothing_else_is() {
+        let pinned = TransportPolicy {
+            trust: Trust::Pinned(include_bytes!("../../tests/fixtures/tls/station.pem").to_vec()),
+            ..TransportPolicy::default()
+        };
+        pinned.check().unwrap();
+        let (url, server) = tls_one_shot();
+        let mut t = HttpTransport::with_policy(&url, &pinned).unwrap();
+        assert_eq!(
+            t.post("/v1/pull", vec![], None).unwrap(),
+            (200, b"ok".to_vec())
+        );
+        assert!(server.join().unwrap());
+
+        // The same self-signed server under the bundled public roots, and under another
+        // pinned certificate: refused in the handshake, no request sent.
+        let other = TransportPolicy {
+            trust: Trust::Pinned(include_bytes!("../../tests/fixtures/tls/other.pem").to_vec()),
+            ..TransportPolicy::default()
+        };
+        let bundled = TransportPolicy {
+            trust: Trust::Bundled,
+            ..TransportPolicy::default()
+        };
+        for policy in [bundled, other] {
+            let (url, server) = tls_one_shot();
+            let mut t = HttpTransport::with_policy(&url, &policy).unwrap();
+            let e = t.post("/v1/pull", vec![], None).unwrap_err();
+            assert!(
+                format!("{e:?}").to_lowercase().contains("certificate"),
+                "{e:?}"
+            );
+            assert!(!server.join().unwrap(), "no request reached the server");
+        }
+
+        let junk = TransportPolicy {
+            trust: Trust::Pinned(b"not a certificate".to_vec()),
+            ..TransportPolicy::default()
+        };
+        assert!(matches!(junk.check(), Err(Error::Invalid { .. })));
+        assert!(HttpTransport::with_policy("https://localhost", &junk).is_err());
     }
 }

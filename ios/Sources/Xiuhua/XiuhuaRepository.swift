@@ -273,6 +273,20 @@ public final class XiuhuaRepository: Sendable {
     public func setSyncTimeouts(connectMs: UInt64, requestMs: UInt64) async throws {
         try await call { $0.setSyncTimeouts(connectMs: connectMs, requestMs: requestMs) }
     }
+
+    /// Trusts only this PEM certificate (the station's own, or its CA) for enrollment and
+    /// sync instead of the public roots; `nil` goes back to those. Not a certificate:
+    /// `InvalidInput`, nothing changed. Set at each launch, like the timeouts.
+    public func trustStationCertificate(pem: String?) async throws {
+        try await call { try $0.trustStationCertificate(pem: pem) }
+    }
+
+    /// Allows plain `http://` to these hosts, addresses or networks (`192.168.10.0/24`) of
+    /// a station LAN the user chose, besides this device; everything else needs `https://`
+    /// and is refused before connecting (`InvalidInput`).
+    public func allowPlainHttp(hosts: [String]) async throws {
+        try await call { try $0.allowPlainHttp(hosts: hosts) }
+    }
 }
 
 /// What the app does about a failed sync or enrollment (the same mapping as the Kotlin

@@ -348,6 +348,57 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(after.lastSync?.finished, true)
     }
 
+    /// The station's test certificate (core/tests/fixtures/tls/station.pem).
+    private let stationPem = """
+-----BEGIN CERTIFICATE-----
+MIIBmDCCAT6gAwIBAgIUNnK9424W3Cx3wxw4CHhry4zdjkAwCgYIKoZIzj0EAwIw
+FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTIwNDE3NTQxNVoYDzIxMjYxMTEw
+MTc1NDE1WjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAASpwY+J5oDPOBztrADemAbV5HMIst/bSYXnoaQB+t1zAj+xQ+qpGkp1
+en+LhzB5Pmy9Ch6/vD2u43z1jTJQA6Tco2wwajAdBgNVHQ4EFgQU0ZUa1R6imGCD
+f/z+SGo/RZIvfogwHwYDVR0jBBgwFoAU0ZUa1R6imGCDf/z+SGo/RZIvfogwGgYD
+VR0RBBMwEYIJbG9jYWxob3N0hwR/AAABMAwGA1UdEwEB/wQCMAAwCgYIKoZIzj0E
+AwIDSAAwRQIhAL2NrS0T6C4c3ITR95f3C7puNsvVXBaf4lth+ip/fRBvAiB34J0W
+tu/5HLA9+SOcUUl4nZxgte7D1sZn+Kmawfzw9g==
+-----END CERTIFICATE-----
+"""
+
+    func testHttpsByDefaultPlainHttpOnlyToLoopbackAndTheAllowedLanAndAPinnedCertificate() async throws {
+        let p = try await phone("transport")
+        // TEST-NET-1: nothing answers there, so only the refusal can be fast.
+        let lan = "http://192.0.2.10:9"
+        let refused = try await expectXiuhuaError("plain http to a LAN host") {
+            try await p.enroll(serverUrl: lan, code: "CODE", deviceName: "手机")
+        }
+        guard case .InvalidInput(let detail, _, _) = refused else { return XCTFail("expected InvalidInput, got \(refused)") }
+        XCTAssertTrue(detail.contains("https://"), detail)
+        let bad = try await expectXiuhuaError("not a host") {
+            try await p.allowPlainHttp(hosts: ["192.0.2.0/24", "不是 地址"])
+        }
+        guard case .InvalidInput = bad else { return XCTFail("expected InvalidInput, got \(bad)") }
+        let still = try await expectXiuhuaError("a refused list changes nothing") {
+            try await p.enroll(serverUrl: lan, code: "CODE", deviceName: "手机")
+        }
+        guard case .InvalidInput = still else { return XCTFail("expected InvalidInput, got \(still)") }
+        try await p.allowPlainHttp(hosts: ["192.0.2.0/24"])
+        try await p.setSyncTimeouts(connectMs: 300, requestMs: 600)
+        let tried = try await expectXiuhuaError("allowed: it tries to connect") {
+            try await p.enroll(serverUrl: lan, code: "CODE", deviceName: "手机")
+        }
+        guard case .Network = tried else { return XCTFail("expected Network, got \(tried)") }
+        let junk = try await expectXiuhuaError("not a certificate") {
+            try await p.trustStationCertificate(pem: "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n")
+        }
+        guard case .InvalidInput = junk else { return XCTFail("expected InvalidInput, got \(junk)") }
+        try await p.trustStationCertificate(pem: stationPem)
+        let pinned = try await expectXiuhuaError("a pinned certificate, nothing listening") {
+            try await p.enroll(serverUrl: "https://127.0.0.1:9", code: "CODE", deviceName: "手机")
+        }
+        guard case .Network = pinned else { return XCTFail("expected Network, got \(pinned)") }
+        try await p.trustStationCertificate(pem: nil)
+        try await p.allowPlainHttp(hosts: [])
+    }
+
     func testSyncTimeoutsSetFromSwiftEndASyncWithAServerThatNeverAnswers() async throws {
         let station = try station()
         let code = try station.enrollCode("u-wang")

@@ -349,6 +349,21 @@ class XiuhuaRepository(
     /** Connect and whole-request timeouts of the following syncs, in ms (0 = defaults). */
     suspend fun setSyncTimeouts(connectMs: Long, requestMs: Long) =
         call { setSyncTimeouts(connectMs.toULong(), requestMs.toULong()) }
+
+    /**
+     * Trusts only this PEM certificate (the station's own, or its CA) for enrollment and
+     * sync, instead of the public roots bundled in the library; `null` goes back to those.
+     * Not a certificate: [XiuhuaException.InvalidInput], nothing changed. Set at each launch
+     * from the app's settings, like the timeouts.
+     */
+    suspend fun trustStationCertificate(pem: String?) = call { trustStationCertificate(pem) }
+
+    /**
+     * Allows plain `http://` to these hosts, addresses or networks (`192.168.10.0/24`) of a
+     * station LAN the user chose, besides this device; everything else needs `https://` and
+     * is refused before connecting ([XiuhuaException.InvalidInput]).
+     */
+    suspend fun allowPlainHttp(hosts: List<String>) = call { allowPlainHttp(hosts) }
 }
 
 /** The readable text of the error (the core's message), for a toast or a form field. */

@@ -81,10 +81,55 @@ object SyncWithServerTest {
             check(File(bin).canExecute()) { "no server binary at $bin" }
             StationServer(bin).use { station -> runBlocking { day(station) } }
         }
+        suite.test("https by default: plain http only to loopback and the allowed LAN; a station certificate can be pinned") {
+            runBlocking { transportRules() }
+        }
         suite.test("a worker on two grids holds both, and each action carries the role held on its grid") {
             val bin = System.getenv("XIUHUA_SERVER_BIN")
                 ?: throw TestFailure("XIUHUA_SERVER_BIN is not set (scripts/kotlin-tests.sh sets it)")
             StationServer(bin).use { station -> runBlocking { twoGrids(station) } }
+        }
+    }
+
+    private suspend fun transportRules() {
+        val dir = Files.createTempDirectory("xiuhua-transport")
+        val phone = XiuhuaRepository.open(
+            dir.resolve("t.db").toString(), "k-t",
+            GridWorkerDayTest.actor("unknown", "未登记", "网格员", "new-phone"),
+        )
+        try {
+            // TEST-NET-1: nothing answers there, so only the refusal can be fast.
+            val lan = "http://192.0.2.10:9"
+            val refused = expectThrows<XiuhuaException.InvalidInput>("plain http to a LAN host is refused") {
+                runBlocking { phone.enroll(lan, "CODE", "手机") }
+            }
+            check(refused.readableMessage.contains("https://")) { refused.readableMessage }
+            expectThrows<XiuhuaException.InvalidInput>("not a host") {
+                runBlocking { phone.allowPlainHttp(listOf("192.0.2.0/24", "不是 地址")) }
+            }
+            expectThrows<XiuhuaException.InvalidInput>("a refused list changes nothing") {
+                runBlocking { phone.enroll(lan, "CODE", "手机") }
+            }
+            phone.allowPlainHttp(listOf("192.0.2.0/24"))
+            phone.setSyncTimeouts(300, 600)
+            expectThrows<XiuhuaException.Network>("allowed: it tries to connect") {
+                runBlocking { phone.enroll(lan, "CODE", "手机") }
+            }
+            phone.allowPlainHttp(emptyList())
+            expectThrows<XiuhuaException.InvalidInput>("loopback only again") {
+                runBlocking { phone.enroll(lan, "CODE", "手机") }
+            }
+            expectThrows<XiuhuaException.InvalidInput>("not a certificate") {
+                runBlocking { phone.trustStationCertificate("-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n") }
+            }
+            phone.trustStationCertificate(File("core/tests/fixtures/tls/station.pem").readText())
+            expectThrows<XiuhuaException.Network>("a pinned certificate, nothing listening") {
+                runBlocking { phone.enroll("https://127.0.0.1:9", "CODE", "手机") }
+            }
+            phone.trustStationCertificate(null)
+        } finally {
+            phone.close()
+            dir.toFile().deleteRecursively()
         }
     }
 
