@@ -106,12 +106,26 @@ impl TransportPolicy {
             Trust::Default => Ok(None),
             Trust::Bundled => bundled().map(Some),
             Trust::Pinned(pem) => {
-                let certs = reqwest::Certificate::from_pem_bundle(pem)
-                    .map_err(|e| Error::invalid("certificate", e.to_string()))?;
-                if certs.is_empty() {
-                    return Err(Error::invalid("certificate", "no PEM certificate found"));
+                use rustls::pki_types::CertificateDer;
+                use rustls::pki_types::pem::PemObject;
+                let bad = |e: String| Error::invalid("certificate", e);
+                let ders = CertificateDer::pem_slice_iter(pem)
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| bad(format!("not a PEM certificate: {e}")))?;
+                if ders.is_empty() {
+                    return Err(bad("no PEM certificate found".into()));
                 }
-                Ok(Some(certs))
+                ders.iter()
+                    .map(|der| {
+                        // Parsed as a trust anchor now, so that a damaged certificate is
+                        // refused when it is set, not ignored at the first sync.
+                        rustls::RootCertStore::empty()
+                            .add(der.clone())
+                            .map_err(|e| bad(format!("not an X.509 certificate: {e}")))?;
+                        reqwest::Certificate::from_der(der.as_ref()).map_err(|e| bad(e.to_string()))
+                    })
+                    .collect::<Result<Vec<_>>>()
+                    .map(Some)
             }
         }
     }
@@ -595,11 +609,20 @@ mod tests {
             assert!(!server.join().unwrap(), "no request reached the server");
         }
 
-        let junk = TransportPolicy {
-            trust: Trust::Pinned(b"not a certificate".to_vec()),
-            ..TransportPolicy::default()
-        };
-        assert!(matches!(junk.check(), Err(Error::Invalid { .. })));
-        assert!(HttpTransport::with_policy("https://localhost", &junk).is_err());
+        for junk in [
+            &b"not a certificate"[..],
+            b"-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n",
+            b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        ] {
+            let junk = TransportPolicy {
+                trust: Trust::Pinned(junk.to_vec()),
+                ..TransportPolicy::default()
+            };
+            assert!(
+                matches!(junk.check(), Err(Error::Invalid { .. })),
+                "{junk:?}"
+            );
+            assert!(HttpTransport::with_policy("https://localhost", &junk).is_err());
+        }
     }
 }

@@ -514,6 +514,26 @@ pub struct GridAt {
 }
 
 /// The server's storage.
+/// The 民情台账 rows of `records`, each with the tasks of `grids` made from it (read through
+/// the `source_record` index, only for these records).
+async fn ledger_rows<S: Storage + ?Sized>(
+    s: &S,
+    grids: &[String],
+    records: Vec<crate::projection::RecordP>,
+) -> StoreResult<Vec<RecordLedgerRow>> {
+    let tasks = if records.is_empty() {
+        Vec::new()
+    } else {
+        let made_from = Select {
+            grids: Some(grids.to_vec()),
+            source_records: Some(records.iter().map(|r| r.id.clone()).collect()),
+            ..Select::default()
+        };
+        s.select(Table::Tasks, &made_from).await?.tasks
+    };
+    Ok(console::record_ledger(records, &tasks))
+}
+
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
     /// Checks that the database answers.
@@ -804,18 +824,7 @@ pub trait Storage: Send + Sync + 'static {
             ..Select::default()
         };
         let records = self.select(Table::Records, &sel).await?.records;
-        // Only the tasks made from these records (indexed by source_record).
-        let tasks = if records.is_empty() {
-            Vec::new()
-        } else {
-            let made_from = Select {
-                grids: Some(f.grids.clone()),
-                source_records: Some(records.iter().map(|r| r.id.clone()).collect()),
-                ..Select::default()
-            };
-            self.select(Table::Tasks, &made_from).await?.tasks
-        };
-        Ok(console::record_ledger(records, &tasks))
+        ledger_rows(self, &f.grids, records).await
     }
     /// One page of the 民情台账 (`offset`, at most `limit` rows) with the totals of the
     /// whole range, counted in SQL: the page reads its own rows only.
@@ -855,18 +864,8 @@ pub trait Storage: Send + Sync + 'static {
             ..sel
         };
         let records = self.select(Table::Records, &page).await?.records;
-        let tasks = if records.is_empty() {
-            Vec::new()
-        } else {
-            let made_from = Select {
-                grids: Some(f.grids.clone()),
-                source_records: Some(records.iter().map(|r| r.id.clone()).collect()),
-                ..Select::default()
-            };
-            self.select(Table::Tasks, &made_from).await?.tasks
-        };
         Ok((
-            console::record_ledger(records, &tasks),
+            ledger_rows(self, &f.grids, records).await?,
             console::record_totals(&groups),
         ))
     }
