@@ -150,14 +150,10 @@ impl TransportPolicy {
             "http" => {}
             _ => return Err(bad()),
         }
-        let ip = match &host {
-            url::Host::Ipv4(a) => Some(std::net::IpAddr::V4(*a)),
-            url::Host::Ipv6(a) => Some(std::net::IpAddr::V6(*a)),
-            url::Host::Domain(_) => None,
-        };
-        let name = match &host {
-            url::Host::Domain(d) => Some(d.to_ascii_lowercase()),
-            _ => None,
+        let (ip, name) = match &host {
+            url::Host::Ipv4(a) => (Some(std::net::IpAddr::V4(*a)), None),
+            url::Host::Ipv6(a) => (Some(std::net::IpAddr::V6(*a)), None),
+            url::Host::Domain(d) => (None, Some(d.to_ascii_lowercase())),
         };
         if ip.is_some_and(|a| a.is_loopback()) || name.as_deref() == Some("localhost") {
             return Ok(base.to_string());

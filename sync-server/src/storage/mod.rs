@@ -513,7 +513,6 @@ pub struct GridAt {
     pub seq: u64,
 }
 
-/// The server's storage.
 /// The 民情台账 rows of `records`, each with the tasks of `grids` made from it (read through
 /// the `source_record` index, only for these records).
 async fn ledger_rows<S: Storage + ?Sized>(
@@ -534,6 +533,7 @@ async fn ledger_rows<S: Storage + ?Sized>(
     Ok(console::record_ledger(records, &tasks))
 }
 
+/// The server's storage.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
     /// Checks that the database answers.

@@ -2413,7 +2413,7 @@ pub async fn board_and_ledger_pages_match_the_rules(f: &dyn Factory) {
         for at in [now, now + 2 * DAY, now + 10 * DAY, now + 40 * DAY] {
             for column in BoardColumn::ALL {
                 for sort in sorts {
-                    for (offset, limit) in [(0, 50), (0, 3), (2, 4), (40, 10)] {
+                    for (offset, limit) in [(0, 50), (0, 3), (2, 4), (40, 10), (usize::MAX, 10)] {
                         let q = BoardQuery {
                             filter: filter.clone(),
                             column,
@@ -2470,7 +2470,7 @@ pub async fn board_and_ledger_pages_match_the_rules(f: &dyn Factory) {
     for lf in &ledger_filters {
         let whole = s.records_ledger(lf).await.unwrap();
         let totals = record_totals(&record_groups(&whole));
-        for (offset, limit) in [(0, 100), (0, 5), (5, 5), (10, 5), (30, 5)] {
+        for (offset, limit) in [(0, 100), (0, 5), (5, 5), (10, 5), (30, 5), (usize::MAX, 5)] {
             let (rows, t) = s.records_ledger_page(lf, offset, limit).await.unwrap();
             let want: Vec<_> = whole.iter().skip(offset).take(limit).cloned().collect();
             assert_eq!(rows, want, "{lf:?} {offset} {limit}");
