@@ -289,6 +289,8 @@ fn task(
         source_record: t.record_id.clone(),
         created_at: ms(t.created_at),
         created_by: user_id(&first.actor),
+        number: None,
+        provisional_number: None,
         events,
     })
 }
@@ -340,6 +342,8 @@ pub fn map(w: &Workload) -> Result<Mapped> {
                 status: RecordStatus::parse(&r.status).context_with(ctx)?,
                 reported_at: ms(r.reported_at),
                 created_by: seeder.user.clone(),
+                number: None,
+                provisional_number: None,
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -57,6 +57,16 @@ impl From<core::store::AddressLine> for AddressLine {
     }
 }
 
+/// What [`crate::XiuhuaStore::find_by_number`] found.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct NumberHit {
+    /// `record` or `task`.
+    pub kind: String,
+    pub id: String,
+    /// Its number now (the real one, when a provisional number was asked for).
+    pub number: String,
+}
+
 /// A task in a list, with its household's address and its assignee's name.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct TaskItem {
@@ -78,6 +88,8 @@ pub struct TaskItem {
     pub rating: Option<i64>,
     pub rejected: i64,
     pub address: Option<AddressLine>,
+    /// The number to give the resident.
+    pub number: Option<String>,
 }
 
 impl From<core::store::TaskItem> for TaskItem {
@@ -98,6 +110,7 @@ impl From<core::store::TaskItem> for TaskItem {
             rating: t.rating,
             rejected: t.rejected,
             address: t.address.map(AddressLine::from),
+            number: t.number,
         }
     }
 }
@@ -117,6 +130,8 @@ pub struct RecordItem {
     pub reported_at: i64,
     pub summary: String,
     pub address: Option<AddressLine>,
+    /// The number to give the resident.
+    pub number: Option<String>,
 }
 
 impl From<core::store::RecordItem> for RecordItem {
@@ -132,6 +147,7 @@ impl From<core::store::RecordItem> for RecordItem {
             reported_at: r.reported_at,
             summary: r.summary,
             address: r.address.map(AddressLine::from),
+            number: r.number,
         }
     }
 }
@@ -369,6 +385,18 @@ impl XiuhuaStore {
         let limit = to_usize("limit", limit)?;
         let rows = self.with(|s| s.search(&query, limit))?;
         Ok(rows.into_iter().map(SearchHit::from).collect())
+    }
+
+    /// The record or task whose number is `number`, or whose provisional number it was
+    /// (what a resident reads out from the slip they were given); `None` when none is here.
+    pub fn find_by_number(&self, number: String) -> Result<Option<NumberHit>> {
+        Ok(self
+            .with(|s| s.find_by_number(&number))?
+            .map(|h| NumberHit {
+                kind: h.kind.as_str().to_string(),
+                id: h.id,
+                number: h.number,
+            }))
     }
 
     /// The grid's visit coverage this month, in all and per building.

@@ -53,6 +53,8 @@ pub struct Grant {
     pub role: String,
     /// For 楼门长: their buildings; empty = the whole grid.
     pub buildings: Vec<String>,
+    /// The grid's community (its id; empty from a server that predates numbers).
+    pub community: String,
 }
 
 impl From<core::sync::proto::Grant> for Grant {
@@ -61,6 +63,7 @@ impl From<core::sync::proto::Grant> for Grant {
             grid: g.grid,
             role: g.role,
             buildings: g.buildings,
+            community: g.community,
         }
     }
 }
@@ -236,6 +239,8 @@ pub struct SetAside {
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct SyncReport {
     pub pushed: u64,
+    /// Records and tasks whose provisional number this sync replaced with a real one.
+    pub renumbered: u64,
     pub pulled: u64,
     pub duplicates: u64,
     /// Task events newly rejected, and documents or escalations the server refused.
@@ -265,6 +270,7 @@ impl From<core::sync::SyncReport> for SyncReport {
     fn from(r: core::sync::SyncReport) -> Self {
         SyncReport {
             pushed: r.pushed,
+            renumbered: r.renumbered,
             pulled: r.pulled,
             duplicates: r.duplicates,
             rejected: refusals(r.rejected),

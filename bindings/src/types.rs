@@ -389,6 +389,11 @@ pub struct RecordDetail {
     pub tasks: Vec<String>,
     pub reported_at: i64,
     pub created_by: String,
+    /// The number to give the resident, `金湖-2026-000123` (a provisional one, with 临,
+    /// until the next sync replaces it).
+    pub number: Option<String>,
+    /// The provisional number it had before a sync replaced it (still findable).
+    pub provisional_number: Option<String>,
 }
 
 impl From<core::store::RecordDetail> for RecordDetail {
@@ -408,6 +413,8 @@ impl From<core::store::RecordDetail> for RecordDetail {
             tasks: d.tasks,
             reported_at: r.reported_at,
             created_by: r.created_by,
+            number: r.number,
+            provisional_number: r.provisional_number,
         }
     }
 }
@@ -719,6 +726,9 @@ pub struct TaskDetail {
     pub events: Vec<TaskEvent>,
     /// How many events were rejected or held.
     pub rejected: u32,
+    /// The number to give the resident (see [`RecordDetail::number`]).
+    pub number: Option<String>,
+    pub provisional_number: Option<String>,
 }
 
 impl From<core::TaskDetail> for TaskDetail {
@@ -756,6 +766,8 @@ impl From<core::TaskDetail> for TaskDetail {
             }),
             events: view.events.into_iter().map(TaskEvent::from).collect(),
             rejected,
+            number: task.number,
+            provisional_number: task.provisional_number,
         }
     }
 }

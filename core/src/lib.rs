@@ -6,6 +6,7 @@ pub mod doc;
 pub mod error;
 pub mod hlc;
 pub mod model;
+pub mod numbers;
 pub mod pinyin;
 pub mod store;
 pub mod sync;

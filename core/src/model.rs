@@ -416,6 +416,11 @@ pub struct Record {
     pub status: RecordStatus,
     pub reported_at: i64,
     pub created_by: String,
+    /// The number people are given, `金湖-2026-000123` ([`crate::numbers`]); absent in
+    /// documents written before numbers.
+    pub number: Option<String>,
+    /// The provisional number it had until the next sync replaced it (findable still).
+    pub provisional_number: Option<String>,
 }
 
 /// A caller's new 民情 record.
@@ -482,6 +487,10 @@ pub struct Task {
     pub source_record: Option<String>,
     pub created_at: i64,
     pub created_by: String,
+    /// The number people are given ([`crate::numbers`]); absent in older documents.
+    pub number: Option<String>,
+    /// The provisional number it had until the next sync replaced it.
+    pub provisional_number: Option<String>,
     /// Append-only set of events, keyed by event id.
     pub events: BTreeMap<String, TaskEvent>,
 }
@@ -686,6 +695,8 @@ impl Record {
         "status",
         "reported_at",
         "created_by",
+        "number",
+        "provisional_number",
     ];
 
     /// Checks every string and text against [`limits`].
@@ -697,6 +708,12 @@ impl Record {
         opt_bytes("household", &self.household, limits::ID)?;
         opt_chars("building", &self.building, limits::ADDRESS_PART)?;
         at_most_chars("place", &self.place, limits::SHORT_TEXT)?;
+        opt_chars("number", &self.number, crate::numbers::MAX_NUMBER_CHARS)?;
+        opt_chars(
+            "provisional_number",
+            &self.provisional_number,
+            crate::numbers::MAX_NUMBER_CHARS,
+        )?;
         at_most_bytes("created_by", &self.created_by, limits::USER)
     }
 }
@@ -736,6 +753,8 @@ impl Task {
         "source_record",
         "created_at",
         "created_by",
+        "number",
+        "provisional_number",
         "events",
     ];
 
@@ -747,6 +766,12 @@ impl Task {
         at_most_chars("description", self.description.as_str(), limits::TEXT)?;
         opt_bytes("household", &self.household, limits::ID)?;
         opt_bytes("source_record", &self.source_record, limits::ID)?;
+        opt_chars("number", &self.number, crate::numbers::MAX_NUMBER_CHARS)?;
+        opt_chars(
+            "provisional_number",
+            &self.provisional_number,
+            crate::numbers::MAX_NUMBER_CHARS,
+        )?;
         at_most_bytes("created_by", &self.created_by, limits::USER)?;
         at_most_items("events", self.events.len(), limits::EVENTS)?;
         for (key, e) in &self.events {

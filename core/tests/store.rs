@@ -23,6 +23,8 @@ mod input;
 mod lists;
 #[path = "store/merging.rs"]
 mod merging;
+#[path = "store/numbers.rs"]
+mod numbers;
 #[path = "store/queries.rs"]
 mod queries;
 #[path = "store/rebuild.rs"]

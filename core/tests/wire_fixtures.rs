@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_bytes::ByteBuf;
+use xiuhua_core::numbers::{NumberBlock, NumberHeld};
 use xiuhua_core::store::{HouseholdRow, RecordRow, ResidentRow, Rows, TaskRow};
 use xiuhua_core::sync::proto::{self, *};
 
@@ -220,6 +221,8 @@ fn record_rows() -> Rows {
         summary: "楼道堆物".into(),
         text: String::new(),
         conflicts: 0,
+        number: None,
+        provisional_number: None,
     })
 }
 
@@ -242,6 +245,8 @@ fn task_rows() -> Rows {
         reminded_at: None,
         reopened_at: None,
         text: String::new(),
+        number: None,
+        provisional_number: None,
     })
 }
 
@@ -267,18 +272,56 @@ fn all_cases(c: &mut Checker) {
                     grid: "东城-01".into(),
                     role: "网格员".into(),
                     buildings: vec![],
+                    ..Default::default()
                 },
                 Grant {
                     grid: "东城-02".into(),
                     role: "楼门长".into(),
                     buildings: vec!["3号楼".into(), "5号楼".into()],
+                    ..Default::default()
                 },
             ],
             tokens: tokens(),
             server_time_ms: NOW,
+            number_blocks: vec![],
         },
     );
-    c.check("empty", SessionRequest {});
+    c.check("empty", SessionRequest::default());
+    c.check(
+        "with_numbers",
+        SessionRequest {
+            numbers: vec![NumberHeld {
+                community: "c-jinhu".into(),
+                year: 2026,
+                left: 12,
+                last_start: 301,
+            }],
+        },
+    );
+    c.check(
+        "with_numbers",
+        SessionResponse {
+            server_time_ms: NOW,
+            device: "dev-7f3a".into(),
+            user: "u-wang".into(),
+            user_name: "王伟".into(),
+            grants: vec![Grant {
+                grid: "东城-01".into(),
+                role: "网格员".into(),
+                buildings: vec![],
+                community: "c-jinhu".into(),
+                number_prefix: "金湖".into(),
+            }],
+            people: None,
+            number_blocks: vec![NumberBlock {
+                community: "c-jinhu".into(),
+                prefix: "金湖".into(),
+                year: 2026,
+                start: 401,
+                end: 501,
+            }],
+        },
+    );
     c.check(
         "full",
         SessionResponse {
@@ -290,8 +333,10 @@ fn all_cases(c: &mut Checker) {
                 grid: "东城-02".into(),
                 role: "楼门长".into(),
                 buildings: vec!["3号楼".into()],
+                ..Default::default()
             }],
             people: None,
+            number_blocks: vec![],
         },
     );
     c.check(
@@ -305,6 +350,7 @@ fn all_cases(c: &mut Checker) {
                 grid: "东城-02".into(),
                 role: "网格员".into(),
                 buildings: vec![],
+                ..Default::default()
             }],
             people: Some(vec![
                 GridPerson {
@@ -320,6 +366,7 @@ fn all_cases(c: &mut Checker) {
                     role: "楼门长".into(),
                 },
             ]),
+            number_blocks: vec![],
         },
     );
     c.check(

@@ -577,12 +577,14 @@ fn client(sc: u8) -> Store {
                     grid: GRID.into(),
                     role: "网格员".into(),
                     buildings: vec![],
+                    ..Default::default()
                 }],
                 tokens: TokenResponse {
                     access_token: "access".into(),
                     access_expires_ms: expires,
                     refresh_token: "refresh".into(),
                 },
+                number_blocks: vec![],
             },
         ),
         "enroll",
@@ -867,12 +869,14 @@ fn enroll_response() -> EnrollResponse {
             grid: GRID.into(),
             role: "楼门长".into(),
             buildings: vec![BUILDING.into()],
+            ..Default::default()
         }],
         tokens: TokenResponse {
             access_token: "access-2".into(),
             access_expires_ms: NOW + 900_000,
             refresh_token: "refresh-2".into(),
         },
+        number_blocks: vec![],
     }
 }
 

@@ -35,7 +35,7 @@ use crate::edge::{EnrollGuard, LongPolls};
 use crate::error::{ApiError, Refusal};
 use crate::metrics::Metrics;
 use crate::storage::{DeviceStanding, EnrollOutcome, NewDevice, RefreshOutcome, Storage};
-use crate::{ingest, now_ms};
+use crate::{ingest, now_ms, numbers};
 
 /// Header naming the grids a device must purge, comma-separated.
 pub const PURGE_HEADER: &str = "x-xiuhua-purge-grids";
@@ -615,13 +615,28 @@ async fn enroll_checked(st: &AppState, body: Body) -> Result<Response, ApiError>
         ),
         None => tracing::info!(device, user = enrolled.user, "device enrolled"),
     }
+    let communities = numbers::community_of(&st.storage.list_grids().await?);
+    let number_blocks = numbers::device_blocks(
+        &*st.storage,
+        &device,
+        &enrolled.grants,
+        &communities,
+        &[],
+        now,
+    )
+    .await?;
     let resp = EnrollResponse {
         server_time_ms: now_ms(),
         tokens: tokens(&st, &device, &enrolled.user, refresh),
         device,
         user: enrolled.user,
         user_name: enrolled.user_name,
-        grants: enrolled.grants.iter().map(grant_of).collect(),
+        grants: enrolled
+            .grants
+            .iter()
+            .map(|g| numbers::grant_of(g, &communities))
+            .collect(),
+        number_blocks,
     };
     Ok(wire(&resp, None))
 }
@@ -656,30 +671,32 @@ async fn session(
     body: Body,
 ) -> Result<Response, ApiError> {
     let caller = authenticate(&st, &headers).await?;
-    let _: SessionRequest = read_body(&st, body, Endpoint::Read)
+    let req: SessionRequest = read_body(&st, body, Endpoint::Read)
         .await
         .map_err(|e| e.with_purge(&caller.purge_grids()))?;
-    let (all_grants, users) = (
+    let (all_grants, users, grids) = (
         st.storage.list_grants().await?,
         st.storage.list_users().await?,
+        st.storage.list_grids().await?,
     );
+    let communities = numbers::community_of(&grids);
+    let now = now_ms();
+    let number_blocks =
+        numbers::session_blocks(&*st.storage, &caller, &communities, &req.numbers, now).await?;
     let resp = SessionResponse {
-        server_time_ms: now_ms(),
+        server_time_ms: now,
         device: caller.device.clone(),
         user: caller.user.clone(),
         user_name: caller.user_name.clone(),
-        grants: caller.grants.iter().map(grant_of).collect(),
+        grants: caller
+            .grants
+            .iter()
+            .map(|g| numbers::grant_of(g, &communities))
+            .collect(),
         people: Some(access::grid_people(&caller.grants, &all_grants, &users)),
+        number_blocks,
     };
     Ok(wire(&resp, Some(&caller)))
-}
-
-fn grant_of(g: &access::GrantRow) -> Grant {
-    Grant {
-        grid: g.grid.clone(),
-        role: g.role.as_str().to_string(),
-        buildings: g.buildings.clone(),
-    }
 }
 
 // ----- sync -----

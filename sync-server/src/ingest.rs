@@ -1248,6 +1248,8 @@ mod tests {
             status: RecordStatus::Pending,
             reported_at: NOW - 1000,
             created_by: "u1".into(),
+            number: None,
+            provisional_number: None,
         }
     }
 
@@ -1277,6 +1279,8 @@ mod tests {
             source_record: None,
             created_at: NOW - 1000,
             created_by: "u1".into(),
+            number: None,
+            provisional_number: None,
             events: events.into_iter().map(|e| (e.id.clone(), e)).collect(),
         }
     }

@@ -46,6 +46,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod numbers;
 pub mod projection;
 pub mod server;
 pub mod storage;

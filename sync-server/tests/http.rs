@@ -343,7 +343,9 @@ async fn enroll_refresh_and_rotation() {
         vec![Grant {
             grid: "g1".into(),
             role: "楼门长".into(),
-            buildings: vec!["1号楼".into()]
+            buildings: vec!["1号楼".into()],
+            community: "c1".into(),
+            number_prefix: "金湖".into(),
         }]
     );
     let again: Reply<EnrollResponse> = call(

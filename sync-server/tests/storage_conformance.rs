@@ -124,6 +124,7 @@ macro_rules! all_cases {
                 projection_follows_pushes,
                 console_accounts_sessions_audit,
                 board_and_ledger_pages_match_the_rules,
+                number_blocks_never_overlap,
             ]
         );
     };

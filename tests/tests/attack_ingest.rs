@@ -289,6 +289,8 @@ fn a_record_or_task_cannot_name_a_household_of_another_grid() {
         source_record: None,
         created_at: at,
         created_by: me.user.clone(),
+        number: None,
+        provisional_number: None,
         events: [("ev-1".to_string(), order)].into_iter().collect(),
     };
     let r_id = "rec-hostile-1".to_string();
@@ -305,6 +307,8 @@ fn a_record_or_task_cannot_name_a_household_of_another_grid() {
         status: RecordStatus::Pending,
         reported_at: at,
         created_by: me.user.clone(),
+        number: None,
+        provisional_number: None,
     };
     let pushes = [
         (&t, signed(&hostile_task, &me, at)),

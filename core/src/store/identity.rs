@@ -113,6 +113,7 @@ const DATA_TABLES: &[&str] = &[
     "search_rows",
     "search_fts",
     "people",
+    "provisional_numbers",
 ];
 
 impl Store {

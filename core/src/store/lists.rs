@@ -67,6 +67,8 @@ pub struct TaskItem {
     pub rating: Option<i64>,
     pub rejected: i64,
     pub address: Option<AddressLine>,
+    /// The number people are given ([`crate::numbers`]).
+    pub number: Option<String>,
 }
 
 /// A 民情 record in a list: its household's address.
@@ -85,6 +87,8 @@ pub struct RecordItem {
     pub reported_at: i64,
     pub summary: String,
     pub address: Option<AddressLine>,
+    /// The number people are given ([`crate::numbers`]).
+    pub number: Option<String>,
 }
 
 /// One line of the home list.
@@ -157,7 +161,8 @@ pub struct SearchHit {
     pub member: Option<String>,
     /// A resident's name, a household's address, a record's summary, a task's title.
     pub title: String,
-    /// Which field matched: `name`, `pinyin`, `phone`, `address`, `text`, `place`, `title`.
+    /// Which field matched: `name`, `pinyin`, `phone`, `address`, `text`, `place`, `title`,
+    /// `number`.
     pub matched: String,
     /// The matched text around the match (empty for residents).
     pub snippet: String,
@@ -284,7 +289,7 @@ fn address_at(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<AddressLine>> {
 
 /// Columns of a task item: tasks `t`, households `h`, people `p`.
 const TASK_ITEM_COLS: &str = "t.id, t.grid, t.title, t.category, t.level, t.status, t.tier, t.assignee, p.name, t.deadline, t.rating, t.rejected,
-     h.id, h.building, h.unit, h.room, h.head_name, t.reminded_at, t.reopened_at";
+     h.id, h.building, h.unit, h.room, h.head_name, t.reminded_at, t.reopened_at, t.number";
 const TASK_ITEM_FROM: &str = "tasks t LEFT JOIN households h ON h.id = t.household
      LEFT JOIN people p ON p.grid = t.grid AND p.user = t.assignee";
 
@@ -303,11 +308,12 @@ fn task_item(r: &Row<'_>) -> rusqlite::Result<TaskItem> {
         rating: r.get(10)?,
         rejected: r.get(11)?,
         address: address_at(r, 12)?,
+        number: r.get(19)?,
     })
 }
 
 const RECORD_ITEM_COLS: &str = "r.id, r.grid, r.category, r.shown, r.reporter, coalesce(r.building, h.building), r.place, r.reported_at, r.summary,
-     h.id, h.building, h.unit, h.room, h.head_name";
+     h.id, h.building, h.unit, h.room, h.head_name, r.number";
 
 fn record_item(r: &Row<'_>) -> rusqlite::Result<RecordItem> {
     Ok(RecordItem {
@@ -321,6 +327,7 @@ fn record_item(r: &Row<'_>) -> rusqlite::Result<RecordItem> {
         reported_at: r.get(7)?,
         summary: r.get(8)?,
         address: address_at(r, 9)?,
+        number: r.get(14)?,
     })
 }
 

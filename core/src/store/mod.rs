@@ -8,6 +8,7 @@
 mod codec;
 mod identity;
 mod lists;
+mod numbers;
 mod open;
 mod projection;
 mod query;
@@ -24,6 +25,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 
 pub use identity::{DataOwner, SignedOut, UnsyncedWork};
 pub use lists::*;
+pub use numbers::NumberHit;
 pub use projection::{
     HouseholdRow, Model, PROJECTION_VERSION, RecordRow, ResidentRow, Rows, TaskRow, rows_and_model,
     rows_of,
@@ -528,13 +530,29 @@ impl Store {
         rows: Rows,
         id: &str,
     ) -> Result<()> {
+        self.create_then(kind, grid, hlc, what, value, rows, id, |_, _, _| Ok(()))
+    }
+
+    /// [`Store::create`], running `after(tx, grid, outbox id)` inside its transaction.
+    #[allow(clippy::too_many_arguments)]
+    fn create_then<T: autosurgeon::Reconcile>(
+        &mut self,
+        kind: DocKind,
+        grid: &str,
+        hlc: Hlc,
+        what: &str,
+        value: &T,
+        rows: Rows,
+        id: &str,
+        after: impl FnOnce(&Transaction<'_>, &str, i64) -> Result<()>,
+    ) -> Result<()> {
         let mut doc = doc::new_doc(&self.actor.device);
         let saved = self.clock;
         let fill = |doc: &mut AutoCommit, _: Hlc, _: &Actor| {
             reconcile(doc, value).map_err(|e| Error::bad_doc(id, e))?;
             Ok(((), Some(rows)))
         };
-        match self.act_on(&mut doc, id, kind, grid, hlc, what, fill, |_, _, _| Ok(())) {
+        match self.act_on(&mut doc, id, kind, grid, hlc, what, fill, after) {
             Ok(()) => {
                 self.cache_put(id.to_string(), doc);
                 Ok(())
@@ -802,6 +820,7 @@ impl Store {
         }
         let hlc = self.tick();
         let id = self.new_id(DocKind::Record, hlc);
+        let taken = self.take_number(&grid, hlc.wall_ms() as i64)?;
         let r = Record {
             kind: DocKind::Record.as_str().into(),
             id: id.clone(),
@@ -818,10 +837,21 @@ impl Store {
             status: RecordStatus::Pending,
             reported_at: hlc.wall_ms() as i64,
             created_by: self.actor.user.clone(),
+            number: Some(taken.number.clone()),
+            provisional_number: None,
         };
         r.check_bounds()?;
         let rows = Rows::Record(projection::record_row(&r, 0));
-        self.create(DocKind::Record, &grid, hlc, "log record", &r, rows, &id)?;
+        self.create_then(
+            DocKind::Record,
+            &grid,
+            hlc,
+            "log record",
+            &r,
+            rows,
+            &id,
+            |tx, _, _| taken.commit(tx, &id),
+        )?;
         Ok(id)
     }
 
@@ -997,6 +1027,13 @@ impl Store {
             ));
         }
         let id = self.new_id(DocKind::Task, hlc);
+        let taken = match self.take_number(&grid, hlc.wall_ms() as i64) {
+            Ok(t) => t,
+            Err(e) => {
+                self.clock = saved;
+                return Err(e);
+            }
+        };
         let actor = self.actor_on(&grid);
         let order_id = format!("ev-{}-{:x}", actor.device, hlc.as_i64());
         let order = workflow::order_event(
@@ -1044,6 +1081,8 @@ impl Store {
             source_record: new.source_record,
             created_at: hlc.wall_ms() as i64,
             created_by: self.actor.user.clone(),
+            number: Some(taken.number.clone()),
+            provisional_number: None,
             events,
         };
         if let Err(e) = t.check_bounds() {
@@ -1051,7 +1090,17 @@ impl Store {
             return Err(e);
         }
         let rows = Rows::Task(projection::task_row(&t));
-        if let Err(e) = self.create(DocKind::Task, &grid, hlc, "order task", &t, rows, &id) {
+        let made = self.create_then(
+            DocKind::Task,
+            &grid,
+            hlc,
+            "order task",
+            &t,
+            rows,
+            &id,
+            |tx, _, _| taken.commit(tx, &id),
+        );
+        if let Err(e) = made {
             self.clock = saved;
             return Err(e);
         }
@@ -1662,6 +1711,7 @@ mod tests {
             grid: grid.into(),
             role: role.as_str().into(),
             buildings: vec![],
+            ..Default::default()
         };
         s.save_grants(&[
             grant("grid-1", Role::GridMember),

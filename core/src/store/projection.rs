@@ -13,7 +13,7 @@ use crate::model::{Household, Record, RecordStatus, Tag, Task, TaskStatus};
 use crate::{pinyin, validate, workflow};
 
 /// Version of the projection rows computed from documents.
-pub const PROJECTION_VERSION: i64 = 3;
+pub const PROJECTION_VERSION: i64 = 4;
 
 /// The rows of one document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,6 +84,11 @@ pub struct RecordRow {
     /// the conflicts screen; absent (0) in older rows.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub conflicts: i64,
+    /// Its number and the provisional one it had ([`crate::numbers`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisional_number: Option<String>,
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -116,6 +121,11 @@ pub struct TaskRow {
     /// The whole description, for the text search (`search_fts`); not a column of `tasks`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub text: String,
+    /// Its number and the provisional one it had ([`crate::numbers`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisional_number: Option<String>,
 }
 
 pub(crate) fn tags_text(tags: &[Tag]) -> String {
@@ -239,6 +249,8 @@ pub(crate) fn record_row(r: &Record, conflicts: i64) -> RecordRow {
         summary: r.description.as_str().chars().take(40).collect(),
         text: r.description.as_str().to_string(),
         conflicts,
+        number: r.number.clone(),
+        provisional_number: r.provisional_number.clone(),
     }
 }
 
@@ -266,6 +278,8 @@ pub(crate) fn task_row_with(t: &Task, view: &workflow::TaskView) -> TaskRow {
         reminded_at: reminder_pending(view),
         reopened_at: reopened_by_rating(view),
         text: t.description.as_str().to_string(),
+        number: t.number.clone(),
+        provisional_number: t.provisional_number.clone(),
     }
 }
 
@@ -359,15 +373,30 @@ pub(crate) fn search_texts(rows: &Rows) -> Vec<SearchText> {
             if !r.place.is_empty() {
                 out.push(t("place", None, r.place.clone()));
             }
+            if let Some(n) = numbers_text(&r.number, &r.provisional_number) {
+                out.push(t("number", None, n));
+            }
         }
         Rows::Task(task) => {
             out.push(t("title", None, task.title.clone()));
             if !task.text.is_empty() {
                 out.push(t("text", None, task.text.clone()));
             }
+            if let Some(n) = numbers_text(&task.number, &task.provisional_number) {
+                out.push(t("number", None, n));
+            }
         }
     }
     out
+}
+
+/// A document's numbers as one searchable text ("金湖-2026-000123 金湖-2026-临…-3").
+fn numbers_text(number: &Option<String>, provisional: &Option<String>) -> Option<String> {
+    let both: Vec<&str> = [number, provisional]
+        .into_iter()
+        .filter_map(|n| n.as_deref())
+        .collect();
+    (!both.is_empty()).then(|| both.join(" "))
 }
 
 /// Writes a document's search rows (`search_rows` and the `search_fts` text of the same
@@ -545,12 +574,13 @@ fn write_table_rows(tx: &Transaction<'_>, rows: &Rows, replace: bool) -> Result<
                 delete_rows(tx, DocKind::Record, &r.id)?;
             }
             tx.prepare_cached(
-                "INSERT INTO records (id, grid, category, status, shown, reporter, household, building, place, reported_at, summary, conflicts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                "INSERT INTO records (id, grid, category, status, shown, reporter, household, building, place, reported_at, summary, conflicts, number, provisional_number)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?
             .execute(params![
                 r.id, r.grid, r.category, r.status, shown_status(tx, &r.id, &r.status)?.as_str(), r.reporter,
-                r.household, r.building, r.place, r.reported_at, r.summary, r.conflicts
+                r.household, r.building, r.place, r.reported_at, r.summary, r.conflicts,
+                r.number, r.provisional_number
             ])?;
         }
         Rows::Task(t) => {
@@ -561,12 +591,13 @@ fn write_table_rows(tx: &Transaction<'_>, rows: &Rows, replace: bool) -> Result<
                 None
             };
             tx.prepare_cached(
-                "INSERT INTO tasks (id, grid, title, category, level, status, tier, assignee, deadline, created_at, household, source_record, rating, rejected, reminded_at, reopened_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                "INSERT INTO tasks (id, grid, title, category, level, status, tier, assignee, deadline, created_at, household, source_record, rating, rejected, reminded_at, reopened_at, number, provisional_number)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
             )?
             .execute(params![
                 t.id, t.grid, t.title, t.category, t.level, t.status, t.tier, t.assignee, t.deadline, t.created_at,
-                t.household, t.source_record, t.rating, t.rejected, t.reminded_at, t.reopened_at
+                t.household, t.source_record, t.rating, t.rejected, t.reminded_at, t.reopened_at,
+                t.number, t.provisional_number
             ])?;
             if let Some(r) = &t.source_record {
                 refresh_record_shown(tx, r)?;

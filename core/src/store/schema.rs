@@ -194,6 +194,35 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE records ADD COLUMN conflicts INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX records_conflicts ON records(grid) WHERE conflicts > 0;
     "#,
+    // 8: numbers for people (crate::numbers): records and tasks carry their number and the
+    // provisional one a sync replaced, both findable; the blocks of numbers the server
+    // reserved for this device, and the documents given a provisional number, to replace at
+    // the next sync. PROJECTION_VERSION 4 fills the numbers.
+    r#"
+    ALTER TABLE records ADD COLUMN number TEXT;
+    ALTER TABLE records ADD COLUMN provisional_number TEXT;
+    ALTER TABLE tasks ADD COLUMN number TEXT;
+    ALTER TABLE tasks ADD COLUMN provisional_number TEXT;
+    CREATE INDEX records_number ON records(number) WHERE number IS NOT NULL;
+    CREATE INDEX records_provisional_number ON records(provisional_number)
+        WHERE provisional_number IS NOT NULL;
+    CREATE INDEX tasks_number ON tasks(number) WHERE number IS NOT NULL;
+    CREATE INDEX tasks_provisional_number ON tasks(provisional_number)
+        WHERE provisional_number IS NOT NULL;
+    CREATE TABLE number_blocks (
+        community TEXT NOT NULL,
+        year INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        end INTEGER NOT NULL,
+        next INTEGER NOT NULL,
+        prefix TEXT NOT NULL,
+        PRIMARY KEY (community, year, start)
+    ) WITHOUT ROWID;
+    CREATE TABLE provisional_numbers (
+        doc TEXT PRIMARY KEY,
+        year INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The version whose migration added `records.shown`.

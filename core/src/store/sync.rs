@@ -775,6 +775,8 @@ impl Store {
         };
         self.save_credentials(&creds)?;
         self.save_grants(&enrolled.grants)?;
+        // The first block of numbers: a record logged before the first sync gets a real one.
+        self.accept_number_blocks(&enrolled.number_blocks)?;
         // The server's time anchors the clock before the first write (a phone enrolled with
         // its clock at 1970 stamps its first visit right).
         if enrolled.server_time_ms > 0 {

@@ -157,6 +157,8 @@ pub trait SyncProgress: Send {
 pub struct SyncReport {
     /// Changes the server stored.
     pub pushed: u64,
+    /// Records and tasks whose provisional number was replaced by a real one.
+    pub renumbered: u64,
     /// Pulled changes applied here.
     pub pulled: u64,
     /// Pushed changes the server already had, plus pulled changes already here.
@@ -202,7 +204,8 @@ pub struct SyncReport {
 #[derive(Debug, Clone)]
 enum InFlight {
     Refresh,
-    Session,
+    /// With what the phone holds of each community's numbers.
+    Session(Vec<crate::numbers::NumberHeld>),
     Push(Vec<OutboxEntry>),
     Escalate {
         id: i64,
@@ -583,9 +586,11 @@ impl SyncEngine {
                 }),
                 self.bearer(),
             ),
-            InFlight::Session => (
+            InFlight::Session(numbers) => (
                 "/v1/session",
-                proto::encode(&proto::SessionRequest {}),
+                proto::encode(&proto::SessionRequest {
+                    numbers: numbers.clone(),
+                }),
                 self.bearer(),
             ),
             InFlight::Bootstrap {
@@ -646,7 +651,8 @@ impl SyncEngine {
             match self.stage {
                 Stage::Session => {
                     self.progress = (SyncPhase::Authenticate, 0, None);
-                    return Ok(Some(self.send(InFlight::Session)));
+                    let numbers = store.numbers_held()?;
+                    return Ok(Some(self.send(InFlight::Session(numbers))));
                 }
                 Stage::Push => {
                     if let Some(batch) = self.next_push_batch(store)? {
@@ -932,7 +938,7 @@ impl SyncEngine {
                 Ok(())
             }
             InFlight::Refresh => Err(error_from_reply(status, body)),
-            InFlight::Session if status == 404 => {
+            InFlight::Session(_) if status == 404 => {
                 // A server without `/v1/session`: the grants stay as they are.
                 self.stage = Stage::Push;
                 Ok(())
@@ -1041,7 +1047,7 @@ impl SyncEngine {
                 self.need_refresh = false;
                 self.refreshed = true;
             }
-            InFlight::Session => {
+            InFlight::Session(_) => {
                 let r: proto::SessionResponse =
                     proto::decode(body).map_err(|e| bad_reply(status, e))?;
                 if r.device != self.creds.device || r.user != self.creds.user {
@@ -1057,6 +1063,14 @@ impl SyncEngine {
                 }
                 self.report.dropped_docs += change.dropped_docs;
                 self.report.set_aside += change.set_aside;
+                // Provisional numbers given offline take numbers of the blocks now held;
+                // the edits join this sync's push.
+                store.accept_number_blocks(&r.number_blocks)?;
+                let renumbered = store.replace_provisional_numbers()?;
+                if renumbered > 0 {
+                    self.report.renumbered += renumbered;
+                    self.push_total = u64::try_from(store.outbox_len()?).unwrap_or(0);
+                }
                 self.stage = Stage::Push;
             }
             InFlight::Push(batch) => {

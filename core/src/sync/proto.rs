@@ -34,7 +34,7 @@ pub const CONTENT_TYPE: &str = "application/x-xiuhua+msgpack+zstd";
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// A grant: what a user may do in one grid (a 楼门长 only in some buildings of it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
     pub grid: String,
     /// A [`crate::model::Role`] string.
@@ -42,6 +42,13 @@ pub struct Grant {
     /// For 楼门长: the buildings they may see and write; empty = the whole grid.
     #[serde(default)]
     pub buildings: Vec<String>,
+    /// The grid's community (its id), whose numbers the grid's records and tasks take
+    /// ([`crate::numbers`]); empty from a server that predates numbers.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub community: String,
+    /// The community's short name, the numbers' first part (金湖 of 金湖社区).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub number_prefix: String,
 }
 
 /// The phone exchanges the one-time code printed at the station for tokens.
@@ -73,6 +80,10 @@ pub struct EnrollResponse {
     /// that predates the field): anchors the new device's clock before its first write.
     #[serde(default)]
     pub server_time_ms: i64,
+    /// The new device's first blocks of numbers (one per community of its grants), so that
+    /// what it logs before its first sync gets real numbers ([`crate::numbers`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub number_blocks: Vec<crate::numbers::NumberBlock>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,7 +195,12 @@ pub struct BootstrapRequest {
 /// now and what it may do. The grants follow the directory: a sync bootstraps new grids
 /// and buildings and drops what a narrowed grant no longer covers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionRequest {}
+pub struct SessionRequest {
+    /// What the phone holds of each community's numbers, so that the server hands it a new
+    /// block when it runs low and sends again a block whose reply was lost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub numbers: Vec<crate::numbers::NumberHeld>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionResponse {
@@ -198,6 +214,9 @@ pub struct SessionResponse {
     /// `None` from a server that predates it: the phone keeps what it had.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub people: Option<Vec<GridPerson>>,
+    /// Blocks of numbers reserved for this device (new ones, and ones whose reply was lost).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub number_blocks: Vec<crate::numbers::NumberBlock>,
 }
 
 /// A user holding a grant on a grid: what the assignee picker shows, nothing more.
@@ -488,6 +507,8 @@ mod tests {
                 grid: "g1".into(),
                 role: "楼门长".into(),
                 buildings: vec!["3号楼".into()],
+                community: "c-jinhu".into(),
+                number_prefix: "金湖".into(),
             }],
             tokens: TokenResponse {
                 access_token: "a".into(),
@@ -495,6 +516,7 @@ mod tests {
                 refresh_token: "r".into(),
             },
             server_time_ms: 7,
+            number_blocks: vec![],
         });
         round_trip(PushRequest {
             docs: vec![DocChanges {

@@ -168,6 +168,7 @@ impl FakeServer {
                             user_name: "王伟".into(),
                             grants: grants.clone(),
                             people: None,
+                            number_blocks: vec![],
                         },
                         purge_grids: self.revoked.iter().cloned().collect(),
                     })
@@ -457,11 +458,13 @@ fn device(net: &Net, user: &str, device: &str) -> Store {
                     grid: G1.into(),
                     role: "网格员".into(),
                     buildings: vec![],
+                    ..Default::default()
                 },
                 proto::Grant {
                     grid: G2.into(),
                     role: "网格员".into(),
                     buildings: vec![],
+                    ..Default::default()
                 },
             ],
             tokens: proto::TokenResponse {
@@ -470,6 +473,7 @@ fn device(net: &Net, user: &str, device: &str) -> Store {
                 refresh_token: srv.refresh.clone(),
             },
             server_time_ms: NOW,
+            number_blocks: vec![],
         },
     )
     .unwrap();
@@ -1166,6 +1170,7 @@ fn enroll_saves_credentials_for_the_right_device_only() {
                     grid: G1.into(),
                     role: "网格员".into(),
                     buildings: vec![],
+                    ..Default::default()
                 }],
                 tokens: proto::TokenResponse {
                     access_token: "a".into(),
@@ -1173,6 +1178,7 @@ fn enroll_saves_credentials_for_the_right_device_only() {
                     refresh_token: "r".into(),
                 },
                 server_time_ms: NOW,
+                number_blocks: vec![],
             }))
         }
     }
@@ -1481,6 +1487,7 @@ fn member_grant(grid: &str) -> proto::Grant {
         grid: grid.into(),
         role: "网格员".into(),
         buildings: vec![],
+        ..Default::default()
     }
 }
 
@@ -1497,6 +1504,7 @@ fn lead_grant(buildings: &[&str]) -> Vec<proto::Grant> {
         grid: G1.into(),
         role: "楼门长".into(),
         buildings: buildings.iter().map(|b| b.to_string()).collect(),
+        ..Default::default()
     }]
 }
 
@@ -1974,6 +1982,7 @@ fn a_phone_enrolled_at_1970_stamps_after_the_servers_time() {
             grid: G1.into(),
             role: "网格员".into(),
             buildings: vec![],
+            ..Default::default()
         }],
         tokens: proto::TokenResponse {
             access_token: srv.access.clone(),
@@ -1981,6 +1990,7 @@ fn a_phone_enrolled_at_1970_stamps_after_the_servers_time() {
             refresh_token: srv.refresh.clone(),
         },
         server_time_ms: NOW,
+        number_blocks: vec![],
     };
     drop(srv);
     s.save_enrollment("http://fake", &enrolled).unwrap();
@@ -2091,6 +2101,7 @@ impl Transport for Station {
                 grid: G1.into(),
                 role: "网格员".into(),
                 buildings: vec![],
+                ..Default::default()
             }],
             tokens: proto::TokenResponse {
                 access_token: "a".into(),
@@ -2098,6 +2109,7 @@ impl Transport for Station {
                 refresh_token: "r".into(),
             },
             server_time_ms: NOW,
+            number_blocks: vec![],
         }))
     }
 }

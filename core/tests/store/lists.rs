@@ -461,6 +461,7 @@ fn tasks_pages_filter_and_show_the_assignees_name() {
         grid: GRID.into(),
         role: "网格员".into(),
         buildings: vec![],
+        ..Default::default()
     }];
     let person = |grid: &str, user: &str, name: &str, role: &str| GridPerson {
         grid: grid.into(),

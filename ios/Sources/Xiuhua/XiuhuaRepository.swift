@@ -131,6 +131,10 @@ public final class XiuhuaRepository: Sendable {
     public func search(_ query: String, limit: UInt32 = 50) async throws -> [SearchHit] {
         try await call { try $0.search(query: query, limit: limit) }
     }
+    /// The record or task a resident's number (or the provisional number it had) names.
+    public func findByNumber(_ number: String) async throws -> NumberHit? {
+        try await call { try $0.findByNumber(number: number) }
+    }
     /// Households visited this month ÷ registered, per grid and building.
     public func visitCoverage(_ grid: String) async throws -> Coverage { try await call { try $0.visitCoverage(grid: grid) } }
     public func notVisited(_ grid: String, building: String? = nil, limit: UInt32 = 200) async throws -> [HouseholdSummary] {

@@ -9,6 +9,8 @@ public final class AppModel: ObservableObject {
     @Published public var grid: String?
     @Published public var user = ""
     @Published public var error: String?
+    /// A message that is not an error (a saved record's number to give the resident).
+    @Published public var notice: String?
     @Published public private(set) var revision = 0
     private var watcher: Task<Void, Never>?
 

@@ -7,12 +7,21 @@ struct GridView: View {
     @State private var buildings: [Building] = []
     @State private var query = ""
     @State private var hits: [ResidentHit] = []
+    @State private var byNumber: NumberHit?
 
     var body: some View {
         List {
             if model.grid == nil {
                 Text("grid_none")
             } else if !query.isEmpty {
+                if let n = byNumber {
+                    // A resident reading out the number on their slip (罗河-2026-000123).
+                    if n.kind == "task" {
+                        NavigationLink(destination: TaskView(id: n.id)) { Text("number_line \(n.number)") }
+                    } else {
+                        Text("number_line \(n.number)")
+                    }
+                }
                 ForEach(hits, id: \.member) { h in
                     NavigationLink(value: h.household) {
                         VStack(alignment: .leading) {
@@ -38,6 +47,8 @@ struct GridView: View {
         .task(id: query) {
             try? await Task.sleep(nanoseconds: 250_000_000)
             hits = query.isEmpty ? [] : (await model.load { try await model.repo.searchResidents(query) } ?? [])
+            let looksLikeNumber = query.filter { $0 == "-" }.count >= 2
+            byNumber = looksLikeNumber ? (await model.load { try await model.repo.findByNumber(query) } ?? nil) : nil
         }
     }
 }
@@ -182,7 +193,15 @@ struct NewRecordView: View {
                     guard let grid = model.grid else { return }
                     let r = NewRecord(grid: grid, category: category, description: description, reporter: reporter,
                                       household: household, building: building, place: place)
-                    model.act { _ = try await model.repo.createRecord(r); dismiss() }
+                    model.act {
+                        let id = try await model.repo.createRecord(r)
+                        // The number to give the resident, even offline (a provisional one,
+                        // 临, is replaced at the next sync and still finds the record).
+                        if let n = try await model.repo.record(id).number {
+                            model.notice = String(format: NSLocalizedString("record_saved_number %@", bundle: .module, comment: ""), n)
+                        }
+                        dismiss()
+                    }
                 }
             }
         }

@@ -16,7 +16,8 @@ public struct RootView: View {
         }
         .environmentObject(model)
         .task { await model.refreshIdentity() }
-        .alert(item: Binding(get: { model.error.map(Message.init) }, set: { _ in model.error = nil })) { m in
+        .alert(item: Binding(get: { (model.error ?? model.notice).map(Message.init) },
+                             set: { _ in model.error = nil; model.notice = nil })) { m in
             Alert(title: Text(m.text))
         }
     }

@@ -58,6 +58,7 @@ struct TaskView: View {
             if let t = task {
                 Section {
                     Text([t.statusLabel, t.level, t.category].compactMap { $0 }.joined(separator: " · ")).font(.headline)
+                    if let n = t.number { Text("number_line \(n)") }
                     Text("task_assignee \(t.assignee ?? "—")")
                     Text("deadline \(formatTime(t.deadline))") + Text(t.overdue ? " ⚠︎" : "")
                     if let r = t.lastRating { Text("task_rating \(r.score) \(r.comment)") }

@@ -117,6 +117,8 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(v8, 2, "two changes wait for the server")
         let phases = Phases()
         let pushed = try await wang.sync { phase, _, _ in phases.append(phase) }
+        // The enrollment brought a block of numbers: the record's number is real already.
+        XCTAssertEqual(pushed.renumbered, 0, "nothing provisional to replace")
         XCTAssertEqual(pushed.pushed, 2)
         XCTAssertTrue(phases.all.contains(.push) && phases.all.last == .done, "progress: \(phases.all)")
         let st = try await wang.syncStatus()
@@ -169,6 +171,53 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(failed.pendingChanges, 1, "the visit waits in the outbox")
         let v12 = try await wang.refusedChanges().count
         XCTAssertEqual(v12, 0)
+    }
+
+    /// The scripted day: register a household, visit it, log a record, turn it into a
+    /// numbered task, see it on the home list, and find it by number on a second phone.
+    func testTheScriptedDayEndsWithASecondPhoneFindingTheTaskByNumber() async throws {
+        let station = try station()
+        let codeWang = try station.enrollCode("u-wang")
+        let codeLi = try station.enrollCode("u-li")
+        try station.start()
+        let wang = try await phone("wang")
+        let li = try await phone("li")
+        _ = try await wang.enroll(serverUrl: station.url, code: codeWang, deviceName: "王伟的手机")
+        _ = try await li.enroll(serverUrl: station.url, code: codeLi, deviceName: "李四的手机")
+        _ = try await wang.sync() // the morning's sync brings a block of numbers
+
+        let hh = try await wang.createHousehold(household("5号楼", "2单元", "302", member("韩梅", phone: "13912345678"),
+                                                          member("韩小雨", relation: "子女")))
+        _ = try await wang.addVisit(hh, purpose: "新租户入户登记")
+        let rec = try await wang.createRecord(NewRecord(grid: grid, category: "设施报修", description: "楼道声控灯坏了",
+                                                        reporter: "韩梅", household: hh, building: "5号楼", place: "5号楼2单元楼道"))
+        let recNumber = try await wang.record(rec).number
+        XCTAssertNotNil(recNumber?.range(of: #"^和平-\d{4}-\d{6}$"#, options: .regularExpression), "\(recNumber ?? "none")")
+        let now = try await wang.nowMs()
+        let task = try await wang.orderFromRecord(rec, level: "上门办", assignee: "u-wang", deadline: now + 24 * 3_600_000)
+        let detail = try await wang.task(task)
+        let number = try XCTUnwrap(detail.number, "the task has a number")
+        XCTAssertNotEqual(number, recNumber)
+        XCTAssertEqual(detail.sourceRecord, rec)
+        let shown = try await wang.record(rec).status
+        XCTAssertEqual(shown, "处理中", "the record follows the task")
+        let home = try await wang.homeList(grid)
+        let line = try XCTUnwrap(home.first { $0.task?.id == task }, "on the home list")
+        XCTAssertEqual(line.reason, .dueSoon)
+        XCTAssertEqual(line.task?.number, number, "the list shows the number")
+
+        let evening = try await wang.sync()
+        XCTAssertEqual(evening.renumbered, 0, "nothing was provisional")
+        _ = try await li.sync()
+        let hit = try await li.findByNumber(number)
+        XCTAssertEqual(hit?.kind, "task")
+        XCTAssertEqual(hit?.id, task)
+        let title = try await li.task(task).title
+        XCTAssertEqual(title, "楼道声控灯坏了")
+        let byRecord = try await li.findByNumber(" \(recNumber ?? "") ")
+        XCTAssertEqual(byRecord?.id, rec)
+        let none = try await li.findByNumber("和平-1999-000001")
+        XCTAssertNil(none)
     }
 
     func testARevokedDeviceIsToldToWipe() async throws {

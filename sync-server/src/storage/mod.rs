@@ -52,6 +52,8 @@ use async_trait::async_trait;
 use xiuhua_core::doc::DocKind;
 use xiuhua_core::model::{Role, Tier};
 
+pub use xiuhua_core::numbers::Issued;
+
 use crate::access::{Caller, GrantRow, Scope};
 use crate::credentials::CredentialRefusal;
 use crate::error::{Refusal, RefusalKind, StoreError};
@@ -89,6 +91,8 @@ pub struct GridInfo {
     pub id: String,
     pub name: String,
     pub community: String,
+    /// The community's name (金湖社区), whose short form begins its numbers.
+    pub community_name: String,
     pub district: String,
     pub buildings: Vec<String>,
     pub seq: u64,
@@ -566,6 +570,26 @@ pub trait Storage: Send + Sync + 'static {
     async fn list_users(&self) -> StoreResult<Vec<UserInfo>>;
     async fn list_grids(&self) -> StoreResult<Vec<GridInfo>>;
     async fn list_grants(&self) -> StoreResult<Vec<GrantRow>>;
+
+    // ----- numbers for people (core::numbers) -----
+    /// The blocks of numbers given to `device` for a community and year, by start.
+    async fn number_blocks(
+        &self,
+        device: &str,
+        community: &str,
+        year: i32,
+    ) -> StoreResult<Vec<Issued>>;
+    /// Reserves the community's next `size` sequences of `year` for `device`, in one
+    /// transaction: the counter moves past them and the block is recorded. Concurrent
+    /// reservations never overlap.
+    async fn reserve_number_block(
+        &self,
+        device: &str,
+        community: &str,
+        year: i32,
+        size: u64,
+        now_ms: i64,
+    ) -> StoreResult<Issued>;
     async fn list_devices(&self, user: Option<&str>) -> StoreResult<Vec<DeviceInfo>>;
     /// Revokes a device and its refresh tokens.
     async fn revoke_device(&self, device: &str, now_ms: i64) -> StoreResult<()>;
@@ -1087,6 +1111,8 @@ mod tests {
                 summary: String::new(),
                 text: String::new(),
                 conflicts: 0,
+                number: None,
+                provisional_number: None,
             }))
             .unwrap()
         };
@@ -1109,6 +1135,8 @@ mod tests {
                 reminded_at: None,
                 reopened_at: None,
                 text: String::new(),
+                number: None,
+                provisional_number: None,
             }))
             .unwrap()
         };

@@ -217,6 +217,18 @@ CREATE TABLE console_audit (
 ALTER TABLE p_tasks ADD COLUMN board BIGINT NOT NULL DEFAULT 0;
 "#,
     ),
+    (
+        "numbers for people: each community's next sequence per year, blocks per device",
+        r#"
+CREATE TABLE number_counters (
+    community TEXT COLLATE "C" NOT NULL REFERENCES communities(id), year INTEGER NOT NULL,
+    next BIGINT NOT NULL, PRIMARY KEY (community, year));
+CREATE TABLE number_blocks (
+    device TEXT COLLATE "C" NOT NULL REFERENCES devices(id), community TEXT COLLATE "C" NOT NULL,
+    year INTEGER NOT NULL, start_seq BIGINT NOT NULL, end_seq BIGINT NOT NULL,
+    at_ms BIGINT NOT NULL, PRIMARY KEY (device, community, year, start_seq));
+"#,
+    ),
 ];
 
 /// The schema version this build writes.
@@ -1528,7 +1540,8 @@ impl Storage for PgStorage {
         let rows = c
             .query(
                 "SELECT g.id, g.name, g.community, m.district, COALESCE(s.seq, 0),
-                        COALESCE((SELECT array_agg(b.name ORDER BY b.name) FROM buildings b WHERE b.grid = g.id), '{}')
+                        COALESCE((SELECT array_agg(b.name ORDER BY b.name) FROM buildings b WHERE b.grid = g.id), '{}'),
+                        m.name
                  FROM grids g JOIN communities m ON m.id = g.community
                  LEFT JOIN grid_seqs s ON s.grid = g.id ORDER BY g.id",
                 &[],
@@ -1540,12 +1553,74 @@ impl Storage for PgStorage {
                     id: r.try_get(0)?,
                     name: r.try_get(1)?,
                     community: r.try_get(2)?,
+                    community_name: r.try_get(6)?,
                     district: r.try_get(3)?,
                     seq: u64_of(r.try_get(4)?),
                     buildings: r.try_get(5)?,
                 })
             })
             .collect()
+    }
+
+    async fn number_blocks(
+        &self,
+        device: &str,
+        community: &str,
+        year: i32,
+    ) -> StoreResult<Vec<Issued>> {
+        let c = self.client().await?;
+        c.query(
+            "SELECT start_seq, end_seq, at_ms FROM number_blocks
+             WHERE device = $1 AND community = $2 AND year = $3 ORDER BY start_seq",
+            &[&device, &community, &year],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Issued {
+                start: u64_of(r.try_get(0)?),
+                end: u64_of(r.try_get(1)?),
+                at_ms: r.try_get(2)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn reserve_number_block(
+        &self,
+        device: &str,
+        community: &str,
+        year: i32,
+        size: u64,
+        now_ms: i64,
+    ) -> StoreResult<Issued> {
+        let size = i64::try_from(size).unwrap_or(i64::MAX);
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        require(&*tx, "devices", device, "device").await?;
+        require(&*tx, "communities", community, "community").await?;
+        let end: i64 = tx
+            .query_one(
+                "INSERT INTO number_counters (community, year, next) VALUES ($1, $2, 1 + $3::BIGINT)
+                 ON CONFLICT (community, year) DO UPDATE
+                 SET next = number_counters.next + $3::BIGINT RETURNING next",
+                &[&community, &year, &size],
+            )
+            .await?
+            .try_get(0)?;
+        let start = end - size;
+        tx.execute(
+            "INSERT INTO number_blocks (device, community, year, start_seq, end_seq, at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&device, &community, &year, &start, &end, &now_ms],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Issued {
+            start: u64_of(start),
+            end: u64_of(end),
+            at_ms: now_ms,
+        })
     }
 
     async fn list_grants(&self) -> StoreResult<Vec<GrantRow>> {

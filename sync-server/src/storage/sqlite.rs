@@ -171,6 +171,17 @@ CREATE TABLE console_audit (
     r#"
 ALTER TABLE p_tasks ADD COLUMN board INTEGER NOT NULL DEFAULT 0;
 "#,
+    // 10: numbers for people (core::numbers): each community's next sequence per year, and
+    // the blocks of sequences reserved for each device.
+    r#"
+CREATE TABLE number_counters (
+    community TEXT NOT NULL REFERENCES communities(id), year INTEGER NOT NULL,
+    next INTEGER NOT NULL, PRIMARY KEY (community, year)) STRICT, WITHOUT ROWID;
+CREATE TABLE number_blocks (
+    device TEXT NOT NULL REFERENCES devices(id), community TEXT NOT NULL,
+    year INTEGER NOT NULL, start_seq INTEGER NOT NULL, end_seq INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL, PRIMARY KEY (device, community, year, start_seq)) STRICT, WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this build writes.
@@ -1491,7 +1502,7 @@ impl Storage for SqliteStorage {
     async fn list_grids(&self) -> StoreResult<Vec<GridInfo>> {
         self.read(|c| {
             let mut stmt = c.prepare(
-                "SELECT g.id, g.name, g.community, m.district, g.seq FROM grids g JOIN communities m ON m.id = g.community ORDER BY g.id",
+                "SELECT g.id, g.name, g.community, m.district, g.seq, m.name FROM grids g JOIN communities m ON m.id = g.community ORDER BY g.id",
             )?;
             let mut grids: Vec<GridInfo> = stmt
                 .query_map([], |r| {
@@ -1499,6 +1510,7 @@ impl Storage for SqliteStorage {
                         id: r.get(0)?,
                         name: r.get(1)?,
                         community: r.get(2)?,
+                        community_name: r.get(5)?,
                         district: r.get(3)?,
                         buildings: Vec::new(),
                         seq: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
@@ -1510,6 +1522,66 @@ impl Storage for SqliteStorage {
                 g.buildings = b.query_map([&g.id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
             }
             Ok(grids)
+        })
+        .await
+    }
+
+    async fn number_blocks(
+        &self,
+        device: &str,
+        community: &str,
+        year: i32,
+    ) -> StoreResult<Vec<Issued>> {
+        let (device, community) = (device.to_string(), community.to_string());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT start_seq, end_seq, at_ms FROM number_blocks
+                 WHERE device = ?1 AND community = ?2 AND year = ?3 ORDER BY start_seq",
+            )?;
+            let rows = stmt.query_map(params![device, community, year], |r| {
+                Ok(Issued {
+                    start: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                    end: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    at_ms: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn reserve_number_block(
+        &self,
+        device: &str,
+        community: &str,
+        year: i32,
+        size: u64,
+        now_ms: i64,
+    ) -> StoreResult<Issued> {
+        let (device, community) = (device.to_string(), community.to_string());
+        let size = i64::try_from(size).unwrap_or(i64::MAX);
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            require(&tx, "devices", &device, "device")?;
+            require(&tx, "communities", &community, "community")?;
+            let end: i64 = tx.query_row(
+                "INSERT INTO number_counters (community, year, next) VALUES (?1, ?2, 1 + ?3)
+                 ON CONFLICT (community, year) DO UPDATE SET next = next + ?3 RETURNING next",
+                params![community, year, size],
+                |r| r.get(0),
+            )?;
+            let start = end - size;
+            tx.execute(
+                "INSERT INTO number_blocks (device, community, year, start_seq, end_seq, at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![device, community, year, start, end, now_ms],
+            )?;
+            tx.commit()?;
+            Ok(Issued {
+                start: u64::try_from(start).unwrap_or(0),
+                end: u64::try_from(end).unwrap_or(0),
+                at_ms: now_ms,
+            })
         })
         .await
     }

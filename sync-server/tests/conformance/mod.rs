@@ -2481,3 +2481,94 @@ pub async fn board_and_ledger_pages_match_the_rules(f: &dyn Factory) {
     assert_eq!(whole.len(), 12);
     assert_eq!(whole.iter().filter(|r| r.tasks > 0).count(), 6);
 }
+
+/// Numbers for people: blocks of a community and year, reserved for devices from several
+/// handles at once (as several server processes would), never overlap and leave no gap;
+/// each device lists exactly its own; years and communities count apart.
+pub async fn number_blocks_never_overlap(f: &dyn Factory) {
+    const HANDLES: usize = 3;
+    const PER_DEVICE: usize = 4;
+    let admin = f.open().await;
+    directory(&*admin).await;
+    admin.add_community("c2", "银湖社区", "rd").await.unwrap();
+    let devices: Vec<String> = (0..6).map(|d| format!("dev-n{d}")).collect();
+    for d in &devices {
+        device(&*admin, "u-grid", d).await;
+    }
+    let mut handles = Vec::new();
+    for _ in 0..HANDLES {
+        handles.push(f.open().await);
+    }
+    let mut tasks = Vec::new();
+    for (i, d) in devices.iter().enumerate() {
+        let s = handles[i % HANDLES].clone();
+        let d = d.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for k in 0..PER_DEVICE {
+                let b = s
+                    .reserve_number_block(&d, "c1", 2026, 100, 1_000 + k as i64)
+                    .await
+                    .unwrap();
+                got.push(b);
+            }
+            (d, got)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        let (d, got) = t.await.unwrap();
+        let listed = admin.number_blocks(&d, "c1", 2026).await.unwrap();
+        let mut got_sorted = got.clone();
+        got_sorted.sort_by_key(|b| b.start);
+        assert_eq!(listed, got_sorted, "{d} lists exactly its blocks");
+        all.extend(got);
+    }
+    all.sort_by_key(|b| b.start);
+    assert_eq!(all.len(), devices.len() * PER_DEVICE);
+    let mut expect = 1;
+    for b in &all {
+        assert_eq!(
+            b.start, expect,
+            "blocks follow each other without overlap or gap"
+        );
+        assert_eq!(b.end - b.start, 100);
+        expect = b.end;
+    }
+    // Another year and another community start at 1 again.
+    let other_year = admin
+        .reserve_number_block("dev-n0", "c1", 2027, 100, 5)
+        .await
+        .unwrap();
+    assert_eq!((other_year.start, other_year.end), (1, 101));
+    let other_community = admin
+        .reserve_number_block("dev-n0", "c2", 2026, 50, 5)
+        .await
+        .unwrap();
+    assert_eq!((other_community.start, other_community.end), (1, 51));
+    assert!(
+        admin
+            .number_blocks("dev-n0", "c2", 2027)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // An unknown device or community is refused, and reserves nothing.
+    assert!(
+        admin
+            .reserve_number_block("dev-none", "c1", 2026, 100, 5)
+            .await
+            .is_err()
+    );
+    assert!(
+        admin
+            .reserve_number_block("dev-n0", "c-none", 2026, 100, 5)
+            .await
+            .is_err()
+    );
+    let next = admin
+        .reserve_number_block("dev-n1", "c1", 2026, 100, 5)
+        .await
+        .unwrap();
+    assert_eq!(next.start, expect, "a refused reservation moved no counter");
+}

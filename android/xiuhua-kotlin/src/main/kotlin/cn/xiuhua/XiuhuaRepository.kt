@@ -18,6 +18,7 @@ import cn.xiuhua.ffi.NewMember
 import cn.xiuhua.ffi.NewRecord
 import cn.xiuhua.ffi.NewTask
 import cn.xiuhua.ffi.NewVisit
+import cn.xiuhua.ffi.NumberHit
 import cn.xiuhua.ffi.OrderFromRecord
 import cn.xiuhua.ffi.RecordDetail
 import cn.xiuhua.ffi.RecordSummary
@@ -241,6 +242,8 @@ class XiuhuaRepository(
     /** Residents (pinyin), addresses, record text and tasks; typed hits, never an ID or phone number. */
     suspend fun search(query: String, limit: Int = 50): List<SearchHit> =
         call { search(query, limit.coerceAtLeast(0).toUInt()) }
+    /** The record or task a resident's number (or the provisional number it had) names. */
+    suspend fun findByNumber(number: String): NumberHit? = call { findByNumber(number) }
     suspend fun visitCoverage(grid: String): Coverage = call { visitCoverage(grid) }
     suspend fun notVisited(grid: String, building: String? = null, limit: Int = 200): List<HouseholdSummary> =
         call { notVisited(grid, building, limit.coerceAtLeast(0).toUInt()) }

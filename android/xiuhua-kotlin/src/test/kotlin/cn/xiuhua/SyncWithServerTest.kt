@@ -81,6 +81,11 @@ object SyncWithServerTest {
             check(File(bin).canExecute()) { "no server binary at $bin" }
             StationServer(bin).use { station -> runBlocking { day(station) } }
         }
+        suite.test("the scripted day: register, visit, record, a numbered task on the home list, found by number on a second phone") {
+            val bin = System.getenv("XIUHUA_SERVER_BIN")
+                ?: throw TestFailure("XIUHUA_SERVER_BIN is not set (scripts/kotlin-tests.sh sets it)")
+            StationServer(bin).use { station -> runBlocking { scriptedDay(station) } }
+        }
         suite.test("https by default: plain http only to loopback and the allowed LAN; a station certificate can be pinned") {
             runBlocking { transportRules() }
         }
@@ -129,6 +134,68 @@ object SyncWithServerTest {
             phone.trustStationCertificate(null)
         } finally {
             phone.close()
+            dir.toFile().deleteRecursively()
+        }
+    }
+
+    private suspend fun scriptedDay(station: StationServer) {
+        station.admin("district", "add", "d-1", "东城片区")
+        station.admin("community", "add", "c-1", "罗河社区", "--district", "d-1")
+        station.admin("grid", "add", GRID, "一网格", "--community", "c-1")
+        station.admin("user", "add", "u-wang", "王伟")
+        station.admin("user", "add", "u-li", "李四")
+        station.admin("grant", "u-wang", "--grid", GRID, "--role", "网格员")
+        station.admin("grant", "u-li", "--grid", GRID, "--role", "网格员")
+        val codeWang = station.admin("enroll-code", "u-wang").lines().first().trim()
+        val codeLi = station.admin("enroll-code", "u-li").lines().first().trim()
+        station.start()
+        val dir = Files.createTempDirectory("xiuhua-scripted-day")
+        val provisional = GridWorkerDayTest.actor("unknown", "未登记", "网格员", "new-phone")
+        val wang = XiuhuaRepository.open(dir.resolve("wang.db").toString(), "k-wang", provisional)
+        val li = XiuhuaRepository.open(dir.resolve("li.db").toString(), "k-li", provisional)
+        try {
+            wang.enroll(station.url, codeWang, "王伟的手机")
+            li.enroll(station.url, codeLi, "李四的手机")
+            // Morning at the station: a sync hands the phone its block of numbers.
+            wang.sync()
+            // Out on the grid, offline: a new tenant's household, a visit, a concern.
+            val hh = wang.createHousehold(
+                GridWorkerDayTest.household(
+                    "5号楼", "2单元", "302",
+                    GridWorkerDayTest.member("韩梅", phone = "13912345678"),
+                    GridWorkerDayTest.member("韩小雨", relation = "子女"),
+                ),
+            )
+            wang.addVisit(hh, "新租户入户登记")
+            val rec = wang.createRecord(NewRecord(GRID, "设施报修", "楼道声控灯坏了", "韩梅", hh, "5号楼", "5号楼2单元楼道"))
+            val recNumber = wang.record(rec).number ?: throw TestFailure("the record has a number")
+            check(Regex("^罗河-\\d{4}-\\d{6}$").matches(recNumber)) { "a real number offline: $recNumber" }
+            // 点单: the record becomes a task, numbered too, assigned to wang, due tomorrow.
+            val task = wang.orderFromRecord(rec, "上门办", assignee = "u-wang", deadline = wang.nowMs() + 24 * 3_600_000L)
+            val detail = wang.task(task)
+            val number = detail.number ?: throw TestFailure("the task has a number")
+            check(number != recNumber && number.startsWith("罗河-")) { "its own number: $number" }
+            checkEq(rec, detail.sourceRecord, "the task links to the record")
+            checkEq("处理中", wang.record(rec).status, "the record follows the task")
+            // The home list shows it: due within three days.
+            val home = wang.homeList(GRID)
+            val line = home.firstOrNull { it.task?.id == task } ?: throw TestFailure("on the home list: $home")
+            checkEq(cn.xiuhua.ffi.HomeReason.DUE_SOON, line.reason, "due soon")
+            checkEq(number, line.task?.number, "the list shows the number")
+            // Evening at the station: wang syncs, li's phone gets the grid and finds the task
+            // by the number the resident was given.
+            val r = wang.sync()
+            checkEq(0uL, r.renumbered, "nothing was provisional")
+            li.sync()
+            val hit = li.findByNumber(number) ?: throw TestFailure("li finds $number")
+            checkEq("task" to task, hit.kind to hit.id, "the task")
+            checkEq("楼道声控灯坏了", li.task(hit.id).title, "with its title")
+            checkEq(rec, li.findByNumber(" $recNumber ")?.id, "and the record by its number")
+            check(li.search(number.takeLast(6)).any { it.id == task }) { "the search box finds the number too" }
+            checkEq(null, li.findByNumber("罗河-1999-000001"), "an unknown number finds nothing")
+        } finally {
+            wang.close()
+            li.close()
             dir.toFile().deleteRecursively()
         }
     }
@@ -228,6 +295,8 @@ object SyncWithServerTest {
             checkEq(2L, wang.syncStatus().pendingChanges, "two changes wait for the server")
             val phases = mutableListOf<SyncPhase>()
             val pushed = wang.sync { phase, _, _ -> phases += phase }
+            // The enrollment brought a block of numbers: the record's number is real already.
+            checkEq(0uL, pushed.renumbered, "nothing provisional to replace")
             checkEq(2uL, pushed.pushed, "pushed")
             check(SyncPhase.PUSH in phases && phases.last() == SyncPhase.DONE) { "progress: $phases" }
             val st = wang.syncStatus()

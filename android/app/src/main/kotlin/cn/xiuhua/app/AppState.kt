@@ -40,6 +40,11 @@ class AppState(
         }
     }
 
+    /** Shows a message without holding up the caller (a saved record's number). */
+    fun tell(message: String) {
+        scope.launch { snackbar.showSnackbar(message) }
+    }
+
     suspend fun refreshIdentity() {
         user = repo.store.actor().user
         grid = grid ?: repo.grids().firstOrNull()

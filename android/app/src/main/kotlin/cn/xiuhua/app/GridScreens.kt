@@ -43,12 +43,15 @@ fun GridScreen(state: AppState, nav: NavHostController) {
         }
         var query by rememberSaveable { mutableStateOf("") }
         var hits by remember { mutableStateOf<List<ResidentHit>>(emptyList()) }
+        var byNumber by remember { mutableStateOf<cn.xiuhua.ffi.NumberHit?>(null) }
         LaunchedEffect(query) {
             delay(250) // debounce typing
-            hits = try {
-                if (query.isBlank()) emptyList() else state.repo.searchResidents(query)
+            try {
+                hits = if (query.isBlank()) emptyList() else state.repo.searchResidents(query)
+                // A resident reading out the number on their slip (罗河-2026-000123).
+                byNumber = if (query.count { it == '-' } >= 2) state.repo.findByNumber(query) else null
             } catch (e: XiuhuaException) {
-                state.snackbar.showSnackbar(e.readableMessage); emptyList()
+                state.snackbar.showSnackbar(e.readableMessage); hits = emptyList(); byNumber = null
             }
         }
         OutlinedTextField(
@@ -59,6 +62,15 @@ fun GridScreen(state: AppState, nav: NavHostController) {
             modifier = Modifier.fillMaxWidth().padding(horizontal = 16.dp, vertical = 8.dp),
         )
         if (query.isNotBlank()) {
+            byNumber?.let { hit ->
+                ListItem(
+                    headlineContent = { Text(stringResource(R.string.number_line, hit.number)) },
+                    supportingContent = { Text(stringResource(if (hit.kind == "task") R.string.number_kind_task else R.string.number_kind_record)) },
+                    modifier = Modifier.clickable {
+                        if (hit.kind == "task") nav.navigate(Routes.route(Routes.TASK, "id" to hit.id))
+                    },
+                )
+            }
             LazyColumn {
                 items(hits, key = { it.household + it.member }) { h ->
                     ListItem(

@@ -56,9 +56,13 @@ fun NewRecordScreen(state: AppState, nav: NavHostController, household: String?,
             OutlinedTextField(place, { place = it }, label = { Text(stringResource(R.string.record_place)) },
                 modifier = Modifier.fillMaxWidth())
             Text(stringResource(R.string.record_offline_hint))
+            val savedAs = stringResource(R.string.record_saved_number)
             Button(onClick = {
                 state.act(onDone = { nav.popBackStack() }) {
-                    state.repo.createRecord(NewRecord(grid, category, description, reporter, household, building, place))
+                    val id = state.repo.createRecord(NewRecord(grid, category, description, reporter, household, building, place))
+                    // The number to give the resident, even offline (a provisional one, 临, is
+                    // replaced at the next sync and still finds the record).
+                    state.repo.record(id).number?.let { state.tell(String.format(savedAs, it)) }
                 }
             }) { Text(stringResource(R.string.save)) }
         }

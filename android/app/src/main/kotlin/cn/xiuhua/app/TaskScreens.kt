@@ -99,6 +99,7 @@ fun TaskScreen(state: AppState, id: String) {
         if (t == null) return
         Column(Modifier.padding(horizontal = 16.dp)) {
             Text(listOfNotNull(t.statusLabel, t.level, t.category).joinToString(" · "), style = MaterialTheme.typography.titleMedium)
+            t.number?.let { Text(stringResource(R.string.number_line, it)) }
             Text(stringResource(R.string.task_assignee, t.assignee ?: "—"))
             Text(stringResource(R.string.deadline, formatTime(t.deadline)) + if (t.overdue) " " + stringResource(R.string.overdue) else "")
             if (t.tier != "grid") Text(stringResource(R.string.task_tier, t.tier, t.linkedUnit ?: ""))
