@@ -114,14 +114,155 @@ pub fn format(prefix: &str, year: i32, seq: u64) -> String {
 /// `金湖-2026-临A1B2C3D4-7`: the device's id (its first 8 hex digits) and a count of the
 /// device's provisional numbers.
 pub fn provisional(prefix: &str, year: i32, device: &str, count: u64) -> String {
-    let dev: String = device
+    let dev = device_code(device);
+    format!("{prefix}-{year}-{PROVISIONAL_MARK}{dev}-{count}")
+}
+
+/// The device part of a provisional number: the device id's first 8 letters and digits
+/// (after the `d` of server-made ids), upper case.
+pub fn device_code(device: &str) -> String {
+    device
         .trim_start_matches('d')
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .take(8)
         .collect::<String>()
-        .to_ascii_uppercase();
-    format!("{prefix}-{year}-{PROVISIONAL_MARK}{dev}-{count}")
+        .to_ascii_uppercase()
+}
+
+/// A number read back into its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parts<'a> {
+    pub prefix: &'a str,
+    pub year: i32,
+    pub kind: PartKind<'a>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartKind<'a> {
+    /// A real number's sequence.
+    Real(u64),
+    /// A provisional number's device code and count.
+    Provisional { device: &'a str, count: u64 },
+}
+
+/// Reads `金湖-2026-000123` or `金湖-2026-临1A2B3C4D-7`; `None` for anything else.
+pub fn parse(number: &str) -> Option<Parts<'_>> {
+    let mut it = number.splitn(3, '-');
+    let (prefix, year, rest) = (it.next()?, it.next()?, it.next()?);
+    if prefix.is_empty() || year.len() != 4 || !year.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let year: i32 = year.parse().ok()?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let kind = match rest.strip_prefix(PROVISIONAL_MARK) {
+        Some(p) => {
+            let (device, count) = p.split_once('-')?;
+            if device.is_empty()
+                || !device.bytes().all(|b| b.is_ascii_alphanumeric())
+                || !digits(count)
+            {
+                return None;
+            }
+            PartKind::Provisional {
+                device,
+                count: count.parse().ok()?,
+            }
+        }
+        None if digits(rest) && rest.len() >= 6 => PartKind::Real(rest.parse().ok()?),
+        None => return None,
+    };
+    Some(Parts { prefix, year, kind })
+}
+
+/// A block a device holds, as the server checks a push against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnBlock {
+    pub prefix: String,
+    pub year: i32,
+    pub start: u64,
+    pub end: u64,
+}
+
+/// The numbers a document holds: (`number`, `provisional_number`).
+pub type DocNumbers = (Option<String>, Option<String>);
+
+/// Whether a push may change a document's numbers from `before` to `after` (the server's
+/// check; `Ok` when they did not change). A number once given never changes, except a
+/// provisional one for a real one, which keeps the provisional as `provisional_number`; a
+/// number set is either a provisional one of the pushing device (`own_devices`: it and the
+/// devices it succeeds) or one of a block reserved for it (`blocks`).
+pub fn check_change(
+    before: &DocNumbers,
+    after: &DocNumbers,
+    own_devices: &[String],
+    blocks: &[OwnBlock],
+) -> Result<(), String> {
+    if before == after {
+        return Ok(());
+    }
+    let own_provisional = |n: &str| {
+        parse(n).is_some_and(|p| match p.kind {
+            PartKind::Provisional { device, .. } => {
+                own_devices.iter().any(|d| device_code(d) == device)
+            }
+            PartKind::Real(_) => false,
+        })
+    };
+    if before.0 != after.0 {
+        if let Some(old) = &before.0
+            && !is_provisional(old)
+        {
+            return Err(format!("its number {old} was given and never changes"));
+        }
+        let Some(new) = &after.0 else {
+            return Err("its number may not be removed".into());
+        };
+        let parts = parse(new)
+            .ok_or_else(|| format!("{new:?} is not a number of the form 金湖-2026-000123"))?;
+        match parts.kind {
+            PartKind::Provisional { .. } if !own_provisional(new) => {
+                return Err(format!(
+                    "the provisional number {new} is not one of this device's"
+                ));
+            }
+            PartKind::Provisional { .. } => {}
+            PartKind::Real(seq) => {
+                let held = blocks.iter().any(|b| {
+                    b.prefix == parts.prefix
+                        && b.year == parts.year
+                        && b.start <= seq
+                        && seq < b.end
+                });
+                if !held {
+                    return Err(format!(
+                        "the number {new} is not in a block reserved for this device"
+                    ));
+                }
+            }
+        }
+        if let Some(old) = &before.0
+            && after.1.as_ref() != Some(old)
+        {
+            return Err(format!(
+                "a real number replacing the provisional {old} keeps it as provisional_number"
+            ));
+        }
+    }
+    if before.1 != after.1 {
+        // Set once: to the provisional number the push replaced (or, for a document new in
+        // this push and renumbered in it, a provisional number of this device).
+        let kept = after.1.as_deref().unwrap_or_default();
+        let replaced =
+            before.0.as_deref() == Some(kept) || (before.0.is_none() && own_provisional(kept));
+        if before.1.is_some() || !replaced {
+            return Err(
+                "its provisional_number may only keep the provisional number a real one replaced"
+                    .into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Whether `number` is a provisional one.
@@ -223,5 +364,92 @@ mod tests {
             plan(Some(&held(0, last)), &many, now + DAY_MS),
             Plan::Reserve
         );
+    }
+
+    #[test]
+    fn numbers_parse_back_into_their_parts() {
+        assert_eq!(
+            parse("金湖-2026-000123"),
+            Some(Parts {
+                prefix: "金湖",
+                year: 2026,
+                kind: PartKind::Real(123)
+            })
+        );
+        assert_eq!(
+            parse("金湖-2026-临1A2B3C4D-7"),
+            Some(Parts {
+                prefix: "金湖",
+                year: 2026,
+                kind: PartKind::Provisional {
+                    device: "1A2B3C4D",
+                    count: 7
+                }
+            })
+        );
+        for bad in [
+            "",
+            "金湖",
+            "金湖-2026",
+            "金湖-26-000001",
+            "金湖-2026-12",
+            "金湖-2026-00012a",
+            "-2026-000001",
+            "金湖-2026-临-7",
+            "金湖-2026-临AB",
+            "金湖-2026-临A B-1",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_push_may_number_only_with_its_own_numbers_and_never_renumber() {
+        let me = vec!["d1a2b3c4d5e6f7a8b".to_string()];
+        let blocks = vec![OwnBlock {
+            prefix: "金湖".into(),
+            year: 2026,
+            start: 101,
+            end: 201,
+        }];
+        let n = |s: &str| Some(s.to_string());
+        let check =
+            |before: DocNumbers, after: DocNumbers| check_change(&before, &after, &me, &blocks);
+        let mine = provisional("金湖", 2026, &me[0], 3);
+        let others = provisional("金湖", 2026, "dffff0000", 3);
+        // A new document: a number of its block, or a provisional one of its own.
+        assert!(check((None, None), (n("金湖-2026-000101"), None)).is_ok());
+        assert!(check((None, None), (n("金湖-2026-000200"), None)).is_ok());
+        assert!(check((None, None), (n(&mine), None)).is_ok());
+        assert!(
+            check((None, None), (None, None)).is_ok(),
+            "an older app's document"
+        );
+        for bad in [
+            "金湖-2026-000201",
+            "金湖-2026-000100",
+            "金湖-2027-000150",
+            "银湖-2026-000150",
+            "nonsense",
+        ] {
+            assert!(check((None, None), (n(bad), None)).is_err(), "{bad}");
+        }
+        assert!(check((None, None), (n(&others), None)).is_err());
+        // A document created and renumbered in the same push (its first sync).
+        assert!(check((None, None), (n("金湖-2026-000150"), n(&mine))).is_ok());
+        assert!(check((None, None), (n("金湖-2026-000150"), n(&others))).is_err());
+        // The provisional number replaced by a real one, kept beside it.
+        assert!(check((n(&mine), None), (n("金湖-2026-000150"), n(&mine))).is_ok());
+        assert!(
+            check((n(&mine), None), (n("金湖-2026-000150"), None)).is_err(),
+            "it keeps the provisional one"
+        );
+        assert!(check((n(&mine), None), (n("金湖-2026-000150"), n(&others))).is_err());
+        // A real number never changes, nor goes.
+        let given = (n("金湖-2026-000150"), None);
+        assert!(check(given.clone(), (n("金湖-2026-000151"), None)).is_err());
+        assert!(check(given.clone(), (None, None)).is_err());
+        assert!(check(given.clone(), (n("金湖-2026-000150"), n(&mine))).is_err());
+        assert!(check(given.clone(), given.clone()).is_ok());
     }
 }

@@ -89,6 +89,30 @@ class ImportTest(unittest.TestCase):
         with self.assertRaises(xh.XiuhuaError.InvalidInput):
             xh.XiuhuaStore.open("", None, it_actor())
 
+    def test_lists_search_and_numbers_for_a_report_script(self):
+        store = xh.XiuhuaStore.open_in_memory(it_actor())
+        xiuhua_import.import_csv(store, io.StringIO(CSV))
+        rec = store.create_record(xh.NewRecord(grid=GRID, category="设施报修", description="3号楼楼道声控灯坏了",
+                                               reporter="张三", household=None, building="3号楼", place="楼道"))
+        store.create_record(xh.NewRecord(grid=GRID, category="环境卫生", description="12号楼垃圾桶满了",
+                                         reporter="赵六", household=None, building="12号楼", place="门口"))
+        page = store.record_page(GRID, xh.RecordFilter(building="3号楼"), None, 10)
+        self.assertEqual([i.id for i in page.items], [rec])
+        self.assertIsNone(page.next)
+        number = page.items[0].number
+        self.assertIsNotNone(number, "every record has a number, even on a store never synced")
+        hit = store.find_by_number(number)
+        self.assertEqual((hit.kind, hit.id), ("record", rec))
+        self.assertIsNone(store.find_by_number("grid-1-1999-000001"))
+        self.assertIn(rec, [h.id for h in store.search("声控灯", 10)])
+        # Enums print their names, as a report script shows them.
+        home = store.home_list(GRID, 50)
+        self.assertTrue(home, "unvisited households are on the home list")
+        self.assertEqual(home[0].reason, xh.HomeReason.NOT_VISITED)
+        self.assertIn("NOT_VISITED", str(home[0].reason))
+        self.assertIn("NOT_VISITED", repr(home[0].reason))
+        self.assertEqual(str(xh.ChangeOrigin.LOCAL), "ChangeOrigin.LOCAL")
+
     def test_observer_from_python(self):
         store = xh.XiuhuaStore.open_in_memory(it_actor())
         seen = []

@@ -742,11 +742,15 @@ pub async fn push_checked(
             st.limits.max_push_changes,
             st.limits.ingest,
         );
-        let parsed = st
+        let own = caller.own_devices();
+        let mut parsed = st
             .work("a pushed change", move || {
                 ingest::parse_within(&devices, req, max, &caps).map_err(ApiError::from)
             })
             .await?;
+        // What the device may number documents with (blocks are only ever added, so
+        // reading them before the push's transaction is safe).
+        parsed.numbers.blocks = st.storage.device_number_blocks(&own).await?;
         Ok::<_, ApiError>(
             st.storage
                 .push_within(caller, parsed, &st.limits.quota)

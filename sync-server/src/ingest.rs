@@ -36,6 +36,7 @@ use automerge::{ActorId, AutoCommit, Change, ChangeHash, ReadDoc, ScalarValue, V
 use xiuhua_core::doc::{ChangeNote, DocKind, actor_id, kind_and_grid};
 use xiuhua_core::hlc::Hlc;
 use xiuhua_core::model::{Household, Record, Task, TaskEvent, Tier, Visit};
+use xiuhua_core::numbers::DocNumbers;
 use xiuhua_core::store::Rows;
 
 use crate::projection::{self, DocRows};
@@ -220,20 +221,32 @@ pub fn decode_change(bytes: &[u8], caps: &Caps) -> Result<Change, String> {
 }
 
 /// The decoded changes of one document in a push.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ParsedDoc {
     pub id: String,
     pub changes: Vec<Change>,
 }
 
 /// A decoded push.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Parsed {
     pub docs: Vec<ParsedDoc>,
     /// Changes repeated inside the request itself.
     pub duplicates: u64,
     /// The caps the push was decoded under; [`apply`] holds its documents to them.
     pub caps: Caps,
+    /// What the pushing device may number documents with; [`authorize`] checks every
+    /// number the push sets against it.
+    pub numbers: NumberRights,
+}
+
+/// The devices whose provisional numbers the caller gives (it and the devices it
+/// succeeds) and the blocks of numbers reserved for them
+/// ([`xiuhua_core::numbers::check_change`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NumberRights {
+    pub own_devices: Vec<String>,
+    pub blocks: Vec<xiuhua_core::numbers::OwnBlock>,
 }
 
 impl Parsed {
@@ -311,6 +324,10 @@ pub fn parse_within(
         docs,
         duplicates,
         caps: *caps,
+        numbers: NumberRights {
+            own_devices: devices.to_vec(),
+            blocks: Vec::new(),
+        },
     })
 }
 
@@ -359,6 +376,8 @@ pub struct AppliedDoc {
     pub changes: Vec<(ChangeHash, Vec<u8>)>,
     /// Who the push says did it: checked against the caller by [`authorize`].
     pub claims: Vec<Claim>,
+    /// A record's or task's numbers before and after the push, when the push changed them.
+    pub numbers: Option<(DocNumbers, DocNumbers)>,
 }
 
 /// A statement of a push about who acted: a change's note, a new task event, a new visit,
@@ -384,6 +403,8 @@ pub struct Applied {
     /// Documents touched only by duplicates: (id, grid).
     pub unchanged: Vec<(String, String)>,
     pub duplicates: u64,
+    /// What the caller may number documents with ([`Parsed::numbers`]).
+    pub numbers: NumberRights,
 }
 
 impl Applied {
@@ -420,6 +441,7 @@ pub fn apply(
         docs: Vec::new(),
         unchanged: Vec::new(),
         duplicates: parsed.duplicates,
+        numbers: parsed.numbers,
     };
     // Documents are checked independently: a large push (a device uploading a whole grid)
     // is spread over the cores, results kept in request order.
@@ -538,6 +560,10 @@ fn apply_one_inner(
         let household_before = before
             .as_ref()
             .and_then(|_| xiuhua_core::doc::root_str(&doc, "household"));
+        let numbers_before: DocNumbers = (
+            xiuhua_core::doc::root_str(&doc, "number"),
+            xiuhua_core::doc::root_str(&doc, "provisional_number"),
+        );
         // What the document held before: task events are append-only.
         let events_before: Option<BTreeMap<String, TaskEvent>> = match &before {
             Some(b) if b.kind == DocKind::Task => Some(
@@ -617,6 +643,7 @@ fn apply_one_inner(
             own_building,
             household,
             mut claims,
+            numbers: numbers_after,
         } = validate_model(
             &id,
             kind,
@@ -699,6 +726,9 @@ fn apply_one_inner(
                 heads,
                 changes,
                 claims,
+                numbers: numbers_after
+                    .filter(|after| *after != numbers_before)
+                    .map(|after| (numbers_before, after)),
             })),
         ))
     }
@@ -747,6 +777,8 @@ struct Model {
     household: Option<String>,
     /// Who the document's new content says acted.
     claims: Vec<Claim>,
+    /// A record's or task's numbers.
+    numbers: Option<DocNumbers>,
 }
 
 /// The model's validation of a hydrated document: the core's bounds and normal forms, task
@@ -878,6 +910,7 @@ fn validate_model(
                 own_building: Some(a.building.clone()),
                 household: None,
                 claims,
+                numbers: None,
             })
         }
         DocKind::Record => {
@@ -897,6 +930,7 @@ fn validate_model(
                 own_building: building,
                 household: r.household.clone(),
                 claims,
+                numbers: Some((r.number, r.provisional_number)),
             })
         }
         DocKind::Task => {
@@ -949,6 +983,7 @@ fn validate_model(
                 own_building: None,
                 household: t.household.clone(),
                 claims,
+                numbers: Some((t.number, t.provisional_number)),
             })
         }
     }
@@ -1144,6 +1179,17 @@ pub fn authorize_at(
         }
         for c in &d.claims {
             check_claim(&d.id, &d.grid, c, caller, now_ms)?;
+        }
+        if let Some((before, after)) = &d.numbers {
+            xiuhua_core::numbers::check_change(
+                before,
+                after,
+                &applied.numbers.own_devices,
+                &applied.numbers.blocks,
+            )
+            .map_err(|why| {
+                Refusal::forbidden(format!("document {}: {why}; nothing was stored", d.id))
+            })?;
         }
         plan.grids.insert(d.grid.clone());
         let moved_from = d

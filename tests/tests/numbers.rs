@@ -240,3 +240,97 @@ fn a_block_whose_reply_was_lost_is_sent_again_and_a_greedy_phone_is_held_back() 
     let r: SessionResponse = d.call("/v1/session", &SessionRequest::default()).ok();
     assert!(r.number_blocks.iter().all(|b| b.community == "c1"), "{r:?}");
 }
+
+/// A record as a hostile phone would write it, bypassing its store: numbered `number`.
+fn record_numbered(id: &str, user: &str, at: i64, number: &str) -> xiuhua_core::model::Record {
+    use xiuhua_core::model::*;
+    Record {
+        kind: "record".into(),
+        id: id.into(),
+        grid: "g1".into(),
+        category: Category::Environment,
+        description: autosurgeon::Text::with_value("楼道灯坏了"),
+        reporter: "张阿姨".into(),
+        household: None,
+        building: Some("1号楼".into()),
+        place: "楼道".into(),
+        status: RecordStatus::Pending,
+        reported_at: at,
+        created_by: user.into(),
+        number: Some(number.into()),
+        provisional_number: None,
+    }
+}
+
+#[test]
+fn a_phone_cannot_give_another_phones_numbers() {
+    use xiuhua_core::sync::proto::{DocChanges, PushRequest, PushResponse};
+    let server = Server::with_directory();
+    let mut wang = server.enroll("u-wang");
+    let hostile = server.enroll("u-zhao");
+    let year = this_year();
+    let at = wang.store.now_ms();
+    // Wang's next number, and a provisional number in wang's device's name.
+    let held = wang.store.numbers_held().unwrap();
+    let wangs = held
+        .iter()
+        .find(|h| h.community == "c1" && h.year == year)
+        .unwrap();
+    let stolen = numbers::format("金湖", year, wangs.last_start);
+    let forged = numbers::provisional("金湖", year, &wang.id, 1);
+    let actor = hostile.store.actor().clone();
+    for (n, number) in [
+        stolen.as_str(),
+        forged.as_str(),
+        "金湖-2026-abc",
+        "别的-2026-000001",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = format!("rec-{}-hostile{n}", hostile.id);
+        let r: Reply<PushResponse> = hostile.call(
+            "/v1/push",
+            &PushRequest {
+                docs: vec![DocChanges {
+                    doc: id.clone(),
+                    changes: signed(&record_numbered(&id, &hostile.user, at, number), &actor, at),
+                }],
+            },
+        );
+        assert_eq!(r.status, 403, "{number}: {:?}", r.err);
+        let why = r.err.unwrap().message;
+        assert!(why.contains("nothing was stored"), "{why}");
+    }
+    // Its own numbers pass: the next of its block, and a provisional one of its own.
+    let own = hostile.store.numbers_held().unwrap();
+    let own = own
+        .iter()
+        .find(|h| h.community == "c1" && h.year == year)
+        .unwrap();
+    for (n, number) in [
+        numbers::format("金湖", year, own.last_start),
+        numbers::provisional("金湖", year, &hostile.id, 9),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = format!("rec-{}-own{n}", hostile.id);
+        let r: Reply<PushResponse> = hostile.call(
+            "/v1/push",
+            &PushRequest {
+                docs: vec![DocChanges {
+                    doc: id.clone(),
+                    changes: signed(&record_numbered(&id, &hostile.user, at, number), &actor, at),
+                }],
+            },
+        );
+        assert_eq!(r.status, 200, "{number}: {:?}", r.err);
+    }
+    // Wang's phone still numbers and syncs as before.
+    wang.store
+        .create_record(record("g1", Some("1号楼"), "垃圾桶满了"))
+        .unwrap();
+    let r = wang.sync().unwrap();
+    assert!(r.rejected.is_empty(), "{r:?}");
+}

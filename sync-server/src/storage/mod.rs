@@ -52,7 +52,7 @@ use async_trait::async_trait;
 use xiuhua_core::doc::DocKind;
 use xiuhua_core::model::{Role, Tier};
 
-pub use xiuhua_core::numbers::Issued;
+pub use xiuhua_core::numbers::{Issued, OwnBlock};
 
 use crate::access::{Caller, GrantRow, Scope};
 use crate::credentials::CredentialRefusal;
@@ -572,6 +572,9 @@ pub trait Storage: Send + Sync + 'static {
     async fn list_grants(&self) -> StoreResult<Vec<GrantRow>>;
 
     // ----- numbers for people (core::numbers) -----
+    /// Every block of numbers reserved for these devices, with its community's prefix: what
+    /// a push of theirs may number documents with.
+    async fn device_number_blocks(&self, devices: &[String]) -> StoreResult<Vec<OwnBlock>>;
     /// The blocks of numbers given to `device` for a community and year, by start.
     async fn number_blocks(
         &self,

@@ -40,7 +40,7 @@ use crate::credentials::{
     self, CodeRow, CredentialRefusal, DeviceRow, RefreshDecision, RefreshRow, Standing,
 };
 use crate::error::{Refusal, StoreError};
-use crate::ingest::{self, Parsed, ParsedDoc, StoredDoc};
+use crate::ingest::{self, Parsed, StoredDoc};
 use crate::projection::{self as proj, DocRows};
 
 /// The NOTIFY channel of "grid g is now at seq n" (payload `g:n`).
@@ -385,21 +385,6 @@ impl From<tokio_postgres::Error> for Attempt {
 
 fn fail(e: impl Into<StoreError>) -> Attempt {
     Attempt::Fail(e.into())
-}
-
-fn clone_parsed(p: &Parsed) -> Parsed {
-    Parsed {
-        docs: p
-            .docs
-            .iter()
-            .map(|d| ParsedDoc {
-                id: d.id.clone(),
-                changes: d.changes.clone(),
-            })
-            .collect(),
-        duplicates: p.duplicates,
-        caps: p.caps,
-    }
 }
 
 impl PgStorage {
@@ -1586,6 +1571,26 @@ impl Storage for PgStorage {
         .collect()
     }
 
+    async fn device_number_blocks(&self, devices: &[String]) -> StoreResult<Vec<OwnBlock>> {
+        let c = self.client().await?;
+        c.query(
+            "SELECT m.name, b.year, b.start_seq, b.end_seq FROM number_blocks b
+             JOIN communities m ON m.id = b.community WHERE b.device = ANY($1)",
+            &[&devices],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(OwnBlock {
+                prefix: xiuhua_core::numbers::prefix_of(&r.try_get::<_, String>(0)?),
+                year: r.try_get(1)?,
+                start: u64_of(r.try_get(2)?),
+                end: u64_of(r.try_get(3)?),
+            })
+        })
+        .collect()
+    }
+
     async fn reserve_number_block(
         &self,
         device: &str,
@@ -2020,10 +2025,7 @@ impl Storage for PgStorage {
         for attempt in 0..PUSH_ATTEMPTS {
             // The last attempt locks the documents while applying: a push always ends.
             let locked = attempt + 1 == PUSH_ATTEMPTS;
-            match self
-                .push_once(caller, clone_parsed(&parsed), quota, locked)
-                .await
-            {
+            match self.push_once(caller, parsed.clone(), quota, locked).await {
                 Ok(o) => return Ok(o),
                 Err(Attempt::Fail(e)) => return Err(e),
                 Err(Attempt::Retry(why)) => {

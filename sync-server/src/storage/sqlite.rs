@@ -989,21 +989,6 @@ fn push_attempt(
     Ok(out)
 }
 
-fn clone_parsed(p: &Parsed) -> Parsed {
-    Parsed {
-        docs: p
-            .docs
-            .iter()
-            .map(|d| ingest::ParsedDoc {
-                id: d.id.clone(),
-                changes: d.changes.clone(),
-            })
-            .collect(),
-        duplicates: p.duplicates,
-        caps: p.caps,
-    }
-}
-
 fn push_blocking(
     inner: &Inner,
     caller: &Caller,
@@ -1013,11 +998,7 @@ fn push_blocking(
     let mut parsed = Some(parsed);
     for attempt in 0..PUSH_ATTEMPTS {
         let last = attempt + 1 == PUSH_ATTEMPTS;
-        let p = if last {
-            parsed.take()
-        } else {
-            parsed.as_ref().map(clone_parsed)
-        };
+        let p = if last { parsed.take() } else { parsed.clone() };
         let Some(p) = p else { break };
         if let Some(out) = push_attempt(inner, caller, p, quota, last)? {
             return Ok(out);
@@ -1546,6 +1527,30 @@ impl Storage for SqliteStorage {
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn device_number_blocks(&self, devices: &[String]) -> StoreResult<Vec<OwnBlock>> {
+        let devices = devices.to_vec();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT m.name, b.year, b.start_seq, b.end_seq FROM number_blocks b
+                 JOIN communities m ON m.id = b.community WHERE b.device = ?1",
+            )?;
+            let mut out = Vec::new();
+            for d in &devices {
+                let rows = stmt.query_map([d], |r| {
+                    Ok(OwnBlock {
+                        prefix: xiuhua_core::numbers::prefix_of(&r.get::<_, String>(0)?),
+                        year: r.get(1)?,
+                        start: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                        end: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                    })
+                })?;
+                out.extend(rows.collect::<rusqlite::Result<Vec<_>>>()?);
+            }
+            Ok(out)
         })
         .await
     }
