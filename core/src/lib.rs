@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md at the repository root for the map of this crate.
 
+pub mod access;
 pub mod doc;
 pub mod error;
 pub mod hlc;

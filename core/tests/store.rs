@@ -31,6 +31,8 @@ mod queries;
 mod rebuild;
 #[path = "store/record_to_task.rs"]
 mod record_to_task;
+#[path = "store/scope.rs"]
+mod scope;
 #[path = "store/text.rs"]
 mod text;
 #[path = "store/transaction.rs"]

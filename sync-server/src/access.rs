@@ -52,7 +52,7 @@ impl Scope {
     pub fn covers(&self, building: Option<&str>) -> bool {
         match self {
             Scope::Grid => true,
-            Scope::Buildings(bs) => building.is_some_and(|b| bs.iter().any(|x| x == b)),
+            Scope::Buildings(bs) => xiuhua_core::access::covers(Some(bs), building),
         }
     }
 }
@@ -129,18 +129,18 @@ impl Caller {
                 self.user
             )));
         };
-        let scope = Scope::of(g);
-        let in_scope = |b: Option<&str>| scope.covers(b);
-        if !in_scope(building) || old_building.is_some_and(|old| !in_scope(old)) {
-            let b = building.unwrap_or("(none)");
-            return Err(Refusal::forbidden(format!(
-                "document {doc}: as {} in grid {grid}, user {} may write only buildings [{}], not building {b}; nothing was stored",
-                g.role,
-                self.user,
-                g.buildings.join(", ")
-            )));
+        match xiuhua_core::access::write_refusal(
+            doc,
+            grid,
+            &self.user,
+            g.role,
+            &g.buildings,
+            building,
+            old_building,
+        ) {
+            Some(why) => Err(Refusal::forbidden(why)),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

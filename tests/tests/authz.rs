@@ -186,18 +186,21 @@ fn writes_follow_the_grants_and_refusals_store_nothing() {
     for (i, grid, building, allowed) in cases {
         n += 1;
         let d = &mut devices[i];
+        // A write the phone refuses itself (a 楼门长 outside their buildings, on a grid it
+        // knows) is made by a modified app here: a store that skips the phone's check.
+        let mut modified = xiuhua_core::Store::open_in_memory(d.store.actor().clone()).unwrap();
+        let s = if allowed { &mut d.store } else { &mut modified };
         let id = match building {
-            Some(b) => d
-                .store
+            Some(b) => s
                 .create_household(household(grid, b, &format!("9{n:02}"), "孙九"))
                 .unwrap(),
-            None => d
-                .store
+            None => s
                 .create_record(record(grid, None, "没有楼栋的民情"))
                 .unwrap(),
         };
         let before = server.grid_seqs();
-        let r: Reply<PushResponse> = d.call("/v1/push", &push_of(&d.store, &id));
+        let push = push_of(s, &id);
+        let r: Reply<PushResponse> = d.call("/v1/push", &push);
         let case = format!("{} writes {grid}/{building:?}", d.user);
         if allowed {
             let ok = r.ok();
@@ -212,6 +215,23 @@ fn writes_follow_the_grants_and_refusals_store_nothing() {
                 "{case}: {}",
                 e.message
             );
+            // The real app refuses the same write itself, with the server's words.
+            if i == li && grid == "g1" {
+                let phone = match building {
+                    Some(b) => {
+                        d.store
+                            .create_household(household(grid, b, &format!("9{n:02}"), "孙九"))
+                    }
+                    None => d.store.create_record(record(grid, None, "没有楼栋的民情")),
+                };
+                match phone {
+                    Err(xiuhua_core::Error::Refused(why)) => {
+                        let tail = |m: &str| m.split_once(": ").map(|(_, t)| t.to_string());
+                        assert_eq!(tail(&why), tail(&e.message), "{case}");
+                    }
+                    other => panic!("{case}: the phone did not refuse: {other:?}"),
+                }
+            }
             assert_eq!(server.grid_seqs(), before, "{case}: the feed moved");
             assert!(!pull_docs(&watcher, grid).unwrap().contains(&id), "{case}");
         }
@@ -232,12 +252,30 @@ fn writes_follow_the_grants_and_refusals_store_nothing() {
     let li_dev = &mut devices[li];
     li_dev.store.apply_remote(&theirs).unwrap();
     li_dev.drop_outbox();
-    li_dev
-        .store
+    // The app refuses it on the phone; a modified app sends it anyway.
+    assert!(matches!(
+        li_dev
+            .store
+            .set_household_note(&seed.g1_b1, "楼门长改的备注"),
+        Err(xiuhua_core::Error::Refused(_))
+    ));
+    let mut modified = xiuhua_core::Store::open_in_memory(li_dev.store.actor().clone()).unwrap();
+    modified.apply_remote(&theirs).unwrap();
+    modified
+        .ack_outbox(
+            &modified
+                .outbox(1000)
+                .unwrap()
+                .iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    modified
         .set_household_note(&seed.g1_b1, "楼门长改的备注")
         .unwrap();
     let before = server.grid_seqs();
-    let r: Reply<PushResponse> = li_dev.call("/v1/push", &push_of(&li_dev.store, &seed.g1_b1));
+    let r: Reply<PushResponse> = li_dev.call("/v1/push", &push_of(&modified, &seed.g1_b1));
     let e = r.refused(403);
     assert!(e.message.contains("1号楼"), "{}", e.message);
     assert_eq!(server.grid_seqs(), before);

@@ -419,6 +419,85 @@ impl Store {
         actor
     }
 
+    /// Refuses, before anything is saved, a write the server would refuse: a 楼门长's
+    /// document outside their buildings ([`crate::access::write_refusal`], the server's
+    /// message). A grid with no grant known here is left to the server.
+    fn refuse_outside_scope(&self, id: &str, kind: DocKind, grid: &str, rows: &Rows) -> Result<()> {
+        let Some(g) = self.grants()?.into_iter().find(|g| g.grid == grid) else {
+            return Ok(());
+        };
+        let Ok(role) = Role::parse(&g.role) else {
+            return Ok(());
+        };
+        if crate::access::write_scope(role, &g.buildings).is_none() {
+            return Ok(());
+        }
+        let household_building = |h: &Option<String>| -> Result<Option<String>> {
+            let Some(h) = h else { return Ok(None) };
+            Ok(self
+                .conn
+                .prepare_cached("SELECT building FROM households WHERE id = ?1")?
+                .query_row([h], |r| r.get(0))
+                .optional()?)
+        };
+        let after = match rows {
+            Rows::Household { household, .. } => Some(household.building.clone()),
+            Rows::Record(r) => match &r.building {
+                Some(b) => Some(b.clone()),
+                None => household_building(&r.household)?,
+            },
+            Rows::Task(t) => household_building(&t.household)?,
+        };
+        let sql = match kind {
+            DocKind::Household => "SELECT building FROM households WHERE id = ?1",
+            DocKind::Record => {
+                "SELECT coalesce(r.building, h.building) FROM records r
+                 LEFT JOIN households h ON h.id = r.household WHERE r.id = ?1"
+            }
+            DocKind::Task => {
+                "SELECT h.building FROM tasks t
+                 LEFT JOIN households h ON h.id = t.household WHERE t.id = ?1"
+            }
+        };
+        let before: Option<Option<String>> = self
+            .conn
+            .prepare_cached(sql)?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        let refusal = crate::access::write_refusal(
+            id,
+            grid,
+            &self.actor.user,
+            role,
+            &g.buildings,
+            after.as_deref(),
+            before.as_ref().map(|b| b.as_deref()),
+        );
+        // A record placed in one of their buildings may name only a household of theirs.
+        let household_refusal = || -> Result<Option<String>> {
+            let Rows::Record(r) = rows else {
+                return Ok(None);
+            };
+            if r.building.is_none() || r.household.is_none() {
+                return Ok(None);
+            }
+            let b = household_building(&r.household)?;
+            Ok(crate::access::write_refusal(
+                id,
+                grid,
+                &self.actor.user,
+                role,
+                &g.buildings,
+                b.as_deref(),
+                None,
+            ))
+        };
+        match refusal.map_or_else(household_refusal, |why| Ok(Some(why)))? {
+            Some(why) => Err(Error::Refused(why)),
+            None => Ok(()),
+        }
+    }
+
     fn new_id(&self, kind: DocKind, hlc: Hlc) -> String {
         format!("{}-{}-{:x}", kind.prefix(), self.actor.device, hlc.as_i64())
     }
@@ -488,6 +567,7 @@ impl Store {
             Some(rows) => rows,
             None => rows_of(id, doc)?.ok_or_else(|| Error::bad_doc(id, "empty after edit"))?,
         };
+        self.refuse_outside_scope(id, kind, grid, &rows)?;
         // The one new change is both the document's next chunk and the outbox entry.
         let change = doc
             .get_last_local_change()

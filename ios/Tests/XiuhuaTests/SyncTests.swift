@@ -305,7 +305,7 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(st.lastSync?.finished, false)
     }
 
-    func testABuildingLeadersHouseholdInAnotherBuildingIsRefusedListedAndDiscarded() async throws {
+    func testABuildingLeadersHouseholdInAnotherBuildingIsRefusedOnThePhoneAndAServerRefusalIsListedAndDiscarded() async throws {
         let station = try station()
         try station.admin("building", "add", grid, "3号楼")
         try station.admin("user", "add", "u-chen", "陈楼长")
@@ -317,15 +317,24 @@ final class SyncTests: XCTestCase {
         let v17 = try await chen.grants().first?.buildings
         XCTAssertEqual(v17, ["3号楼"])
         _ = try await chen.createHousehold(household("3号楼", "1单元", "101", member("吴一")))
-        let outside = try await chen.createHousehold(household("9号楼", "1单元", "101", member("郑二")))
+        // Outside their buildings: refused on the phone, with the server's words.
+        let outside = try await expectXiuhuaError("a household in 9号楼") {
+            _ = try await chen.createHousehold(household("9号楼", "1单元", "101", member("郑二")))
+        }
+        guard case .Refused(let why) = outside else { return XCTFail("expected Refused, got \(outside)") }
+        XCTAssertTrue(why.contains("may write only buildings [3号楼], not building 9号楼; nothing was stored"), why)
+        // A grid the phone holds no grant on is the server's to refuse: listed, then discarded.
+        let elsewhere = try await chen.createHousehold(
+            NewHousehold(address: Address(grid: "grid-9", building: "1号楼", unit: "1单元", room: "101"),
+                         members: [member("郑二")], tags: [], note: ""))
         let report = try await chen.sync()
         XCTAssertEqual(report.pushed, 1, "the household in 3号楼 is stored")
-        XCTAssertEqual(report.rejected.map(\.doc), [outside], "the one in 9号楼 is refused: \(report)")
+        XCTAssertEqual(report.rejected.map(\.doc), [elsewhere], "the one of grid-9 is refused: \(report)")
         let refused = try await chen.refusedChanges()
-        XCTAssertEqual(refused.map(\.doc), [outside])
+        XCTAssertEqual(refused.map(\.doc), [elsewhere])
         XCTAssertEqual(refused.first?.held, false, "sent again at the next syncs")
         XCTAssertFalse(refused.first?.reason.isEmpty ?? true)
-        let v18 = try await chen.discardRefused(outside)
+        let v18 = try await chen.discardRefused(elsewhere)
         XCTAssertEqual(v18, 1, "its one change leaves the outbox")
         let v19 = try await chen.refusedChanges().count
         XCTAssertEqual(v19, 0)
