@@ -11,7 +11,7 @@ use xiuhua_core::sync::SyncOptions;
 use xiuhua_core::sync::http::HttpTransport;
 
 use crate::error::{Result, XiuhuaError};
-use crate::store::XiuhuaStore;
+use crate::store::{ChangeEvent, ChangeOrigin, ChangedDoc, XiuhuaStore};
 
 /// Where a sync stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -528,14 +528,22 @@ impl XiuhuaStore {
                 Some(&self.cancel),
             )
         })?;
-        if report.pulled > 0
-            || report.bootstrapped_docs > 0
-            || report.dropped_docs > 0
-            || report.repaired_changes > 0
-            || !report.purged_grids.is_empty()
-        {
-            // The core's report does not list the documents that changed: refresh all.
+        if report.changed_everything {
             self.notify_all();
+        } else if !report.changed_docs.is_empty() {
+            // The documents this sync changed, so that a screen refreshes only if it shows one.
+            self.notify(ChangeEvent {
+                origin: ChangeOrigin::Remote,
+                docs: report
+                    .changed_docs
+                    .iter()
+                    .map(|(id, kind)| ChangedDoc {
+                        id: id.clone(),
+                        kind: kind.as_str().to_string(),
+                    })
+                    .collect(),
+                everything: false,
+            });
         }
         Ok(SyncReport::from(report))
     }

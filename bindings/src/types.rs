@@ -847,6 +847,17 @@ pub struct HistoryEntry {
     pub device: String,
     pub at: i64,
     pub what: String,
+    /// What it changed, field by field (`members[张三].phone`: old → new); ID numbers
+    /// masked; empty for the change that created the document.
+    pub fields: Vec<FieldChange>,
+}
+
+/// One field a change changed (`None`: absent before, or removed).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct FieldChange {
+    pub field: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
 }
 
 impl From<core::HistoryEntry> for HistoryEntry {
@@ -858,6 +869,15 @@ impl From<core::HistoryEntry> for HistoryEntry {
             device: h.device,
             at: h.at_ms,
             what: h.what,
+            fields: h
+                .fields
+                .into_iter()
+                .map(|f| FieldChange {
+                    field: f.field,
+                    old: f.old,
+                    new: f.new,
+                })
+                .collect(),
         }
     }
 }

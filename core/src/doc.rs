@@ -77,6 +77,18 @@ pub struct HistoryEntry {
     /// ms since the epoch (from the change's HLC).
     pub at_ms: i64,
     pub what: String,
+    /// What the change changed, field by field (empty for the change that created the
+    /// document: everything was new).
+    pub fields: Vec<FieldChange>,
+}
+
+/// One field a change changed: its path (`members[张三].phone`, `description`, `tags`) and
+/// its value before and after (`None`: absent). ID numbers are masked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldChange {
+    pub field: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
 }
 
 /// Text indices in our documents count UTF-8 bytes: autosurgeon's `Text::update` and
@@ -168,35 +180,201 @@ fn scalar_str(doc: &AutoCommit, obj: &automerge::ObjId, key: &str) -> Option<Str
     }
 }
 
-/// Who, when and what, for every change of the document, oldest first (in causal order).
+/// Who, when, what and which fields, for every change of the document, oldest first (in
+/// causal order). Each change's fields are the difference between the document at its
+/// dependencies and at the change (Automerge's `diff`).
 pub fn history(doc: &mut AutoCommit) -> Vec<HistoryEntry> {
-    doc.get_changes(&[])
-        .iter()
+    let changes: Vec<automerge::Change> = doc.get_changes(&[]);
+    changes
+        .into_iter()
         .map(|c| {
-            let note = c
-                .message()
+            let (hash, deps) = (c.hash(), c.deps().to_vec());
+            let (message, device) = (c.message().map(str::to_string), device_of(c.actor_id()));
+            let timestamp = c.timestamp();
+            let fields = if deps.is_empty() {
+                Vec::new()
+            } else {
+                field_changes(doc, &deps, &[hash])
+            };
+            let note = message
+                .as_deref()
                 .and_then(|m| serde_json::from_str::<ChangeNote>(m).ok());
-            let hash = c.hash().to_string();
+            let change = hash.to_string();
             match note {
                 Some(n) => HistoryEntry {
-                    change: hash,
+                    change,
                     at_ms: Hlc::from_i64(n.hlc).map_or(0, |h| h.wall_ms() as i64),
                     user: n.user,
                     name: n.name,
                     device: n.device,
                     what: n.what,
+                    fields,
                 },
                 None => HistoryEntry {
-                    change: hash,
+                    change,
                     user: String::new(),
                     name: String::new(),
-                    device: device_of(c.actor_id()),
-                    at_ms: c.timestamp().saturating_mul(1000),
-                    what: c.message().unwrap_or("").to_string(),
+                    device,
+                    at_ms: timestamp.saturating_mul(1000),
+                    what: message.unwrap_or_default(),
+                    fields,
                 },
             }
         })
         .collect()
+}
+
+/// The fields that differ between the document at `before` and at `after`, each once, in
+/// the order Automerge reports them.
+pub fn field_changes(
+    doc: &mut AutoCommit,
+    before: &[ChangeHash],
+    after: &[ChangeHash],
+) -> Vec<FieldChange> {
+    use automerge::PatchAction as A;
+    let patches = doc.diff(before, after);
+    let mut out: Vec<FieldChange> = Vec::new();
+    for p in patches {
+        let mut path: Vec<String> = p
+            .path
+            .iter()
+            .map(|(parent, prop)| label(doc, parent, prop, after))
+            .collect();
+        // Where the old and new values are read: a key of the patched object, or the
+        // patched object itself (text, lists).
+        let at: Option<automerge::Prop> = match &p.action {
+            A::PutMap { key, .. } | A::DeleteMap { key } => Some(automerge::Prop::Map(key.clone())),
+            A::Increment { prop, .. } => Some(prop.clone()),
+            A::SpliceText { .. } | A::Insert { .. } | A::PutSeq { .. } | A::DeleteSeq { .. } => {
+                None
+            }
+            A::Conflict { .. } | A::Mark { .. } => continue,
+        };
+        let (old, new) = match &at {
+            Some(prop) => {
+                path.push(match prop {
+                    automerge::Prop::Map(k) => k.clone(),
+                    automerge::Prop::Seq(i) => format!("[{}]", i + 1),
+                });
+                (
+                    render_at(doc, &p.obj, prop, before),
+                    render_at(doc, &p.obj, prop, after),
+                )
+            }
+            None => (
+                render_obj(doc, &p.obj, before),
+                render_obj(doc, &p.obj, after),
+            ),
+        };
+        let field = path.join(".").replace(".[", "[");
+        if out.iter().any(|f| f.field == field) {
+            continue;
+        }
+        if old == new {
+            continue;
+        }
+        let masked = field.ends_with("id_number");
+        let mask = |v: Option<String>| {
+            if masked {
+                v.map(|s| crate::validate::mask_id(&s))
+            } else {
+                v
+            }
+        };
+        out.push(FieldChange {
+            field,
+            old: mask(old),
+            new: mask(new),
+        });
+    }
+    out
+}
+
+/// A path segment people read: a map key as is; a list element by its `name` (a member),
+/// else its position from 1.
+fn label(
+    doc: &AutoCommit,
+    parent: &automerge::ObjId,
+    prop: &automerge::Prop,
+    heads: &[ChangeHash],
+) -> String {
+    match prop {
+        automerge::Prop::Map(k) => k.clone(),
+        automerge::Prop::Seq(i) => {
+            let name = doc
+                .get_at(parent, *i, heads)
+                .ok()
+                .flatten()
+                .and_then(|(_, obj)| scalar_str_at(doc, &obj, "name", heads));
+            match name {
+                Some(n) => format!("[{n}]"),
+                None => format!("[{}]", i + 1),
+            }
+        }
+    }
+}
+
+fn scalar_str_at(
+    doc: &AutoCommit,
+    obj: &automerge::ObjId,
+    key: &str,
+    heads: &[ChangeHash],
+) -> Option<String> {
+    match doc.get_at(obj, key, heads).ok().flatten()? {
+        (Value::Scalar(s), _) => match s.as_ref() {
+            ScalarValue::Str(s) => Some(s.to_string()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A value for people: a scalar as text, text as its content, a list of scalars joined
+/// with 、, anything else by its size.
+fn render_at(
+    doc: &AutoCommit,
+    obj: &automerge::ObjId,
+    prop: &automerge::Prop,
+    heads: &[ChangeHash],
+) -> Option<String> {
+    match doc.get_at(obj, prop.clone(), heads).ok().flatten()? {
+        (Value::Scalar(s), _) => scalar_text(&s),
+        (Value::Object(_), id) => render_obj(doc, &id, heads),
+    }
+}
+
+fn scalar_text(s: &ScalarValue) -> Option<String> {
+    match s {
+        ScalarValue::Str(s) => Some(s.to_string()),
+        ScalarValue::Int(n) | ScalarValue::Timestamp(n) => Some(n.to_string()),
+        ScalarValue::Uint(n) => Some(n.to_string()),
+        ScalarValue::F64(n) => Some(n.to_string()),
+        ScalarValue::Boolean(b) => Some(b.to_string()),
+        ScalarValue::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn render_obj(doc: &AutoCommit, obj: &automerge::ObjId, heads: &[ChangeHash]) -> Option<String> {
+    use automerge::ObjType;
+    match doc.object_type(obj).ok()? {
+        ObjType::Text => doc.text_at(obj, heads).ok(),
+        ObjType::List => {
+            let n = doc.length_at(obj, heads);
+            let items: Vec<Option<String>> = (0..n)
+                .map(|i| match doc.get_at(obj, i, heads).ok().flatten() {
+                    Some((Value::Scalar(s), _)) => scalar_text(&s),
+                    _ => None,
+                })
+                .collect();
+            if items.iter().all(Option::is_some) {
+                Some(items.into_iter().flatten().collect::<Vec<_>>().join("、"))
+            } else {
+                Some(format!("{n} 项"))
+            }
+        }
+        ObjType::Map | ObjType::Table => Some(format!("{} 项", doc.length_at(obj, heads))),
+    }
 }
 
 /// A field that holds several concurrent values after a merge.

@@ -15,7 +15,7 @@ pub mod task_act;
 pub mod validate;
 pub mod workflow;
 
-pub use doc::{ConflictValue, DocKind, FieldConflict, HistoryEntry};
+pub use doc::{ConflictValue, DocKind, FieldChange, FieldConflict, HistoryEntry};
 pub use error::{Error, Result};
 pub use model::*;
 pub use store::{MergeReport, OutboxEntry, RemoteChange, Store, TaskDetail};

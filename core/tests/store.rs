@@ -15,6 +15,8 @@ mod clock;
 mod convergence;
 #[path = "store/files.rs"]
 mod files;
+#[path = "store/history.rs"]
+mod history;
 #[path = "store/household_life.rs"]
 mod household_life;
 #[path = "store/input.rs"]

@@ -226,8 +226,8 @@ impl Store {
 
     /// Gives each document holding a provisional number of this device a number of a block,
     /// while blocks have numbers left: one action each (the document keeps the provisional
-    /// number beside the new one). Returns how many were replaced.
-    pub fn replace_provisional_numbers(&mut self) -> Result<u64> {
+    /// number beside the new one). Returns the documents renumbered.
+    pub fn replace_provisional_numbers(&mut self) -> Result<Vec<(String, DocKind)>> {
         let waiting: Vec<(String, Option<String>, Option<String>)> = self
             .conn
             .prepare_cached(
@@ -236,7 +236,7 @@ impl Store {
             )?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<rusqlite::Result<_>>()?;
-        let mut replaced = 0;
+        let mut replaced = Vec::new();
         for (doc, kind, grid) in waiting {
             let (Some(kind), Some(grid)) = (kind, grid) else {
                 // The document is gone (its grid was dropped): nothing to number.
@@ -245,14 +245,14 @@ impl Store {
                     .execute([&doc])?;
                 continue;
             };
-            let (old, created) = match kind.as_str() {
+            let (old, created, kind) = match kind.as_str() {
                 "record" => {
                     let r = self.record(&doc)?;
-                    (r.number, r.reported_at)
+                    (r.number, r.reported_at, DocKind::Record)
                 }
                 "task" => {
                     let t = self.task(&doc)?.task;
-                    (t.number, t.created_at)
+                    (t.number, t.created_at, DocKind::Task)
                 }
                 _ => continue,
             };
@@ -278,7 +278,7 @@ impl Store {
                 },
                 |tx, _, _| taken.commit(tx, &doc),
             )?;
-            replaced += 1;
+            replaced.push((doc, kind));
         }
         Ok(replaced)
     }

@@ -152,9 +152,43 @@ pub trait SyncProgress: Send {
     fn on_progress(&self, phase: SyncPhase, done: u64, total: Option<u64>);
 }
 
+/// The most documents a [`SyncReport`] lists as changed; past it, "everything".
+pub const CHANGED_DOCS_LISTED: usize = 500;
+
+impl SyncReport {
+    /// Notes that `docs` changed here.
+    fn changed(&mut self, docs: impl IntoIterator<Item = (String, crate::doc::DocKind)>) {
+        if self.changed_everything {
+            return;
+        }
+        for (id, kind) in docs {
+            if self.changed_docs.iter().any(|(d, _)| *d == id) {
+                continue;
+            }
+            if self.changed_docs.len() >= CHANGED_DOCS_LISTED {
+                self.everything();
+                return;
+            }
+            self.changed_docs.push((id, kind));
+        }
+    }
+
+    /// Notes that too much changed to list.
+    fn everything(&mut self) {
+        self.changed_everything = true;
+        self.changed_docs.clear();
+    }
+}
+
 /// What one sync did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
+    /// Documents whose content this sync changed here (pulled, repaired, renumbered), each
+    /// once, at most [`CHANGED_DOCS_LISTED`]; see [`SyncReport::changed_everything`].
+    pub changed_docs: Vec<(String, crate::doc::DocKind)>,
+    /// Too much changed to list (a bootstrap, a purge, documents dropped, or more than
+    /// [`CHANGED_DOCS_LISTED`]): screens should refresh everything.
+    pub changed_everything: bool,
     /// Changes the server stored.
     pub pushed: u64,
     /// Records and tasks whose provisional number was replaced by a real one.
@@ -884,6 +918,7 @@ impl SyncEngine {
             self.purged.insert(g.clone());
             if held {
                 self.report.purged_grids.push(g.clone());
+                self.report.everything();
             }
         }
         // Refusals of documents that were just purged no longer matter.
@@ -1063,12 +1098,16 @@ impl SyncEngine {
                 }
                 self.report.dropped_docs += change.dropped_docs;
                 self.report.set_aside += change.set_aside;
+                if change.dropped_docs > 0 {
+                    self.report.everything();
+                }
                 // Provisional numbers given offline take numbers of the blocks now held;
                 // the edits join this sync's push.
                 store.accept_number_blocks(&r.number_blocks)?;
                 let renumbered = store.replace_provisional_numbers()?;
-                if renumbered > 0 {
-                    self.report.renumbered += renumbered;
+                if !renumbered.is_empty() {
+                    self.report.renumbered += renumbered.len() as u64;
+                    self.report.changed(renumbered);
                     self.push_total = u64::try_from(store.outbox_len()?).unwrap_or(0);
                 }
                 self.stage = Stage::Push;
@@ -1139,6 +1178,9 @@ impl SyncEngine {
                     store.complete_scope_bootstrap(&grid, buildings)?;
                 }
                 self.report.bootstrapped_docs += n as u64;
+                if n > 0 {
+                    self.report.everything();
+                }
                 self.grid_pulled += n as u64;
                 if after.is_none() {
                     self.bootstrap_total = bundle.total_docs;
@@ -1175,6 +1217,7 @@ impl SyncEngine {
                 match applied {
                     None => self.repair_done(store, &doc)?,
                     Some(merge) => {
+                        self.report.changed(merge.changed.iter().cloned());
                         self.report.repaired_changes += merge.applied as u64;
                         self.repair_current = Some((doc, state, rounds));
                     }
@@ -1220,7 +1263,9 @@ impl SyncEngine {
                     moved_in: page.moved_in,
                 };
                 let merge = store.apply_pulled_page(&grid, page.next, &changes, &moves)?;
+                self.report.changed(merge.changed.iter().cloned());
                 if merge.dropped_docs > 0 {
+                    self.report.everything();
                     self.report.dropped_docs += merge.dropped_docs as u64;
                     self.report.set_aside += merge.set_aside as u64;
                     // Refusals of documents that just left no longer matter.

@@ -60,7 +60,10 @@ fn numbers_come_from_blocks_and_provisional_ones_are_replaced_and_still_found() 
     let held = s.numbers_held().unwrap();
     assert_eq!((held[0].left, held[0].last_start), (5, 101));
     let before = s.outbox_len().unwrap();
-    assert_eq!(s.replace_provisional_numbers().unwrap(), 1);
+    assert_eq!(
+        s.replace_provisional_numbers().unwrap(),
+        vec![(early.clone(), xiuhua_core::DocKind::Record)]
+    );
     assert_eq!(
         s.outbox_len().unwrap(),
         before + 1,
@@ -70,9 +73,8 @@ fn numbers_come_from_blocks_and_provisional_ones_are_replaced_and_still_found() 
         record_number(&mut s, &early),
         (Some("金湖-2026-000007".into()), Some(provisional.clone()))
     );
-    assert_eq!(
-        s.replace_provisional_numbers().unwrap(),
-        0,
+    assert!(
+        s.replace_provisional_numbers().unwrap().is_empty(),
         "nothing left to replace"
     );
 
@@ -148,5 +150,5 @@ fn a_record_keeps_its_number_through_edits_and_another_phone_sees_it() {
         id
     );
     // B has no provisional number of A's to replace.
-    assert_eq!(b.replace_provisional_numbers().unwrap(), 0);
+    assert!(b.replace_provisional_numbers().unwrap().is_empty());
 }

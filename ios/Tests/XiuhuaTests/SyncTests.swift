@@ -147,9 +147,13 @@ final class SyncTests: XCTestCase {
         _ = try await li.addVisit(hh, purpose: "上门核实路灯")
         _ = try await li.sync()
 
-        // Wang pulls Li's visit.
+        // Wang pulls Li's visit; the screens hear which document changed.
+        var heardWang = wang.changes().makeAsyncIterator()
         let back = try await wang.sync()
         XCTAssertGreaterThanOrEqual(back.pulled, 1, "\(back)")
+        let pulledEvent = await heardWang.next()
+        XCTAssertEqual(pulledEvent?.everything, false, "a pull lists what it changed")
+        XCTAssertEqual(pulledEvent?.docs.map(\.id), [hh])
         let v10 = try await wang.household(hh).visits.map(\.purpose)
         XCTAssertEqual(v10, ["上门核实路灯"])
         let v11 = try await wang.history(hh).map(\.user)
@@ -189,6 +193,13 @@ final class SyncTests: XCTestCase {
         let hh = try await wang.createHousehold(household("5号楼", "2单元", "302", member("韩梅", phone: "13912345678"),
                                                           member("韩小雨", relation: "子女")))
         _ = try await wang.addVisit(hh, purpose: "新租户入户登记")
+        // A mistyped phone, corrected: history says which field, from what to what.
+        let han = try await wang.household(hh).members.first { $0.name == "韩梅" }!.id
+        try await wang.setMemberPhone(hh, member: han, phone: "13912345679")
+        let fixed = try await wang.history(hh).last?.fields
+        XCTAssertEqual(fixed?.map(\.field), ["members[韩梅].phone"])
+        XCTAssertEqual(fixed?.first?.old, "13912345678")
+        XCTAssertEqual(fixed?.first?.new, "13912345679")
         let rec = try await wang.createRecord(NewRecord(grid: grid, category: "设施报修", description: "楼道声控灯坏了",
                                                         reporter: "韩梅", household: hh, building: "5号楼", place: "5号楼2单元楼道"))
         let recNumber = try await wang.record(rec).number

@@ -167,6 +167,11 @@ object SyncWithServerTest {
                 ),
             )
             wang.addVisit(hh, "新租户入户登记")
+            // A mistyped phone, corrected: history says which field, from what to what.
+            val han = wang.household(hh).members.first { it.name == "韩梅" }.id
+            wang.setMemberPhone(hh, han, "13912345679")
+            val fixed = wang.history(hh).last().fields.single()
+            checkEq(Triple("members[韩梅].phone", "13912345678", "13912345679"), Triple(fixed.field, fixed.old, fixed.new), "old → new")
             val rec = wang.createRecord(NewRecord(GRID, "设施报修", "楼道声控灯坏了", "韩梅", hh, "5号楼", "5号楼2单元楼道"))
             val recNumber = wang.record(rec).number ?: throw TestFailure("the record has a number")
             check(Regex("^罗河-\\d{4}-\\d{6}$").matches(recNumber)) { "a real number offline: $recNumber" }
@@ -330,9 +335,15 @@ object SyncWithServerTest {
             li.addVisit(hh, "上门核实路灯")
             li.sync()
 
-            // Wang pulls Li's visit.
-            val back = wang.sync()
+            // Wang pulls Li's visit and task; the screens hear which documents changed.
+            val (back, pulledEvent) = kotlinx.coroutines.coroutineScope {
+                val first = async(Dispatchers.Unconfined) { withTimeout(30_000) { wang.changes().first() } }
+                Thread.sleep(200)
+                wang.sync() to first.await()
+            }
             check(back.pulled >= 1uL) { "wang pulled: $back" }
+            check(!pulledEvent.everything) { "a pull lists what it changed: $pulledEvent" }
+            checkEq(setOf(hh, errand), pulledEvent.docs.map { it.id }.toSet(), "the household and the task")
             checkEq(listOf("上门核实路灯"), wang.household(hh).visits.map { it.purpose }, "li's visit reached wang")
             checkEq(listOf("u-wang", "u-li"), wang.history(hh).map { it.user }, "history across devices")
 
