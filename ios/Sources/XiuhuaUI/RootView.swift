@@ -9,7 +9,9 @@ public struct RootView: View {
 
     public var body: some View {
         TabView {
+            NavigationStack { HomeView() }.tabItem { Label("tab_home", systemImage: "calendar") }
             NavigationStack { GridView() }.tabItem { Label("tab_grid", systemImage: "house") }
+            NavigationStack { RecordsView() }.tabItem { Label("tab_records", systemImage: "square.and.pencil") }
             NavigationStack { TasksView() }.tabItem { Label("tab_tasks", systemImage: "checklist") }
             NavigationStack { ConflictsView() }.tabItem { Label("tab_conflicts", systemImage: "exclamationmark.triangle") }
             NavigationStack { SyncView() }.tabItem { Label("tab_sync", systemImage: "arrow.triangle.2.circlepath") }

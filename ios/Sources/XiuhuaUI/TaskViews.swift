@@ -166,6 +166,7 @@ struct SyncView: View {
     @State private var url = "https://"
     @State private var code = ""
     @State private var tick = 0
+    @State private var estimate: [GridEstimate] = []
 
     var body: some View {
         Form {
@@ -187,6 +188,12 @@ struct SyncView: View {
                     Text("sync_server \(s.serverUrl ?? "")")
                     Text("sync_pending \(s.pendingChanges)")
                     Text("sync_last_success \(s.lastSuccessMs.map { formatTime($0) } ?? String(localized: "sync_never"))")
+                    if s.lastSuccessMs == nil {
+                        // Before the first sync: how much it will fetch, to wait for Wi-Fi if large.
+                        ForEach(estimate, id: \.grid) { g in
+                            Text("estimate_line \(g.grid) \(g.documents) \((g.bytes + 524_288) / 1_048_576)")
+                        }
+                    }
                     if let e = s.lastError { Text("sync_last_error \(formatTime(s.lastErrorMs)) \(e)").foregroundColor(.red) }
                     ForEach(s.refused, id: \.doc) { r in Text("sync_refused \(r.doc) \(r.reason)").foregroundColor(.red) }
                     if let p = progress { ProgressView(p) }
@@ -205,6 +212,11 @@ struct SyncView: View {
             }
         }
         .navigationTitle("tab_sync")
-        .task(id: "\(model.revision)|\(tick)") { status = await model.load { try await model.repo.syncStatus() } }
+        .task(id: "\(model.revision)|\(tick)") {
+            status = await model.load { try await model.repo.syncStatus() }
+            if status?.enrolled == true && status?.lastSuccessMs == nil {
+                estimate = await model.load { try await model.repo.firstSyncEstimate() } ?? []
+            }
+        }
     }
 }

@@ -7,6 +7,8 @@ import androidx.compose.foundation.layout.Box
 import androidx.compose.foundation.layout.fillMaxSize
 import androidx.compose.foundation.layout.padding
 import androidx.compose.material.icons.Icons
+import androidx.compose.material.icons.filled.DateRange
+import androidx.compose.material.icons.filled.Edit
 import androidx.compose.material.icons.filled.Home
 import androidx.compose.material.icons.filled.List
 import androidx.compose.material.icons.filled.Refresh
@@ -58,6 +60,10 @@ class MainActivity : ComponentActivity() {
 
 /** Routes. Arguments are document ids and names, URL-encoded by [route]. */
 object Routes {
+    const val HOME = "home"
+    const val RECORDS = "records"
+    const val RECORD = "record/{id}"
+    const val NEW_HOUSEHOLD = "household/new"
     const val GRID = "grid"
     const val UNITS = "units/{building}"
     const val HOUSEHOLDS = "households/{building}/{unit}"
@@ -83,7 +89,11 @@ fun XiuhuaApp(repo: XiuhuaRepository) {
         snackbarHost = { SnackbarHost(snackbar) },
         bottomBar = { BottomBar(nav) },
     ) { padding ->
-        NavHost(nav, startDestination = Routes.GRID, modifier = Modifier.padding(padding)) {
+        NavHost(nav, startDestination = Routes.HOME, modifier = Modifier.padding(padding)) {
+            composable(Routes.HOME) { HomeScreen(state, nav) }
+            composable(Routes.RECORDS) { RecordsScreen(state, nav) }
+            composable(Routes.RECORD) { e -> RecordDetailScreen(state, nav, e.arg("id")) }
+            composable(Routes.NEW_HOUSEHOLD) { NewHouseholdScreen(state, nav) }
             composable(Routes.GRID) { GridScreen(state, nav) }
             composable(Routes.UNITS) { e -> UnitsScreen(state, nav, e.arg("building")) }
             composable(Routes.HOUSEHOLDS) { e -> HouseholdsScreen(state, nav, e.arg("building"), e.arg("unit")) }
@@ -106,7 +116,9 @@ private fun androidx.navigation.NavBackStackEntry.arg(name: String): String =
 private fun BottomBar(nav: NavHostController) {
     val current = nav.currentBackStackEntryAsState().value?.destination?.route
     val items = listOf(
+        Triple(Routes.HOME, R.string.tab_home, Icons.Filled.DateRange),
         Triple(Routes.GRID, R.string.tab_grid, Icons.Filled.Home),
+        Triple(Routes.RECORDS, R.string.tab_records, Icons.Filled.Edit),
         Triple(Routes.TASKS, R.string.tab_tasks, Icons.Filled.List),
         Triple(Routes.CONFLICTS, R.string.tab_conflicts, Icons.Filled.Warning),
         Triple(Routes.SYNC, R.string.tab_sync, Icons.Filled.Refresh),
@@ -117,7 +129,7 @@ private fun BottomBar(nav: NavHostController) {
                 selected = current == route,
                 onClick = {
                     nav.navigate(route) {
-                        popUpTo(Routes.GRID) { saveState = true }
+                        popUpTo(Routes.HOME) { saveState = true }
                         launchSingleTop = true
                         restoreState = true
                     }

@@ -50,6 +50,7 @@ fun SyncScreen(state: AppState) {
             Text(stringResource(R.string.sync_server, s.serverUrl ?: ""))
             Text(stringResource(R.string.sync_pending, s.pendingChanges))
             Text(stringResource(R.string.sync_last_success, s.lastSuccessMs?.let(::formatTime) ?: stringResource(R.string.sync_never)))
+            if (s.lastSuccessMs == null) FirstSyncEstimate(state)
             s.lastError?.let {
                 Text(stringResource(R.string.sync_last_error, formatTime(s.lastErrorMs), it), color = MaterialTheme.colorScheme.error)
             }
