@@ -116,11 +116,12 @@ struct TaskView: View {
 struct ConflictsView: View {
     @EnvironmentObject var model: AppModel
     @State private var households: [(HouseholdSummary, [FieldConflict])] = []
+    @State private var records: [(RecordSummary, [FieldConflict])] = []
     @State private var tasks: [TaskSummary] = []
 
     var body: some View {
         List {
-            if households.isEmpty && tasks.isEmpty { Text("conflicts_none") }
+            if households.isEmpty && records.isEmpty && tasks.isEmpty { Text("conflicts_none") }
             ForEach(households, id: \.0.id) { (h, fields) in
                 Section("\(h.building) \(h.unit) \(h.room) \(h.headName)") {
                     ForEach(fields, id: \.path) { c in
@@ -129,6 +130,20 @@ struct ConflictsView: View {
                             ForEach(Array(c.values.enumerated()), id: \.offset) { i, v in
                                 Button("conflict_keep \(v.value) \(v.device)") {
                                     model.act { try await model.repo.resolveConflict(h.id, path: c.path, choice: UInt32(i)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            ForEach(records, id: \.0.id) { (r, fields) in
+                Section(r.summary) {
+                    ForEach(fields, id: \.path) { c in
+                        VStack(alignment: .leading) {
+                            Text(c.path).font(.caption)
+                            ForEach(Array(c.values.enumerated()), id: \.offset) { i, v in
+                                Button("conflict_keep \(v.value) \(v.device)") {
+                                    model.act { try await model.repo.resolveConflict(r.id, path: c.path, choice: UInt32(i)) }
                                 }
                             }
                         }
@@ -150,6 +165,11 @@ struct ConflictsView: View {
             households = await model.load {
                 var out: [(HouseholdSummary, [FieldConflict])] = []
                 for h in try await repo.householdsWithConflicts(g) { out.append((h, try await repo.conflicts(h.id))) }
+                return out
+            } ?? []
+            records = await model.load {
+                var out: [(RecordSummary, [FieldConflict])] = []
+                for r in try await repo.recordsWithConflicts(g) { out.append((r, try await repo.conflicts(r.id))) }
                 return out
             } ?? []
             tasks = await model.load { try await repo.tasksWithConflicts(g) } ?? []

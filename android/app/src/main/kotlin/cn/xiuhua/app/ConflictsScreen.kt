@@ -34,10 +34,13 @@ fun ConflictsScreen(state: AppState, nav: NavHostController) {
     val households: List<Pair<HouseholdSummary, List<FieldConflict>>> = state.collect(
         state.repo.live { householdsWithConflicts(grid).map { it to conflicts(it.id) } }, emptyList(), "hh", grid,
     )
+    val records: List<Pair<cn.xiuhua.ffi.RecordSummary, List<FieldConflict>>> = state.collect(
+        state.repo.live { recordsWithConflicts(grid).map { it to conflicts(it.id) } }, emptyList(), "records", grid,
+    )
     val tasks: List<TaskSummary> = state.collect(state.repo.live { tasksWithConflicts(grid) }, emptyList(), "tasks", grid)
     Column(Modifier.fillMaxSize()) {
         TopAppBar(title = { Text(stringResource(R.string.tab_conflicts)) })
-        if (households.isEmpty() && tasks.isEmpty()) Text(stringResource(R.string.conflicts_none), Modifier.padding(16.dp))
+        if (households.isEmpty() && records.isEmpty() && tasks.isEmpty()) Text(stringResource(R.string.conflicts_none), Modifier.padding(16.dp))
         LazyColumn(Modifier.padding(horizontal = 8.dp)) {
             if (households.isNotEmpty()) item { Section(stringResource(R.string.conflicts_households)) }
             for ((h, fields) in households) {
@@ -53,6 +56,27 @@ fun ConflictsScreen(state: AppState, nav: NavHostController) {
                         Row(horizontalArrangement = Arrangement.spacedBy(8.dp)) {
                             c.values.forEachIndexed { i, v ->
                                 OutlinedButton(onClick = { state.act { state.repo.resolveConflict(h.id, c.path, i) } }) {
+                                    Text(stringResource(R.string.conflict_keep, v.value, v.device))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if (records.isNotEmpty()) item { Section(stringResource(R.string.conflicts_records)) }
+            for ((r, fields) in records) {
+                item(key = r.id) {
+                    ListItem(
+                        headlineContent = { Text(r.summary) },
+                        modifier = Modifier.clickable { nav.navigate(Routes.route(Routes.RECORD, "id" to r.id)) },
+                    )
+                }
+                items(fields, key = { r.id + it.path }) { c ->
+                    Column(Modifier.padding(start = 16.dp, bottom = 8.dp)) {
+                        Text(stringResource(R.string.conflict_field, c.path))
+                        Row(horizontalArrangement = Arrangement.spacedBy(8.dp)) {
+                            c.values.forEachIndexed { i, v ->
+                                OutlinedButton(onClick = { state.act { state.repo.resolveConflict(r.id, c.path, i) } }) {
                                     Text(stringResource(R.string.conflict_keep, v.value, v.device))
                                 }
                             }
