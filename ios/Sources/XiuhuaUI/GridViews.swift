@@ -99,6 +99,8 @@ struct HouseholdView: View {
     @State private var addingVisit = false
     @State private var newRecord = false
     @State private var showIds = false
+    @State private var editing: Member?
+    @State private var correcting = false
 
     var body: some View {
         List {
@@ -106,10 +108,11 @@ struct HouseholdView: View {
                 Section("members") {
                     ForEach(h.members, id: \.id) { m in
                         VStack(alignment: .leading) {
-                            Text("\(m.name)（\(m.relation)）")
+                            Text("\(m.name)（\(m.relation)）" + (m.status == "在册" ? "" : " · \(m.status)"))
                             Text(([m.gender, "\(m.birthYear)", m.phone, showIds ? m.idNumber : maskId(m.idNumber)].compactMap { $0 } + m.tags)
                                 .joined(separator: " · ")).font(.caption)
                         }
+                        .onTapGesture { editing = m }
                     }
                     Toggle("show_ids", isOn: $showIds)
                 }
@@ -131,6 +134,19 @@ struct HouseholdView: View {
         .toolbar {
             Button("add_visit") { addingVisit = true }
             Button("new_record") { newRecord = true }
+            Menu("more") {
+                Button("correct_address") { correcting = true }
+                Button(household?.movedOutAt == nil ? "mark_moved_out" : "mark_back") {
+                    let out = household?.movedOutAt == nil
+                    model.act { try await model.repo.setHouseholdMovedOut(id, out) }
+                }
+            }
+        }
+        .sheet(item: Binding(get: { editing.map { EditingMember(member: $0) } }, set: { editing = $0?.member })) { e in
+            MemberSheet(household: id, member: e.member)
+        }
+        .sheet(isPresented: $correcting) {
+            if let a = household?.address { AddressSheet(household: id, address: a) }
         }
         .sheet(isPresented: $addingVisit) { VisitSheet(household: id) }
         .sheet(isPresented: $newRecord) { NewRecordView(household: id, building: household?.address.building) }
@@ -205,5 +221,64 @@ struct NewRecordView: View {
                 }
             }
         }
+    }
+}
+
+struct EditingMember: Identifiable {
+    let member: Member
+    var id: String { member.id }
+}
+
+/// A member's phone (validated by the core) and status: moved out or deceased.
+struct MemberSheet: View {
+    @EnvironmentObject var model: AppModel
+    @Environment(\.dismiss) private var dismiss
+    let household: String
+    let member: Member
+    @State private var phone = ""
+    @State private var status = ""
+
+    var body: some View {
+        Form {
+            TextField("member_phone", text: $phone).keyboardType(.phonePad)
+            Picker("member_status", selection: $status) {
+                ForEach(["在册", "迁出", "去世"], id: \.self) { Text($0).tag($0) }
+            }
+            Button("save") {
+                let (p, s) = (phone, status)
+                model.act {
+                    if p != (member.phone ?? "") { try await model.repo.setMemberPhone(household, member: member.id, phone: p.isEmpty ? nil : p) }
+                    if s != member.status { try await model.repo.setMemberStatus(household, member: member.id, status: s) }
+                    dismiss()
+                }
+            }
+        }
+        .navigationTitle(member.name)
+        .onAppear { phone = member.phone ?? ""; status = member.status }
+    }
+}
+
+/// A wrong building, unit or room corrected (or a move within the grid).
+struct AddressSheet: View {
+    @EnvironmentObject var model: AppModel
+    @Environment(\.dismiss) private var dismiss
+    let household: String
+    let address: Address
+    @State private var building = ""
+    @State private var unit = ""
+    @State private var room = ""
+
+    var body: some View {
+        Form {
+            TextField("address_building", text: $building)
+            TextField("address_unit", text: $unit)
+            TextField("address_room", text: $room)
+            Button("save") {
+                let (b, u, r) = (building, unit, room)
+                model.act { try await model.repo.moveHousehold(household, building: b, unit: u, room: r); dismiss() }
+            }
+        }
+        .navigationTitle("correct_address")
+        .onAppear { building = address.building; unit = address.unit; room = address.room }
     }
 }

@@ -86,6 +86,11 @@ object SyncWithServerTest {
                 ?: throw TestFailure("XIUHUA_SERVER_BIN is not set (scripts/kotlin-tests.sh sets it)")
             StationServer(bin).use { station -> runBlocking { scriptedDay(station) } }
         }
+        suite.test("a 楼门长's write outside their buildings is refused on the phone, in the server's words") {
+            val bin = System.getenv("XIUHUA_SERVER_BIN")
+                ?: throw TestFailure("XIUHUA_SERVER_BIN is not set (scripts/kotlin-tests.sh sets it)")
+            StationServer(bin).use { station -> runBlocking { buildingLeader(station) } }
+        }
         suite.test("https by default: plain http only to loopback and the allowed LAN; a station certificate can be pinned") {
             runBlocking { transportRules() }
         }
@@ -134,6 +139,43 @@ object SyncWithServerTest {
             phone.trustStationCertificate(null)
         } finally {
             phone.close()
+            dir.toFile().deleteRecursively()
+        }
+    }
+
+    private suspend fun buildingLeader(station: StationServer) {
+        station.admin("district", "add", "d-1", "东城片区")
+        station.admin("community", "add", "c-1", "和平社区", "--district", "d-1")
+        station.admin("grid", "add", GRID, "一网格", "--community", "c-1")
+        station.admin("building", "add", GRID, "3号楼")
+        station.admin("user", "add", "u-chen", "陈楼长")
+        station.admin("grant", "u-chen", "--grid", GRID, "--role", "楼门长", "--building", "3号楼")
+        val code = station.admin("enroll-code", "u-chen").lines().first().trim()
+        station.start()
+        val dir = Files.createTempDirectory("xiuhua-leader")
+        val chen = XiuhuaRepository.open(
+            dir.resolve("chen.db").toString(), "k-chen",
+            GridWorkerDayTest.actor("unknown", "未登记", "网格员", "new-phone"),
+        )
+        try {
+            chen.enroll(station.url, code, "陈的手机")
+            val mine = chen.createHousehold(GridWorkerDayTest.household("3号楼", "1单元", "101", GridWorkerDayTest.member("吴一")))
+            val refused = expectThrows<XiuhuaException.Refused>("a household in 9号楼") {
+                runBlocking { chen.createHousehold(GridWorkerDayTest.household("9号楼", "1单元", "101", GridWorkerDayTest.member("郑二"))) }
+            }
+            check(refused.readableMessage.endsWith("may write only buildings [3号楼], not building 9号楼; nothing was stored")) {
+                refused.readableMessage
+            }
+            expectThrows<XiuhuaException.Refused>("moving theirs out of 3号楼") {
+                runBlocking { chen.moveHousehold(mine, "9号楼", "1单元", "101") }
+            }
+            checkEq("3号楼", chen.household(mine).address.building, "it stays where it was")
+            checkEq(1L, chen.syncStatus().pendingChanges, "only the household in 3号楼 waits")
+            val r = chen.sync()
+            checkEq(1uL, r.pushed, "and the station takes it")
+            checkEq(emptyList<RefusedChange>(), chen.refusedChanges(), "nothing refused at the station")
+        } finally {
+            chen.close()
             dir.toFile().deleteRecursively()
         }
     }

@@ -2,6 +2,7 @@
 
 package cn.xiuhua.app
 
+import androidx.compose.foundation.clickable
 import androidx.compose.foundation.layout.Arrangement
 import androidx.compose.foundation.layout.Column
 import androidx.compose.foundation.layout.Row
@@ -37,6 +38,8 @@ fun HouseholdScreen(state: AppState, nav: NavHostController, id: String) {
     val h: Household? = state.collect(state.repo.liveHousehold(id), null, id)
     var addingVisit by remember { mutableStateOf(false) }
     var showIds by remember { mutableStateOf(false) }
+    var editing by remember { mutableStateOf<cn.xiuhua.ffi.Member?>(null) }
+    var correcting by remember { mutableStateOf(false) }
     Column(Modifier.fillMaxSize()) {
         TopAppBar(title = { Text(h?.let { "${it.address.building} ${it.address.unit} ${it.address.room}" } ?: "") })
         if (h == null) return
@@ -49,11 +52,18 @@ fun HouseholdScreen(state: AppState, nav: NavHostController, id: String) {
                 Text(stringResource(if (showIds) R.string.hide_ids else R.string.show_ids))
             }
         }
+        Row(Modifier.padding(horizontal = 16.dp), horizontalArrangement = Arrangement.spacedBy(8.dp)) {
+            TextButton(onClick = { correcting = true }) { Text(stringResource(R.string.correct_address)) }
+            TextButton(onClick = { state.act { state.repo.setHouseholdMovedOut(id, h.movedOutAt == null) } }) {
+                Text(stringResource(if (h.movedOutAt == null) R.string.mark_moved_out else R.string.mark_back))
+            }
+        }
         LazyColumn(Modifier.padding(horizontal = 8.dp)) {
             item { Section(stringResource(R.string.members)) }
             items(h.members, key = { it.id }) { m ->
                 ListItem(
-                    headlineContent = { Text("${m.name}（${m.relation}）") },
+                    modifier = Modifier.clickable { editing = m },
+                    headlineContent = { Text("${m.name}（${m.relation}）" + (if (m.status != "在册") " · ${m.status}" else "")) },
                     supportingContent = {
                         Text(
                             listOfNotNull(
@@ -85,6 +95,19 @@ fun HouseholdScreen(state: AppState, nav: NavHostController, id: String) {
                     },
                 )
             }
+        }
+    }
+    editing?.let { m ->
+        MemberDialog(m, onDismiss = { editing = null }) { phone, status ->
+            state.act(onDone = { editing = null }) {
+                if (phone != (m.phone ?: "")) state.repo.setMemberPhone(id, m.id, phone.ifBlank { null })
+                if (status != null) state.repo.setMemberStatus(id, m.id, status)
+            }
+        }
+    }
+    if (correcting && h != null) {
+        AddressDialog(h.address, onDismiss = { correcting = false }) { b, u, r ->
+            state.act(onDone = { correcting = false }) { state.repo.moveHousehold(id, b, u, r) }
         }
     }
     if (addingVisit) {
@@ -120,6 +143,50 @@ private fun VisitDialog(onDismiss: () -> Unit, onSave: (String, String, String) 
             }
         },
         confirmButton = { TextButton(onClick = { onSave(purpose, note, followUp) }) { Text(stringResource(R.string.save)) } },
+        dismissButton = { TextButton(onClick = onDismiss) { Text(stringResource(R.string.cancel)) } },
+    )
+}
+
+/** A member's phone (validated by the core), and their status: moved out or deceased. */
+@Composable
+private fun MemberDialog(m: cn.xiuhua.ffi.Member, onDismiss: () -> Unit, onSave: (String, String?) -> Unit) {
+    var phone by remember { mutableStateOf(m.phone ?: "") }
+    var status by remember { mutableStateOf<String?>(null) }
+    AlertDialog(
+        onDismissRequest = onDismiss,
+        title = { Text(m.name) },
+        text = {
+            Column(verticalArrangement = Arrangement.spacedBy(8.dp)) {
+                OutlinedTextField(phone, { phone = it }, label = { Text(stringResource(R.string.member_phone)) })
+                Row(horizontalArrangement = Arrangement.spacedBy(4.dp)) {
+                    for (s in listOf("在册", "迁出", "去世").filter { it != m.status }) {
+                        androidx.compose.material3.FilterChip(selected = status == s, onClick = { status = if (status == s) null else s }, label = { Text(s) })
+                    }
+                }
+            }
+        },
+        confirmButton = { TextButton(onClick = { onSave(phone, status) }) { Text(stringResource(R.string.save)) } },
+        dismissButton = { TextButton(onClick = onDismiss) { Text(stringResource(R.string.cancel)) } },
+    )
+}
+
+/** A wrong building, unit or room corrected (or a move within the grid). */
+@Composable
+private fun AddressDialog(a: cn.xiuhua.ffi.Address, onDismiss: () -> Unit, onSave: (String, String, String) -> Unit) {
+    var building by remember { mutableStateOf(a.building) }
+    var unit by remember { mutableStateOf(a.unit) }
+    var room by remember { mutableStateOf(a.room) }
+    AlertDialog(
+        onDismissRequest = onDismiss,
+        title = { Text(stringResource(R.string.correct_address)) },
+        text = {
+            Column(verticalArrangement = Arrangement.spacedBy(8.dp)) {
+                OutlinedTextField(building, { building = it }, label = { Text(stringResource(R.string.address_building)) })
+                OutlinedTextField(unit, { unit = it }, label = { Text(stringResource(R.string.address_unit)) })
+                OutlinedTextField(room, { room = it }, label = { Text(stringResource(R.string.address_room)) })
+            }
+        },
+        confirmButton = { TextButton(onClick = { onSave(building, unit, room) }) { Text(stringResource(R.string.save)) } },
         dismissButton = { TextButton(onClick = onDismiss) { Text(stringResource(R.string.cancel)) } },
     )
 }
