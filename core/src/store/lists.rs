@@ -382,33 +382,58 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<HomeItem>> {
         let limit = limit.min(10 * MAX_PAGE);
-        let sql = format!(
-            "SELECT {TASK_ITEM_COLS} FROM {TASK_ITEM_FROM}
-             WHERE t.assignee = ?1 AND t.grid = ?2 AND t.status IN ('ordered','assigned','in_progress')"
-        );
-        let mut stmt = self.conn().prepare_cached(&sql)?;
-        let mut rows = stmt.query(params![user, grid])?;
+        // One bounded, indexed read per reason, in the reasons' order (a worker may hold
+        // thousands of overdue tasks: only the first `limit` are read). Each row's reason is
+        // still [`home_reason`]'s, the one rule; a row it places elsewhere is left to its part.
+        let soon = now.saturating_add(DUE_SOON_MS);
+        let parts: [(HomeReason, &str); 4] = [
+            (
+                HomeReason::Overdue,
+                "t.deadline < ?3 ORDER BY t.deadline, t.id",
+            ),
+            (
+                HomeReason::DueSoon,
+                "t.deadline >= ?3 AND t.deadline < ?4 ORDER BY t.deadline, t.id",
+            ),
+            (
+                HomeReason::Reminded,
+                "t.reminded_at IS NOT NULL AND (t.deadline IS NULL OR t.deadline >= ?4)
+                 ORDER BY t.reminded_at, t.id",
+            ),
+            (
+                HomeReason::Reopened,
+                "t.reopened_at IS NOT NULL AND t.reminded_at IS NULL
+                 AND (t.deadline IS NULL OR t.deadline >= ?4) ORDER BY t.reopened_at, t.id",
+            ),
+        ];
         let mut items = Vec::new();
-        while let Some(r) = rows.next()? {
-            let task = task_item(r)?;
-            let reason = home_reason(task.deadline, r.get(17)?, r.get(18)?, now);
-            if let Some((reason, at)) = reason {
-                items.push(HomeItem {
-                    reason,
-                    at,
-                    task: Some(task),
-                    household: None,
-                });
+        for (want, part) in parts {
+            if items.len() >= limit {
+                break;
+            }
+            let sql = format!(
+                "SELECT {TASK_ITEM_COLS} FROM {TASK_ITEM_FROM}
+                 WHERE t.assignee = ?1 AND t.grid = ?2
+                   AND t.status IN ('ordered','assigned','in_progress')
+                   AND {part} LIMIT ?5"
+            );
+            let mut stmt = self.conn().prepare_cached(&sql)?;
+            let left = (limit - items.len()) as i64;
+            let mut rows = stmt.query(params![user, grid, now, soon, left])?;
+            while let Some(r) = rows.next()? {
+                let task = task_item(r)?;
+                if let Some((reason, at)) = home_reason(task.deadline, r.get(17)?, r.get(18)?, now)
+                    && reason == want
+                {
+                    items.push(HomeItem {
+                        reason,
+                        at,
+                        task: Some(task),
+                        household: None,
+                    });
+                }
             }
         }
-        items.sort_by(|a, b| {
-            (a.reason, a.at, a.task.as_ref().map(|t| &t.id)).cmp(&(
-                b.reason,
-                b.at,
-                b.task.as_ref().map(|t| &t.id),
-            ))
-        });
-        items.truncate(limit);
         if items.len() < limit {
             let left = (limit - items.len()) as i64;
             for h in self.not_visited_within(grid, None, now, left)? {
