@@ -279,6 +279,18 @@ fn a_phone_cannot_give_another_phones_numbers() {
     let stolen = numbers::format("金湖", year, wangs.last_start);
     let forged = numbers::provisional("金湖", year, &wang.id, 1);
     let actor = hostile.store.actor().clone();
+    // A new record numbered `number`, pushed raw (as a modified app would): the status.
+    let push = |id: &str, number: &str| -> Reply<PushResponse> {
+        hostile.call(
+            "/v1/push",
+            &PushRequest {
+                docs: vec![DocChanges {
+                    doc: id.to_string(),
+                    changes: signed(&record_numbered(id, &hostile.user, at, number), &actor, at),
+                }],
+            },
+        )
+    };
     for (n, number) in [
         stolen.as_str(),
         forged.as_str(),
@@ -288,16 +300,7 @@ fn a_phone_cannot_give_another_phones_numbers() {
     .iter()
     .enumerate()
     {
-        let id = format!("rec-{}-hostile{n}", hostile.id);
-        let r: Reply<PushResponse> = hostile.call(
-            "/v1/push",
-            &PushRequest {
-                docs: vec![DocChanges {
-                    doc: id.clone(),
-                    changes: signed(&record_numbered(&id, &hostile.user, at, number), &actor, at),
-                }],
-            },
-        );
+        let r = push(&format!("rec-{}-hostile{n}", hostile.id), number);
         assert_eq!(r.status, 403, "{number}: {:?}", r.err);
         let why = r.err.unwrap().message;
         assert!(why.contains("nothing was stored"), "{why}");
@@ -315,16 +318,7 @@ fn a_phone_cannot_give_another_phones_numbers() {
     .iter()
     .enumerate()
     {
-        let id = format!("rec-{}-own{n}", hostile.id);
-        let r: Reply<PushResponse> = hostile.call(
-            "/v1/push",
-            &PushRequest {
-                docs: vec![DocChanges {
-                    doc: id.clone(),
-                    changes: signed(&record_numbered(&id, &hostile.user, at, number), &actor, at),
-                }],
-            },
-        );
+        let r = push(&format!("rec-{}-own{n}", hostile.id), number);
         assert_eq!(r.status, 200, "{number}: {:?}", r.err);
     }
     // Wang's phone still numbers and syncs as before.

@@ -37,6 +37,20 @@ class StationServer(private val bin: String) : AutoCloseable {
         return out
     }
 
+    /** District d-1, community c-1 named [community], grid [grid]. */
+    fun seedGrid(community: String, grid: String = GridWorkerDayTest.GRID) {
+        admin("district", "add", "d-1", "东城片区")
+        admin("community", "add", "c-1", community, "--district", "d-1")
+        admin("grid", "add", grid, "一网格", "--community", "c-1")
+    }
+
+    /** A user with [role] on [grid] (limited to [buildings] for a 楼门长); returns a fresh enrollment code. */
+    fun userWithCode(user: String, name: String, role: String, vararg buildings: String, grid: String = GridWorkerDayTest.GRID): String {
+        admin("user", "add", user, name)
+        admin(*(listOf("grant", user, "--grid", grid, "--role", role) + buildings.flatMap { listOf("--building", it) }).toTypedArray())
+        return admin("enroll-code", user).lines().first().trim()
+    }
+
     fun start() {
         val pb = ProcessBuilder(bin, "serve")
         pb.environment()["XIUHUA_DATA_DIR"] = dataDir.path
@@ -144,13 +158,9 @@ object SyncWithServerTest {
     }
 
     private suspend fun buildingLeader(station: StationServer) {
-        station.admin("district", "add", "d-1", "东城片区")
-        station.admin("community", "add", "c-1", "和平社区", "--district", "d-1")
-        station.admin("grid", "add", GRID, "一网格", "--community", "c-1")
+        station.seedGrid("和平社区")
         station.admin("building", "add", GRID, "3号楼")
-        station.admin("user", "add", "u-chen", "陈楼长")
-        station.admin("grant", "u-chen", "--grid", GRID, "--role", "楼门长", "--building", "3号楼")
-        val code = station.admin("enroll-code", "u-chen").lines().first().trim()
+        val code = station.userWithCode("u-chen", "陈楼长", "楼门长", "3号楼")
         station.start()
         val dir = Files.createTempDirectory("xiuhua-leader")
         val chen = XiuhuaRepository.open(
@@ -181,15 +191,9 @@ object SyncWithServerTest {
     }
 
     private suspend fun scriptedDay(station: StationServer) {
-        station.admin("district", "add", "d-1", "东城片区")
-        station.admin("community", "add", "c-1", "罗河社区", "--district", "d-1")
-        station.admin("grid", "add", GRID, "一网格", "--community", "c-1")
-        station.admin("user", "add", "u-wang", "王伟")
-        station.admin("user", "add", "u-li", "李四")
-        station.admin("grant", "u-wang", "--grid", GRID, "--role", "网格员")
-        station.admin("grant", "u-li", "--grid", GRID, "--role", "网格员")
-        val codeWang = station.admin("enroll-code", "u-wang").lines().first().trim()
-        val codeLi = station.admin("enroll-code", "u-li").lines().first().trim()
+        station.seedGrid("罗河社区")
+        val codeWang = station.userWithCode("u-wang", "王伟", "网格员")
+        val codeLi = station.userWithCode("u-li", "李四", "网格员")
         station.start()
         val dir = Files.createTempDirectory("xiuhua-scripted-day")
         val provisional = GridWorkerDayTest.actor("unknown", "未登记", "网格员", "new-phone")
