@@ -223,6 +223,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         year INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 9: the home list reads its 督单-reminded and reopened tasks by index, in their order
+    // (without them it sorted every task of the grid: 0.1 s at K = 16).
+    r#"
+    CREATE INDEX tasks_reminded ON tasks(assignee, reminded_at, id) WHERE reminded_at IS NOT NULL;
+    CREATE INDEX tasks_reopened ON tasks(assignee, reopened_at, id) WHERE reopened_at IS NOT NULL;
+    "#,
 ];
 
 /// The version whose migration added `records.shown`.
