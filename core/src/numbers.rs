@@ -267,7 +267,7 @@ pub fn check_change(
 
 /// Whether `number` is a provisional one.
 pub fn is_provisional(number: &str) -> bool {
-    number.contains(&format!("-{PROVISIONAL_MARK}"))
+    parse(number).is_some_and(|p| matches!(p.kind, PartKind::Provisional { .. }))
 }
 
 /// The server's decision for one community and year: resend the device's blocks that start

@@ -681,8 +681,15 @@ async fn session(
     );
     let communities = numbers::community_of(&grids);
     let now = now_ms();
-    let number_blocks =
-        numbers::session_blocks(&*st.storage, &caller, &communities, &req.numbers, now).await?;
+    let number_blocks = numbers::device_blocks(
+        &*st.storage,
+        &caller.device,
+        &caller.grants,
+        &communities,
+        &req.numbers,
+        now,
+    )
+    .await?;
     let resp = SessionResponse {
         server_time_ms: now,
         device: caller.device.clone(),

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use xiuhua_core::numbers::{self, BLOCK_SIZE, NumberBlock, NumberHeld, Plan};
 use xiuhua_core::sync::proto::Grant;
 
-use crate::access::{Caller, GrantRow};
+use crate::access::GrantRow;
 use crate::error::StoreError;
 use crate::storage::{GridInfo, Storage};
 
@@ -36,28 +36,10 @@ pub fn grant_of(g: &GrantRow, communities: &BTreeMap<String, (String, String)>) 
     }
 }
 
-/// The blocks this session sends the caller's device: for each community of its grants and
+/// The blocks an enrollment or a session sends `device`: for each community of its grants and
 /// each year ([`numbers::years_for`], and the years the phone asks for within one of the
-/// server's), what [`numbers::plan`] says: blocks whose reply was lost, or a new one.
-pub async fn session_blocks(
-    storage: &dyn Storage,
-    caller: &Caller,
-    communities: &BTreeMap<String, (String, String)>,
-    held: &[NumberHeld],
-    now_ms: i64,
-) -> Result<Vec<NumberBlock>, StoreError> {
-    device_blocks(
-        storage,
-        &caller.device,
-        &caller.grants,
-        communities,
-        held,
-        now_ms,
-    )
-    .await
-}
-
-/// [`session_blocks`] for a device and its grants (at enrollment: nothing held yet).
+/// server's), what [`numbers::plan`] says: blocks whose reply was lost, or a new one. At
+/// enrollment the phone holds nothing yet (`held` empty).
 pub async fn device_blocks(
     storage: &dyn Storage,
     device: &str,

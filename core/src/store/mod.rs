@@ -407,13 +407,18 @@ impl Store {
     /// server refuses an event signed with a role the author does not hold there), else the
     /// store's actor.
     fn actor_on(&self, grid: &str) -> Actor {
+        self.actor_with(self.grant_on(grid).ok().flatten().as_ref())
+    }
+
+    /// The grant the device knows of on `grid`.
+    fn grant_on(&self, grid: &str) -> Result<Option<crate::sync::proto::Grant>> {
+        Ok(self.grants()?.into_iter().find(|g| g.grid == grid))
+    }
+
+    /// [`Store::actor_on`] with the grant already read.
+    fn actor_with(&self, grant: Option<&crate::sync::proto::Grant>) -> Actor {
         let mut actor = self.actor.clone();
-        if let Some(role) = self
-            .grants()
-            .ok()
-            .and_then(|gs| gs.into_iter().find(|g| g.grid == grid))
-            .and_then(|g| Role::parse(&g.role).ok())
-        {
+        if let Some(role) = grant.and_then(|g| Role::parse(&g.role).ok()) {
             actor.role = role;
         }
         actor
@@ -422,8 +427,15 @@ impl Store {
     /// Refuses, before anything is saved, a write the server would refuse: a 楼门长's
     /// document outside their buildings ([`crate::access::write_refusal`], the server's
     /// message). A grid with no grant known here is left to the server.
-    fn refuse_outside_scope(&self, id: &str, kind: DocKind, grid: &str, rows: &Rows) -> Result<()> {
-        let Some(g) = self.grants()?.into_iter().find(|g| g.grid == grid) else {
+    fn refuse_outside_scope(
+        &self,
+        id: &str,
+        kind: DocKind,
+        grid: &str,
+        grant: Option<&crate::sync::proto::Grant>,
+        rows: &Rows,
+    ) -> Result<()> {
+        let Some(g) = grant else {
             return Ok(());
         };
         let Ok(role) = Role::parse(&g.role) else {
@@ -549,7 +561,9 @@ impl Store {
         edit: impl FnOnce(&mut AutoCommit, Hlc, &Actor) -> Result<(R, Option<Rows>)>,
         after: impl FnOnce(&Transaction<'_>, &str, i64) -> Result<()>,
     ) -> Result<R> {
-        let actor = self.actor_on(grid);
+        // The grant is read once per action: for the role it signs with and its scope.
+        let grant = self.grant_on(grid)?;
+        let actor = self.actor_with(grant.as_ref());
         let (r, rows) = edit(doc, hlc, &actor)?;
         if doc::commit(doc, &self.actor, hlc, what).is_none() {
             return Ok(r); // nothing changed: nothing to write
@@ -567,7 +581,7 @@ impl Store {
             Some(rows) => rows,
             None => rows_of(id, doc)?.ok_or_else(|| Error::bad_doc(id, "empty after edit"))?,
         };
-        self.refuse_outside_scope(id, kind, grid, &rows)?;
+        self.refuse_outside_scope(id, kind, grid, grant.as_ref(), &rows)?;
         // The one new change is both the document's next chunk and the outbox entry.
         let change = doc
             .get_last_local_change()
